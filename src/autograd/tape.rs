@@ -1,0 +1,292 @@
+use crate::error::{Error, Result};
+use crate::ops;
+use crate::tensor::Tensor;
+
+/// A value on the tape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Var(pub(crate) usize);
+
+/// What an op needs to compute its inputs' gradients.
+pub struct BackwardCtx<'a> {
+    /// The op's inputs, in the order they were recorded.
+    pub inputs: Vec<&'a Tensor>,
+    /// The op's output value.
+    pub output: &'a Tensor,
+    /// The gradient of the loss with respect to the output.
+    pub grad: &'a Tensor,
+    /// Which inputs need a gradient (others may return `None` to save work).
+    pub needs: Vec<bool>,
+}
+
+/// The backward rule of one recorded op.
+pub trait BackwardOp: Send {
+    /// A short name for error messages.
+    fn name(&self) -> &'static str;
+    /// One entry per input: its gradient, or `None` where `needs` is false or none flows.
+    fn backward(&self, ctx: &BackwardCtx<'_>) -> Result<Vec<Option<Tensor>>>;
+}
+
+struct Node {
+    value: Tensor,
+    inputs: Vec<Var>,
+    op: Option<Box<dyn BackwardOp>>,
+    requires_grad: bool,
+    key: Option<usize>,
+}
+
+/// Gradients of the leaves, by the key they were created with.
+#[derive(Default, Debug)]
+pub struct Gradients {
+    by_key: Vec<Option<Tensor>>,
+}
+
+impl Gradients {
+    /// The gradient of the leaf created with `key`, if any flowed to it.
+    pub fn get(&self, key: usize) -> Option<&Tensor> {
+        self.by_key.get(key).and_then(|g| g.as_ref())
+    }
+
+    /// Takes the gradient out, leaving `None`.
+    pub fn take(&mut self, key: usize) -> Option<Tensor> {
+        self.by_key.get_mut(key).and_then(|g| g.take())
+    }
+
+    /// Sets or replaces a gradient (used by gradient transforms such as clipping).
+    pub fn set(&mut self, key: usize, g: Tensor) {
+        if self.by_key.len() <= key {
+            self.by_key.resize(key + 1, None);
+        }
+        self.by_key[key] = Some(g);
+    }
+
+    /// Iterates over `(key, gradient)` pairs that are present.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &Tensor)> {
+        self.by_key
+            .iter()
+            .enumerate()
+            .filter_map(|(k, g)| g.as_ref().map(|g| (k, g)))
+    }
+
+    /// Mutable iteration over present gradients.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut Tensor)> {
+        self.by_key
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(k, g)| g.as_mut().map(|g| (k, g)))
+    }
+
+    /// Number of keys that have a gradient.
+    pub fn len(&self) -> usize {
+        self.by_key.iter().filter(|g| g.is_some()).count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The recording of one forward pass.
+pub struct Tape {
+    nodes: Vec<Node>,
+    grad_enabled: bool,
+}
+
+impl Default for Tape {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Tape {
+    /// A tape that records backward rules (for training).
+    pub fn new() -> Self {
+        Tape {
+            nodes: Vec::with_capacity(64),
+            grad_enabled: true,
+        }
+    }
+
+    /// A tape for evaluation: ops compute values but record no backward rule and keep no
+    /// saved state, and [`Tape::backward`] refuses to run.
+    pub fn no_grad() -> Self {
+        Tape {
+            nodes: Vec::with_capacity(64),
+            grad_enabled: false,
+        }
+    }
+
+    /// Whether this tape records backward rules.
+    pub fn grad_enabled(&self) -> bool {
+        self.grad_enabled
+    }
+
+    /// Number of values on the tape.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Drops every recorded value, keeping the allocation for the next pass.
+    pub fn clear(&mut self) {
+        self.nodes.clear();
+    }
+
+    /// A leaf whose gradient is wanted, reported under `key` (e.g. a parameter index).
+    pub fn var(&mut self, value: Tensor, key: usize) -> Var {
+        let requires_grad = self.grad_enabled;
+        self.nodes.push(Node {
+            value,
+            inputs: Vec::new(),
+            op: None,
+            requires_grad,
+            key: Some(key),
+        });
+        Var(self.nodes.len() - 1)
+    }
+
+    /// A leaf without gradient (inputs, targets, frozen values).
+    pub fn constant(&mut self, value: Tensor) -> Var {
+        self.nodes.push(Node {
+            value,
+            inputs: Vec::new(),
+            op: None,
+            requires_grad: false,
+            key: None,
+        });
+        Var(self.nodes.len() - 1)
+    }
+
+    /// The value of `v`.
+    pub fn value(&self, v: Var) -> &Tensor {
+        &self.nodes[v.0].value
+    }
+
+    /// Whether a gradient will flow to `v`.
+    pub fn requires_grad(&self, v: Var) -> bool {
+        self.nodes[v.0].requires_grad
+    }
+
+    /// Records an op's output. `make_op` is only called when a gradient can flow through it,
+    /// so ops save backward state only when it will be used.
+    pub fn push<F>(&mut self, value: Tensor, inputs: &[Var], make_op: F) -> Var
+    where
+        F: FnOnce() -> Box<dyn BackwardOp>,
+    {
+        let requires_grad =
+            self.grad_enabled && inputs.iter().any(|v| self.nodes[v.0].requires_grad);
+        let (op, inputs) = if requires_grad {
+            (Some(make_op()), inputs.to_vec())
+        } else {
+            (None, Vec::new())
+        };
+        self.nodes.push(Node {
+            value,
+            inputs,
+            op,
+            requires_grad,
+            key: None,
+        });
+        Var(self.nodes.len() - 1)
+    }
+
+    /// Backpropagates from the scalar `loss`, returns the leaves' gradients and clears the tape.
+    pub fn backward(&mut self, loss: Var) -> Result<Gradients> {
+        let v = self.value(loss);
+        if v.numel() != 1 {
+            return Err(Error::shape(
+                "backward",
+                format!("loss must be a scalar, got shape {:?}", v.shape()),
+            ));
+        }
+        let seed = ops::ones_like(v)?;
+        self.backward_with_seed(loss, seed)
+    }
+
+    /// Backpropagates `seed` (the gradient of some scalar with respect to `out`), returns the
+    /// leaves' gradients and clears the tape.
+    pub fn backward_with_seed(&mut self, out: Var, seed: Tensor) -> Result<Gradients> {
+        if !self.grad_enabled {
+            return Err(Error::invalid(
+                "backward on a tape created with Tape::no_grad",
+            ));
+        }
+        if seed.shape() != self.value(out).shape() {
+            return Err(Error::shape(
+                "backward",
+                format!(
+                    "seed shape {:?} differs from output shape {:?}",
+                    seed.shape(),
+                    self.value(out).shape()
+                ),
+            ));
+        }
+        let result = self.sweep(out, seed);
+        self.clear();
+        result
+    }
+
+    fn sweep(&self, out: Var, seed: Tensor) -> Result<Gradients> {
+        let mut grads: Vec<Option<Tensor>> = vec![None; out.0 + 1];
+        grads[out.0] = Some(seed);
+        let mut result = Gradients::default();
+        for i in (0..=out.0).rev() {
+            let node = &self.nodes[i];
+            let Some(g) = grads[i].take() else { continue };
+            if !node.requires_grad {
+                continue;
+            }
+            if let Some(key) = node.key {
+                match result.by_key.get_mut(key) {
+                    Some(Some(acc)) => ops::accumulate(acc, &g)?,
+                    _ => result.set(key, g),
+                }
+                continue;
+            }
+            let Some(op) = &node.op else { continue };
+            let ctx = BackwardCtx {
+                inputs: node.inputs.iter().map(|v| &self.nodes[v.0].value).collect(),
+                output: &node.value,
+                grad: &g,
+                needs: node
+                    .inputs
+                    .iter()
+                    .map(|v| self.nodes[v.0].requires_grad)
+                    .collect(),
+            };
+            let input_grads = op.backward(&ctx)?;
+            if input_grads.len() != node.inputs.len() {
+                return Err(Error::invalid(format!(
+                    "internal: backward of `{}` returned {} gradients for {} inputs",
+                    op.name(),
+                    input_grads.len(),
+                    node.inputs.len()
+                )));
+            }
+            for (input, ig) in node.inputs.iter().zip(input_grads) {
+                let Some(ig) = ig else { continue };
+                if !self.nodes[input.0].requires_grad {
+                    continue;
+                }
+                let want = self.nodes[input.0].value.shape();
+                if ig.shape() != want {
+                    return Err(Error::shape(
+                        "backward",
+                        format!(
+                            "`{}` produced a gradient of shape {:?} for an input of shape {want:?}",
+                            op.name(),
+                            ig.shape()
+                        ),
+                    ));
+                }
+                match &mut grads[input.0] {
+                    Some(acc) => ops::accumulate(acc, &ig)?,
+                    slot @ None => *slot = Some(ig),
+                }
+            }
+        }
+        Ok(result)
+    }
+}

@@ -1,0 +1,30 @@
+//! # gradtau
+//!
+//! Machine unlearning with the ∇τ method, run directly on the weight buffers of the program
+//! that calls it.
+//!
+//! The crate is layered; each module has one job:
+//!
+//! | module | job |
+//! | --- | --- |
+//! | [`tensor`] | `Tensor`: shape + shared, device-tagged f32 storage |
+//! | [`backend`] | `Storage = Cpu \| Cuda`; CPU kernels (SIMD, GEMM), CUDA kernels or stub |
+//! | [`autograd`] | the tape: records ops, topological backward, gradients by key |
+//! | [`ops`] | differentiable ops, each with forward, backward and finite-difference tests |
+//! | [`optim`] | SGD, Adam, AdamW, learning-rate schedules, gradient clipping |
+//! | [`data`] | data sets (the embedded UCI digits) and batching |
+//! | [`rng`] | a fixed, portable random generator |
+
+pub mod autograd;
+pub mod backend;
+pub mod data;
+pub mod error;
+pub mod ops;
+pub mod optim;
+pub mod rng;
+pub mod tensor;
+
+pub use autograd::{Gradients, Tape, Var};
+pub use backend::{Device, DeviceRequest};
+pub use error::{Error, Result};
+pub use tensor::Tensor;

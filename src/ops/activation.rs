@@ -1,0 +1,224 @@
+//! Pointwise activations: relu, gelu (erf and tanh forms), tanh, sigmoid.
+
+use super::host;
+use crate::autograd::{BackwardCtx, BackwardOp, Tape, Var};
+use crate::backend::cpu::simd;
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+/// Which formula GELU uses (PyTorch's `approximate="none"` or `"tanh"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum GeluApprox {
+    /// `0.5 x (1 + erf(x / sqrt 2))`
+    #[default]
+    Erf,
+    /// `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`
+    Tanh,
+}
+
+/// The error function, accurate to about 1e-7 absolute (Abramowitz & Stegun 7.1.26 in f64).
+pub fn erf(x: f64) -> f64 {
+    let sign = if x < 0.0 { -1.0 } else { 1.0 };
+    let x = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * x);
+    let poly = t
+        * (0.254_829_592
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    sign * (1.0 - poly * (-x * x).exp())
+}
+
+const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
+const INV_SQRT_2: f64 = std::f64::consts::FRAC_1_SQRT_2;
+const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
+
+fn gelu_value(x: f32, approx: GeluApprox) -> f32 {
+    let x = x as f64;
+    (match approx {
+        GeluApprox::Erf => 0.5 * x * (1.0 + erf(x * INV_SQRT_2)),
+        GeluApprox::Tanh => 0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)).tanh()),
+    }) as f32
+}
+
+fn gelu_derivative(x: f32, approx: GeluApprox) -> f32 {
+    let x = x as f64;
+    (match approx {
+        GeluApprox::Erf => {
+            0.5 * (1.0 + erf(x * INV_SQRT_2)) + x * INV_SQRT_2PI * (-0.5 * x * x).exp()
+        }
+        GeluApprox::Tanh => {
+            let u = SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x);
+            let t = u.tanh();
+            0.5 * (1.0 + t)
+                + 0.5 * x * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044_715 * x * x)
+        }
+    }) as f32
+}
+
+fn sigmoid_value(x: f32) -> f32 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+fn map(x: &Tensor, op: &'static str, f: impl Fn(f32) -> f32) -> Result<Tensor> {
+    let d = host(x, op)?;
+    Ok(Tensor::cpu(
+        d.iter().map(|&v| f(v)).collect(),
+        x.shape().to_vec(),
+    ))
+}
+
+/// `max(x, 0)`.
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    let d = host(x, "relu")?;
+    let mut out = vec![0.0; d.len()];
+    simd::relu(d, &mut out);
+    Ok(Tensor::cpu(out, x.shape().to_vec()))
+}
+
+/// GELU in the chosen form.
+pub fn gelu(x: &Tensor, approx: GeluApprox) -> Result<Tensor> {
+    map(x, "gelu", |v| gelu_value(v, approx))
+}
+
+/// Hyperbolic tangent.
+pub fn tanh(x: &Tensor) -> Result<Tensor> {
+    map(x, "tanh", f32::tanh)
+}
+
+/// Logistic sigmoid, computed without overflow for large |x|.
+pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
+    map(x, "sigmoid", sigmoid_value)
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Relu,
+    Gelu(GeluApprox),
+    Tanh,
+    Sigmoid,
+}
+
+struct ActivationBackward(Kind);
+impl BackwardOp for ActivationBackward {
+    fn name(&self) -> &'static str {
+        match self.0 {
+            Kind::Relu => "relu",
+            Kind::Gelu(_) => "gelu",
+            Kind::Tanh => "tanh",
+            Kind::Sigmoid => "sigmoid",
+        }
+    }
+    fn backward(&self, c: &BackwardCtx<'_>) -> Result<Vec<Option<Tensor>>> {
+        let name = self.name();
+        let g = host(c.grad, name)?;
+        let mut out = vec![0.0f32; g.len()];
+        match self.0 {
+            Kind::Relu => simd::relu_backward(host(c.inputs[0], name)?, g, &mut out),
+            Kind::Gelu(a) => {
+                let x = host(c.inputs[0], name)?;
+                for ((o, &xi), &gi) in out.iter_mut().zip(x).zip(g) {
+                    *o = gi * gelu_derivative(xi, a);
+                }
+            }
+            // Both derivatives are cheapest in terms of the output y.
+            Kind::Tanh => {
+                let y = host(c.output, name)?;
+                for ((o, &yi), &gi) in out.iter_mut().zip(y).zip(g) {
+                    *o = gi * (1.0 - yi * yi);
+                }
+            }
+            Kind::Sigmoid => {
+                let y = host(c.output, name)?;
+                for ((o, &yi), &gi) in out.iter_mut().zip(y).zip(g) {
+                    *o = gi * yi * (1.0 - yi);
+                }
+            }
+        }
+        Ok(vec![Some(Tensor::cpu(out, c.grad.shape().to_vec()))])
+    }
+}
+
+impl Tape {
+    fn activation(&mut self, x: Var, kind: Kind) -> Result<Var> {
+        let v = self.value(x);
+        let out = match kind {
+            Kind::Relu => relu(v)?,
+            Kind::Gelu(a) => gelu(v, a)?,
+            Kind::Tanh => tanh(v)?,
+            Kind::Sigmoid => sigmoid(v)?,
+        };
+        Ok(self.push(out, &[x], || Box::new(ActivationBackward(kind))))
+    }
+
+    /// `max(x, 0)`; the gradient at exactly 0 is taken as 0 (as PyTorch does).
+    pub fn relu(&mut self, x: Var) -> Result<Var> {
+        self.activation(x, Kind::Relu)
+    }
+
+    /// GELU in the chosen form.
+    pub fn gelu(&mut self, x: Var, approx: GeluApprox) -> Result<Var> {
+        self.activation(x, Kind::Gelu(approx))
+    }
+
+    /// Hyperbolic tangent.
+    pub fn tanh(&mut self, x: Var) -> Result<Var> {
+        self.activation(x, Kind::Tanh)
+    }
+
+    /// Logistic sigmoid.
+    pub fn sigmoid(&mut self, x: Var) -> Result<Var> {
+        self.activation(x, Kind::Sigmoid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::gradcheck::{check_gradients, GradCheck};
+
+    fn close(a: f32, b: f32) -> bool {
+        (a - b).abs() < 1e-5
+    }
+
+    #[test]
+    fn forward_hand_values() {
+        let x = Tensor::from_slice(&[-2.0, 0.0, 1.0], &[3]).unwrap();
+        assert_eq!(relu(&x).unwrap().to_vec().unwrap(), vec![0.0, 0.0, 1.0]);
+        let g = gelu(&x, GeluApprox::Erf).unwrap().to_vec().unwrap();
+        // PyTorch: gelu([-2, 0, 1]) = [-0.0455003, 0, 0.8413447]
+        assert!(
+            close(g[0], -0.045_500_3) && g[1] == 0.0 && close(g[2], 0.841_344_7),
+            "{g:?}"
+        );
+        let g = gelu(&x, GeluApprox::Tanh).unwrap().to_vec().unwrap();
+        // PyTorch tanh form: [-0.0454023, 0, 0.8411920]
+        assert!(close(g[0], -0.045_402_3) && close(g[2], 0.841_192), "{g:?}");
+        let s = sigmoid(&x).unwrap().to_vec().unwrap();
+        assert!(close(s[0], 0.119_202_92) && close(s[1], 0.5) && close(s[2], 0.731_058_6));
+        let big = sigmoid(&Tensor::from_slice(&[-1000.0, 1000.0], &[2]).unwrap()).unwrap();
+        assert_eq!(big.to_vec().unwrap(), vec![0.0, 1.0]);
+        let t = tanh(&x).unwrap().to_vec().unwrap();
+        assert!(close(t[0], -0.964_027_6) && close(t[2], 0.761_594_2));
+        assert!((erf(0.5) - 0.520_499_877_8).abs() < 2e-7);
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let cfg = GradCheck {
+            min_abs: 0.05,
+            ..Default::default()
+        };
+        for shape in [&[1usize][..], &[7], &[3, 9], &[2, 3, 5, 5]] {
+            check_gradients(&[shape], cfg, |t, v| t.relu(v[0]));
+            check_gradients(&[shape], cfg, |t, v| t.gelu(v[0], GeluApprox::Erf));
+            check_gradients(&[shape], cfg, |t, v| t.gelu(v[0], GeluApprox::Tanh));
+            check_gradients(&[shape], cfg, |t, v| t.tanh(v[0]));
+            check_gradients(&[shape], cfg, |t, v| t.sigmoid(v[0]));
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! Matrix products: `matmul` and the fused `linear` layer (PyTorch layout: weight `[out, in]`).
+
+use super::{expect_rank, host, same_device};
+use crate::autograd::{BackwardCtx, BackwardOp, Tape, Var};
+use crate::backend::cpu::{matmul as gemm, Transpose};
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// `a @ b` for `a: [m, k]`, `b: [k, n]`.
+pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    expect_rank(a, 2, "matmul", "left operand")?;
+    expect_rank(b, 2, "matmul", "right operand")?;
+    same_device(a, b, "matmul")?;
+    let (m, k, n) = (a.dim(0), a.dim(1), b.dim(1));
+    if b.dim(0) != k {
+        return Err(Error::shape(
+            "matmul",
+            format!("{:?} @ {:?}: inner dimensions differ", a.shape(), b.shape()),
+        ));
+    }
+    let mut out = vec![0.0f32; m * n];
+    gemm(
+        m,
+        k,
+        n,
+        1.0,
+        host(a, "matmul")?,
+        Transpose::No,
+        host(b, "matmul")?,
+        Transpose::No,
+        0.0,
+        &mut out,
+    );
+    Ok(Tensor::cpu(out, vec![m, n]))
+}
+
+/// Splits `[..., in]` into (rows, in).
+fn rows_of(x: &Tensor, in_features: usize) -> Result<usize> {
+    if x.rank() == 0 || *x.shape().last().unwrap() != in_features {
+        return Err(Error::shape(
+            "linear",
+            format!(
+                "input of shape {:?} does not end in in_features = {in_features}",
+                x.shape()
+            ),
+        ));
+    }
+    Ok(x.numel() / in_features)
+}
+
+/// `y = x @ w^T + b` over the last dimension of `x`; `w: [out, in]`, `b: [out]`.
+pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    expect_rank(w, 2, "linear", "weight")?;
+    same_device(x, w, "linear")?;
+    let (out_f, in_f) = (w.dim(0), w.dim(1));
+    let rows = rows_of(x, in_f)?;
+    let mut out = vec![0.0f32; rows * out_f];
+    let mut beta = 0.0;
+    if let Some(b) = b {
+        same_device(x, b, "linear")?;
+        if b.shape() != [out_f] {
+            return Err(Error::shape(
+                "linear",
+                format!("bias of shape {:?} for {out_f} outputs", b.shape()),
+            ));
+        }
+        let bd = host(b, "linear")?;
+        for row in out.chunks_exact_mut(out_f) {
+            row.copy_from_slice(bd);
+        }
+        beta = 1.0;
+    }
+    gemm(
+        rows,
+        in_f,
+        out_f,
+        1.0,
+        host(x, "linear")?,
+        Transpose::No,
+        host(w, "linear")?,
+        Transpose::Yes,
+        beta,
+        &mut out,
+    );
+    let mut shape = x.shape().to_vec();
+    *shape.last_mut().unwrap() = out_f;
+    Ok(Tensor::cpu(out, shape))
+}
+
+struct MatmulBackward;
+impl BackwardOp for MatmulBackward {
+    fn name(&self) -> &'static str {
+        "matmul"
+    }
+    fn backward(&self, c: &BackwardCtx<'_>) -> Result<Vec<Option<Tensor>>> {
+        let (a, b, g) = (c.inputs[0], c.inputs[1], c.grad);
+        let (m, k, n) = (a.dim(0), a.dim(1), b.dim(1));
+        let gd = host(g, "matmul")?;
+        let ga = if c.needs[0] {
+            let mut o = vec![0.0; m * k];
+            gemm(
+                m,
+                n,
+                k,
+                1.0,
+                gd,
+                Transpose::No,
+                host(b, "matmul")?,
+                Transpose::Yes,
+                0.0,
+                &mut o,
+            );
+            Some(Tensor::cpu(o, vec![m, k]))
+        } else {
+            None
+        };
+        let gb = if c.needs[1] {
+            let mut o = vec![0.0; k * n];
+            gemm(
+                k,
+                m,
+                n,
+                1.0,
+                host(a, "matmul")?,
+                Transpose::Yes,
+                gd,
+                Transpose::No,
+                0.0,
+                &mut o,
+            );
+            Some(Tensor::cpu(o, vec![k, n]))
+        } else {
+            None
+        };
+        Ok(vec![ga, gb])
+    }
+}
+
+struct LinearBackward {
+    has_bias: bool,
+}
+impl BackwardOp for LinearBackward {
+    fn name(&self) -> &'static str {
+        "linear"
+    }
+    fn backward(&self, c: &BackwardCtx<'_>) -> Result<Vec<Option<Tensor>>> {
+        let (x, w, g) = (c.inputs[0], c.inputs[1], c.grad);
+        let (out_f, in_f) = (w.dim(0), w.dim(1));
+        let rows = x.numel() / in_f;
+        let gd = host(g, "linear")?;
+        let gx = if c.needs[0] {
+            let mut o = vec![0.0; rows * in_f];
+            gemm(
+                rows,
+                out_f,
+                in_f,
+                1.0,
+                gd,
+                Transpose::No,
+                host(w, "linear")?,
+                Transpose::No,
+                0.0,
+                &mut o,
+            );
+            Some(Tensor::cpu(o, x.shape().to_vec()))
+        } else {
+            None
+        };
+        let gw = if c.needs[1] {
+            let mut o = vec![0.0; out_f * in_f];
+            gemm(
+                out_f,
+                rows,
+                in_f,
+                1.0,
+                gd,
+                Transpose::Yes,
+                host(x, "linear")?,
+                Transpose::No,
+                0.0,
+                &mut o,
+            );
+            Some(Tensor::cpu(o, vec![out_f, in_f]))
+        } else {
+            None
+        };
+        let mut result = vec![gx, gw];
+        if self.has_bias {
+            result.push(if c.needs[2] {
+                Some(super::elementwise::reduce_to_shape(g, &[out_f])?)
+            } else {
+                None
+            });
+        }
+        Ok(result)
+    }
+}
+
+impl Tape {
+    /// `a @ b` for 2-D operands.
+    pub fn matmul(&mut self, a: Var, b: Var) -> Result<Var> {
+        let out = matmul(self.value(a), self.value(b))?;
+        Ok(self.push(out, &[a, b], || Box::new(MatmulBackward)))
+    }
+
+    /// `x @ w^T + b` over the last dimension of `x` (weight `[out, in]`, bias `[out]`).
+    pub fn linear(&mut self, x: Var, w: Var, b: Option<Var>) -> Result<Var> {
+        let out = linear(self.value(x), self.value(w), b.map(|b| self.value(b)))?;
+        let has_bias = b.is_some();
+        let inputs: Vec<Var> = [Some(x), Some(w), b].into_iter().flatten().collect();
+        Ok(self.push(out, &inputs, || Box::new(LinearBackward { has_bias })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::gradcheck::{check_gradients, GradCheck};
+
+    #[test]
+    fn forward_hand_values() {
+        let x = Tensor::from_slice(&[1.0, 2.0, 3.0, 4.0], &[2, 2]).unwrap();
+        let w = Tensor::from_slice(&[1.0, 0.0, 1.0, 1.0, -1.0, 2.0], &[3, 2]).unwrap();
+        let b = Tensor::from_slice(&[0.5, 0.0, -1.0], &[3]).unwrap();
+        let y = linear(&x, &w, Some(&b)).unwrap();
+        assert_eq!(y.shape(), &[2, 3]);
+        assert_eq!(y.to_vec().unwrap(), vec![1.5, 3.0, 2.0, 3.5, 7.0, 4.0]);
+        let m = matmul(
+            &x,
+            &Tensor::from_slice(&[1.0, 1.0, 0.0, 2.0], &[2, 2]).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(m.to_vec().unwrap(), vec![1.0, 5.0, 3.0, 11.0]);
+        assert!(linear(&x, &Tensor::zeros(&[3, 3]), None).is_err());
+        assert!(linear(&x, &w, Some(&Tensor::zeros(&[2]))).is_err());
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        for &(n, i, o) in &[(1, 1, 1), (3, 5, 2), (7, 9, 13), (4, 17, 3)] {
+            check_gradients(&[&[n, i], &[o, i], &[o]], GradCheck::default(), |t, v| {
+                t.linear(v[0], v[1], Some(v[2]))
+            });
+            check_gradients(&[&[n, i], &[o, i]], GradCheck::default(), |t, v| {
+                t.linear(v[0], v[1], None)
+            });
+            check_gradients(&[&[n, i], &[i, o]], GradCheck::default(), |t, v| {
+                t.matmul(v[0], v[1])
+            });
+        }
+        // token-shaped input [batch, tokens, features]
+        check_gradients(
+            &[&[2, 3, 4], &[5, 4], &[5]],
+            GradCheck::default(),
+            |t, v| t.linear(v[0], v[1], Some(v[2])),
+        );
+    }
+}

@@ -1,0 +1,210 @@
+//! Adam and AdamW (PyTorch's formulas: bias-corrected moments; Adam adds `wd * p` to the
+//! gradient, AdamW shrinks the weights by `1 - lr * wd` before the update).
+
+use super::Optimizer;
+use crate::autograd::Gradients;
+use crate::backend::cpu::simd;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// Hyper-parameters of Adam / AdamW.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamConfig {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+    /// `true` for AdamW's decoupled weight decay, `false` for Adam's L2 penalty.
+    pub decoupled: bool,
+}
+
+impl AdamConfig {
+    /// PyTorch's `torch.optim.Adam` defaults.
+    pub fn adam(lr: f32) -> Self {
+        AdamConfig {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decoupled: false,
+        }
+    }
+
+    /// PyTorch's `torch.optim.AdamW` defaults (weight decay 0.01).
+    pub fn adamw(lr: f32) -> Self {
+        AdamConfig {
+            weight_decay: 0.01,
+            decoupled: true,
+            ..Self::adam(lr)
+        }
+    }
+}
+
+struct Slot {
+    m: Vec<f32>,
+    v: Vec<f32>,
+    t: u32,
+}
+
+/// Adam or AdamW with per-parameter moment buffers.
+pub struct Adam {
+    cfg: AdamConfig,
+    slots: Vec<Option<Slot>>,
+}
+
+impl Adam {
+    pub fn new(cfg: AdamConfig) -> Self {
+        Adam {
+            cfg,
+            slots: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &AdamConfig {
+        &self.cfg
+    }
+}
+
+impl Optimizer for Adam {
+    fn step(&mut self, params: &mut [Tensor], grads: &Gradients) -> Result<()> {
+        if self.slots.len() < params.len() {
+            self.slots.resize_with(params.len(), || None);
+        }
+        let c = self.cfg;
+        for (key, g) in grads.iter() {
+            let p = params.get_mut(key).ok_or_else(|| {
+                Error::invalid(format!(
+                    "gradient for parameter {key}, which does not exist"
+                ))
+            })?;
+            if p.shape() != g.shape() {
+                return Err(Error::shape(
+                    "adam",
+                    format!(
+                        "parameter {key}: {:?} vs gradient {:?}",
+                        p.shape(),
+                        g.shape()
+                    ),
+                ));
+            }
+            let n = p.numel();
+            let slot = self.slots[key].get_or_insert_with(|| Slot {
+                m: vec![0.0; n],
+                v: vec![0.0; n],
+                t: 0,
+            });
+            slot.t += 1;
+            let bc1 = 1.0 - c.beta1.powi(slot.t as i32);
+            let bc2_sqrt = (1.0 - c.beta2.powi(slot.t as i32)).sqrt();
+            let (l2, decoupled) = if c.decoupled {
+                (0.0, c.weight_decay)
+            } else {
+                (c.weight_decay, 0.0)
+            };
+            let gd = g.cpu_data("adam")?;
+            simd::adam_update(
+                p.data_mut()?,
+                gd,
+                &mut slot.m,
+                &mut slot.v,
+                c.lr,
+                c.beta1,
+                c.beta2,
+                c.eps,
+                l2,
+                decoupled,
+                bc1,
+                bc2_sqrt,
+            );
+        }
+        Ok(())
+    }
+
+    fn lr(&self) -> f32 {
+        self.cfg.lr
+    }
+
+    fn set_lr(&mut self, lr: f32) {
+        self.cfg.lr = lr;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grads(v: &[f32]) -> Gradients {
+        let mut g = Gradients::default();
+        g.set(0, Tensor::from_slice(v, &[v.len()]).unwrap());
+        g
+    }
+
+    #[test]
+    fn first_step_moves_each_weight_by_lr_times_sign() {
+        // With bias correction, step 1 gives m̂ = g, v̂ = g², so Δ = -lr·g/(|g| + eps).
+        let mut p = vec![Tensor::from_slice(&[1.0, -2.0, 0.5], &[3]).unwrap()];
+        let mut opt = Adam::new(AdamConfig::adam(0.1));
+        opt.step(&mut p, &grads(&[0.3, -4.0, 0.0])).unwrap();
+        let got = p[0].to_vec().unwrap();
+        let want = [1.0 - 0.1 * 0.3 / (0.3 + 1e-8), -2.0 + 0.1, 0.5];
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-6, "{got:?}");
+        }
+    }
+
+    #[test]
+    fn several_steps_match_closed_form() {
+        // Constant gradient g: m_t = g(1-b1^t), v_t = g²(1-b2^t), so m̂ = g, v̂ = g² every
+        // step and each step moves by -lr·g/(|g|+eps); AdamW also shrinks by (1 - lr·wd).
+        let (lr, wd, g) = (0.01f32, 0.1f32, 2.0f32);
+        let mut p = vec![Tensor::from_slice(&[3.0], &[1]).unwrap()];
+        let mut opt = Adam::new(AdamConfig {
+            weight_decay: wd,
+            ..AdamConfig::adamw(lr)
+        });
+        let mut want = 3.0f64;
+        for _ in 0..5 {
+            opt.step(&mut p, &grads(&[g])).unwrap();
+            want = want * (1.0 - (lr * wd) as f64) - lr as f64 * (g as f64 / (g as f64 + 1e-8));
+        }
+        assert!((p[0].item().unwrap() as f64 - want).abs() < 1e-5);
+
+        // Adam's coupled decay: the gradient becomes g + wd·p, which varies; check step 1.
+        let mut p = vec![Tensor::from_slice(&[3.0], &[1]).unwrap()];
+        let mut opt = Adam::new(AdamConfig {
+            weight_decay: wd,
+            ..AdamConfig::adam(lr)
+        });
+        opt.step(&mut p, &grads(&[g])).unwrap();
+        assert!((p[0].item().unwrap() - (3.0 - lr)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn second_step_with_changing_gradient() {
+        // Hand-computed: g1 = 1, g2 = -1, b1 = 0.9, b2 = 0.999, lr = 1.
+        // m2 = 0.9·0.1 - 0.1 = -0.01, v2 = 0.999·0.001 + 0.001 = 0.001999
+        // m̂ = -0.01/0.19, v̂ = 0.001999/0.001999 = 1 → Δ2 = +0.0526316
+        let mut p = vec![Tensor::from_slice(&[0.0], &[1]).unwrap()];
+        let mut opt = Adam::new(AdamConfig::adam(1.0));
+        opt.step(&mut p, &grads(&[1.0])).unwrap();
+        assert!((p[0].item().unwrap() + 1.0).abs() < 1e-6);
+        opt.step(&mut p, &grads(&[-1.0])).unwrap();
+        assert!(
+            (p[0].item().unwrap() - (-1.0 + 0.01 / 0.19)).abs() < 1e-5,
+            "{}",
+            p[0].item().unwrap()
+        );
+    }
+
+    #[test]
+    fn rejects_mismatched_gradient() {
+        let mut p = vec![Tensor::zeros(&[2])];
+        let mut opt = Adam::new(AdamConfig::adamw(0.1));
+        assert!(opt.step(&mut p, &grads(&[1.0, 2.0, 3.0])).is_err());
+        let mut g = Gradients::default();
+        g.set(3, Tensor::zeros(&[2]));
+        assert!(opt.step(&mut p, &g).is_err());
+    }
+}
