@@ -1,1 +1,193 @@
-//! (to be written)
+//! Embedding lookup: each id picks a row of a `[num_embeddings, dim]` weight table. Ids travel
+//! as f32 tensors like every other input, so each one is checked to be an exact integer in
+//! range before it is used as an index.
+
+use super::{expect_rank, host, same_device};
+use crate::autograd::{BackwardCtx, BackwardOp, Tape, Var};
+use crate::backend::cpu::simd;
+use crate::error::{Error, Result};
+use crate::tensor::{checked_numel, Tensor};
+
+/// The multi-dimensional position of flat index `k` in `shape`.
+fn position(shape: &[usize], mut k: usize) -> Vec<usize> {
+    let mut pos = vec![0; shape.len()];
+    for (p, &d) in pos.iter_mut().zip(shape).rev() {
+        if d > 0 {
+            *p = k % d;
+            k /= d;
+        }
+    }
+    pos
+}
+
+/// The ids as row indices, or an error naming the first bad value and where it sits.
+fn row_indices(ids: &Tensor, num_embeddings: usize) -> Result<Vec<usize>> {
+    host(ids, "embedding")?
+        .iter()
+        .enumerate()
+        .map(|(k, &v)| {
+            // NaN and infinities fail the range test or have a NaN fractional part.
+            if v >= 0.0 && v.fract() == 0.0 && (v as f64) < num_embeddings as f64 {
+                Ok(v as usize)
+            } else {
+                Err(Error::invalid(format!(
+                    "embedding: id {v} at position {:?} of ids {:?} is not an integer in \
+                     [0, {num_embeddings})",
+                    position(ids.shape(), k),
+                    ids.shape()
+                )))
+            }
+        })
+        .collect()
+}
+
+/// Output shape `ids.shape() + [dim]`, and the table's `(num_embeddings, dim)`.
+fn geometry(ids: &Tensor, weight: &Tensor) -> Result<(Vec<usize>, usize, usize)> {
+    expect_rank(weight, 2, "embedding", "weight")?;
+    same_device(ids, weight, "embedding")?;
+    let mut shape = ids.shape().to_vec();
+    shape.push(weight.dim(1));
+    checked_numel(&shape)?;
+    Ok((shape, weight.dim(0), weight.dim(1)))
+}
+
+/// Looks up the rows of `weight` (`[num_embeddings, dim]`) named by `ids` (any shape, exact
+/// non-negative integer values below `num_embeddings`); the output is `ids.shape() + [dim]`.
+pub fn embedding(ids: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    let (shape, num, dim) = geometry(ids, weight)?;
+    let rows = row_indices(ids, num)?;
+    let wd = host(weight, "embedding")?;
+    let mut out = Vec::with_capacity(rows.len() * dim);
+    for &r in &rows {
+        out.extend_from_slice(&wd[r * dim..][..dim]);
+    }
+    Ok(Tensor::cpu(out, shape))
+}
+
+struct EmbeddingBackward;
+impl BackwardOp for EmbeddingBackward {
+    fn name(&self) -> &'static str {
+        "embedding"
+    }
+    fn backward(&self, c: &BackwardCtx<'_>) -> Result<Vec<Option<Tensor>>> {
+        // Ids are indices, not a differentiable quantity: they never get a gradient.
+        if !c.needs[1] {
+            return Ok(vec![None, None]);
+        }
+        let (ids, weight) = (c.inputs[0], c.inputs[1]);
+        let (num, dim) = (weight.dim(0), weight.dim(1));
+        // The forward pass validated these ids, and tensors are immutable, so this re-parse
+        // cannot fail; it avoids keeping a second copy of the ids on the tape.
+        let rows = row_indices(ids, num)?;
+        let gd = host(c.grad, "embedding")?;
+        let mut gw = vec![0.0f32; num * dim];
+        if dim > 0 {
+            // Repeated ids accumulate: each occurrence adds its output gradient to the row.
+            for (&r, g) in rows.iter().zip(gd.chunks_exact(dim)) {
+                simd::add_assign(&mut gw[r * dim..][..dim], g);
+            }
+        }
+        Ok(vec![None, Some(Tensor::cpu(gw, vec![num, dim]))])
+    }
+}
+
+impl Tape {
+    /// ids: any shape, f32 values that must be exact non-negative integers < num_embeddings (error otherwise,
+    /// naming the bad value and position); weight: [num_embeddings, dim]. Output: ids.shape() + [dim].
+    /// Backward: scatter-add into the weight gradient (repeated ids accumulate); no gradient to ids.
+    pub fn embedding(&mut self, ids: Var, weight: Var) -> Result<Var> {
+        let out = embedding(self.value(ids), self.value(weight))?;
+        Ok(self.push(out, &[ids, weight], || Box::new(EmbeddingBackward)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::gradcheck::{check_gradients_at, GradCheck};
+    use crate::rng::Rng;
+
+    fn t(v: &[f32], s: &[usize]) -> Tensor {
+        Tensor::from_slice(v, s).unwrap()
+    }
+
+    fn table() -> Tensor {
+        // row r = [10 r, 10 r + 1]
+        t(&[0.0, 1.0, 10.0, 11.0, 20.0, 21.0], &[3, 2])
+    }
+
+    #[test]
+    fn forward_hand_values() {
+        let ids = t(&[2.0, 0.0, 1.0, 2.0], &[2, 2]);
+        let y = embedding(&ids, &table()).unwrap();
+        assert_eq!(y.shape(), &[2, 2, 2]);
+        assert_eq!(
+            y.to_vec().unwrap(),
+            vec![20.0, 21.0, 0.0, 1.0, 10.0, 11.0, 20.0, 21.0]
+        );
+        // A scalar id gives one row; an empty id tensor gives an empty output.
+        let y = embedding(&Tensor::scalar(1.0), &table()).unwrap();
+        assert_eq!(y.shape(), &[2]);
+        assert_eq!(y.to_vec().unwrap(), vec![10.0, 11.0]);
+        let y = embedding(&Tensor::zeros(&[0, 4]), &table()).unwrap();
+        assert_eq!(y.shape(), &[0, 4, 2]);
+    }
+
+    #[test]
+    fn bad_ids_are_named() {
+        let w = table();
+        let cases = [(1.5f32, "1.5"), (-1.0, "-1"), (3.0, "3"), (f32::NAN, "NaN")];
+        for (bad, text) in cases {
+            let ids = t(&[0.0, 1.0, 2.0, bad, 0.0, 1.0], &[2, 3]);
+            let e = embedding(&ids, &w).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("id {text} ")) && e.contains("[1, 0]") && e.contains("[0, 3)"),
+                "{e}"
+            );
+        }
+        assert!(embedding(&t(&[f32::INFINITY], &[1]), &w).is_err());
+        assert!(embedding(&t(&[0.0], &[1]), &Tensor::zeros(&[3])).is_err());
+        // The tape refuses the same way.
+        let mut tape = Tape::new();
+        let ids = tape.constant(t(&[7.0], &[1]));
+        let wv = tape.var(w, 0);
+        assert!(tape.embedding(ids, wv).is_err());
+    }
+
+    #[test]
+    fn repeated_ids_accumulate_in_the_weight_gradient() {
+        // d sum(y * g) / d W[r] = sum of g over the positions holding id r.
+        let mut tape = Tape::new();
+        let ids = tape.var(t(&[1.0, 1.0, 0.0, 1.0], &[4]), 0);
+        let w = tape.var(table(), 1);
+        let y = tape.embedding(ids, w).unwrap();
+        let seed = t(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0], &[4, 2]);
+        let grads = tape.backward_with_seed(y, seed).unwrap();
+        // row 0 <- position 2: [5, 6]; row 1 <- positions 0, 1, 3: [1+3+7, 2+4+8];
+        // row 2 unused.
+        assert_eq!(
+            grads.get(1).unwrap().to_vec().unwrap(),
+            vec![5.0, 6.0, 11.0, 14.0, 0.0, 0.0]
+        );
+        assert!(grads.get(0).is_none(), "ids must not receive a gradient");
+    }
+
+    #[test]
+    fn weight_gradient_matches_finite_differences() {
+        let mut rng = Rng::new(21);
+        let cases: &[(&[f32], &[usize], usize, usize)] = &[
+            (&[0.0, 2.0, 2.0, 4.0, 2.0], &[5], 5, 3),
+            (&[1.0, 0.0, 1.0, 1.0, 6.0, 3.0], &[2, 3], 7, 9),
+            (&[0.0], &[1, 1], 1, 1),
+            (&[3.0, 3.0, 3.0, 3.0], &[2, 1, 2], 4, 17),
+        ];
+        for &(ids, shape, num, dim) in cases {
+            let ids = t(ids, shape);
+            let w = Tensor::randn(&[num, dim], 1.0, &mut rng);
+            check_gradients_at(&[w], GradCheck::default(), |tape, v| {
+                let ids = tape.constant(ids.clone());
+                tape.embedding(ids, v[0])
+            });
+        }
+    }
+}
