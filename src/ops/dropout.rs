@@ -77,11 +77,12 @@ impl BackwardOp for DropoutBackward {
 }
 
 impl Tape {
-    /// Inverted dropout: in training, zero each element with probability p and scale the rest by 1/(1-p),
-    /// mask drawn from `rng` (crate::rng::Rng) so the same seed gives the same mask; p in [0,1) else error;
-    /// not training (or p == 0): identity (returns a Var with the same value; no copy needed beyond what the tape needs).
+    /// Inverted dropout: in training, zero each element with probability `p` and scale the
+    /// rest by `1 / (1 - p)`, the mask drawn from `rng` so the same seed gives the same mask;
+    /// `p` must be in `[0, 1)` (checked in every mode).
     ///
-    /// The identity case returns `x` itself: nothing is recorded and `rng` is not advanced.
+    /// Not training, or `p == 0`: the identity, returning `x` itself; nothing is recorded
+    /// and `rng` is not advanced.
     pub fn dropout(&mut self, x: Var, p: f32, training: bool, rng: &mut Rng) -> Result<Var> {
         match apply(self.value(x), p, training, rng)? {
             None => Ok(x),
@@ -101,7 +102,11 @@ mod tests {
         let a = dropout(&x, 0.25, true, &mut Rng::new(42)).unwrap();
         let b = dropout(&x, 0.25, true, &mut Rng::new(42)).unwrap();
         let c = dropout(&x, 0.25, true, &mut Rng::new(43)).unwrap();
-        let (a, b, c) = (a.to_vec().unwrap(), b.to_vec().unwrap(), c.to_vec().unwrap());
+        let (a, b, c) = (
+            a.to_vec().unwrap(),
+            b.to_vec().unwrap(),
+            c.to_vec().unwrap(),
+        );
         assert_eq!(a, b);
         assert_ne!(a, c);
         // Survivors of a ones tensor read exactly 1 / (1 - 0.25).
@@ -113,7 +118,13 @@ mod tests {
         let x = Tensor::randn(&[3, 5], 1.0, &mut rng);
         let mask = dropout_mask(15, 0.5, &mut Rng::new(1)).unwrap();
         let y = dropout(&x, 0.5, true, &mut Rng::new(1)).unwrap();
-        for ((&yv, &xv), &m) in y.to_vec().unwrap().iter().zip(x.as_slice().unwrap()).zip(&mask) {
+        for ((&yv, &xv), &m) in y
+            .to_vec()
+            .unwrap()
+            .iter()
+            .zip(x.as_slice().unwrap())
+            .zip(&mask)
+        {
             assert_eq!(yv, xv * m);
         }
     }
@@ -123,7 +134,10 @@ mod tests {
         let n = 100_003;
         let x = Tensor::full(&[n], 1.0);
         for p in [0.1f32, 0.5, 0.9] {
-            let y = dropout(&x, p, true, &mut Rng::new(7)).unwrap().to_vec().unwrap();
+            let y = dropout(&x, p, true, &mut Rng::new(7))
+                .unwrap()
+                .to_vec()
+                .unwrap();
             let zeros = y.iter().filter(|&&v| v == 0.0).count() as f64 / n as f64;
             // The standard error is at most 0.0016; 0.01 is over six of them.
             assert!((zeros - p as f64).abs() < 0.01, "p {p}: dropped {zeros}");
@@ -157,7 +171,10 @@ mod tests {
         let mut rng = Rng::new(0);
         for p in [1.0f32, 1.5, -0.1, f32::NAN] {
             for training in [true, false] {
-                let e = tape.dropout(x, p, training, &mut rng).unwrap_err().to_string();
+                let e = tape
+                    .dropout(x, p, training, &mut rng)
+                    .unwrap_err()
+                    .to_string();
                 assert!(e.contains("[0, 1)"), "{e}");
             }
         }

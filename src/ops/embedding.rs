@@ -92,9 +92,12 @@ impl BackwardOp for EmbeddingBackward {
 }
 
 impl Tape {
-    /// ids: any shape, f32 values that must be exact non-negative integers < num_embeddings (error otherwise,
-    /// naming the bad value and position); weight: [num_embeddings, dim]. Output: ids.shape() + [dim].
-    /// Backward: scatter-add into the weight gradient (repeated ids accumulate); no gradient to ids.
+    /// `ids`: any shape, f32 values that must be exact non-negative integers
+    /// `< num_embeddings` (error otherwise, naming the bad value and position); `weight`:
+    /// `[num_embeddings, dim]`. Output: `ids.shape() + [dim]`.
+    ///
+    /// Backward: scatter-add into the weight gradient (repeated ids accumulate); no gradient
+    /// to `ids`.
     pub fn embedding(&mut self, ids: Var, weight: Var) -> Result<Var> {
         let out = embedding(self.value(ids), self.value(weight))?;
         Ok(self.push(out, &[ids, weight], || Box::new(EmbeddingBackward)))

@@ -575,10 +575,14 @@ impl BackwardOp for LayerNormBackward {
 }
 
 impl Tape {
-    /// x: [N, C] (BatchNorm1d), [N, C, L] or [N, C, H, W] (BatchNorm2d); statistics per channel (dim 1).
-    /// Training mode: normalise with the batch's biased variance, return running stats updated as PyTorch
-    /// does (unbiased batch variance, new = (1-momentum)*old + momentum*batch). Evaluation mode: normalise
-    /// with the running stats (the input Tensors), no update; backward then treats the stats as constants.
+    /// `x`: `[N, C]` (BatchNorm1d), `[N, C, L]` or `[N, C, H, W]` (BatchNorm2d); statistics
+    /// per channel (dim 1); `weight`, `bias` and the running statistics are `[C]`.
+    ///
+    /// Training mode: normalise with the batch's biased variance, return running stats
+    /// updated as PyTorch does (unbiased batch variance,
+    /// `new = (1 - momentum) * old + momentum * batch`); needs more than one value per
+    /// channel. Evaluation mode: normalise with the running stats (the input tensors), no
+    /// update; backward then treats the stats as constants.
     pub fn batch_norm(
         &mut self,
         x: Var,
@@ -622,8 +626,9 @@ impl Tape {
         })
     }
 
-    /// Normalises over the trailing dims given by normalized_shape (must be a suffix of x's shape),
-    /// weight/bias shaped like normalized_shape. PyTorch semantics (biased variance).
+    /// Normalises over the trailing dims given by `normalized_shape` (must be a non-empty
+    /// suffix of `x`'s shape), `weight`/`bias` shaped like `normalized_shape`. PyTorch
+    /// semantics (biased variance).
     pub fn layer_norm(
         &mut self,
         x: Var,
@@ -794,8 +799,15 @@ mod tests {
 
         // Per channel in [N=1, C=2, L=3]: channel 0 stats (0, 1), channel 1 stats (10, 25).
         let x = t(&[1.0, 2.0, 3.0, 10.0, 15.0, 20.0], &[1, 2, 3]);
-        let y = batch_norm_eval(&x, None, None, &t(&[0.0, 10.0], &[2]), &t(&[1.0, 25.0], &[2]), 0.0)
-            .unwrap();
+        let y = batch_norm_eval(
+            &x,
+            None,
+            None,
+            &t(&[0.0, 10.0], &[2]),
+            &t(&[1.0, 25.0], &[2]),
+            0.0,
+        )
+        .unwrap();
         assert_close(&y.to_vec().unwrap(), &[1.0, 2.0, 3.0, 0.0, 1.0, 2.0], 1e-6);
 
         // On a tape: no running stats come back, and one value per channel is fine.
@@ -814,11 +826,22 @@ mod tests {
         let mut tape = Tape::no_grad();
         let xv = tape.constant(t(&[1.0, 2.0, 3.0, 4.0], &[4, 1]));
         let o = tape
-            .batch_norm(xv, None, None, &t(&[0.0], &[1]), &t(&[1.0], &[1]), train(0.0))
+            .batch_norm(
+                xv,
+                None,
+                None,
+                &t(&[0.0], &[1]),
+                &t(&[1.0], &[1]),
+                train(0.0),
+            )
             .unwrap();
         assert_close(&tape.value(o.out).to_vec().unwrap(), &XHAT_1234, 1e-6);
         assert_close(&o.running_mean.unwrap().to_vec().unwrap(), &[0.25], 1e-7);
-        assert_close(&o.running_var.unwrap().to_vec().unwrap(), &[1.066_666_7], 1e-6);
+        assert_close(
+            &o.running_var.unwrap().to_vec().unwrap(),
+            &[1.066_666_7],
+            1e-6,
+        );
     }
 
     #[test]
@@ -843,7 +866,9 @@ mod tests {
         assert!(e.contains("bias"), "{e}");
         assert!(ev(&Tensor::zeros(&[4]), None, &c3, &ones3).is_err());
         assert!(ev(&Tensor::zeros(&[1, 3, 1, 1, 1]), None, &c3, &ones3).is_err());
-        let e = ev(&x, None, &c3, &t(&[1.0, -1.0, 1.0], &[3])).unwrap_err().to_string();
+        let e = ev(&x, None, &c3, &t(&[1.0, -1.0, 1.0], &[3]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("running_var[1]"), "{e}");
         assert!(batch_norm_eval(&x, None, None, &c3, &ones3, -1.0).is_err());
 
@@ -854,7 +879,16 @@ mod tests {
                 .to_string();
             assert!(e.contains("Expected more than 1 value per channel"), "{e}");
         }
-        assert!(batch_norm_train(&Tensor::zeros(&[1, 3, 2]), None, None, &c3, &ones3, 0.1, 1e-5).is_ok());
+        assert!(batch_norm_train(
+            &Tensor::zeros(&[1, 3, 2]),
+            None,
+            None,
+            &c3,
+            &ones3,
+            0.1,
+            1e-5
+        )
+        .is_ok());
         assert!(batch_norm_train(&x, None, None, &c3, &ones3, f32::NAN, 1e-5).is_err());
     }
 
@@ -872,7 +906,8 @@ mod tests {
         let gc = GradCheck::default();
         let (rm2, rv2) = (rm.clone(), rv.clone());
         check_gradients(&[shape, &[c], &[c]], gc, move |t, v| {
-            Ok(t.batch_norm(v[0], Some(v[1]), Some(v[2]), &rm2, &rv2, cfg)?.out)
+            Ok(t.batch_norm(v[0], Some(v[1]), Some(v[2]), &rm2, &rv2, cfg)?
+                .out)
         });
         check_gradients(&[shape], gc, move |t, v| {
             Ok(t.batch_norm(v[0], None, None, &rm, &rv, cfg)?.out)
@@ -881,7 +916,13 @@ mod tests {
 
     #[test]
     fn batch_norm_gradients_match_finite_differences() {
-        for shape in [&[5usize, 3][..], &[3, 1], &[2, 3, 5], &[2, 3, 2, 3], &[3, 2, 1, 3]] {
+        for shape in [
+            &[5usize, 3][..],
+            &[3, 1],
+            &[2, 3, 5],
+            &[2, 3, 2, 3],
+            &[3, 2, 1, 3],
+        ] {
             bn_gradcheck(shape, true);
             bn_gradcheck(shape, false);
         }
@@ -908,7 +949,14 @@ mod tests {
         let w = tape.var(t(&[1.0], &[1]), 1);
         let b = tape.var(t(&[0.0], &[1]), 2);
         let o = tape
-            .batch_norm(x, Some(w), Some(b), &t(&[0.0], &[1]), &t(&[1.0], &[1]), train(0.0))
+            .batch_norm(
+                x,
+                Some(w),
+                Some(b),
+                &t(&[0.0], &[1]),
+                &t(&[1.0], &[1]),
+                train(0.0),
+            )
             .unwrap();
         let grads = tape
             .backward_with_seed(o.out, t(&[1.0, 0.0, 0.0, 0.0], &[4, 1]))
@@ -918,7 +966,11 @@ mod tests {
             &[0.268_328_2, -0.357_770_9, -0.089_442_7, 0.178_885_4],
             1e-6,
         );
-        assert_close(&grads.get(1).unwrap().to_vec().unwrap(), &[XHAT_1234[0]], 1e-6);
+        assert_close(
+            &grads.get(1).unwrap().to_vec().unwrap(),
+            &[XHAT_1234[0]],
+            1e-6,
+        );
         assert_close(&grads.get(2).unwrap().to_vec().unwrap(), &[1.0], 1e-7);
     }
 
@@ -934,9 +986,20 @@ mod tests {
         let seed = Tensor::randn(x.shape(), 1.0, &mut rng);
         let eps = 1e-5;
         let mut tape = Tape::new();
-        let (xv, wv, bv) = (tape.var(x.clone(), 0), tape.var(w.clone(), 1), tape.var(b.clone(), 2));
+        let (xv, wv, bv) = (
+            tape.var(x.clone(), 0),
+            tape.var(w.clone(), 1),
+            tape.var(b.clone(), 2),
+        );
         let o = tape
-            .batch_norm(xv, Some(wv), Some(bv), &Tensor::zeros(&[c]), &Tensor::full(&[c], 1.0), train(eps))
+            .batch_norm(
+                xv,
+                Some(wv),
+                Some(bv),
+                &Tensor::zeros(&[c]),
+                &Tensor::full(&[c], 1.0),
+                train(eps),
+            )
             .unwrap();
         let y = tape.value(o.out).to_vec().unwrap();
         let grads = tape.backward_with_seed(o.out, seed.clone()).unwrap();
@@ -957,7 +1020,11 @@ mod tests {
                 .collect();
             let m = idx.len() as f64;
             let mean = idx.iter().map(|&i| xd[i] as f64).sum::<f64>() / m;
-            let var = idx.iter().map(|&i| (xd[i] as f64 - mean).powi(2)).sum::<f64>() / m;
+            let var = idx
+                .iter()
+                .map(|&i| (xd[i] as f64 - mean).powi(2))
+                .sum::<f64>()
+                / m;
             let is = 1.0 / (var + eps as f64).sqrt();
             let xhat = |i: usize| (xd[i] as f64 - mean) * is;
             let sg: f64 = idx.iter().map(|&i| gd[i] as f64).sum();
@@ -984,7 +1051,11 @@ mod tests {
             let y = tape.layer_norm(xv, &[d], Some(wv), None, eps).unwrap();
             let yv = tape.value(y).to_vec().unwrap();
             let g = tape.backward_with_seed(y, seed.clone()).unwrap();
-            (yv, g.get(0).unwrap().to_vec().unwrap(), g.get(1).unwrap().to_vec().unwrap())
+            (
+                yv,
+                g.get(0).unwrap().to_vec().unwrap(),
+                g.get(1).unwrap().to_vec().unwrap(),
+            )
         };
         let (y, gx, gw) = run(&x, &seed);
         let mut gw_sum = vec![0.0f64; d];
@@ -1041,7 +1112,9 @@ mod tests {
         let x = Tensor::zeros(&[2, 3, 4]);
         assert!(layer_norm(&x, &[4], None, None, 1e-5).is_ok());
         assert!(layer_norm(&x, &[2, 3, 4], None, None, 1e-5).is_ok());
-        let e = layer_norm(&x, &[3], None, None, 1e-5).unwrap_err().to_string();
+        let e = layer_norm(&x, &[3], None, None, 1e-5)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not a suffix") && e.contains("[3]"), "{e}");
         assert!(layer_norm(&x, &[1, 2, 3, 4], None, None, 1e-5).is_err());
         assert!(layer_norm(&x, &[], None, None, 1e-5).is_err());
