@@ -155,7 +155,7 @@ pub fn fit_logistic(x: &[f64], d: usize, y: &[bool], c: f64) -> Result<LogisticF
     if n == 0 {
         return Err(Error::invalid("logistic regression: no samples"));
     }
-    if d == 0 || x.len() != n.checked_mul(d).unwrap_or(usize::MAX) {
+    if d == 0 || x.len() != n.saturating_mul(d) {
         return Err(Error::shape(
             "fit_logistic",
             format!("{} feature values for {n} samples of {d} features", x.len()),

@@ -1,7 +1,8 @@
 //! IDX files, the format of MNIST and Fashion-MNIST (<http://yann.lecun.com/exdb/mnist/>):
 //! a big-endian magic `00 00 <type> <ndims>`, `ndims` big-endian u32 sizes, then the raw
-//! values. Files may be gzip'd (detected by the gzip magic `1f 8b`); the decompressed size is
-//! bounded by what the header declares, so a hostile archive cannot inflate without limit.
+//! values. Files may be gzip'd (detected by the gzip magic `1f 8b`; concatenated members are
+//! read as one stream, like `zcat`); the decompressed size is bounded by what the header
+//! declares, so a hostile archive cannot inflate without limit.
 
 use super::{io_err, read_bytes};
 use crate::error::Result;
@@ -38,7 +39,7 @@ fn type_name(code: u8) -> &'static str {
 /// unsigned-byte type. `name` labels error messages.
 pub fn decode_u8(bytes: &[u8], expected_magic: u32, name: &str) -> Result<IdxU8> {
     if bytes.starts_with(&GZIP_MAGIC) {
-        let mut dec = flate2::read::GzDecoder::new(bytes);
+        let mut dec = flate2::read::MultiGzDecoder::new(bytes);
         decode_stream(&mut dec, expected_magic, name, " (after gunzip)")
     } else {
         let mut cursor = bytes;

@@ -67,36 +67,34 @@ impl NpyDtype {
         if bytes.len() < 3 {
             return Err(io_err(name, format!("unsupported dtype `{descr}`")));
         }
-        let little = match bytes[0] {
-            b'<' | b'|' => true,
-            b'=' => cfg!(target_endian = "little"),
-            _ => false,
-        };
+        let little =
+            matches!(bytes[0], b'<' | b'|') || (bytes[0] == b'=' && cfg!(target_endian = "little"));
         if !little {
             return Err(io_err(
                 name,
                 format!("dtype `{descr}` is big-endian; only little-endian arrays are read (convert with arr.astype(arr.dtype.newbyteorder('<')))"),
             ));
         }
-        let t =
-            match &descr[1..] {
-                "f4" => NpyDtype::F32,
-                "f8" => NpyDtype::F64,
-                "i1" => NpyDtype::I8,
-                "i2" => NpyDtype::I16,
-                "i4" => NpyDtype::I32,
-                "i8" => NpyDtype::I64,
-                "u1" => NpyDtype::U8,
-                "u2" => NpyDtype::U16,
-                "u4" => NpyDtype::U32,
-                "u8" => NpyDtype::U64,
-                _ => return Err(io_err(
+        let t = match &descr[1..] {
+            "f4" => NpyDtype::F32,
+            "f8" => NpyDtype::F64,
+            "i1" => NpyDtype::I8,
+            "i2" => NpyDtype::I16,
+            "i4" => NpyDtype::I32,
+            "i8" => NpyDtype::I64,
+            "u1" => NpyDtype::U8,
+            "u2" => NpyDtype::U16,
+            "u4" => NpyDtype::U32,
+            "u8" => NpyDtype::U64,
+            _ => {
+                return Err(io_err(
                     name,
                     format!(
                         "unsupported dtype `{descr}` (float32, float64 and integer types are read)"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         Ok(t)
     }
 }
@@ -255,13 +253,15 @@ pub fn decode_f32(bytes: &[u8], name: &str) -> Result<(Vec<f32>, Vec<usize>)> {
             }
             out
         }
-        other => return Err(io_err(
-            name,
-            format!(
+        other => {
+            return Err(io_err(
+                name,
+                format!(
                 "expected a float32 or float64 array, found {} (read labels with read_npy_labels)",
                 other.name()
             ),
-        )),
+            ))
+        }
     };
     Ok((values, h.shape))
 }
@@ -338,7 +338,7 @@ fn encode(descr: &str, shape: &[usize], numel: usize, payload: Vec<u8>) -> Resul
         (2u8, fixed_v1 + 2)
     };
     let pad = (64 - (fixed + header.len() + 1) % 64) % 64;
-    header.extend(std::iter::repeat_n(' ', pad));
+    header.push_str(&" ".repeat(pad));
     header.push('\n');
     let mut out = Vec::with_capacity(fixed + header.len() + payload.len());
     out.extend_from_slice(MAGIC);

@@ -296,9 +296,9 @@ pub fn load_safetensors(path: impl AsRef<Path>) -> Result<TensorMap> {
     decode(&read_bytes(path)?, &path.display().to_string())
 }
 
-/// Saves tensors as F32, sorted by name. Accepts borrowed slices so that weights can be
-/// written straight from the host's buffers; `(&map).iter()` of a [`TensorMap`] adapts with
-/// `map.iter().map(|(k, (s, d))| (k.as_str(), s.as_slice(), d.as_slice()))`.
+/// Saves tensors as F32, sorted by name. Takes borrowed `(name, shape, data)` triples so that
+/// weights are written straight from the host's buffers without copying; a [`TensorMap`]
+/// adapts with `map.iter().map(|(k, (s, d))| (k.as_str(), s.as_slice(), d.as_slice()))`.
 pub fn save_safetensors<'a>(
     path: impl AsRef<Path>,
     tensors: impl IntoIterator<Item = (&'a str, &'a [usize], &'a [f32])>,
