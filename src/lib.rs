@@ -13,12 +13,16 @@
 //! | [`ops`] | differentiable ops, each with forward, backward and finite-difference tests |
 //! | [`optim`] | SGD, Adam, AdamW, learning-rate schedules, gradient clipping |
 //! | [`data`] | data sets (the embedded UCI digits) and batching |
+//! | [`io`] | `.npy`, IDX (MNIST) and safetensors readers/writers |
+//! | [`audit`] | accuracy, per-sample losses, membership-inference attack |
 //! | [`rng`] | a fixed, portable random generator |
 
+pub mod audit;
 pub mod autograd;
 pub mod backend;
 pub mod data;
 pub mod error;
+pub mod io;
 pub mod ops;
 pub mod optim;
 pub mod rng;

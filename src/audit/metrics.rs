@@ -1,0 +1,144 @@
+//! Per-set and per-sample metrics computed from class logits `[N, C]`.
+
+use crate::error::{Error, Result};
+use crate::ops::loss::{check_labels, cross_entropy, softmax_rows};
+use crate::tensor::Tensor;
+
+/// The logits as a host slice with their (N, C), checked to be a finite, non-empty `[N, C]`.
+fn logits_rows<'a>(logits: &'a Tensor, op: &'static str) -> Result<(&'a [f32], usize, usize)> {
+    if logits.rank() != 2 {
+        return Err(Error::shape(
+            op,
+            format!("logits must be [N, C], got {:?}", logits.shape()),
+        ));
+    }
+    let (n, c) = (logits.dim(0), logits.dim(1));
+    if n == 0 || c == 0 {
+        return Err(Error::invalid(format!(
+            "{op}: logits {:?} hold no samples or no classes",
+            logits.shape()
+        )));
+    }
+    let x = logits.cpu_data(op)?;
+    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+        return Err(Error::NonFinite(format!(
+            "{op}: logit {} of sample {} is {}",
+            i % c,
+            i / c,
+            x[i]
+        )));
+    }
+    Ok((x, n, c))
+}
+
+/// Index of the largest logit of each row (the first one on ties, like `argmax`).
+pub fn predictions(logits: &Tensor) -> Result<Vec<u32>> {
+    let (x, _, c) = logits_rows(logits, "predictions")?;
+    Ok(x.chunks_exact(c)
+        .map(|row| {
+            let mut best = 0;
+            for (j, &v) in row.iter().enumerate() {
+                if v > row[best] {
+                    best = j;
+                }
+            }
+            best as u32
+        })
+        .collect())
+}
+
+/// Fraction of samples whose largest logit is at their label.
+pub fn accuracy(logits: &Tensor, labels: &[u32]) -> Result<f64> {
+    let (_, n, c) = logits_rows(logits, "accuracy")?;
+    check_labels(labels, n, c, "accuracy")?;
+    let pred = predictions(logits)?;
+    let correct = pred.iter().zip(labels).filter(|(p, l)| p == l).count();
+    Ok(correct as f64 / n as f64)
+}
+
+/// Cross-entropy of each sample, `-ln softmax(logits)[label]` — the MIA's first feature.
+pub fn per_sample_loss(logits: &Tensor, labels: &[u32]) -> Result<Vec<f32>> {
+    logits_rows(logits, "per_sample_loss")?;
+    let (loss, _) = cross_entropy(logits, labels)?;
+    loss.to_vec()
+}
+
+/// Entropy (in nats) of each sample's softmax distribution — the MIA's second feature.
+pub fn softmax_entropy(logits: &Tensor) -> Result<Vec<f32>> {
+    let (x, _, c) = logits_rows(logits, "softmax_entropy")?;
+    let p = softmax_rows(x, c);
+    Ok(x.chunks_exact(c)
+        .zip(p.chunks_exact(c))
+        .map(|(row, p)| {
+            // H = -Σ p·ln p with ln p = x - logsumexp(x): no ln(0) when a probability
+            // underflows, and exact for one-hot-like rows.
+            let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let lse = m + row.iter().map(|&v| (v - m).exp()).sum::<f32>().ln();
+            let h: f32 = -row
+                .iter()
+                .zip(p)
+                .map(|(&v, &pi)| pi * (v - lse))
+                .sum::<f32>();
+            h.max(0.0)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(v: &[f32], n: usize, c: usize) -> Tensor {
+        Tensor::from_slice(v, &[n, c]).unwrap()
+    }
+
+    #[test]
+    fn accuracy_counts_argmax_hits_first_max_on_ties() {
+        let l = t(
+            &[2.0, 1.0, 0.0, 0.0, 5.0, 1.0, 3.0, 3.0, -1.0, 0.0, 0.0, 9.0],
+            4,
+            3,
+        );
+        assert_eq!(predictions(&l).unwrap(), vec![0, 1, 0, 2]);
+        assert_eq!(accuracy(&l, &[0, 1, 1, 2]).unwrap(), 0.75);
+        assert_eq!(accuracy(&l, &[1, 0, 1, 0]).unwrap(), 0.0);
+        assert!(accuracy(&l, &[0, 1, 1]).is_err());
+        assert!(accuracy(&l, &[0, 1, 3, 2]).is_err());
+    }
+
+    #[test]
+    fn loss_and_entropy_match_hand_values() {
+        let l = t(
+            &[
+                0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 3.0, 4.0, 100.0, 0.0, -100.0, 0.0,
+            ],
+            3,
+            4,
+        );
+        let loss = per_sample_loss(&l, &[1, 3, 0]).unwrap();
+        assert!((loss[0] - 4f32.ln()).abs() < 1e-6);
+        let z: f64 = (1..=4).map(|k| (k as f64).exp()).sum();
+        assert!((loss[1] as f64 - (z.ln() - 4.0)).abs() < 1e-5);
+        assert!(loss[2].abs() < 1e-6);
+        let h = softmax_entropy(&l).unwrap();
+        assert!((h[0] - 4f32.ln()).abs() < 1e-6, "uniform entropy is ln C");
+        let p: Vec<f64> = (1..=4).map(|k| (k as f64).exp() / z).collect();
+        let want: f64 = -p.iter().map(|q| q * q.ln()).sum::<f64>();
+        assert!((h[1] as f64 - want).abs() < 1e-5);
+        assert!(h[2] >= 0.0 && h[2] < 1e-20, "one-hot entropy {}", h[2]);
+    }
+
+    #[test]
+    fn bad_logits_are_errors() {
+        assert!(matches!(
+            accuracy(&t(&[0.0, f32::NAN], 1, 2), &[0]),
+            Err(Error::NonFinite(_))
+        ));
+        assert!(softmax_entropy(&t(&[f32::INFINITY, 0.0], 1, 2)).is_err());
+        assert!(per_sample_loss(&Tensor::zeros(&[0, 3]), &[]).is_err());
+        assert!(matches!(
+            accuracy(&Tensor::zeros(&[6]), &[0; 6]),
+            Err(Error::Shape { .. })
+        ));
+    }
+}
