@@ -47,13 +47,15 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn shape(op: &'static str, detail: impl Into<String>) -> Self {
+    /// A `Shape` error.
+    pub fn shape(op: &'static str, detail: impl Into<String>) -> Self {
         Error::Shape {
             op,
             detail: detail.into(),
         }
     }
-    pub(crate) fn invalid(detail: impl Into<String>) -> Self {
+    /// An `InvalidArgument` error.
+    pub fn invalid(detail: impl Into<String>) -> Self {
         Error::InvalidArgument(detail.into())
     }
 }

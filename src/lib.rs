@@ -12,6 +12,8 @@
 //! | [`autograd`] | the tape: records ops, topological backward, gradients by key |
 //! | [`ops`] | differentiable ops, each with forward, backward and finite-difference tests |
 //! | [`optim`] | SGD, Adam, AdamW, learning-rate schedules, gradient clipping |
+//! | [`nn`] | model spec (JSON) → graph, parameters bound to caller buffers by name |
+//! | [`unlearn`] | ∇τ, the baselines, and `train` |
 //! | [`data`] | data sets (the embedded UCI digits) and batching |
 //! | [`io`] | `.npy`, IDX (MNIST) and safetensors readers/writers |
 //! | [`audit`] | accuracy, per-sample losses, membership-inference attack |
@@ -23,10 +25,12 @@ pub mod backend;
 pub mod data;
 pub mod error;
 pub mod io;
+pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod rng;
 pub mod tensor;
+pub mod unlearn;
 
 pub use autograd::{Gradients, Tape, Var};
 pub use backend::{Device, DeviceRequest};

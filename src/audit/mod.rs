@@ -7,7 +7,9 @@
 pub mod logistic;
 pub mod metrics;
 pub mod mia;
+pub mod report;
 
 pub use logistic::{fit_logistic, LogisticFit};
 pub use metrics::{accuracy, per_sample_loss, softmax_entropy};
 pub use mia::{mia_from_logits, mia_score, MiaFeature, MiaOptions, MiaResult};
+pub use report::{audit_model, AuditRow, AuditSets};

@@ -41,3 +41,33 @@ pub(crate) fn temp_path(tag: &str) -> std::path::PathBuf {
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ))
 }
+
+/// Whether the file starts with the `.npy` magic (`\x93NUMPY`).
+fn is_npy(path: &Path) -> Result<bool> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| io_err(&path.display().to_string(), e))?;
+    let mut magic = [0u8; 6];
+    let n = f.read(&mut magic).map_err(|e| io_err(&path.display().to_string(), e))?;
+    Ok(n == 6 && &magic == b"\x93NUMPY")
+}
+
+/// Reads a float array from a `.npy` file or an IDX image file (plain or gzip), chosen by
+/// the file's contents.
+pub fn read_array_f32(path: impl AsRef<Path>) -> Result<(Vec<f32>, Vec<usize>)> {
+    let path = path.as_ref();
+    if is_npy(path)? {
+        read_npy_f32(path)
+    } else {
+        read_idx_images(path)
+    }
+}
+
+/// Reads class labels from a `.npy` file or an IDX label file, chosen by the contents.
+pub fn read_array_labels(path: impl AsRef<Path>) -> Result<Vec<u32>> {
+    let path = path.as_ref();
+    if is_npy(path)? {
+        read_npy_labels(path)
+    } else {
+        read_idx_labels(path)
+    }
+}

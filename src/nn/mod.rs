@@ -1,0 +1,10 @@
+//! Models described by a JSON spec: parsing ([`spec`]), compiling and running ([`model`]),
+//! and binding parameters to caller-owned buffers ([`binding`]).
+
+pub mod binding;
+pub mod model;
+pub mod spec;
+
+pub use binding::Bindings;
+pub use model::{Forward, ForwardMode, Model, ParamInfo};
+pub use spec::{LossKind, ModelSpec, NodeOp};

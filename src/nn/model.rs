@@ -1,0 +1,389 @@
+//! A model built from a [`ModelSpec`]: parameter layout, initialisation, forward pass on a
+//! tape, per-sample losses and batched inference.
+
+use super::spec::{LossKind, ModelSpec, NodeOp};
+use crate::autograd::{Tape, Var};
+use crate::data::{Dataset, Targets};
+use crate::error::{Error, Result};
+use crate::ops;
+use crate::rng::Rng;
+use crate::tensor::Tensor;
+
+/// Where a node reads from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    Input,
+    Node(usize),
+}
+
+/// One parameter tensor of the model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamInfo {
+    /// `<node>.<param>`, as in PyTorch's `state_dict`.
+    pub name: String,
+    pub shape: Vec<usize>,
+    /// False for buffers such as batchnorm running statistics.
+    pub trainable: bool,
+}
+
+impl ParamInfo {
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// How normalisation and dropout layers behave in a forward pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ForwardMode {
+    /// Batchnorm uses batch statistics and updates its running statistics.
+    pub norm_training: bool,
+    /// Dropout is active.
+    pub dropout: bool,
+}
+
+impl ForwardMode {
+    /// Training as PyTorch's `model.train()`.
+    pub const TRAIN: ForwardMode = ForwardMode { norm_training: true, dropout: true };
+    /// Evaluation as PyTorch's `model.eval()`.
+    pub const EVAL: ForwardMode = ForwardMode { norm_training: false, dropout: false };
+}
+
+/// The output of a forward pass.
+pub struct Forward {
+    /// The model's output (logits or predictions).
+    pub out: Var,
+    /// Updated buffers (parameter index, new value), from batchnorm in training mode.
+    pub buffer_updates: Vec<(usize, Tensor)>,
+}
+
+/// An architecture: the spec, compiled into parameter indices and input wiring.
+#[derive(Clone, Debug)]
+pub struct Model {
+    spec: ModelSpec,
+    params: Vec<ParamInfo>,
+    node_params: Vec<Vec<usize>>,
+    node_inputs: Vec<Vec<Source>>,
+    output_shape: Vec<usize>,
+}
+
+impl Model {
+    /// Compiles a spec and checks that every layer's shapes fit, by running one sample
+    /// through the model; shape errors name the node.
+    pub fn new(spec: ModelSpec) -> Result<Self> {
+        let mut params = Vec::new();
+        let mut node_params = Vec::new();
+        let mut node_inputs = Vec::new();
+        for (i, n) in spec.nodes.iter().enumerate() {
+            let mut mine = Vec::new();
+            for (suffix, shape, trainable) in n.op.params() {
+                mine.push(params.len());
+                params.push(ParamInfo { name: format!("{}.{suffix}", n.name), shape, trainable });
+            }
+            node_params.push(mine);
+            let inputs = if n.inputs.is_empty() {
+                vec![if i == 0 { Source::Input } else { Source::Node(i - 1) }]
+            } else {
+                n.inputs
+                    .iter()
+                    .map(|name| {
+                        if name == "input" {
+                            Source::Input
+                        } else {
+                            Source::Node(spec.nodes.iter().position(|m| &m.name == name).expect("validated by the spec parser"))
+                        }
+                    })
+                    .collect()
+            };
+            node_inputs.push(inputs);
+        }
+        let mut model = Model { spec, params, node_params, node_inputs, output_shape: Vec::new() };
+        let weights = model.init_weights(0);
+        let mut tape = Tape::no_grad();
+        let mut shape = vec![1];
+        shape.extend_from_slice(&model.spec.input_shape);
+        let x = Tensor::zeros(&shape);
+        let f = model.forward(&mut tape, &weights, x, ForwardMode::EVAL, &mut Rng::new(0))?;
+        model.output_shape = tape.value(f.out).shape()[1..].to_vec();
+        Ok(model)
+    }
+
+    /// Parses a JSON spec and compiles it.
+    pub fn from_json(text: &str) -> Result<Self> {
+        Self::new(ModelSpec::from_json(text)?)
+    }
+
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// Every parameter and buffer, in spec order.
+    pub fn params(&self) -> &[ParamInfo] {
+        &self.params
+    }
+
+    /// Index of the parameter called `name`.
+    pub fn param_index(&self, name: &str) -> Option<usize> {
+        self.params.iter().position(|p| p.name == name)
+    }
+
+    /// Per-sample input shape.
+    pub fn input_shape(&self) -> &[usize] {
+        &self.spec.input_shape
+    }
+
+    /// Per-sample output shape (e.g. `[10]` for ten classes).
+    pub fn output_shape(&self) -> &[usize] {
+        &self.output_shape
+    }
+
+    pub fn loss_kind(&self) -> LossKind {
+        self.spec.loss
+    }
+
+    /// Fresh weights with PyTorch's default initialisation, from `seed`.
+    pub fn init_weights(&self, seed: u64) -> Vec<Tensor> {
+        let mut rng = Rng::new(seed);
+        let mut out = Vec::with_capacity(self.params.len());
+        for (node, idx) in self.spec.nodes.iter().zip(&self.node_params) {
+            for &i in idx {
+                let p = &self.params[i];
+                let suffix = &p.name[node.name.len() + 1..];
+                let t = match (&node.op, suffix) {
+                    // kaiming_uniform(a = sqrt 5) on the weight and the matching bias bound
+                    // both come out as U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+                    (NodeOp::Linear { in_features, .. }, _) => {
+                        let b = 1.0 / (*in_features as f32).sqrt();
+                        Tensor::rand_uniform(&p.shape, -b, b, &mut rng)
+                    }
+                    (NodeOp::Conv2d { in_channels, kernel, .. }, _) => {
+                        let b = 1.0 / ((*in_channels * kernel.0 * kernel.1) as f32).sqrt();
+                        Tensor::rand_uniform(&p.shape, -b, b, &mut rng)
+                    }
+                    (NodeOp::Embedding { .. }, _) => Tensor::randn(&p.shape, 1.0, &mut rng),
+                    (_, "weight") | (_, "running_var") => Tensor::full(&p.shape, 1.0),
+                    _ => Tensor::zeros(&p.shape),
+                };
+                out.push(t);
+            }
+        }
+        out
+    }
+
+    /// Checks that `weights` has one tensor per parameter with the right shape, all finite.
+    pub fn check_weights(&self, weights: &[Tensor]) -> Result<()> {
+        if weights.len() != self.params.len() {
+            return Err(Error::Binding(format!("{} weight tensors for {} parameters", weights.len(), self.params.len())));
+        }
+        for (p, w) in self.params.iter().zip(weights) {
+            if w.shape() != p.shape.as_slice() {
+                return Err(Error::Binding(format!("`{}` has shape {:?}, the spec says {:?}", p.name, w.shape(), p.shape)));
+            }
+            if !w.all_finite()? {
+                return Err(Error::NonFinite(format!("parameter `{}` holds NaN or infinity", p.name)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the model on a batch `x: [N, ...input_shape]`. Trainable parameters go on the tape
+    /// under their index, so the tape's gradients are keyed by parameter index.
+    pub fn forward(&self, tape: &mut Tape, weights: &[Tensor], x: Tensor, mode: ForwardMode, rng: &mut Rng) -> Result<Forward> {
+        if x.rank() != self.spec.input_shape.len() + 1 || x.shape()[1..] != self.spec.input_shape[..] {
+            return Err(Error::shape("forward", format!("input of shape {:?}, the model takes [N, {:?}]", x.shape(), self.spec.input_shape)));
+        }
+        let input = tape.constant(x);
+        let mut outs: Vec<Var> = Vec::with_capacity(self.spec.nodes.len());
+        let mut buffer_updates = Vec::new();
+        for (i, node) in self.spec.nodes.iter().enumerate() {
+            let ins: Vec<Var> = self.node_inputs[i]
+                .iter()
+                .map(|s| match *s {
+                    Source::Input => input,
+                    Source::Node(j) => outs[j],
+                })
+                .collect();
+            let pv: Vec<Var> = self.node_params[i]
+                .iter()
+                .map(|&k| {
+                    if self.params[k].trainable {
+                        tape.var(weights[k].clone(), k)
+                    } else {
+                        tape.constant(weights[k].clone())
+                    }
+                })
+                .collect();
+            let out = self
+                .node_forward(tape, &node.op, &ins, &pv, &self.node_params[i], weights, mode, rng, &mut buffer_updates)
+                .map_err(|e| match e {
+                    Error::Shape { detail, op } => Error::Shape { op, detail: format!("node `{}`: {detail}", node.name) },
+                    other => other,
+                })?;
+            outs.push(out);
+        }
+        Ok(Forward { out: *outs.last().expect("a spec has at least one node"), buffer_updates })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn node_forward(
+        &self,
+        tape: &mut Tape,
+        op: &NodeOp,
+        ins: &[Var],
+        pv: &[Var],
+        pidx: &[usize],
+        weights: &[Tensor],
+        mode: ForwardMode,
+        rng: &mut Rng,
+        buffer_updates: &mut Vec<(usize, Tensor)>,
+    ) -> Result<Var> {
+        use ops::conv::Conv2dParams;
+        use ops::pool::Pool2dParams;
+        let x = ins[0];
+        match op {
+            NodeOp::Linear { bias, .. } => tape.linear(x, pv[0], bias.then(|| pv[1])),
+            NodeOp::Conv2d { stride, padding, bias, .. } => {
+                tape.conv2d(x, pv[0], bias.then(|| pv[1]), Conv2dParams { stride: *stride, padding: *padding })
+            }
+            NodeOp::Relu => tape.relu(x),
+            NodeOp::Gelu(a) => tape.gelu(x, *a),
+            NodeOp::Tanh => tape.tanh(x),
+            NodeOp::Sigmoid => tape.sigmoid(x),
+            NodeOp::MaxPool2d { kernel, stride, padding } => {
+                tape.max_pool2d(x, Pool2dParams { kernel: *kernel, stride: *stride, padding: *padding })
+            }
+            NodeOp::AvgPool2d { kernel, stride, padding } => {
+                tape.avg_pool2d(x, Pool2dParams { kernel: *kernel, stride: *stride, padding: *padding })
+            }
+            NodeOp::GlobalAvgPool => tape.global_avg_pool(x),
+            NodeOp::BatchNorm { eps, momentum, affine, .. } => {
+                let (w, b, rm, rv) = if *affine {
+                    (Some(pv[0]), Some(pv[1]), pidx[2], pidx[3])
+                } else {
+                    (None, None, pidx[0], pidx[1])
+                };
+                let cfg = ops::norm::BatchNormConfig { training: mode.norm_training, momentum: *momentum, eps: *eps };
+                let r = tape.batch_norm(x, w, b, &weights[rm], &weights[rv], cfg)?;
+                if let (Some(m), Some(v)) = (r.running_mean, r.running_var) {
+                    buffer_updates.push((rm, m));
+                    buffer_updates.push((rv, v));
+                }
+                Ok(r.out)
+            }
+            NodeOp::LayerNorm { normalized_shape, eps, affine } => {
+                let (w, b) = if *affine { (Some(pv[0]), Some(pv[1])) } else { (None, None) };
+                tape.layer_norm(x, normalized_shape, w, b, *eps)
+            }
+            NodeOp::Embedding { .. } => tape.embedding(x, pv[0]),
+            NodeOp::Mean { dim } => tape.mean_axis(x, *dim),
+            NodeOp::Flatten => tape.flatten(x),
+            NodeOp::Reshape { shape } => {
+                let mut s = vec![tape.value(x).dim(0)];
+                s.extend_from_slice(shape);
+                tape.reshape(x, &s)
+            }
+            NodeOp::Dropout { p } => tape.dropout(x, *p, mode.dropout, rng),
+            NodeOp::Add => tape.add(ins[0], ins[1]),
+        }
+    }
+
+    /// Per-sample loss `[N]` of the model output against `targets`.
+    pub fn per_sample_loss(&self, tape: &mut Tape, out: Var, targets: &Targets) -> Result<Var> {
+        match (self.spec.loss, targets) {
+            (LossKind::CrossEntropy, Targets::Classes(y)) => tape.cross_entropy(out, y),
+            (LossKind::Mse, Targets::Values(t)) => {
+                let t = tape.constant(t.clone());
+                tape.mse(out, t)
+            }
+            (LossKind::BceWithLogits, Targets::Values(t)) => {
+                let t = tape.constant(t.clone());
+                tape.bce_with_logits(out, t)
+            }
+            (k, _) => Err(Error::invalid(format!(
+                "loss `{}` needs {} targets",
+                k.name(),
+                if k == LossKind::CrossEntropy { "integer class" } else { "float" }
+            ))),
+        }
+    }
+
+    /// Checks that a data set fits the model: sample shape, finite inputs, targets of the
+    /// right kind and range.
+    pub fn check_dataset(&self, data: &Dataset, what: &str) -> Result<()> {
+        let ctx = |e: Error| match e {
+            Error::Shape { op, detail } => Error::Shape { op, detail: format!("{what} set: {detail}") },
+            Error::InvalidArgument(d) => Error::InvalidArgument(format!("{what} set: {d}")),
+            Error::NonFinite(d) => Error::NonFinite(format!("{what} set: {d}")),
+            other => other,
+        };
+        if data.sample_shape() != self.spec.input_shape.as_slice() {
+            return Err(Error::shape(
+                "dataset",
+                format!("{what} set: samples of shape {:?}, the model takes {:?}", data.sample_shape(), self.spec.input_shape),
+            ));
+        }
+        data.check_finite().map_err(ctx)?;
+        match (self.spec.loss, &data.y) {
+            (LossKind::CrossEntropy, Targets::Classes(y)) => {
+                let classes = self.output_shape.iter().product::<usize>();
+                ops::loss::check_labels(y, data.len(), classes, "labels").map_err(ctx)
+            }
+            (LossKind::CrossEntropy, Targets::Values(_)) => {
+                Err(Error::invalid(format!("{what} set: the model's loss is cross_entropy, which needs integer labels")))
+            }
+            (_, Targets::Values(t)) => {
+                let mut want = vec![data.len()];
+                want.extend_from_slice(&self.output_shape);
+                if t.shape() != want.as_slice() {
+                    return Err(Error::shape("dataset", format!("{what} set: targets of shape {:?}, expected {want:?}", t.shape())));
+                }
+                Ok(())
+            }
+            (k, Targets::Classes(_)) => Err(Error::invalid(format!("{what} set: the model's loss is {}, which needs float targets", k.name()))),
+        }
+    }
+
+    /// Model outputs for every sample, computed in batches without recording gradients.
+    pub fn predict(&self, weights: &[Tensor], x: &Tensor, batch_size: usize) -> Result<Tensor> {
+        let n = x.dim(0);
+        let per: usize = self.output_shape.iter().product();
+        let mut out = Vec::with_capacity(n * per);
+        let mut tape = Tape::no_grad();
+        let mut rng = Rng::new(0);
+        for start in (0..n).step_by(batch_size.max(1)) {
+            let end = (start + batch_size.max(1)).min(n);
+            let xb = slice_rows(x, start, end)?;
+            let f = self.forward(&mut tape, weights, xb, ForwardMode::EVAL, &mut rng)?;
+            out.extend_from_slice(tape.value(f.out).cpu_data("predict")?);
+            tape.clear();
+        }
+        let mut shape = vec![n];
+        shape.extend_from_slice(&self.output_shape);
+        Tensor::from_vec(out, &shape)
+    }
+
+    /// Per-sample losses of every sample, in evaluation mode.
+    pub fn losses(&self, weights: &[Tensor], data: &Dataset, batch_size: usize) -> Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(data.len());
+        let mut tape = Tape::no_grad();
+        let mut rng = Rng::new(0);
+        let bs = batch_size.max(1);
+        for start in (0..data.len()).step_by(bs) {
+            let idx: Vec<usize> = (start..(start + bs).min(data.len())).collect();
+            let (xb, yb) = data.gather(&idx)?;
+            let f = self.forward(&mut tape, weights, xb, ForwardMode::EVAL, &mut rng)?;
+            let l = self.per_sample_loss(&mut tape, f.out, &yb)?;
+            out.extend_from_slice(tape.value(l).cpu_data("losses")?);
+            tape.clear();
+        }
+        Ok(out)
+    }
+}
+
+/// Rows `start..end` of `x` along the first dimension (a copy).
+pub fn slice_rows(x: &Tensor, start: usize, end: usize) -> Result<Tensor> {
+    let per = if x.dim(0) == 0 { 0 } else { x.numel() / x.dim(0) };
+    let d = x.cpu_data("slice_rows")?;
+    let mut shape = x.shape().to_vec();
+    shape[0] = end - start;
+    Tensor::from_vec(d[start * per..end * per].to_vec(), &shape)
+}

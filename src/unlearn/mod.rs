@@ -1,0 +1,205 @@
+//! Unlearning: ∇τ ([`nabla_tau`]), the baselines ([`baselines`]) and the `train` routine that
+//! produces original models and the retrain-from-scratch reference ([`train`]).
+//!
+//! Every routine takes the weights as `&mut Vec<Tensor>` and is transactional: it works on a
+//! copy and replaces the caller's weights only when it finishes without error or
+//! cancellation (unless `keep_partial` is set). Everything here sits on the public
+//! model/autograd/optimizer API.
+
+pub mod baselines;
+pub mod nabla_tau;
+pub mod train;
+
+pub use baselines::{finetune, neggrad, neggrad_plus, BaselineOptions};
+pub use nabla_tau::{nabla_tau, NablaTauMode, NablaTauOptions};
+pub use train::{train, OptimizerKind, TrainRecipe};
+
+use crate::autograd::{Tape, Var};
+use crate::backend::{Device, DeviceRequest};
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::nn::{Bindings, ForwardMode, Model};
+use crate::rng::Rng;
+use crate::tensor::Tensor;
+
+/// One report per optimisation step, handed to the progress callback.
+#[derive(Clone, Debug, Default)]
+pub struct Progress {
+    /// "nabla_tau", "finetune", "neggrad", "neggrad_plus" or "train".
+    pub method: &'static str,
+    /// 0-based epoch (a forget-epoch for ∇τ) and the planned number of epochs.
+    pub epoch: usize,
+    pub epochs: usize,
+    /// 0-based step and the planned number of steps.
+    pub step: usize,
+    pub total_steps: usize,
+    /// Mean loss of the forget batch (NaN where the method uses none).
+    pub forget_loss: f32,
+    /// Mean loss of the retain (or training) batch (NaN where the method uses none).
+    pub retain_loss: f32,
+    /// Weight of the forget term.
+    pub alpha: f32,
+    /// Current target loss τ (NaN outside ∇τ).
+    pub tau: f32,
+    /// Learning rate used for this step.
+    pub lr: f32,
+}
+
+/// What the progress callback answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    Cancel,
+}
+
+/// A progress callback: called after every step; [`Control::Cancel`] stops the run.
+pub type ProgressFn<'a> = dyn FnMut(&Progress) -> Control + 'a;
+
+/// A callback that never cancels.
+pub fn no_progress(_: &Progress) -> Control {
+    Control::Continue
+}
+
+/// The sets an unlearning run works on.
+#[derive(Clone, Copy)]
+pub struct UnlearnSets<'a> {
+    /// Samples whose influence must be removed.
+    pub forget: &'a Dataset,
+    /// Samples to keep performing well on.
+    pub retain: &'a Dataset,
+    /// Held-out samples the model never trained on (∇τ's target; not the audit's test set).
+    pub val: &'a Dataset,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunReport {
+    pub method: String,
+    pub epochs: usize,
+    pub steps: usize,
+    pub seconds: f64,
+    /// ∇τ: the last α and τ; NaN elsewhere.
+    pub final_alpha: f32,
+    pub final_tau: f32,
+    /// ∇τ adaptive mode: the epoch at which the forget term switched off, if it did.
+    pub forget_stopped_at: Option<usize>,
+    /// True when the run was cut short by `max_steps`.
+    pub truncated: bool,
+}
+
+/// Any of the unlearning methods, with its options.
+#[derive(Clone, Debug)]
+pub enum Method {
+    NablaTau(NablaTauOptions),
+    FineTune(BaselineOptions),
+    NegGrad(BaselineOptions),
+    NegGradPlus(BaselineOptions),
+}
+
+impl Method {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Method::NablaTau(_) => "nabla_tau",
+            Method::FineTune(_) => "finetune",
+            Method::NegGrad(_) => "neggrad",
+            Method::NegGradPlus(_) => "neggrad_plus",
+        }
+    }
+
+    /// Runs the method on `weights` (transactional, see the module docs).
+    pub fn run(&self, model: &Model, weights: &mut Vec<Tensor>, sets: UnlearnSets<'_>, progress: &mut ProgressFn<'_>) -> Result<RunReport> {
+        match self {
+            Method::NablaTau(o) => nabla_tau(model, weights, sets, o, progress),
+            Method::FineTune(o) => finetune(model, weights, sets, o, progress),
+            Method::NegGrad(o) => neggrad(model, weights, sets, o, progress),
+            Method::NegGradPlus(o) => neggrad_plus(model, weights, sets, o, progress),
+        }
+    }
+}
+
+/// Unlearns on caller-owned buffers: reads them through `bindings`, runs `method`, and writes
+/// the result back only on success. On any error or a cancellation the buffers are untouched.
+pub fn unlearn_bound(
+    model: &Model,
+    bindings: &mut Bindings<'_>,
+    sets: UnlearnSets<'_>,
+    method: &Method,
+    progress: &mut ProgressFn<'_>,
+) -> Result<RunReport> {
+    let mut weights = bindings.read(model)?;
+    let report = method.run(model, &mut weights, sets, progress)?;
+    bindings.write(model, &weights)?;
+    Ok(report)
+}
+
+/// Validation shared by every method: weights fit the model, sets fit the model, and the
+/// sets a method needs are not empty.
+pub(crate) fn check_inputs(model: &Model, weights: &[Tensor], sets: &[(&Dataset, &str)]) -> Result<()> {
+    model.check_weights(weights)?;
+    for (d, what) in sets {
+        if d.is_empty() {
+            return Err(Error::invalid(format!("the {what} set is empty")));
+        }
+        model.check_dataset(d, what)?;
+    }
+    Ok(())
+}
+
+/// Runs `body` on a copy of `weights` and commits the copy only on success (or, with
+/// `keep_partial`, also after an error or cancellation).
+pub(crate) fn transact<F>(weights: &mut Vec<Tensor>, keep_partial: bool, device: DeviceRequest, body: F) -> Result<RunReport>
+where
+    F: FnOnce(&mut Vec<Tensor>, Device) -> Result<RunReport>,
+{
+    let dev = device.resolve()?;
+    // Weights go to the device once here and come back once, below.
+    let mut work = weights.iter().map(|w| w.to_device(dev)).collect::<Result<Vec<_>>>()?;
+    let result = body(&mut work, dev);
+    if result.is_ok() || keep_partial {
+        let back = work.iter().map(|w| w.to_device(Device::Cpu)).collect::<Result<Vec<_>>>()?;
+        if back.iter().all(|w| w.all_finite().unwrap_or(false)) {
+            *weights = back;
+        } else if result.is_ok() {
+            return Err(Error::NonFinite("the run produced NaN or infinite weights; the original weights were kept".into()));
+        }
+    }
+    result
+}
+
+/// Mean per-sample losses of two batches in one forward pass: returns (loss var of the first
+/// group's mean, of the second group's mean, buffer updates). Concatenating the batches makes
+/// one larger, faster pass; with batchnorm in training mode the groups are run separately so
+/// their statistics stay apart, as two separate forward passes would keep them.
+pub(crate) struct StepCtx<'m> {
+    pub model: &'m Model,
+    pub mode: ForwardMode,
+    pub device: Device,
+    pub rng: Rng,
+}
+
+impl StepCtx<'_> {
+    /// Mean loss over `idx` of `data`, on the tape.
+    pub fn mean_loss(&mut self, tape: &mut Tape, weights: &[Tensor], data: &Dataset, idx: &[usize], updates: &mut Vec<(usize, Tensor)>) -> Result<Var> {
+        let (x, y) = data.gather(idx)?;
+        let x = x.to_device(self.device)?;
+        let f = self.model.forward(tape, weights, x, self.mode, &mut self.rng)?;
+        updates.extend(f.buffer_updates);
+        let l = self.model.per_sample_loss(tape, f.out, &y)?;
+        tape.mean(l)
+    }
+}
+
+/// Applies batchnorm running-statistic updates to the weights.
+pub(crate) fn apply_buffer_updates(weights: &mut [Tensor], updates: Vec<(usize, Tensor)>) {
+    for (i, t) in updates {
+        weights[i] = t;
+    }
+}
+
+/// Fails with `Cancelled` if the callback asks to stop.
+pub(crate) fn report(progress: &mut ProgressFn<'_>, p: &Progress) -> Result<()> {
+    match progress(p) {
+        Control::Continue => Ok(()),
+        Control::Cancel => Err(Error::Cancelled),
+    }
+}
