@@ -402,26 +402,11 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
 
 // ---------------------------------------------------------------- demo
 
-const DEMO_SPEC: &str = r#"{"format": "gradtau.model/1", "input": {"shape": [64]},
- "nodes": [
-  {"name": "0", "op": "linear", "in_features": 64, "out_features": 128},
-  {"name": "1", "op": "relu"},
-  {"name": "2", "op": "linear", "in_features": 128, "out_features": 128},
-  {"name": "3", "op": "relu"},
-  {"name": "4", "op": "linear", "in_features": 128, "out_features": 10}],
- "loss": "cross_entropy"}"#;
-
 fn demo(a: DemoArgs) -> Result<()> {
     let device = DeviceRequest::parse(&a.device)?;
-    let d = digits::load()?;
-    let all = Dataset::classification(Tensor::from_vec(d.x.clone(), &[d.len(), digits::FEATURES])?, d.y.clone())?;
-    let mut rng = Rng::new(a.seed);
-    let perm = rng.permutation(all.len());
     // 70 % train, 10 % validation (∇τ's target), 20 % test (the audit's non-members).
-    let (tr, rest) = perm.split_at(all.len() * 7 / 10);
-    let (va, te) = rest.split_at(all.len() / 10);
-    let (train, val, test) = (all.subset(tr)?, all.subset(va)?, all.subset(te)?);
-    let model = Model::from_json(DEMO_SPEC)?;
+    let (train, val, test) = digits::train_val_test(a.seed)?;
+    let model = Model::from_json(digits::MLP_SPEC)?;
     let recipe = TrainRecipe { epochs: 60, batch_size: 32, lr: 1e-3, seed: a.seed, device, ..Default::default() };
     println!("gradtau demo: UCI digits (8x8, 10 classes), MLP 64-128-128-10");
     println!("train {} / validation {} / test {} samples; device {}", train.len(), val.len(), test.len(), device.resolve()?);

@@ -91,3 +91,31 @@ mod tests {
         assert!(super::parse_csv("1,2\n").is_err());
     }
 }
+
+/// The embedded set as a [`Dataset`](super::Dataset) of `[n, 64]` inputs.
+pub fn dataset() -> Result<super::Dataset> {
+    let d = load()?;
+    let n = d.len();
+    super::Dataset::classification(crate::tensor::Tensor::from_vec(d.x, &[n, FEATURES])?, d.y)
+}
+
+/// A seeded split of the embedded set into (train 70 %, validation 10 %, test 20 %): the
+/// layout of the demo and of the end-to-end tests.
+pub fn train_val_test(seed: u64) -> Result<(super::Dataset, super::Dataset, super::Dataset)> {
+    let all = dataset()?;
+    let n = all.len();
+    let perm = crate::rng::Rng::new(seed).permutation(n);
+    let (tr, rest) = perm.split_at(n * 7 / 10);
+    let (va, te) = rest.split_at(n / 10);
+    Ok((all.subset(tr)?, all.subset(va)?, all.subset(te)?))
+}
+
+/// The MLP of the demo and tests: 64-128-128-10 with ReLU, cross-entropy.
+pub const MLP_SPEC: &str = r#"{"format": "gradtau.model/1", "input": {"shape": [64]},
+ "nodes": [
+  {"name": "0", "op": "linear", "in_features": 64, "out_features": 128},
+  {"name": "1", "op": "relu"},
+  {"name": "2", "op": "linear", "in_features": 128, "out_features": 128},
+  {"name": "3", "op": "relu"},
+  {"name": "4", "op": "linear", "in_features": 128, "out_features": 10}],
+ "loss": "cross_entropy"}"#;
