@@ -22,7 +22,16 @@ mod stub;
 #[cfg(not(feature = "cuda"))]
 pub use stub::*;
 
+use crate::backend::Storage;
 use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+impl CudaStorage {
+    /// Wraps a kernel's output as a tensor of `shape` (the caller guarantees the length).
+    pub(crate) fn into_tensor(self, shape: Vec<usize>) -> Tensor {
+        Tensor::from_storage(Storage::Cuda(self), shape)
+    }
+}
 
 /// The most dimensions a broadcasting binary op handles on the GPU (kernel argument size).
 pub const MAX_RANK: usize = 8;
