@@ -7,7 +7,7 @@
 //!   not) a device can be used;
 //! - `stub.rs` (feature off): [`CudaStorage`] is uninhabited, so every CUDA arm of every op is
 //!   statically dead, and the device queries return
-//!   [`Error::DeviceUnavailable`](crate::Error::DeviceUnavailable).
+//!   [`DeviceUnavailable`](crate::Error::DeviceUnavailable) errors.
 //!
 //! The parameter types below (geometries, optimizer settings, the dropout hash) are shared by
 //! both, so the op files compile identically either way.
