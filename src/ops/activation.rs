@@ -3,6 +3,7 @@
 use super::host;
 use crate::autograd::{BackwardCtx, BackwardOp, Tape, Var};
 use crate::backend::cpu::simd;
+use crate::backend::Storage;
 use crate::error::Result;
 use crate::tensor::Tensor;
 
@@ -72,29 +73,6 @@ fn map(x: &Tensor, op: &'static str, f: impl Fn(f32) -> f32) -> Result<Tensor> {
     ))
 }
 
-/// `max(x, 0)`.
-pub fn relu(x: &Tensor) -> Result<Tensor> {
-    let d = host(x, "relu")?;
-    let mut out = vec![0.0; d.len()];
-    simd::relu(d, &mut out);
-    Ok(Tensor::cpu(out, x.shape().to_vec()))
-}
-
-/// GELU in the chosen form.
-pub fn gelu(x: &Tensor, approx: GeluApprox) -> Result<Tensor> {
-    map(x, "gelu", |v| gelu_value(v, approx))
-}
-
-/// Hyperbolic tangent.
-pub fn tanh(x: &Tensor) -> Result<Tensor> {
-    map(x, "tanh", f32::tanh)
-}
-
-/// Logistic sigmoid, computed without overflow for large |x|.
-pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
-    map(x, "sigmoid", sigmoid_value)
-}
-
 #[derive(Clone, Copy)]
 enum Kind {
     Relu,
@@ -103,18 +81,88 @@ enum Kind {
     Sigmoid,
 }
 
-struct ActivationBackward(Kind);
-impl BackwardOp for ActivationBackward {
-    fn name(&self) -> &'static str {
-        match self.0 {
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
             Kind::Relu => "relu",
             Kind::Gelu(_) => "gelu",
             Kind::Tanh => "tanh",
             Kind::Sigmoid => "sigmoid",
         }
     }
+
+    /// The CUDA kernels (forward, backward) in `kernels/activation.cu`.
+    fn kernels(self) -> (&'static str, &'static str) {
+        match self {
+            Kind::Relu => ("relu_fwd", "relu_bwd"),
+            Kind::Gelu(GeluApprox::Erf) => ("gelu_erf_fwd", "gelu_erf_bwd"),
+            Kind::Gelu(GeluApprox::Tanh) => ("gelu_tanh_fwd", "gelu_tanh_bwd"),
+            Kind::Tanh => ("tanh_fwd", "tanh_bwd"),
+            Kind::Sigmoid => ("sigmoid_fwd", "sigmoid_bwd"),
+        }
+    }
+
+    /// tanh and sigmoid derivatives are cheapest in terms of the output y.
+    fn backward_from_output(self) -> bool {
+        matches!(self, Kind::Tanh | Kind::Sigmoid)
+    }
+
+    fn forward(self, x: &Tensor) -> Result<Tensor> {
+        if let Storage::Cuda(s) = x.storage() {
+            return Ok(s
+                .unary(self.kernels().0, 0.0)?
+                .into_tensor(x.shape().to_vec()));
+        }
+        match self {
+            Kind::Relu => {
+                let d = host(x, "relu")?;
+                let mut out = vec![0.0; d.len()];
+                simd::relu(d, &mut out);
+                Ok(Tensor::cpu(out, x.shape().to_vec()))
+            }
+            Kind::Gelu(a) => map(x, "gelu", |v| gelu_value(v, a)),
+            Kind::Tanh => map(x, "tanh", f32::tanh),
+            Kind::Sigmoid => map(x, "sigmoid", sigmoid_value),
+        }
+    }
+}
+
+/// `max(x, 0)`.
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    Kind::Relu.forward(x)
+}
+
+/// GELU in the chosen form.
+pub fn gelu(x: &Tensor, approx: GeluApprox) -> Result<Tensor> {
+    Kind::Gelu(approx).forward(x)
+}
+
+/// Hyperbolic tangent.
+pub fn tanh(x: &Tensor) -> Result<Tensor> {
+    Kind::Tanh.forward(x)
+}
+
+/// Logistic sigmoid, computed without overflow for large |x|.
+pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
+    Kind::Sigmoid.forward(x)
+}
+
+struct ActivationBackward(Kind);
+impl BackwardOp for ActivationBackward {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
     fn backward(&self, c: &BackwardCtx<'_>) -> Result<Vec<Option<Tensor>>> {
         let name = self.name();
+        let saved = if self.0.backward_from_output() {
+            c.output
+        } else {
+            c.inputs[0]
+        };
+        if let (Storage::Cuda(s), Storage::Cuda(g)) = (saved.storage(), c.grad.storage()) {
+            let out = s.unary_backward(g, self.0.kernels().1, 0.0)?;
+            return Ok(vec![Some(out.into_tensor(c.grad.shape().to_vec()))]);
+        }
         let g = host(c.grad, name)?;
         let mut out = vec![0.0f32; g.len()];
         match self.0 {
@@ -145,13 +193,7 @@ impl BackwardOp for ActivationBackward {
 
 impl Tape {
     fn activation(&mut self, x: Var, kind: Kind) -> Result<Var> {
-        let v = self.value(x);
-        let out = match kind {
-            Kind::Relu => relu(v)?,
-            Kind::Gelu(a) => gelu(v, a)?,
-            Kind::Tanh => tanh(v)?,
-            Kind::Sigmoid => sigmoid(v)?,
-        };
+        let out = kind.forward(self.value(x))?;
         Ok(self.push(out, &[x], || Box::new(ActivationBackward(kind))))
     }
 

@@ -4,6 +4,8 @@
 use super::{host, same_device};
 use crate::autograd::{BackwardCtx, BackwardOp, Tape, Var};
 use crate::backend::cpu::simd;
+use crate::backend::cuda::BinaryOp;
+use crate::backend::Storage;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -21,6 +23,11 @@ pub fn accumulate(acc: &mut Tensor, g: &Tensor) -> Result<()> {
         ));
     }
     same_device(acc, g, "accumulate")?;
+    if let Storage::Cuda(src) = g.storage() {
+        if let Storage::Cuda(dst) = acc.storage_mut() {
+            return dst.add_assign(src);
+        }
+    }
     let src = host(g, "accumulate")?;
     simd::add_assign(acc.data_mut()?, src);
     Ok(())
@@ -104,15 +111,21 @@ fn pattern(a: &[usize], b: &[usize], out: &[usize]) -> Pattern {
     Pattern::General
 }
 
+/// One binary op: its CUDA kernel family, its SIMD kernel and its scalar rule.
 fn binary_forward(
     a: &Tensor,
     b: &Tensor,
-    op: &'static str,
+    kernel: BinaryOp,
     vec_fn: fn(&[f32], &[f32], &mut [f32]),
     scalar_fn: fn(f32, f32) -> f32,
 ) -> Result<Tensor> {
+    let op = kernel.kernel_prefix();
     same_device(a, b, op)?;
     let out_shape = broadcast_shape(a.shape(), b.shape(), op)?;
+    if let (Storage::Cuda(x), Storage::Cuda(y)) = (a.storage(), b.storage()) {
+        let out = x.binary(y, kernel, a.shape(), b.shape(), &out_shape)?;
+        return Ok(out.into_tensor(out_shape));
+    }
     let (x, y) = (host(a, op)?, host(b, op)?);
     let n: usize = out_shape.iter().product();
     let mut out = vec![0.0f32; n];
@@ -139,6 +152,11 @@ pub fn reduce_to_shape(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
     if g.shape() == shape {
         return Ok(g.clone());
     }
+    if let Storage::Cuda(s) = g.storage() {
+        return Ok(s
+            .reduce_to_shape(g.shape(), shape)?
+            .into_tensor(shape.to_vec()));
+    }
     let gd = host(g, "reduce_to_shape")?;
     let n: usize = shape.iter().product();
     let mut out = vec![0.0f32; n];
@@ -160,16 +178,19 @@ pub fn reduce_to_shape(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
 
 /// `a + b` with broadcasting.
 pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    binary_forward(a, b, "add", simd::add, |x, y| x + y)
+    binary_forward(a, b, BinaryOp::Add, simd::add, |x, y| x + y)
 }
 
 /// `a * b` (elementwise) with broadcasting.
 pub fn mul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    binary_forward(a, b, "mul", simd::mul, |x, y| x * y)
+    binary_forward(a, b, BinaryOp::Mul, simd::mul, |x, y| x * y)
 }
 
 /// `s * x`.
 pub fn scale(x: &Tensor, s: f32) -> Result<Tensor> {
+    if let Storage::Cuda(st) = x.storage() {
+        return Ok(st.unary("scale", s)?.into_tensor(x.shape().to_vec()));
+    }
     let d = host(x, "scale")?;
     let mut out = vec![0.0f32; d.len()];
     simd::scale(d, s, &mut out);
@@ -178,6 +199,9 @@ pub fn scale(x: &Tensor, s: f32) -> Result<Tensor> {
 
 /// `x + c` for a constant `c`.
 pub fn add_scalar(x: &Tensor, c: f32) -> Result<Tensor> {
+    if let Storage::Cuda(st) = x.storage() {
+        return Ok(st.unary("add_scalar", c)?.into_tensor(x.shape().to_vec()));
+    }
     let d = host(x, "add_scalar")?;
     Ok(Tensor::cpu(
         d.iter().map(|v| v + c).collect(),

@@ -3,8 +3,55 @@
 use super::{expect_rank, host, same_device};
 use crate::autograd::{BackwardCtx, BackwardOp, Tape, Var};
 use crate::backend::cpu::{matmul as gemm, Transpose};
+use crate::backend::{cuda, Storage};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
+
+/// `op(a) @ op(b)` into a new `[m, n]` tensor of `shape`, on the operands' device: cuBLAS
+/// for CUDA tensors, matrixmultiply on the host. `beta_init` (bias rows) seeds the output.
+#[allow(clippy::too_many_arguments)]
+fn product(
+    op: &'static str,
+    (m, k, n): (usize, usize, usize),
+    a: &Tensor,
+    ta: Transpose,
+    b: &Tensor,
+    tb: Transpose,
+    init: Option<&Tensor>,
+    shape: Vec<usize>,
+) -> Result<Tensor> {
+    if let (Storage::Cuda(x), Storage::Cuda(y)) = (a.storage(), b.storage()) {
+        let (mut out, beta) = match init.map(|t| t.storage()) {
+            Some(Storage::Cuda(bias)) => (bias.repeat_rows(m)?, 1.0),
+            _ => (cuda::CudaStorage::zeros(m * n, x.ordinal())?, 0.0),
+        };
+        let (ta, tb) = (ta == Transpose::Yes, tb == Transpose::Yes);
+        cuda::gemm(m, k, n, 1.0, x, ta, y, tb, beta, &mut out)?;
+        return Ok(out.into_tensor(shape));
+    }
+    let mut out = vec![0.0f32; m * n];
+    let mut beta = 0.0;
+    if let Some(bias) = init {
+        let bd = host(bias, op)?;
+        for row in out.chunks_exact_mut(n) {
+            row.copy_from_slice(bd);
+        }
+        beta = 1.0;
+    }
+    gemm(
+        m,
+        k,
+        n,
+        1.0,
+        host(a, op)?,
+        ta,
+        host(b, op)?,
+        tb,
+        beta,
+        &mut out,
+    );
+    Ok(Tensor::cpu(out, shape))
+}
 
 /// `a @ b` for `a: [m, k]`, `b: [k, n]`.
 pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -18,20 +65,16 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
             format!("{:?} @ {:?}: inner dimensions differ", a.shape(), b.shape()),
         ));
     }
-    let mut out = vec![0.0f32; m * n];
-    gemm(
-        m,
-        k,
-        n,
-        1.0,
-        host(a, "matmul")?,
+    product(
+        "matmul",
+        (m, k, n),
+        a,
         Transpose::No,
-        host(b, "matmul")?,
+        b,
         Transpose::No,
-        0.0,
-        &mut out,
-    );
-    Ok(Tensor::cpu(out, vec![m, n]))
+        None,
+        vec![m, n],
+    )
 }
 
 /// Splits `[..., in]` into (rows, in).
@@ -54,8 +97,6 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     same_device(x, w, "linear")?;
     let (out_f, in_f) = (w.dim(0), w.dim(1));
     let rows = rows_of(x, in_f)?;
-    let mut out = vec![0.0f32; rows * out_f];
-    let mut beta = 0.0;
     if let Some(b) = b {
         same_device(x, b, "linear")?;
         if b.shape() != [out_f] {
@@ -64,27 +105,19 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
                 format!("bias of shape {:?} for {out_f} outputs", b.shape()),
             ));
         }
-        let bd = host(b, "linear")?;
-        for row in out.chunks_exact_mut(out_f) {
-            row.copy_from_slice(bd);
-        }
-        beta = 1.0;
     }
-    gemm(
-        rows,
-        in_f,
-        out_f,
-        1.0,
-        host(x, "linear")?,
-        Transpose::No,
-        host(w, "linear")?,
-        Transpose::Yes,
-        beta,
-        &mut out,
-    );
     let mut shape = x.shape().to_vec();
     *shape.last_mut().unwrap() = out_f;
-    Ok(Tensor::cpu(out, shape))
+    product(
+        "linear",
+        (rows, in_f, out_f),
+        x,
+        Transpose::No,
+        w,
+        Transpose::Yes,
+        b,
+        shape,
+    )
 }
 
 struct MatmulBackward;
@@ -95,40 +128,15 @@ impl BackwardOp for MatmulBackward {
     fn backward(&self, c: &BackwardCtx<'_>) -> Result<Vec<Option<Tensor>>> {
         let (a, b, g) = (c.inputs[0], c.inputs[1], c.grad);
         let (m, k, n) = (a.dim(0), a.dim(1), b.dim(1));
-        let gd = host(g, "matmul")?;
         let ga = if c.needs[0] {
-            let mut o = vec![0.0; m * k];
-            gemm(
-                m,
-                n,
-                k,
-                1.0,
-                gd,
-                Transpose::No,
-                host(b, "matmul")?,
-                Transpose::Yes,
-                0.0,
-                &mut o,
-            );
-            Some(Tensor::cpu(o, vec![m, k]))
+            let (mkn, no, yes) = ((m, n, k), Transpose::No, Transpose::Yes);
+            Some(product("matmul", mkn, g, no, b, yes, None, vec![m, k])?)
         } else {
             None
         };
         let gb = if c.needs[1] {
-            let mut o = vec![0.0; k * n];
-            gemm(
-                k,
-                m,
-                n,
-                1.0,
-                host(a, "matmul")?,
-                Transpose::Yes,
-                gd,
-                Transpose::No,
-                0.0,
-                &mut o,
-            );
-            Some(Tensor::cpu(o, vec![k, n]))
+            let (mkn, no, yes) = ((k, m, n), Transpose::No, Transpose::Yes);
+            Some(product("matmul", mkn, a, yes, g, no, None, vec![k, n])?)
         } else {
             None
         };
@@ -147,40 +155,34 @@ impl BackwardOp for LinearBackward {
         let (x, w, g) = (c.inputs[0], c.inputs[1], c.grad);
         let (out_f, in_f) = (w.dim(0), w.dim(1));
         let rows = x.numel() / in_f;
-        let gd = host(g, "linear")?;
+        let (no, yes) = (Transpose::No, Transpose::Yes);
         let gx = if c.needs[0] {
-            let mut o = vec![0.0; rows * in_f];
-            gemm(
-                rows,
-                out_f,
-                in_f,
-                1.0,
-                gd,
-                Transpose::No,
-                host(w, "linear")?,
-                Transpose::No,
-                0.0,
-                &mut o,
-            );
-            Some(Tensor::cpu(o, x.shape().to_vec()))
+            let shape = x.shape().to_vec();
+            Some(product(
+                "linear",
+                (rows, out_f, in_f),
+                g,
+                no,
+                w,
+                no,
+                None,
+                shape,
+            )?)
         } else {
             None
         };
         let gw = if c.needs[1] {
-            let mut o = vec![0.0; out_f * in_f];
-            gemm(
-                out_f,
-                rows,
-                in_f,
-                1.0,
-                gd,
-                Transpose::Yes,
-                host(x, "linear")?,
-                Transpose::No,
-                0.0,
-                &mut o,
-            );
-            Some(Tensor::cpu(o, vec![out_f, in_f]))
+            let shape = vec![out_f, in_f];
+            Some(product(
+                "linear",
+                (out_f, rows, in_f),
+                g,
+                yes,
+                x,
+                no,
+                None,
+                shape,
+            )?)
         } else {
             None
         };

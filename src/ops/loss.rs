@@ -7,6 +7,8 @@
 
 use super::{host, same_device};
 use crate::autograd::{BackwardCtx, BackwardOp, Tape, Var};
+use crate::backend::cuda::RegressionLoss;
+use crate::backend::Storage;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -58,8 +60,9 @@ pub fn softmax_rows(logits: &[f32], classes: usize) -> Vec<f32> {
     out
 }
 
-/// Per-sample cross-entropy and the softmax probabilities (kept for the backward pass).
-pub fn cross_entropy(logits: &Tensor, labels: &[u32]) -> Result<(Tensor, Vec<f32>)> {
+/// Per-sample cross-entropy `[N]` and the softmax probabilities `[N, C]` (kept for the
+/// backward pass), on the logits' device.
+pub fn cross_entropy(logits: &Tensor, labels: &[u32]) -> Result<(Tensor, Tensor)> {
     let (n, c) = rows(logits, "cross_entropy")?;
     if logits.rank() != 2 {
         return Err(Error::shape(
@@ -68,6 +71,10 @@ pub fn cross_entropy(logits: &Tensor, labels: &[u32]) -> Result<(Tensor, Vec<f32
         ));
     }
     check_labels(labels, n, c, "cross_entropy")?;
+    if let Storage::Cuda(s) = logits.storage() {
+        let (loss, probs) = s.cross_entropy(labels, n, c)?;
+        return Ok((loss.into_tensor(vec![n]), probs.into_tensor(vec![n, c])));
+    }
     let x = host(logits, "cross_entropy")?;
     let probs = softmax_rows(x, c);
     let mut loss = vec![0.0f32; n];
@@ -77,7 +84,7 @@ pub fn cross_entropy(logits: &Tensor, labels: &[u32]) -> Result<(Tensor, Vec<f32
         let lse = m + row.iter().map(|&v| (v - m).exp()).sum::<f32>().ln();
         loss[i] = lse - row[labels[i] as usize];
     }
-    Ok((Tensor::cpu(loss, vec![n]), probs))
+    Ok((Tensor::cpu(loss, vec![n]), Tensor::cpu(probs, vec![n, c])))
 }
 
 fn check_targets(pred: &Tensor, target: &Tensor, op: &'static str) -> Result<()> {
@@ -95,10 +102,29 @@ fn check_targets(pred: &Tensor, target: &Tensor, op: &'static str) -> Result<()>
     Ok(())
 }
 
+/// The CUDA arm of the regression losses (`None` for host tensors).
+fn regression_cuda(
+    pred: &Tensor,
+    target: &Tensor,
+    n: usize,
+    d: usize,
+    kind: RegressionLoss,
+) -> Result<Option<Tensor>> {
+    match (pred.storage(), target.storage()) {
+        (Storage::Cuda(p), Storage::Cuda(t)) => {
+            Ok(Some(p.regression_loss(t, n, d, kind)?.into_tensor(vec![n])))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Per-sample mean squared error.
 pub fn mse(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
     check_targets(pred, target, "mse")?;
     let (n, d) = rows(pred, "mse")?;
+    if let Some(out) = regression_cuda(pred, target, n, d, RegressionLoss::Mse)? {
+        return Ok(out);
+    }
     let (p, t) = (host(pred, "mse")?, host(target, "mse")?);
     let out = (0..n)
         .map(|i| {
@@ -116,6 +142,9 @@ pub fn mse(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
 pub fn bce_with_logits(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
     check_targets(logits, target, "bce_with_logits")?;
     let (n, d) = rows(logits, "bce_with_logits")?;
+    if let Some(out) = regression_cuda(logits, target, n, d, RegressionLoss::BceWithLogits)? {
+        return Ok(out);
+    }
     let (x, t) = (
         host(logits, "bce_with_logits")?,
         host(target, "bce_with_logits")?,
@@ -132,7 +161,7 @@ pub fn bce_with_logits(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
 }
 
 struct CrossEntropyBackward {
-    probs: Vec<f32>,
+    probs: Tensor,
     labels: Vec<u32>,
 }
 impl BackwardOp for CrossEntropyBackward {
@@ -142,8 +171,12 @@ impl BackwardOp for CrossEntropyBackward {
     fn backward(&self, c: &BackwardCtx<'_>) -> Result<Vec<Option<Tensor>>> {
         let logits = c.inputs[0];
         let (n, k) = (logits.dim(0), logits.dim(1));
+        if let (Storage::Cuda(p), Storage::Cuda(g)) = (self.probs.storage(), c.grad.storage()) {
+            let out = p.cross_entropy_backward(&self.labels, g, n, k)?;
+            return Ok(vec![Some(out.into_tensor(vec![n, k]))]);
+        }
         let g = host(c.grad, "cross_entropy")?;
-        let mut out = self.probs.clone();
+        let mut out = host(&self.probs, "cross_entropy")?.to_vec();
         for i in 0..n {
             let row = &mut out[i * k..(i + 1) * k];
             row[self.labels[i] as usize] -= 1.0;
@@ -167,13 +200,31 @@ impl BackwardOp for RegressionBackward {
         }
     }
     fn backward(&self, c: &BackwardCtx<'_>) -> Result<Vec<Option<Tensor>>> {
+        let n = c.inputs[0].dim(0);
+        let d = c.inputs[0].numel().checked_div(n).unwrap_or(0);
+        let shape = c.inputs[0].shape().to_vec();
+        let storages = (
+            c.inputs[0].storage(),
+            c.inputs[1].storage(),
+            c.grad.storage(),
+        );
+        if let (Storage::Cuda(x), Storage::Cuda(t), Storage::Cuda(g)) = storages {
+            let kind = if self.bce {
+                RegressionLoss::BceWithLogits
+            } else {
+                RegressionLoss::Mse
+            };
+            let (gx, gt) = x.regression_loss_backward(t, g, n, d, kind)?;
+            return Ok(vec![
+                c.needs[0].then(|| gx.into_tensor(shape.clone())),
+                c.needs[1].then(|| gt.into_tensor(shape)),
+            ]);
+        }
         let (x, t) = (
             host(c.inputs[0], self.name())?,
             host(c.inputs[1], self.name())?,
         );
         let g = host(c.grad, self.name())?;
-        let n = c.inputs[0].dim(0);
-        let d = x.len().checked_div(n).unwrap_or(0);
         let mut gx = vec![0.0f32; x.len()];
         let mut gt = vec![0.0f32; x.len()];
         for (i, &gi) in g.iter().enumerate().take(n) {
@@ -194,7 +245,6 @@ impl BackwardOp for RegressionBackward {
                 }
             }
         }
-        let shape = c.inputs[0].shape().to_vec();
         Ok(vec![
             c.needs[0].then(|| Tensor::cpu(gx, shape.clone())),
             c.needs[1].then(|| Tensor::cpu(gt, shape)),
@@ -245,7 +295,8 @@ mod tests {
         let l = l.to_vec().unwrap();
         assert!((l[0] - 0.407_605_96).abs() < 1e-6, "{l:?}");
         assert!((l[1] - 3f32.ln()).abs() < 1e-6);
-        assert!((p[3] - 1.0 / 3.0).abs() < 1e-6);
+        assert_eq!(p.shape(), &[2, 3]);
+        assert!((p.to_vec().unwrap()[3] - 1.0 / 3.0).abs() < 1e-6);
         assert!(cross_entropy(&logits, &[3, 0]).is_err());
         assert!(cross_entropy(&logits, &[0]).is_err());
         // huge logits stay finite

@@ -3,16 +3,23 @@
 use super::host;
 use crate::autograd::{BackwardCtx, BackwardOp, Tape, Var};
 use crate::backend::cpu::simd;
+use crate::backend::Storage;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
 /// Sum of all elements, as a scalar tensor.
 pub fn sum(x: &Tensor) -> Result<Tensor> {
+    if let Storage::Cuda(s) = x.storage() {
+        return Ok(s.sum_all(1.0)?.into_tensor(vec![]));
+    }
     Ok(Tensor::scalar(simd::sum(host(x, "sum")?)))
 }
 
 /// Mean of all elements (NaN for an empty tensor, as in PyTorch).
 pub fn mean(x: &Tensor) -> Result<Tensor> {
+    if let Storage::Cuda(s) = x.storage() {
+        return Ok(s.sum_all(1.0 / x.numel() as f32)?.into_tensor(vec![]));
+    }
     Ok(Tensor::scalar(
         simd::sum(host(x, "mean")?) / x.numel() as f32,
     ))
@@ -40,6 +47,11 @@ pub fn mean_axis(x: &Tensor, axis: usize) -> Result<Tensor> {
             "cannot average over an empty axis",
         ));
     }
+    let mut shape = x.shape().to_vec();
+    shape.remove(axis);
+    if let Storage::Cuda(s) = x.storage() {
+        return Ok(s.mean_axis(outer, len, inner)?.into_tensor(shape));
+    }
     let d = host(x, "mean_axis")?;
     let mut out = vec![0.0f32; outer * inner];
     for o in 0..outer {
@@ -53,8 +65,6 @@ pub fn mean_axis(x: &Tensor, axis: usize) -> Result<Tensor> {
             *v *= inv;
         }
     }
-    let mut shape = x.shape().to_vec();
-    shape.remove(axis);
     Ok(Tensor::cpu(out, shape))
 }
 
@@ -75,6 +85,18 @@ impl BackwardOp for ReduceBackward {
     }
     fn backward(&self, c: &BackwardCtx<'_>) -> Result<Vec<Option<Tensor>>> {
         let x = c.inputs[0];
+        if let Storage::Cuda(g) = c.grad.storage() {
+            let n = x.numel();
+            let out = match self.0 {
+                Kind::Sum => g.broadcast_scalar(n, 1.0)?,
+                Kind::Mean => g.broadcast_scalar(n, 1.0 / n as f32)?,
+                Kind::MeanAxis(axis) => {
+                    let (outer, len, inner) = split(x.shape(), axis);
+                    g.mean_axis_backward(outer, len, inner)?
+                }
+            };
+            return Ok(vec![Some(out.into_tensor(x.shape().to_vec()))]);
+        }
         let g = host(c.grad, self.name())?;
         let out = match self.0 {
             Kind::Sum => vec![g[0]; x.numel()],

@@ -4,6 +4,8 @@
 use super::Optimizer;
 use crate::autograd::Gradients;
 use crate::backend::cpu::simd;
+use crate::backend::cuda::AdamParams;
+use crate::backend::Storage;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -42,9 +44,10 @@ impl AdamConfig {
     }
 }
 
+/// Moment buffers live on the parameter's device, so a CUDA step never leaves the GPU.
 struct Slot {
-    m: Vec<f32>,
-    v: Vec<f32>,
+    m: Tensor,
+    v: Tensor,
     t: u32,
 }
 
@@ -89,35 +92,63 @@ impl Optimizer for Adam {
                     ),
                 ));
             }
-            let n = p.numel();
-            let slot = self.slots[key].get_or_insert_with(|| Slot {
-                m: vec![0.0; n],
-                v: vec![0.0; n],
-                t: 0,
-            });
+            let slot = match &mut self.slots[key] {
+                Some(slot) => slot,
+                empty => empty.insert(Slot {
+                    m: p.zeros_like()?,
+                    v: p.zeros_like()?,
+                    t: 0,
+                }),
+            };
             slot.t += 1;
-            let bc1 = 1.0 - c.beta1.powi(slot.t as i32);
-            let bc2_sqrt = (1.0 - c.beta2.powi(slot.t as i32)).sqrt();
             let (l2, decoupled) = if c.decoupled {
                 (0.0, c.weight_decay)
             } else {
                 (c.weight_decay, 0.0)
             };
-            let gd = g.cpu_data("adam")?;
-            simd::adam_update(
-                p.data_mut()?,
-                gd,
-                &mut slot.m,
-                &mut slot.v,
-                c.lr,
-                c.beta1,
-                c.beta2,
-                c.eps,
-                l2,
-                decoupled,
-                bc1,
-                bc2_sqrt,
+            let params = AdamParams {
+                lr: c.lr,
+                beta1: c.beta1,
+                beta2: c.beta2,
+                eps: c.eps,
+                l2_weight_decay: l2,
+                decoupled_weight_decay: decoupled,
+                bias_correction1: 1.0 - c.beta1.powi(slot.t as i32),
+                bias_correction2_sqrt: (1.0 - c.beta2.powi(slot.t as i32)).sqrt(),
+            };
+            let storages = (
+                p.storage_mut(),
+                g.storage(),
+                slot.m.storage_mut(),
+                slot.v.storage_mut(),
             );
+            match storages {
+                (Storage::Cuda(p), Storage::Cuda(g), Storage::Cuda(m), Storage::Cuda(v)) => {
+                    p.adam_step(g, m, v, params)?
+                }
+                (Storage::Cpu(p), Storage::Cpu(g), Storage::Cpu(m), Storage::Cpu(v)) => {
+                    simd::adam_update(
+                        p,
+                        g,
+                        m,
+                        v,
+                        params.lr,
+                        params.beta1,
+                        params.beta2,
+                        params.eps,
+                        params.l2_weight_decay,
+                        params.decoupled_weight_decay,
+                        params.bias_correction1,
+                        params.bias_correction2_sqrt,
+                    );
+                }
+                _ => {
+                    return Err(Error::invalid(format!(
+                        "adam: parameter {key}, its gradient and its moments are not all on \
+                         one device"
+                    )))
+                }
+            }
         }
         Ok(())
     }

@@ -3,6 +3,8 @@
 
 use super::Optimizer;
 use crate::autograd::Gradients;
+use crate::backend::cuda::SgdParams;
+use crate::backend::Storage;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -32,7 +34,8 @@ impl SgdConfig {
 /// SGD with optional momentum buffers.
 pub struct Sgd {
     cfg: SgdConfig,
-    buffers: Vec<Option<Vec<f32>>>,
+    /// Momentum buffers, on each parameter's device.
+    buffers: Vec<Option<Tensor>>,
 }
 
 impl Sgd {
@@ -48,6 +51,12 @@ impl Sgd {
             buffers: Vec::new(),
         })
     }
+}
+
+fn mixed(key: usize) -> Error {
+    Error::invalid(format!(
+        "sgd: parameter {key}, its gradient and its momentum buffer are not all on one device"
+    ))
 }
 
 impl Optimizer for Sgd {
@@ -72,21 +81,38 @@ impl Optimizer for Sgd {
                     ),
                 ));
             }
-            let gd = g.cpu_data("sgd")?;
-            let pd = p.data_mut()?;
             let first = self.buffers[key].is_none();
+            if c.momentum != 0.0 && first {
+                self.buffers[key] = Some(p.zeros_like()?);
+            }
             let buf = if c.momentum != 0.0 {
-                Some(self.buffers[key].get_or_insert_with(|| vec![0.0; gd.len()]))
+                self.buffers[key].as_mut().map(|b| b.storage_mut())
             } else {
                 None
             };
-            match buf {
-                None => {
+            match (p.storage_mut(), g.storage(), buf) {
+                (Storage::Cuda(p), Storage::Cuda(g), buf) => {
+                    let buf = match buf {
+                        Some(Storage::Cuda(b)) => Some(b),
+                        None => None,
+                        Some(Storage::Cpu(_)) => return Err(mixed(key)),
+                    };
+                    let params = SgdParams {
+                        lr: c.lr,
+                        momentum: c.momentum,
+                        dampening: c.dampening,
+                        weight_decay: c.weight_decay,
+                        nesterov: c.nesterov,
+                        first,
+                    };
+                    p.sgd_step(g, buf, params)?;
+                }
+                (Storage::Cpu(pd), Storage::Cpu(gd), None) => {
                     for (w, &gi) in pd.iter_mut().zip(gd) {
                         *w -= c.lr * (gi + c.weight_decay * *w);
                     }
                 }
-                Some(buf) => {
+                (Storage::Cpu(pd), Storage::Cpu(gd), Some(Storage::Cpu(buf))) => {
                     for ((w, &gi), b) in pd.iter_mut().zip(gd).zip(buf.iter_mut()) {
                         let d = gi + c.weight_decay * *w;
                         *b = if first {
@@ -98,6 +124,7 @@ impl Optimizer for Sgd {
                         *w -= c.lr * step;
                     }
                 }
+                _ => return Err(mixed(key)),
             }
         }
         Ok(())

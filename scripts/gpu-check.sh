@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# One prepared GPU check for gradtau: device summary, CUDA build (or prebuilt binaries),
+# the CUDA parity tests, and the ∇τ step benchmark (PyTorch side now, gradtau side when the
+# unlearning code lands). Prints a compact summary; meant to finish in well under 8 minutes.
+#
+# The GPU machine (one H200, driver 580 / CUDA 13, nvcc 13.0, PyTorch cu130 in python3) has
+# no cargo and no network, so the Rust test binaries are built on the CPU machine (same
+# x86-64) and carried over:
+#
+#   # on the CPU machine, in the repository root (no GPU or toolkit needed):
+#   scripts/gpu-check.sh --prepare          # builds into .gpu/ (git-ignored), strips, lists
+#   # then, through the device tool:  run(command="bash scripts/gpu-check.sh",
+#   #                                     carry=[".gpu"], timeout_s=540)
+#
+# If cargo is present where the script runs, it builds there instead (--features cuda
+# --release). The CUDA libraries are loaded at run time (cudarc dynamic loading): the script
+# puts the toolkit's or the PyTorch wheels' libnvrtc.so.13 / libcublas.so.13 on
+# LD_LIBRARY_PATH. Outputs go to $OUT (when set) as gpu-check.log and bench_torch.json.
+set -u -o pipefail
+cd "$(dirname "$0")/.."
+GPU_DIR=.gpu
+
+prepare() {
+    set -e
+    mkdir -p "$GPU_DIR"
+    EXCLUDE=$(git rev-parse --git-path info/exclude)
+    mkdir -p "$(dirname "$EXCLUDE")"
+    grep -qx "/$GPU_DIR/" "$EXCLUDE" 2>/dev/null || echo "/$GPU_DIR/" >> "$EXCLUDE"
+    cargo test --features cuda --release --no-run --message-format=json 2>/dev/null \
+        | python3 -c '
+import json, sys, shutil
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
+        name = m["target"]["name"]
+        dst = "'"$GPU_DIR"'/" + (name if "test" in m["target"]["kind"] else "lib_tests")
+        shutil.copy(m["executable"], dst)
+        print("built", dst)
+'
+    for f in "$GPU_DIR"/*; do [ -x "$f" ] && strip --strip-debug "$f"; done
+    du -sh "$GPU_DIR"/*
+    echo "carry [\"$GPU_DIR\"] and run: bash scripts/gpu-check.sh"
+}
+
+if [ "${1:-}" = "--prepare" ]; then prepare; exit; fi
+
+OUTDIR=${OUT:-/tmp/gpu-check}
+mkdir -p "$OUTDIR"
+LOG="$OUTDIR/gpu-check.log"
+exec > >(tee "$LOG") 2>&1
+T0=$(date +%s)
+echo "== device"
+nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader 2>&1 || echo "nvidia-smi failed"
+
+# libnvrtc/libcublas: toolkit first, then the wheels PyTorch ships.
+LIBDIRS=""
+for pat in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-13*/lib64 \
+           /usr/local/cuda-13*/targets/x86_64-linux/lib; do
+    for d in $pat; do [ -e "$d/libnvrtc.so.13" ] || [ -e "$d/libcublas.so.13" ] && LIBDIRS="$LIBDIRS:$d"; done
+done
+SITE=$(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null)
+for s in $SITE; do
+    for d in "$s"/nvidia/*/lib "$s"/nvidia/cu13/lib; do
+        { [ -e "$d/libnvrtc.so.13" ] || [ -e "$d/libcublas.so.13" ]; } && LIBDIRS="$LIBDIRS:$d"
+    done
+done
+export LD_LIBRARY_PATH="${LIBDIRS#:}:${LD_LIBRARY_PATH:-}"
+echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+
+echo "== build"
+if [ -x "$GPU_DIR/cuda_parity" ]; then
+    PARITY="$GPU_DIR/cuda_parity"
+    echo "using prebuilt $PARITY (from --prepare)"
+elif command -v cargo >/dev/null; then
+    timeout 300 cargo test --features cuda --release --no-run 2>&1 | tail -3
+    PARITY=$(ls -t "${CARGO_TARGET_DIR:-target}"/release/deps/cuda_parity-* 2>/dev/null | grep -v '\.d$' | head -1)
+else
+    echo "no cargo here and no prebuilt binary"
+fi
+if [ ! -x "${PARITY:-}" ]; then
+    echo "SUMMARY: no parity binary (run scripts/gpu-check.sh --prepare on the CPU machine and carry .gpu)"
+    exit 2
+fi
+
+echo "== parity tests"
+timeout 240 "$PARITY" --test-threads=1 --nocapture 2>&1 | tee "$OUTDIR/parity.txt"
+PARITY_RC=${PIPESTATUS[0]}
+if [ -x "$GPU_DIR/lib_tests" ]; then
+    echo "== library tests (CPU paths, CUDA build)"
+    timeout 120 "$GPU_DIR/lib_tests" -q 2>&1 | tail -3
+fi
+
+echo "== ∇τ step benchmark"
+timeout 150 python3 scripts/bench_torch_cuda.py --json "$OUTDIR/bench_torch.json" 2>&1 | tail -20
+BENCH_RC=$?
+# Hook: the gradtau side of the benchmark (a binary built by --prepare once the unlearning
+# code exists, printing the same JSON fields) is run here when present.
+if [ -x "$GPU_DIR/bench_gradtau" ]; then
+    timeout 150 "$GPU_DIR/bench_gradtau" --device cuda --json "$OUTDIR/bench_gradtau.json" 2>&1 | tail -20
+fi
+
+echo "== SUMMARY"
+RESULT=$(grep -m1 '^test result:' "$OUTDIR/parity.txt")
+SKIP=$(grep -o -m1 'SKIPPED: .*' "$OUTDIR/parity.txt")
+CHECKS=$(grep -c '^parity ' "$OUTDIR/parity.txt")
+WORST=$(grep '^parity ' "$OUTDIR/parity.txt" | awk '{print $NF, $0}' | sort -g | tail -3 | cut -d' ' -f2- | tr '\n' ';')
+echo "parity: rc=$PARITY_RC ${RESULT:-no result line}; $CHECKS comparisons ${SKIP:+($SKIP)}"
+grep -E '^(thread|failures:|    [a-z_]+$)' "$OUTDIR/parity.txt" | head -20
+echo "worst normalised errors: $WORST"
+[ -f "$OUTDIR/bench_torch.json" ] && echo "torch bench: $(cat "$OUTDIR/bench_torch.json")" || echo "torch bench: rc=$BENCH_RC (no result)"
+echo "wall: $(( $(date +%s) - T0 )) s"
