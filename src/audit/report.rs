@@ -44,7 +44,12 @@ fn set_accuracy(model: &Model, w: &[Tensor], d: &Dataset) -> Result<(f64, Option
 }
 
 /// Audits `weights` on the three sets with the paper's protocol (seeded).
-pub fn audit_model(model: &Model, weights: &[Tensor], sets: AuditSets<'_>, seed: u64) -> Result<AuditRow> {
+pub fn audit_model(
+    model: &Model,
+    weights: &[Tensor],
+    sets: AuditSets<'_>,
+    seed: u64,
+) -> Result<AuditRow> {
     let (retain_accuracy, _) = set_accuracy(model, weights, sets.retain)?;
     let (forget_accuracy, forget_logits) = set_accuracy(model, weights, sets.forget)?;
     let (test_accuracy, test_logits) = set_accuracy(model, weights, sets.test)?;
@@ -52,8 +57,16 @@ pub fn audit_model(model: &Model, weights: &[Tensor], sets: AuditSets<'_>, seed:
     let lt = model.losses(weights, sets.test, BATCH)?;
     let mia_loss = mia_score(&lf, &lt, seed)?.accuracy_mean;
     let mia_entropy = match (forget_logits, test_logits) {
-        (Some(f), Some(t)) => mia_score(&softmax_entropy(&f)?, &softmax_entropy(&t)?, seed)?.accuracy_mean,
+        (Some(f), Some(t)) => {
+            mia_score(&softmax_entropy(&f)?, &softmax_entropy(&t)?, seed)?.accuracy_mean
+        }
         _ => f64::NAN,
     };
-    Ok(AuditRow { retain_accuracy, forget_accuracy, test_accuracy, mia_loss, mia_entropy })
+    Ok(AuditRow {
+        retain_accuracy,
+        forget_accuracy,
+        test_accuracy,
+        mia_loss,
+        mia_entropy,
+    })
 }

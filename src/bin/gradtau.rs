@@ -8,7 +8,10 @@ use gradtau::io;
 use gradtau::nn::{LossKind, Model};
 use gradtau::optim::LrSchedule;
 use gradtau::rng::Rng;
-use gradtau::unlearn::{self, BaselineOptions, Control, Method, NablaTauOptions, OptimizerKind, Progress, RunReport, TrainRecipe, UnlearnSets};
+use gradtau::unlearn::{
+    self, BaselineOptions, Control, Method, NablaTauOptions, OptimizerKind, Progress, RunReport,
+    TrainRecipe, UnlearnSets,
+};
 use gradtau::{DeviceRequest, Error, Result, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
@@ -16,7 +19,11 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 #[derive(Parser)]
-#[command(name = "gradtau", version, about = "Machine unlearning with ∇τ on your own model weights")]
+#[command(
+    name = "gradtau",
+    version,
+    about = "Machine unlearning with ∇τ on your own model weights"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -222,7 +229,11 @@ fn read_inputs(model: &Model, path: &Path) -> Result<Tensor> {
     if n == 0 || data.len() != n * per {
         return Err(Error::shape(
             "inputs",
-            format!("{}: array of shape {shape:?} does not hold [N, {:?}] samples", path.display(), model.input_shape()),
+            format!(
+                "{}: array of shape {shape:?} does not hold [N, {:?}] samples",
+                path.display(),
+                model.input_shape()
+            ),
         ));
     }
     let mut s = vec![n];
@@ -238,7 +249,9 @@ fn read_set(model: &Model, x: &Path, y: &Path) -> Result<Dataset> {
             let (t, _) = io::read_array_f32(y)?;
             let mut s = vec![x.dim(0)];
             s.extend_from_slice(model.output_shape());
-            Targets::Values(Tensor::from_vec(t, &s).map_err(|e| Error::Io(format!("{}: {e}", y.display())))?)
+            Targets::Values(
+                Tensor::from_vec(t, &s).map_err(|e| Error::Io(format!("{}: {e}", y.display())))?,
+            )
         }
     };
     let d = Dataset::new(x, targets)?;
@@ -246,7 +259,8 @@ fn read_set(model: &Model, x: &Path, y: &Path) -> Result<Dataset> {
 }
 
 fn read_model(spec: &Path) -> Result<Model> {
-    let text = std::fs::read_to_string(spec).map_err(|e| Error::Io(format!("{}: {e}", spec.display())))?;
+    let text =
+        std::fs::read_to_string(spec).map_err(|e| Error::Io(format!("{}: {e}", spec.display())))?;
     Model::from_json(&text)
 }
 
@@ -254,18 +268,31 @@ fn read_weights(model: &Model, path: &Path) -> Result<Vec<Tensor>> {
     let mut map = io::load_safetensors(path)?;
     let mut out = Vec::new();
     for p in model.params() {
-        let (shape, data) = map
-            .remove(&p.name)
-            .ok_or_else(|| Error::Binding(format!("{}: no tensor named `{}` (shape {:?})", path.display(), p.name, p.shape)))?;
+        let (shape, data) = map.remove(&p.name).ok_or_else(|| {
+            Error::Binding(format!(
+                "{}: no tensor named `{}` (shape {:?})",
+                path.display(),
+                p.name,
+                p.shape
+            ))
+        })?;
         if shape != p.shape {
-            return Err(Error::Binding(format!("{}: `{}` has shape {shape:?}, the spec says {:?}", path.display(), p.name, p.shape)));
+            return Err(Error::Binding(format!(
+                "{}: `{}` has shape {shape:?}, the spec says {:?}",
+                path.display(),
+                p.name,
+                p.shape
+            )));
         }
         out.push(Tensor::from_vec(data, &shape)?);
     }
     // PyTorch also saves integer counters such as `num_batches_tracked`; those are not ours.
     map.retain(|k, _| !k.ends_with("num_batches_tracked"));
     if let Some(k) = map.keys().next() {
-        return Err(Error::Binding(format!("{}: tensor `{k}` is not a parameter of the spec", path.display())));
+        return Err(Error::Binding(format!(
+            "{}: tensor `{k}` is not a parameter of the spec",
+            path.display()
+        )));
     }
     model.check_weights(&out)?;
     Ok(out)
@@ -273,12 +300,26 @@ fn read_weights(model: &Model, path: &Path) -> Result<Vec<Tensor>> {
 
 fn write_weights(model: &Model, weights: &[Tensor], path: &Path) -> Result<()> {
     let data: Vec<Vec<f32>> = weights.iter().map(|w| w.to_vec()).collect::<Result<_>>()?;
-    io::save_safetensors(path, model.params().iter().zip(&data).map(|(p, d)| (p.name.as_str(), p.shape.as_slice(), d.as_slice())))
+    io::save_safetensors(
+        path,
+        model
+            .params()
+            .iter()
+            .zip(&data)
+            .map(|(p, d)| (p.name.as_str(), p.shape.as_slice(), d.as_slice())),
+    )
 }
 
 // ---------------------------------------------------------------- commands
 
-fn method_for(arg: MethodArg, seed: u64, device: DeviceRequest, epochs: Option<usize>, batch: Option<usize>, lr: Option<f32>) -> Method {
+fn method_for(
+    arg: MethodArg,
+    seed: u64,
+    device: DeviceRequest,
+    epochs: Option<usize>,
+    batch: Option<usize>,
+    lr: Option<f32>,
+) -> Method {
     let tune_b = |mut o: BaselineOptions| {
         o.seed = seed;
         o.device = device;
@@ -320,15 +361,34 @@ fn unlearn_cmd(a: UnlearnArgs) -> Result<()> {
     let retain = read_set(&model, &a.sets.retain_x, &a.sets.retain_y)?;
     let val = read_set(&model, &a.val_x, &a.val_y)?;
     let method = method_for(a.method, a.seed, device, a.epochs, a.batch_size, a.lr);
-    let audit_sets = AuditSets { retain: &retain, forget: &forget, test: &val };
+    let audit_sets = AuditSets {
+        retain: &retain,
+        forget: &forget,
+        test: &val,
+    };
     let before = audit_model(&model, &weights, audit_sets, a.seed)?;
     let pb = progress_bar(method.name());
     let mut w = weights.clone();
-    let report = method.run(&model, &mut w, UnlearnSets { forget: &forget, retain: &retain, val: &val }, &mut feed(&pb))?;
+    let report = method.run(
+        &model,
+        &mut w,
+        UnlearnSets {
+            forget: &forget,
+            retain: &retain,
+            val: &val,
+        },
+        &mut feed(&pb),
+    )?;
     pb.finish();
     let after = audit_model(&model, &w, audit_sets, a.seed)?;
     write_weights(&model, &w, &a.out)?;
-    print_table("metrics (MIA: forget vs the validation set)", &[("before", &before, f64::NAN), ("after", &after, report.seconds)]);
+    print_table(
+        "metrics (MIA: forget vs the validation set)",
+        &[
+            ("before", &before, f64::NAN),
+            ("after", &after, report.seconds),
+        ],
+    );
     eprintln!("wrote {}", a.out.display());
     if let Some(path) = a.report {
         let json = serde_json::json!({
@@ -340,7 +400,8 @@ fn unlearn_cmd(a: UnlearnArgs) -> Result<()> {
             "before": row_json(&before),
             "after": row_json(&after),
         });
-        std::fs::write(&path, serde_json::to_string_pretty(&json).expect("json")).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+        std::fs::write(&path, serde_json::to_string_pretty(&json).expect("json"))
+            .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())
@@ -352,9 +413,21 @@ fn audit_cmd(a: AuditArgs) -> Result<()> {
     let forget = read_set(&model, &a.sets.forget_x, &a.sets.forget_y)?;
     let retain = read_set(&model, &a.sets.retain_x, &a.sets.retain_y)?;
     let test = read_set(&model, &a.test_x, &a.test_y)?;
-    let row = audit_model(&model, &weights, AuditSets { retain: &retain, forget: &forget, test: &test }, a.seed)?;
+    let row = audit_model(
+        &model,
+        &weights,
+        AuditSets {
+            retain: &retain,
+            forget: &forget,
+            test: &test,
+        },
+        a.seed,
+    )?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&row_json(&row)).expect("json"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&row_json(&row)).expect("json")
+        );
     } else {
         print_table("audit", &[("model", &row, f64::NAN)]);
     }
@@ -371,15 +444,33 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
     let optimizer = match a.optimizer.as_str() {
         "adamw" => OptimizerKind::AdamW,
         "adam" => OptimizerKind::Adam,
-        "sgd" => OptimizerKind::Sgd { momentum: 0.9, nesterov: false },
-        o => return Err(Error::invalid(format!("--optimizer {o}: expected adamw, adam or sgd"))),
+        "sgd" => OptimizerKind::Sgd {
+            momentum: 0.9,
+            nesterov: false,
+        },
+        o => {
+            return Err(Error::invalid(format!(
+                "--optimizer {o}: expected adamw, adam or sgd"
+            )))
+        }
     };
     let steps = data.len().div_ceil(a.batch_size.max(1)) * a.epochs;
     let schedule = match a.schedule.as_str() {
         "constant" => LrSchedule::Constant,
-        "linear" => LrSchedule::Linear { start: 1.0, end: 0.0, total_steps: steps },
-        "cosine" => LrSchedule::Cosine { min_factor: 0.0, total_steps: steps },
-        s => return Err(Error::invalid(format!("--schedule {s}: expected constant, linear or cosine"))),
+        "linear" => LrSchedule::Linear {
+            start: 1.0,
+            end: 0.0,
+            total_steps: steps,
+        },
+        "cosine" => LrSchedule::Cosine {
+            min_factor: 0.0,
+            total_steps: steps,
+        },
+        s => {
+            return Err(Error::invalid(format!(
+                "--schedule {s}: expected constant, linear or cosine"
+            )))
+        }
     };
     let recipe = TrainRecipe {
         optimizer,
@@ -396,7 +487,12 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
     let r = unlearn::train(&model, &mut w, &data, &recipe, &mut feed(&pb))?;
     pb.finish();
     write_weights(&model, &w, &a.out)?;
-    eprintln!("trained {} steps in {:.1} s; wrote {}", r.steps, r.seconds, a.out.display());
+    eprintln!(
+        "trained {} steps in {:.1} s; wrote {}",
+        r.steps,
+        r.seconds,
+        a.out.display()
+    );
     Ok(())
 }
 
@@ -407,9 +503,22 @@ fn demo(a: DemoArgs) -> Result<()> {
     // 70 % train, 10 % validation (∇τ's target), 20 % test (the audit's non-members).
     let (train, val, test) = digits::train_val_test(a.seed)?;
     let model = Model::from_json(digits::MLP_SPEC)?;
-    let recipe = TrainRecipe { epochs: 60, batch_size: 32, lr: 1e-3, seed: a.seed, device, ..Default::default() };
+    let recipe = TrainRecipe {
+        epochs: 60,
+        batch_size: 32,
+        lr: 1e-3,
+        seed: a.seed,
+        device,
+        ..Default::default()
+    };
     println!("gradtau demo: UCI digits (8x8, 10 classes), MLP 64-128-128-10");
-    println!("train {} / validation {} / test {} samples; device {}", train.len(), val.len(), test.len(), device.resolve()?);
+    println!(
+        "train {} / validation {} / test {} samples; device {}",
+        train.len(),
+        val.len(),
+        test.len(),
+        device.resolve()?
+    );
     let mut original = model.init_weights(a.seed);
     let pb = progress_bar("original");
     let t = Instant::now();
@@ -433,15 +542,31 @@ fn demo(a: DemoArgs) -> Result<()> {
     for (title, fidx, ridx) in scenarios {
         let forget = train.subset(&fidx)?;
         let retain = train.subset(&ridx)?;
-        let sets = UnlearnSets { forget: &forget, retain: &retain, val: &val };
-        let audit_sets = AuditSets { retain: &retain, forget: &forget, test: &test };
-        let mut rows: Vec<(String, AuditRow, f64)> = vec![("original".into(), audit_model(&model, &original, audit_sets, a.seed)?, original_secs)];
+        let sets = UnlearnSets {
+            forget: &forget,
+            retain: &retain,
+            val: &val,
+        };
+        let audit_sets = AuditSets {
+            retain: &retain,
+            forget: &forget,
+            test: &test,
+        };
+        let mut rows: Vec<(String, AuditRow, f64)> = vec![(
+            "original".into(),
+            audit_model(&model, &original, audit_sets, a.seed)?,
+            original_secs,
+        )];
         let mut retrained = model.init_weights(a.seed);
         let pb = progress_bar("retrain");
         let t = Instant::now();
         unlearn::train(&model, &mut retrained, &retain, &recipe, &mut feed(&pb))?;
         pb.finish();
-        rows.push(("retrained".into(), audit_model(&model, &retrained, audit_sets, a.seed)?, t.elapsed().as_secs_f64()));
+        rows.push((
+            "retrained".into(),
+            audit_model(&model, &retrained, audit_sets, a.seed)?,
+            t.elapsed().as_secs_f64(),
+        ));
         let methods = [
             ("∇τ (adaptive)", MethodArg::NablaTau),
             ("∇τ (paper)", MethodArg::Paper),
@@ -454,17 +579,26 @@ fn demo(a: DemoArgs) -> Result<()> {
             let mut w = original.clone();
             let r: RunReport = method.run(&model, &mut w, sets, &mut feed(&pb))?;
             pb.finish();
-            rows.push((name.into(), audit_model(&model, &w, audit_sets, a.seed)?, r.seconds));
+            rows.push((
+                name.into(),
+                audit_model(&model, &w, audit_sets, a.seed)?,
+                r.seconds,
+            ));
         }
-        let refs: Vec<(&str, &AuditRow, f64)> = rows.iter().map(|(n, r, s)| (n.as_str(), r, *s)).collect();
-        print_table(&format!("{title}: forget {} / retain {}", forget.len(), retain.len()), &refs);
+        let refs: Vec<(&str, &AuditRow, f64)> =
+            rows.iter().map(|(n, r, s)| (n.as_str(), r, *s)).collect();
+        print_table(
+            &format!("{title}: forget {} / retain {}", forget.len(), retain.len()),
+            &refs,
+        );
         tables.push(serde_json::json!({
             "scenario": title,
             "rows": rows.iter().map(|(n, r, s)| { let mut j = row_json(r); j["method"] = n.clone().into(); j["seconds"] = (*s).into(); j }).collect::<Vec<_>>(),
         }));
     }
     if let Some(path) = a.json {
-        std::fs::write(&path, serde_json::to_string_pretty(&tables).expect("json")).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+        std::fs::write(&path, serde_json::to_string_pretty(&tables).expect("json"))
+            .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
     }
     Ok(())
 }
@@ -473,12 +607,25 @@ fn demo(a: DemoArgs) -> Result<()> {
 
 fn print_table(title: &str, rows: &[(&str, &AuditRow, f64)]) {
     println!("\n{title}");
-    println!("{:<16} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}", "", "retain", "forget", "test", "MIA-loss", "MIA-ent", "seconds");
+    println!(
+        "{:<16} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}",
+        "", "retain", "forget", "test", "MIA-loss", "MIA-ent", "seconds"
+    );
     for (name, r, secs) in rows {
-        let s = if secs.is_finite() { format!("{secs:.2}") } else { "-".into() };
+        let s = if secs.is_finite() {
+            format!("{secs:.2}")
+        } else {
+            "-".into()
+        };
         println!(
             "{:<16} {:>8.4} {:>8.4} {:>8.4} {:>9.4} {:>9.4} {:>9}",
-            name, r.retain_accuracy, r.forget_accuracy, r.test_accuracy, r.mia_loss, r.mia_entropy, s
+            name,
+            r.retain_accuracy,
+            r.forget_accuracy,
+            r.test_accuracy,
+            r.mia_loss,
+            r.mia_entropy,
+            s
         );
     }
 }

@@ -63,7 +63,10 @@ impl Dataset {
             return Err(Error::shape("dataset", "inputs need a sample dimension"));
         }
         if x.dim(0) != y.len() {
-            return Err(Error::shape("dataset", format!("{} inputs but {} targets", x.dim(0), y.len())));
+            return Err(Error::shape(
+                "dataset",
+                format!("{} inputs but {} targets", x.dim(0), y.len()),
+            ));
         }
         Ok(Dataset { x, y })
     }
@@ -88,7 +91,10 @@ impl Dataset {
     /// Copies the samples at `idx` into a batch.
     pub fn gather(&self, idx: &[usize]) -> Result<(Tensor, Targets)> {
         if let Some(&bad) = idx.iter().find(|&&i| i >= self.len()) {
-            return Err(Error::invalid(format!("sample index {bad} out of range for {} samples", self.len())));
+            return Err(Error::invalid(format!(
+                "sample index {bad} out of range for {} samples",
+                self.len()
+            )));
         }
         let per = self.per_sample();
         let mut shape = self.x.shape().to_vec();
@@ -97,10 +103,17 @@ impl Dataset {
         let y = match &self.y {
             Targets::Classes(y) => Targets::Classes(idx.iter().map(|&i| y[i]).collect()),
             Targets::Values(t) => {
-                let tper = if t.dim(0) == 0 { 0 } else { t.numel() / t.dim(0) };
+                let tper = if t.dim(0) == 0 {
+                    0
+                } else {
+                    t.numel() / t.dim(0)
+                };
                 let mut ts = t.shape().to_vec();
                 ts[0] = idx.len();
-                Targets::Values(Tensor::from_vec(gather_rows(t.cpu_data("gather")?, tper, idx), &ts)?)
+                Targets::Values(Tensor::from_vec(
+                    gather_rows(t.cpu_data("gather")?, tper, idx),
+                    &ts,
+                )?)
             }
         };
         Ok((x, y))
@@ -115,13 +128,28 @@ impl Dataset {
     /// Fails if any input or float target is NaN or infinite, naming the first sample.
     pub fn check_finite(&self) -> Result<()> {
         let per = self.per_sample().max(1);
-        if let Some(i) = self.x.cpu_data("check_finite")?.iter().position(|v| !v.is_finite()) {
-            return Err(Error::NonFinite(format!("input of sample {} holds NaN or infinity", i / per)));
+        if let Some(i) = self
+            .x
+            .cpu_data("check_finite")?
+            .iter()
+            .position(|v| !v.is_finite())
+        {
+            return Err(Error::NonFinite(format!(
+                "input of sample {} holds NaN or infinity",
+                i / per
+            )));
         }
         if let Targets::Values(t) = &self.y {
             let tper = (t.numel() / t.dim(0).max(1)).max(1);
-            if let Some(i) = t.cpu_data("check_finite")?.iter().position(|v| !v.is_finite()) {
-                return Err(Error::NonFinite(format!("target of sample {} holds NaN or infinity", i / tper)));
+            if let Some(i) = t
+                .cpu_data("check_finite")?
+                .iter()
+                .position(|v| !v.is_finite())
+            {
+                return Err(Error::NonFinite(format!(
+                    "target of sample {} holds NaN or infinity",
+                    i / tper
+                )));
             }
         }
         Ok(())
@@ -146,7 +174,12 @@ pub struct BatchCycler {
 
 impl BatchCycler {
     pub fn new(n: usize, batch: usize, rng: Rng) -> Self {
-        let mut c = BatchCycler { order: (0..n).collect(), pos: n, batch: batch.max(1), rng };
+        let mut c = BatchCycler {
+            order: (0..n).collect(),
+            pos: n,
+            batch: batch.max(1),
+            rng,
+        };
         c.reshuffle();
         c
     }
@@ -198,7 +231,10 @@ mod tests {
         assert_eq!((a.len(), b.len()), (8, 2));
         let mut bad = Tensor::zeros(&[2, 2]);
         bad.data_mut().unwrap()[3] = f32::NAN;
-        let e = Dataset::classification(bad, vec![0, 0]).unwrap().check_finite().unwrap_err();
+        let e = Dataset::classification(bad, vec![0, 0])
+            .unwrap()
+            .check_finite()
+            .unwrap_err();
         assert!(e.to_string().contains("sample 1"), "{e}");
     }
 }

@@ -47,7 +47,9 @@ fn is_npy(path: &Path) -> Result<bool> {
     use std::io::Read;
     let mut f = std::fs::File::open(path).map_err(|e| io_err(&path.display().to_string(), e))?;
     let mut magic = [0u8; 6];
-    let n = f.read(&mut magic).map_err(|e| io_err(&path.display().to_string(), e))?;
+    let n = f
+        .read(&mut magic)
+        .map_err(|e| io_err(&path.display().to_string(), e))?;
     Ok(n == 6 && &magic == b"\x93NUMPY")
 }
 

@@ -16,7 +16,9 @@ pub struct Bindings<'a> {
 
 impl<'a> Bindings<'a> {
     pub fn new() -> Self {
-        Bindings { entries: Vec::new() }
+        Bindings {
+            entries: Vec::new(),
+        }
     }
 
     /// Lends `buf` as the parameter `name`; binding a name twice is an error.
@@ -42,7 +44,9 @@ impl<'a> Bindings<'a> {
     pub fn read(&self, model: &Model) -> Result<Vec<Tensor>> {
         for (name, _) in &self.entries {
             if model.param_index(name).is_none() {
-                return Err(Error::Binding(format!("`{name}` is not a parameter of the model")));
+                return Err(Error::Binding(format!(
+                    "`{name}` is not a parameter of the model"
+                )));
             }
         }
         let mut out = Vec::with_capacity(model.params().len());
@@ -52,7 +56,12 @@ impl<'a> Bindings<'a> {
                 .iter()
                 .find(|(n, _)| *n == p.name)
                 .map(|(_, b)| &**b)
-                .ok_or_else(|| Error::Binding(format!("parameter `{}` (shape {:?}) has no bound buffer", p.name, p.shape)))?;
+                .ok_or_else(|| {
+                    Error::Binding(format!(
+                        "parameter `{}` (shape {:?}) has no bound buffer",
+                        p.name, p.shape
+                    ))
+                })?;
             if buf.len() != p.numel() {
                 return Err(Error::Binding(format!(
                     "`{}` is bound to {} values, the model needs {} (shape {:?})",
@@ -63,7 +72,10 @@ impl<'a> Bindings<'a> {
                 )));
             }
             if let Some(i) = buf.iter().position(|v| !v.is_finite()) {
-                return Err(Error::NonFinite(format!("parameter `{}` holds NaN or infinity at index {i}", p.name)));
+                return Err(Error::NonFinite(format!(
+                    "parameter `{}` holds NaN or infinity at index {i}",
+                    p.name
+                )));
             }
             out.push(Tensor::from_slice(buf, &p.shape)?);
         }
@@ -76,10 +88,16 @@ impl<'a> Bindings<'a> {
         model.check_weights(weights)?;
         let mut plan = Vec::with_capacity(self.entries.len());
         for (name, buf) in &self.entries {
-            let i = model.param_index(name).ok_or_else(|| Error::Binding(format!("`{name}` is not a parameter of the model")))?;
+            let i = model.param_index(name).ok_or_else(|| {
+                Error::Binding(format!("`{name}` is not a parameter of the model"))
+            })?;
             let src = weights[i].to_vec()?;
             if src.len() != buf.len() {
-                return Err(Error::Binding(format!("`{name}`: {} values for a buffer of {}", src.len(), buf.len())));
+                return Err(Error::Binding(format!(
+                    "`{name}`: {} values for a buffer of {}",
+                    src.len(),
+                    buf.len()
+                )));
             }
             plan.push(src);
         }

@@ -43,9 +43,15 @@ pub struct ForwardMode {
 
 impl ForwardMode {
     /// Training as PyTorch's `model.train()`.
-    pub const TRAIN: ForwardMode = ForwardMode { norm_training: true, dropout: true };
+    pub const TRAIN: ForwardMode = ForwardMode {
+        norm_training: true,
+        dropout: true,
+    };
     /// Evaluation as PyTorch's `model.eval()`.
-    pub const EVAL: ForwardMode = ForwardMode { norm_training: false, dropout: false };
+    pub const EVAL: ForwardMode = ForwardMode {
+        norm_training: false,
+        dropout: false,
+    };
 }
 
 /// The output of a forward pass.
@@ -77,11 +83,19 @@ impl Model {
             let mut mine = Vec::new();
             for (suffix, shape, trainable) in n.op.params() {
                 mine.push(params.len());
-                params.push(ParamInfo { name: format!("{}.{suffix}", n.name), shape, trainable });
+                params.push(ParamInfo {
+                    name: format!("{}.{suffix}", n.name),
+                    shape,
+                    trainable,
+                });
             }
             node_params.push(mine);
             let inputs = if n.inputs.is_empty() {
-                vec![if i == 0 { Source::Input } else { Source::Node(i - 1) }]
+                vec![if i == 0 {
+                    Source::Input
+                } else {
+                    Source::Node(i - 1)
+                }]
             } else {
                 n.inputs
                     .iter()
@@ -89,14 +103,25 @@ impl Model {
                         if name == "input" {
                             Source::Input
                         } else {
-                            Source::Node(spec.nodes.iter().position(|m| &m.name == name).expect("validated by the spec parser"))
+                            Source::Node(
+                                spec.nodes
+                                    .iter()
+                                    .position(|m| &m.name == name)
+                                    .expect("validated by the spec parser"),
+                            )
                         }
                     })
                     .collect()
             };
             node_inputs.push(inputs);
         }
-        let mut model = Model { spec, params, node_params, node_inputs, output_shape: Vec::new() };
+        let mut model = Model {
+            spec,
+            params,
+            node_params,
+            node_inputs,
+            output_shape: Vec::new(),
+        };
         let weights = model.init_weights(0);
         let mut tape = Tape::no_grad();
         let mut shape = vec![1];
@@ -155,7 +180,14 @@ impl Model {
                         let b = 1.0 / (*in_features as f32).sqrt();
                         Tensor::rand_uniform(&p.shape, -b, b, &mut rng)
                     }
-                    (NodeOp::Conv2d { in_channels, kernel, .. }, _) => {
+                    (
+                        NodeOp::Conv2d {
+                            in_channels,
+                            kernel,
+                            ..
+                        },
+                        _,
+                    ) => {
                         let b = 1.0 / ((*in_channels * kernel.0 * kernel.1) as f32).sqrt();
                         Tensor::rand_uniform(&p.shape, -b, b, &mut rng)
                     }
@@ -172,14 +204,26 @@ impl Model {
     /// Checks that `weights` has one tensor per parameter with the right shape, all finite.
     pub fn check_weights(&self, weights: &[Tensor]) -> Result<()> {
         if weights.len() != self.params.len() {
-            return Err(Error::Binding(format!("{} weight tensors for {} parameters", weights.len(), self.params.len())));
+            return Err(Error::Binding(format!(
+                "{} weight tensors for {} parameters",
+                weights.len(),
+                self.params.len()
+            )));
         }
         for (p, w) in self.params.iter().zip(weights) {
             if w.shape() != p.shape.as_slice() {
-                return Err(Error::Binding(format!("`{}` has shape {:?}, the spec says {:?}", p.name, w.shape(), p.shape)));
+                return Err(Error::Binding(format!(
+                    "`{}` has shape {:?}, the spec says {:?}",
+                    p.name,
+                    w.shape(),
+                    p.shape
+                )));
             }
             if !w.all_finite()? {
-                return Err(Error::NonFinite(format!("parameter `{}` holds NaN or infinity", p.name)));
+                return Err(Error::NonFinite(format!(
+                    "parameter `{}` holds NaN or infinity",
+                    p.name
+                )));
             }
         }
         Ok(())
@@ -187,9 +231,25 @@ impl Model {
 
     /// Runs the model on a batch `x: [N, ...input_shape]`. Trainable parameters go on the tape
     /// under their index, so the tape's gradients are keyed by parameter index.
-    pub fn forward(&self, tape: &mut Tape, weights: &[Tensor], x: Tensor, mode: ForwardMode, rng: &mut Rng) -> Result<Forward> {
-        if x.rank() != self.spec.input_shape.len() + 1 || x.shape()[1..] != self.spec.input_shape[..] {
-            return Err(Error::shape("forward", format!("input of shape {:?}, the model takes [N, {:?}]", x.shape(), self.spec.input_shape)));
+    pub fn forward(
+        &self,
+        tape: &mut Tape,
+        weights: &[Tensor],
+        x: Tensor,
+        mode: ForwardMode,
+        rng: &mut Rng,
+    ) -> Result<Forward> {
+        if x.rank() != self.spec.input_shape.len() + 1
+            || x.shape()[1..] != self.spec.input_shape[..]
+        {
+            return Err(Error::shape(
+                "forward",
+                format!(
+                    "input of shape {:?}, the model takes [N, {:?}]",
+                    x.shape(),
+                    self.spec.input_shape
+                ),
+            ));
         }
         let input = tape.constant(x);
         let mut outs: Vec<Var> = Vec::with_capacity(self.spec.nodes.len());
@@ -213,14 +273,30 @@ impl Model {
                 })
                 .collect();
             let out = self
-                .node_forward(tape, &node.op, &ins, &pv, &self.node_params[i], weights, mode, rng, &mut buffer_updates)
+                .node_forward(
+                    tape,
+                    &node.op,
+                    &ins,
+                    &pv,
+                    &self.node_params[i],
+                    weights,
+                    mode,
+                    rng,
+                    &mut buffer_updates,
+                )
                 .map_err(|e| match e {
-                    Error::Shape { detail, op } => Error::Shape { op, detail: format!("node `{}`: {detail}", node.name) },
+                    Error::Shape { detail, op } => Error::Shape {
+                        op,
+                        detail: format!("node `{}`: {detail}", node.name),
+                    },
                     other => other,
                 })?;
             outs.push(out);
         }
-        Ok(Forward { out: *outs.last().expect("a spec has at least one node"), buffer_updates })
+        Ok(Forward {
+            out: *outs.last().expect("a spec has at least one node"),
+            buffer_updates,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -241,27 +317,65 @@ impl Model {
         let x = ins[0];
         match op {
             NodeOp::Linear { bias, .. } => tape.linear(x, pv[0], bias.then(|| pv[1])),
-            NodeOp::Conv2d { stride, padding, bias, .. } => {
-                tape.conv2d(x, pv[0], bias.then(|| pv[1]), Conv2dParams { stride: *stride, padding: *padding })
-            }
+            NodeOp::Conv2d {
+                stride,
+                padding,
+                bias,
+                ..
+            } => tape.conv2d(
+                x,
+                pv[0],
+                bias.then(|| pv[1]),
+                Conv2dParams {
+                    stride: *stride,
+                    padding: *padding,
+                },
+            ),
             NodeOp::Relu => tape.relu(x),
             NodeOp::Gelu(a) => tape.gelu(x, *a),
             NodeOp::Tanh => tape.tanh(x),
             NodeOp::Sigmoid => tape.sigmoid(x),
-            NodeOp::MaxPool2d { kernel, stride, padding } => {
-                tape.max_pool2d(x, Pool2dParams { kernel: *kernel, stride: *stride, padding: *padding })
-            }
-            NodeOp::AvgPool2d { kernel, stride, padding } => {
-                tape.avg_pool2d(x, Pool2dParams { kernel: *kernel, stride: *stride, padding: *padding })
-            }
+            NodeOp::MaxPool2d {
+                kernel,
+                stride,
+                padding,
+            } => tape.max_pool2d(
+                x,
+                Pool2dParams {
+                    kernel: *kernel,
+                    stride: *stride,
+                    padding: *padding,
+                },
+            ),
+            NodeOp::AvgPool2d {
+                kernel,
+                stride,
+                padding,
+            } => tape.avg_pool2d(
+                x,
+                Pool2dParams {
+                    kernel: *kernel,
+                    stride: *stride,
+                    padding: *padding,
+                },
+            ),
             NodeOp::GlobalAvgPool => tape.global_avg_pool(x),
-            NodeOp::BatchNorm { eps, momentum, affine, .. } => {
+            NodeOp::BatchNorm {
+                eps,
+                momentum,
+                affine,
+                ..
+            } => {
                 let (w, b, rm, rv) = if *affine {
                     (Some(pv[0]), Some(pv[1]), pidx[2], pidx[3])
                 } else {
                     (None, None, pidx[0], pidx[1])
                 };
-                let cfg = ops::norm::BatchNormConfig { training: mode.norm_training, momentum: *momentum, eps: *eps };
+                let cfg = ops::norm::BatchNormConfig {
+                    training: mode.norm_training,
+                    momentum: *momentum,
+                    eps: *eps,
+                };
                 let r = tape.batch_norm(x, w, b, &weights[rm], &weights[rv], cfg)?;
                 if let (Some(m), Some(v)) = (r.running_mean, r.running_var) {
                     buffer_updates.push((rm, m));
@@ -269,8 +383,16 @@ impl Model {
                 }
                 Ok(r.out)
             }
-            NodeOp::LayerNorm { normalized_shape, eps, affine } => {
-                let (w, b) = if *affine { (Some(pv[0]), Some(pv[1])) } else { (None, None) };
+            NodeOp::LayerNorm {
+                normalized_shape,
+                eps,
+                affine,
+            } => {
+                let (w, b) = if *affine {
+                    (Some(pv[0]), Some(pv[1]))
+                } else {
+                    (None, None)
+                };
                 tape.layer_norm(x, normalized_shape, w, b, *eps)
             }
             NodeOp::Embedding { .. } => tape.embedding(x, pv[0]),
@@ -301,7 +423,11 @@ impl Model {
             (k, _) => Err(Error::invalid(format!(
                 "loss `{}` needs {} targets",
                 k.name(),
-                if k == LossKind::CrossEntropy { "integer class" } else { "float" }
+                if k == LossKind::CrossEntropy {
+                    "integer class"
+                } else {
+                    "float"
+                }
             ))),
         }
     }
@@ -310,7 +436,10 @@ impl Model {
     /// right kind and range.
     pub fn check_dataset(&self, data: &Dataset, what: &str) -> Result<()> {
         let ctx = |e: Error| match e {
-            Error::Shape { op, detail } => Error::Shape { op, detail: format!("{what} set: {detail}") },
+            Error::Shape { op, detail } => Error::Shape {
+                op,
+                detail: format!("{what} set: {detail}"),
+            },
             Error::InvalidArgument(d) => Error::InvalidArgument(format!("{what} set: {d}")),
             Error::NonFinite(d) => Error::NonFinite(format!("{what} set: {d}")),
             other => other,
@@ -318,7 +447,11 @@ impl Model {
         if data.sample_shape() != self.spec.input_shape.as_slice() {
             return Err(Error::shape(
                 "dataset",
-                format!("{what} set: samples of shape {:?}, the model takes {:?}", data.sample_shape(), self.spec.input_shape),
+                format!(
+                    "{what} set: samples of shape {:?}, the model takes {:?}",
+                    data.sample_shape(),
+                    self.spec.input_shape
+                ),
             ));
         }
         data.check_finite().map_err(ctx)?;
@@ -327,18 +460,27 @@ impl Model {
                 let classes = self.output_shape.iter().product::<usize>();
                 ops::loss::check_labels(y, data.len(), classes, "labels").map_err(ctx)
             }
-            (LossKind::CrossEntropy, Targets::Values(_)) => {
-                Err(Error::invalid(format!("{what} set: the model's loss is cross_entropy, which needs integer labels")))
-            }
+            (LossKind::CrossEntropy, Targets::Values(_)) => Err(Error::invalid(format!(
+                "{what} set: the model's loss is cross_entropy, which needs integer labels"
+            ))),
             (_, Targets::Values(t)) => {
                 let mut want = vec![data.len()];
                 want.extend_from_slice(&self.output_shape);
                 if t.shape() != want.as_slice() {
-                    return Err(Error::shape("dataset", format!("{what} set: targets of shape {:?}, expected {want:?}", t.shape())));
+                    return Err(Error::shape(
+                        "dataset",
+                        format!(
+                            "{what} set: targets of shape {:?}, expected {want:?}",
+                            t.shape()
+                        ),
+                    ));
                 }
                 Ok(())
             }
-            (k, Targets::Classes(_)) => Err(Error::invalid(format!("{what} set: the model's loss is {}, which needs float targets", k.name()))),
+            (k, Targets::Classes(_)) => Err(Error::invalid(format!(
+                "{what} set: the model's loss is {}, which needs float targets",
+                k.name()
+            ))),
         }
     }
 
@@ -362,7 +504,12 @@ impl Model {
     }
 
     /// Per-sample losses of every sample, in evaluation mode.
-    pub fn losses(&self, weights: &[Tensor], data: &Dataset, batch_size: usize) -> Result<Vec<f32>> {
+    pub fn losses(
+        &self,
+        weights: &[Tensor],
+        data: &Dataset,
+        batch_size: usize,
+    ) -> Result<Vec<f32>> {
         let mut out = Vec::with_capacity(data.len());
         let mut tape = Tape::no_grad();
         let mut rng = Rng::new(0);
@@ -381,7 +528,11 @@ impl Model {
 
 /// Rows `start..end` of `x` along the first dimension (a copy).
 pub fn slice_rows(x: &Tensor, start: usize, end: usize) -> Result<Tensor> {
-    let per = if x.dim(0) == 0 { 0 } else { x.numel() / x.dim(0) };
+    let per = if x.dim(0) == 0 {
+        0
+    } else {
+        x.numel() / x.dim(0)
+    };
     let d = x.cpu_data("slice_rows")?;
     let mut shape = x.shape().to_vec();
     shape[0] = end - start;

@@ -58,24 +58,61 @@ impl LossKind {
 /// One layer and its settings.
 #[derive(Clone, Debug, PartialEq)]
 pub enum NodeOp {
-    Linear { in_features: usize, out_features: usize, bias: bool },
-    Conv2d { in_channels: usize, out_channels: usize, kernel: (usize, usize), stride: (usize, usize), padding: (usize, usize), bias: bool },
+    Linear {
+        in_features: usize,
+        out_features: usize,
+        bias: bool,
+    },
+    Conv2d {
+        in_channels: usize,
+        out_channels: usize,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+        bias: bool,
+    },
     Relu,
     Gelu(GeluApprox),
     Tanh,
     Sigmoid,
-    MaxPool2d { kernel: (usize, usize), stride: (usize, usize), padding: (usize, usize) },
-    AvgPool2d { kernel: (usize, usize), stride: (usize, usize), padding: (usize, usize) },
+    MaxPool2d {
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+    },
+    AvgPool2d {
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+    },
     GlobalAvgPool,
-    BatchNorm { num_features: usize, eps: f32, momentum: f32, affine: bool },
-    LayerNorm { normalized_shape: Vec<usize>, eps: f32, affine: bool },
-    Embedding { num_embeddings: usize, embedding_dim: usize },
+    BatchNorm {
+        num_features: usize,
+        eps: f32,
+        momentum: f32,
+        affine: bool,
+    },
+    LayerNorm {
+        normalized_shape: Vec<usize>,
+        eps: f32,
+        affine: bool,
+    },
+    Embedding {
+        num_embeddings: usize,
+        embedding_dim: usize,
+    },
     /// Mean over one axis (e.g. the token axis of `[batch, tokens, dim]`).
-    Mean { dim: usize },
+    Mean {
+        dim: usize,
+    },
     Flatten,
     /// Reshape of the per-sample part; the batch dimension is kept.
-    Reshape { shape: Vec<usize> },
-    Dropout { p: f32 },
+    Reshape {
+        shape: Vec<usize>,
+    },
+    Dropout {
+        p: f32,
+    },
     Add,
 }
 
@@ -83,21 +120,39 @@ impl NodeOp {
     /// The parameter tensors of this layer: (suffix, shape, trainable).
     pub fn params(&self) -> Vec<(&'static str, Vec<usize>, bool)> {
         match self {
-            NodeOp::Linear { in_features, out_features, bias } => {
+            NodeOp::Linear {
+                in_features,
+                out_features,
+                bias,
+            } => {
                 let mut p = vec![("weight", vec![*out_features, *in_features], true)];
                 if *bias {
                     p.push(("bias", vec![*out_features], true));
                 }
                 p
             }
-            NodeOp::Conv2d { in_channels, out_channels, kernel, bias, .. } => {
-                let mut p = vec![("weight", vec![*out_channels, *in_channels, kernel.0, kernel.1], true)];
+            NodeOp::Conv2d {
+                in_channels,
+                out_channels,
+                kernel,
+                bias,
+                ..
+            } => {
+                let mut p = vec![(
+                    "weight",
+                    vec![*out_channels, *in_channels, kernel.0, kernel.1],
+                    true,
+                )];
                 if *bias {
                     p.push(("bias", vec![*out_channels], true));
                 }
                 p
             }
-            NodeOp::BatchNorm { num_features, affine, .. } => {
+            NodeOp::BatchNorm {
+                num_features,
+                affine,
+                ..
+            } => {
                 let mut p = Vec::new();
                 if *affine {
                     p.push(("weight", vec![*num_features], true));
@@ -107,14 +162,24 @@ impl NodeOp {
                 p.push(("running_var", vec![*num_features], false));
                 p
             }
-            NodeOp::LayerNorm { normalized_shape, affine, .. } => {
+            NodeOp::LayerNorm {
+                normalized_shape,
+                affine,
+                ..
+            } => {
                 if *affine {
-                    vec![("weight", normalized_shape.clone(), true), ("bias", normalized_shape.clone(), true)]
+                    vec![
+                        ("weight", normalized_shape.clone(), true),
+                        ("bias", normalized_shape.clone(), true),
+                    ]
                 } else {
                     Vec::new()
                 }
             }
-            NodeOp::Embedding { num_embeddings, embedding_dim } => {
+            NodeOp::Embedding {
+                num_embeddings,
+                embedding_dim,
+            } => {
                 vec![("weight", vec![*num_embeddings, *embedding_dim], true)]
             }
             _ => Vec::new(),
@@ -189,7 +254,12 @@ impl<'a> Fields<'a> {
     }
 
     /// An int or an `[h, w]` pair, as PyTorch accepts for kernel_size/stride/padding.
-    fn pair(&mut self, field: &'static str, default: Option<(usize, usize)>, allow_zero: bool) -> Result<(usize, usize)> {
+    fn pair(
+        &mut self,
+        field: &'static str,
+        default: Option<(usize, usize)>,
+        allow_zero: bool,
+    ) -> Result<(usize, usize)> {
         let one = |this: &Self, v: &Value| -> Result<usize> {
             if allow_zero && v.as_u64() == Some(0) {
                 Ok(0)
@@ -229,9 +299,14 @@ impl<'a> Fields<'a> {
 
     fn shape(&mut self, field: &'static str) -> Result<Vec<usize>> {
         match self.get(field) {
-            Some(Value::Array(a)) if !a.is_empty() => a.iter().map(|v| self.as_usize(field, v)).collect(),
+            Some(Value::Array(a)) if !a.is_empty() => {
+                a.iter().map(|v| self.as_usize(field, v)).collect()
+            }
             Some(v @ Value::Number(_)) => Ok(vec![self.as_usize(field, v)?]),
-            Some(v) => Err(self.err(field, format!("must be a non-empty list of positive integers, got {v}"))),
+            Some(v) => Err(self.err(
+                field,
+                format!("must be a non-empty list of positive integers, got {v}"),
+            )),
             None => Err(self.err(field, "is missing")),
         }
     }
@@ -253,8 +328,16 @@ fn parse_node(index: usize, v: &Value) -> Result<NodeSpec> {
     let name = match map.get("name") {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         Some(Value::Number(n)) => n.to_string(),
-        Some(other) => return Err(Error::Spec(format!("nodes[{index}]: field `name` must be a non-empty string, got {other}"))),
-        None => return Err(Error::Spec(format!("nodes[{index}]: field `name` is missing"))),
+        Some(other) => {
+            return Err(Error::Spec(format!(
+                "nodes[{index}]: field `name` must be a non-empty string, got {other}"
+            )))
+        }
+        None => {
+            return Err(Error::Spec(format!(
+                "nodes[{index}]: field `name` is missing"
+            )))
+        }
     };
     if name == "input" || name.contains('.') {
         return Err(Error::Spec(format!(
@@ -263,7 +346,11 @@ fn parse_node(index: usize, v: &Value) -> Result<NodeSpec> {
     }
     let op_name = match map.get("op") {
         Some(Value::String(s)) => s.to_ascii_lowercase(),
-        Some(other) => return Err(Error::Spec(format!("node `{name}`: field `op` must be a string, got {other}"))),
+        Some(other) => {
+            return Err(Error::Spec(format!(
+                "node `{name}`: field `op` must be a string, got {other}"
+            )))
+        }
         None => return Err(Error::Spec(format!("node `{name}`: field `op` is missing"))),
     };
     let mut f = Fields {
@@ -291,7 +378,12 @@ fn parse_node(index: usize, v: &Value) -> Result<NodeSpec> {
                 None => GeluApprox::Erf,
                 Some(Value::String(s)) if s == "none" => GeluApprox::Erf,
                 Some(Value::String(s)) if s == "tanh" => GeluApprox::Tanh,
-                Some(v) => return Err(f.err("approximate", format!("must be \"none\" or \"tanh\", got {v}"))),
+                Some(v) => {
+                    return Err(f.err(
+                        "approximate",
+                        format!("must be \"none\" or \"tanh\", got {v}"),
+                    ))
+                }
             };
             NodeOp::Gelu(approx)
         }
@@ -302,15 +394,26 @@ fn parse_node(index: usize, v: &Value) -> Result<NodeSpec> {
             let stride = f.pair("stride", Some(kernel), false)?;
             let padding = f.pair("padding", Some((0, 0)), true)?;
             if op_name.starts_with("max") {
-                NodeOp::MaxPool2d { kernel, stride, padding }
+                NodeOp::MaxPool2d {
+                    kernel,
+                    stride,
+                    padding,
+                }
             } else {
-                NodeOp::AvgPool2d { kernel, stride, padding }
+                NodeOp::AvgPool2d {
+                    kernel,
+                    stride,
+                    padding,
+                }
             }
         }
         "global_avg_pool" | "adaptiveavgpool2d" | "adaptive_avg_pool2d" => {
             if let Some(v) = f.get("output_size") {
                 if !(v.as_u64() == Some(1) || *v == serde_json::json!([1, 1])) {
-                    return Err(f.err("output_size", format!("only 1 (global pooling) is supported, got {v}")));
+                    return Err(f.err(
+                        "output_size",
+                        format!("only 1 (global pooling) is supported, got {v}"),
+                    ));
                 }
             }
             NodeOp::GlobalAvgPool
@@ -330,7 +433,9 @@ fn parse_node(index: usize, v: &Value) -> Result<NodeSpec> {
             num_embeddings: f.usize_req("num_embeddings")?,
             embedding_dim: f.usize_req("embedding_dim")?,
         },
-        "mean" => NodeOp::Mean { dim: f.usize_or("dim", 1, false)? },
+        "mean" => NodeOp::Mean {
+            dim: f.usize_or("dim", 1, false)?,
+        },
         "flatten" => {
             if let Some(v) = f.get("start_dim") {
                 if v.as_u64() != Some(1) {
@@ -339,7 +444,9 @@ fn parse_node(index: usize, v: &Value) -> Result<NodeSpec> {
             }
             NodeOp::Flatten
         }
-        "reshape" | "view" => NodeOp::Reshape { shape: f.shape("shape")? },
+        "reshape" | "view" => NodeOp::Reshape {
+            shape: f.shape("shape")?,
+        },
         "dropout" => {
             let p = f.f32_or("p", 0.5)?;
             if !(0.0..1.0).contains(&p) {
@@ -388,31 +495,53 @@ fn parse_node(index: usize, v: &Value) -> Result<NodeSpec> {
 impl ModelSpec {
     /// Parses and validates a spec from JSON text.
     pub fn from_json(text: &str) -> Result<Self> {
-        let v: Value = serde_json::from_str(text).map_err(|e| Error::Spec(format!("not valid JSON: {e}")))?;
+        let v: Value =
+            serde_json::from_str(text).map_err(|e| Error::Spec(format!("not valid JSON: {e}")))?;
         Self::from_value(&v)
     }
 
     /// Parses and validates a spec from a JSON value.
     pub fn from_value(v: &Value) -> Result<Self> {
-        let map = v.as_object().ok_or_else(|| Error::Spec("the spec must be a JSON object".into()))?;
-        let mut top = Fields { ctx: "spec".into(), map, used: Vec::new() };
+        let map = v
+            .as_object()
+            .ok_or_else(|| Error::Spec("the spec must be a JSON object".into()))?;
+        let mut top = Fields {
+            ctx: "spec".into(),
+            map,
+            used: Vec::new(),
+        };
         match top.get("format") {
             Some(Value::String(s)) if s == FORMAT => {}
-            Some(other) => return Err(top.err("format", format!("must be \"{FORMAT}\", got {other}"))),
+            Some(other) => {
+                return Err(top.err("format", format!("must be \"{FORMAT}\", got {other}")))
+            }
             None => return Err(top.err("format", format!("is missing (expected \"{FORMAT}\")"))),
         }
         let input_shape = match top.get("input") {
             Some(Value::Object(m)) => {
-                let mut f = Fields { ctx: "spec input".into(), map: m, used: Vec::new() };
+                let mut f = Fields {
+                    ctx: "spec input".into(),
+                    map: m,
+                    used: Vec::new(),
+                };
                 let s = f.shape("shape")?;
                 f.finish()?;
                 s
             }
-            Some(other) => return Err(top.err("input", format!("must be an object like {{\"shape\": [784]}}, got {other}"))),
+            Some(other) => {
+                return Err(top.err(
+                    "input",
+                    format!("must be an object like {{\"shape\": [784]}}, got {other}"),
+                ))
+            }
             None => return Err(top.err("input", "is missing")),
         };
         let nodes = match top.get("nodes") {
-            Some(Value::Array(a)) if !a.is_empty() => a.iter().enumerate().map(|(i, n)| parse_node(i, n)).collect::<Result<Vec<_>>>()?,
+            Some(Value::Array(a)) if !a.is_empty() => a
+                .iter()
+                .enumerate()
+                .map(|(i, n)| parse_node(i, n))
+                .collect::<Result<Vec<_>>>()?,
             Some(_) => return Err(top.err("nodes", "must be a non-empty list")),
             None => return Err(top.err("nodes", "is missing")),
         };
@@ -425,7 +554,10 @@ impl ModelSpec {
         // names unique; inputs refer to earlier nodes
         for (i, n) in nodes.iter().enumerate() {
             if nodes[..i].iter().any(|m| m.name == n.name) {
-                return Err(Error::Spec(format!("node `{}`: field `name` is used twice", n.name)));
+                return Err(Error::Spec(format!(
+                    "node `{}`: field `name` is used twice",
+                    n.name
+                )));
             }
             for inp in &n.inputs {
                 if inp != "input" && !nodes[..i].iter().any(|m| &m.name == inp) {
@@ -436,7 +568,11 @@ impl ModelSpec {
                 }
             }
         }
-        Ok(ModelSpec { input_shape, nodes, loss })
+        Ok(ModelSpec {
+            input_shape,
+            nodes,
+            loss,
+        })
     }
 
     /// Every parameter of the model: (full name, shape, trainable), in node order.
@@ -483,7 +619,10 @@ mod tests {
         let e = err(&MLP.replace("\"out_features\": 256", "\"out_features\": -3"));
         assert!(e.contains("node `0`") && e.contains("out_features"), "{e}");
         let e = err(&MLP.replace("\"in_features\": 256, ", ""));
-        assert!(e.contains("node `2`") && e.contains("in_features") && e.contains("missing"), "{e}");
+        assert!(
+            e.contains("node `2`") && e.contains("in_features") && e.contains("missing"),
+            "{e}"
+        );
         let e = err(&MLP.replace("\"relu\"", "\"relux\""));
         assert!(e.contains("node `1`") && e.contains("unknown op"), "{e}");
         let e = err(&MLP.replace("\"op\": \"relu\"", "\"op\": \"relu\", \"inplace\": true"));
@@ -494,7 +633,10 @@ mod tests {
         assert!(e.contains("not valid JSON"), "{e}");
         let e = err(&MLP.replace("\"name\": \"2\"", "\"name\": \"0\""));
         assert!(e.contains("used twice"), "{e}");
-        let e = err(&MLP.replace("\"op\": \"relu\"", "\"op\": \"add\", \"inputs\": [\"0\", \"9\"]"));
+        let e = err(&MLP.replace(
+            "\"op\": \"relu\"",
+            "\"op\": \"add\", \"inputs\": [\"0\", \"9\"]",
+        ));
         assert!(e.contains("`9`"), "{e}");
         let e = err(&MLP.replace("cross_entropy", "hinge"));
         assert!(e.contains("hinge"), "{e}");
@@ -509,11 +651,34 @@ mod tests {
         let s = ModelSpec::from_json(text).unwrap();
         assert_eq!(
             s.nodes[0].op,
-            NodeOp::Conv2d { in_channels: 1, out_channels: 4, kernel: (3, 5), stride: (1, 1), padding: (1, 1), bias: false }
+            NodeOp::Conv2d {
+                in_channels: 1,
+                out_channels: 4,
+                kernel: (3, 5),
+                stride: (1, 1),
+                padding: (1, 1),
+                bias: false
+            }
         );
-        assert_eq!(s.nodes[1].op, NodeOp::MaxPool2d { kernel: (2, 2), stride: (2, 2), padding: (0, 0) });
+        assert_eq!(
+            s.nodes[1].op,
+            NodeOp::MaxPool2d {
+                kernel: (2, 2),
+                stride: (2, 2),
+                padding: (0, 0)
+            }
+        );
         let names: Vec<String> = s.parameters().into_iter().map(|p| p.0).collect();
-        assert_eq!(names, ["c.weight", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"]);
+        assert_eq!(
+            names,
+            [
+                "c.weight",
+                "bn.weight",
+                "bn.bias",
+                "bn.running_mean",
+                "bn.running_var"
+            ]
+        );
         assert_eq!(s.loss, LossKind::CrossEntropy);
     }
 }

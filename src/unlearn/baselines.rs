@@ -1,7 +1,10 @@
 //! The baselines ∇τ is judged against: fine-tuning on the retain set, NegGrad (ascent on the
 //! forget set) and NegGrad+ (fixed-weight ascent on forget plus descent on retain).
 
-use super::{apply_buffer_updates, check_inputs, report, transact, Progress, ProgressFn, RunReport, StepCtx, UnlearnSets};
+use super::{
+    apply_buffer_updates, check_inputs, report, transact, Progress, ProgressFn, RunReport, StepCtx,
+    UnlearnSets,
+};
 use crate::autograd::Tape;
 use crate::backend::DeviceRequest;
 use crate::data::BatchCycler;
@@ -44,12 +47,20 @@ impl BaselineOptions {
 
     /// NegGrad: one pass of ascent over the forget set at a small rate.
     pub fn neggrad() -> Self {
-        BaselineOptions { epochs: 1, lr: 1e-4, retain_weight: 0.0, ..Self::finetune() }
+        BaselineOptions {
+            epochs: 1,
+            lr: 1e-4,
+            retain_weight: 0.0,
+            ..Self::finetune()
+        }
     }
 
     /// NegGrad+: three retain passes, retain weight 0.9.
     pub fn neggrad_plus() -> Self {
-        BaselineOptions { retain_weight: 0.9, ..Self::finetune() }
+        BaselineOptions {
+            retain_weight: 0.9,
+            ..Self::finetune()
+        }
     }
 }
 
@@ -57,8 +68,10 @@ fn check(o: &BaselineOptions) -> Result<()> {
     if o.epochs == 0 || o.batch_size == 0 {
         return Err(Error::invalid("epochs and batch_size must be positive"));
     }
-    if !(o.lr.is_finite() && o.lr > 0.0) || !(0.0..=1.0).contains(&o.retain_weight) {
-        return Err(Error::invalid("lr must be positive and retain_weight in [0, 1]"));
+    if !(o.lr.is_finite() && o.lr > 0.0 && (0.0..=1.0).contains(&o.retain_weight)) {
+        return Err(Error::invalid(
+            "lr must be positive and retain_weight in [0, 1]",
+        ));
     }
     Ok(())
 }
@@ -70,7 +83,14 @@ enum Kind {
     NegGradPlus,
 }
 
-fn run(model: &Model, weights: &mut Vec<Tensor>, sets: UnlearnSets<'_>, o: &BaselineOptions, kind: Kind, progress: &mut ProgressFn<'_>) -> Result<RunReport> {
+fn run(
+    model: &Model,
+    weights: &mut Vec<Tensor>,
+    sets: UnlearnSets<'_>,
+    o: &BaselineOptions,
+    kind: Kind,
+    progress: &mut ProgressFn<'_>,
+) -> Result<RunReport> {
     check(o)?;
     let name = match kind {
         Kind::FineTune => "finetune",
@@ -80,18 +100,38 @@ fn run(model: &Model, weights: &mut Vec<Tensor>, sets: UnlearnSets<'_>, o: &Base
     match kind {
         Kind::FineTune => check_inputs(model, weights, &[(sets.retain, "retain")])?,
         Kind::NegGrad => check_inputs(model, weights, &[(sets.forget, "forget")])?,
-        Kind::NegGradPlus => check_inputs(model, weights, &[(sets.forget, "forget"), (sets.retain, "retain")])?,
+        Kind::NegGradPlus => check_inputs(
+            model,
+            weights,
+            &[(sets.forget, "forget"), (sets.retain, "retain")],
+        )?,
     }
     transact(weights, o.keep_partial, o.device, |w, dev| {
         let start = Instant::now();
         let mut rng = Rng::new(o.seed);
         let mut forget = BatchCycler::new(sets.forget.len(), o.batch_size, rng.fork());
         let mut retain = BatchCycler::new(sets.retain.len(), o.batch_size, rng.fork());
-        let per_epoch = if kind == Kind::NegGrad { forget.batches_per_pass() } else { retain.batches_per_pass() };
+        let per_epoch = if kind == Kind::NegGrad {
+            forget.batches_per_pass()
+        } else {
+            retain.batches_per_pass()
+        };
         let total = per_epoch * o.epochs;
-        let mut ctx = StepCtx { model, mode: ForwardMode::EVAL, device: dev, rng: rng.fork() };
-        let mut opt = Adam::new(AdamConfig { weight_decay: o.weight_decay, ..AdamConfig::adamw(o.lr) });
-        let sched = LrSchedule::Linear { start: 1.0, end: 0.1, total_steps: total };
+        let mut ctx = StepCtx {
+            model,
+            mode: ForwardMode::EVAL,
+            device: dev,
+            rng: rng.fork(),
+        };
+        let mut opt = Adam::new(AdamConfig {
+            weight_decay: o.weight_decay,
+            ..AdamConfig::adamw(o.lr)
+        });
+        let sched = LrSchedule::Linear {
+            start: 1.0,
+            end: 0.1,
+            total_steps: total,
+        };
         let mut tape = Tape::new();
         for step in 0..total {
             let lr = sched.lr(o.lr, step);
@@ -104,7 +144,11 @@ fn run(model: &Model, weights: &mut Vec<Tensor>, sets: UnlearnSets<'_>, o: &Base
                 let idx = forget.next_batch().to_vec();
                 let lf = ctx.mean_loss(&mut tape, w, sets.forget, &idx, &mut updates)?;
                 fv = tape.value(lf).item()?;
-                let wgt = if kind == Kind::NegGrad { 1.0 } else { 1.0 - o.retain_weight };
+                let wgt = if kind == Kind::NegGrad {
+                    1.0
+                } else {
+                    1.0 - o.retain_weight
+                };
                 Some(tape.scale(lf, -wgt)?)
             };
             let retain_term = if kind == Kind::NegGrad {
@@ -113,7 +157,11 @@ fn run(model: &Model, weights: &mut Vec<Tensor>, sets: UnlearnSets<'_>, o: &Base
                 let idx = retain.next_batch().to_vec();
                 let lr_ = ctx.mean_loss(&mut tape, w, sets.retain, &idx, &mut updates)?;
                 rv = tape.value(lr_).item()?;
-                let wgt = if kind == Kind::FineTune { 1.0 } else { o.retain_weight };
+                let wgt = if kind == Kind::FineTune {
+                    1.0
+                } else {
+                    o.retain_weight
+                };
                 Some(tape.scale(lr_, wgt)?)
             };
             let loss = match (forget_term, retain_term) {
@@ -122,7 +170,9 @@ fn run(model: &Model, weights: &mut Vec<Tensor>, sets: UnlearnSets<'_>, o: &Base
                 (None, None) => unreachable!("every baseline has a term"),
             };
             if !tape.value(loss).item()?.is_finite() {
-                return Err(Error::NonFinite(format!("{name}: loss became non-finite at step {step}")));
+                return Err(Error::NonFinite(format!(
+                    "{name}: loss became non-finite at step {step}"
+                )));
             }
             let grads = tape.backward(loss)?;
             opt.step(w, &grads)?;
@@ -137,7 +187,11 @@ fn run(model: &Model, weights: &mut Vec<Tensor>, sets: UnlearnSets<'_>, o: &Base
                     total_steps: total,
                     forget_loss: fv,
                     retain_loss: rv,
-                    alpha: if kind == Kind::FineTune { 0.0 } else { 1.0 - o.retain_weight },
+                    alpha: if kind == Kind::FineTune {
+                        0.0
+                    } else {
+                        1.0 - o.retain_weight
+                    },
                     tau: f32::NAN,
                     lr,
                 },
@@ -157,16 +211,34 @@ fn run(model: &Model, weights: &mut Vec<Tensor>, sets: UnlearnSets<'_>, o: &Base
 }
 
 /// Fine-tuning on the retain set only.
-pub fn finetune(model: &Model, weights: &mut Vec<Tensor>, sets: UnlearnSets<'_>, o: &BaselineOptions, progress: &mut ProgressFn<'_>) -> Result<RunReport> {
+pub fn finetune(
+    model: &Model,
+    weights: &mut Vec<Tensor>,
+    sets: UnlearnSets<'_>,
+    o: &BaselineOptions,
+    progress: &mut ProgressFn<'_>,
+) -> Result<RunReport> {
     run(model, weights, sets, o, Kind::FineTune, progress)
 }
 
 /// Gradient ascent on the forget set only.
-pub fn neggrad(model: &Model, weights: &mut Vec<Tensor>, sets: UnlearnSets<'_>, o: &BaselineOptions, progress: &mut ProgressFn<'_>) -> Result<RunReport> {
+pub fn neggrad(
+    model: &Model,
+    weights: &mut Vec<Tensor>,
+    sets: UnlearnSets<'_>,
+    o: &BaselineOptions,
+    progress: &mut ProgressFn<'_>,
+) -> Result<RunReport> {
     run(model, weights, sets, o, Kind::NegGrad, progress)
 }
 
 /// Fixed-weight ascent on forget plus descent on retain.
-pub fn neggrad_plus(model: &Model, weights: &mut Vec<Tensor>, sets: UnlearnSets<'_>, o: &BaselineOptions, progress: &mut ProgressFn<'_>) -> Result<RunReport> {
+pub fn neggrad_plus(
+    model: &Model,
+    weights: &mut Vec<Tensor>,
+    sets: UnlearnSets<'_>,
+    o: &BaselineOptions,
+    progress: &mut ProgressFn<'_>,
+) -> Result<RunReport> {
     run(model, weights, sets, o, Kind::NegGradPlus, progress)
 }

@@ -107,7 +107,13 @@ impl Method {
     }
 
     /// Runs the method on `weights` (transactional, see the module docs).
-    pub fn run(&self, model: &Model, weights: &mut Vec<Tensor>, sets: UnlearnSets<'_>, progress: &mut ProgressFn<'_>) -> Result<RunReport> {
+    pub fn run(
+        &self,
+        model: &Model,
+        weights: &mut Vec<Tensor>,
+        sets: UnlearnSets<'_>,
+        progress: &mut ProgressFn<'_>,
+    ) -> Result<RunReport> {
         match self {
             Method::NablaTau(o) => nabla_tau(model, weights, sets, o, progress),
             Method::FineTune(o) => finetune(model, weights, sets, o, progress),
@@ -134,7 +140,11 @@ pub fn unlearn_bound(
 
 /// Validation shared by every method: weights fit the model, sets fit the model, and the
 /// sets a method needs are not empty.
-pub(crate) fn check_inputs(model: &Model, weights: &[Tensor], sets: &[(&Dataset, &str)]) -> Result<()> {
+pub(crate) fn check_inputs(
+    model: &Model,
+    weights: &[Tensor],
+    sets: &[(&Dataset, &str)],
+) -> Result<()> {
     model.check_weights(weights)?;
     for (d, what) in sets {
         if d.is_empty() {
@@ -147,20 +157,33 @@ pub(crate) fn check_inputs(model: &Model, weights: &[Tensor], sets: &[(&Dataset,
 
 /// Runs `body` on a copy of `weights` and commits the copy only on success (or, with
 /// `keep_partial`, also after an error or cancellation).
-pub(crate) fn transact<F>(weights: &mut Vec<Tensor>, keep_partial: bool, device: DeviceRequest, body: F) -> Result<RunReport>
+pub(crate) fn transact<F>(
+    weights: &mut Vec<Tensor>,
+    keep_partial: bool,
+    device: DeviceRequest,
+    body: F,
+) -> Result<RunReport>
 where
     F: FnOnce(&mut Vec<Tensor>, Device) -> Result<RunReport>,
 {
     let dev = device.resolve()?;
     // Weights go to the device once here and come back once, below.
-    let mut work = weights.iter().map(|w| w.to_device(dev)).collect::<Result<Vec<_>>>()?;
+    let mut work = weights
+        .iter()
+        .map(|w| w.to_device(dev))
+        .collect::<Result<Vec<_>>>()?;
     let result = body(&mut work, dev);
     if result.is_ok() || keep_partial {
-        let back = work.iter().map(|w| w.to_device(Device::Cpu)).collect::<Result<Vec<_>>>()?;
+        let back = work
+            .iter()
+            .map(|w| w.to_device(Device::Cpu))
+            .collect::<Result<Vec<_>>>()?;
         if back.iter().all(|w| w.all_finite().unwrap_or(false)) {
             *weights = back;
         } else if result.is_ok() {
-            return Err(Error::NonFinite("the run produced NaN or infinite weights; the original weights were kept".into()));
+            return Err(Error::NonFinite(
+                "the run produced NaN or infinite weights; the original weights were kept".into(),
+            ));
         }
     }
     result
@@ -179,10 +202,19 @@ pub(crate) struct StepCtx<'m> {
 
 impl StepCtx<'_> {
     /// Mean loss over `idx` of `data`, on the tape.
-    pub fn mean_loss(&mut self, tape: &mut Tape, weights: &[Tensor], data: &Dataset, idx: &[usize], updates: &mut Vec<(usize, Tensor)>) -> Result<Var> {
+    pub fn mean_loss(
+        &mut self,
+        tape: &mut Tape,
+        weights: &[Tensor],
+        data: &Dataset,
+        idx: &[usize],
+        updates: &mut Vec<(usize, Tensor)>,
+    ) -> Result<Var> {
         let (x, y) = data.gather(idx)?;
         let x = x.to_device(self.device)?;
-        let f = self.model.forward(tape, weights, x, self.mode, &mut self.rng)?;
+        let f = self
+            .model
+            .forward(tape, weights, x, self.mode, &mut self.rng)?;
         updates.extend(f.buffer_updates);
         let l = self.model.per_sample_loss(tape, f.out, &y)?;
         tape.mean(l)

@@ -26,11 +26,14 @@
 //! - α does not decay: it stays at max(α₀, ¼) while the forget set is still distinguishable
 //!   from the reference, and the forget term is switched off for good once a one-dimensional
 //!   membership test on the losses (best threshold, balanced accuracy) can no longer tell
-//!   forget from reference (accuracy within a sampling-noise margin of 0.5; for class removal:
-//!   once the forget samples are no longer recognised); the remaining budget repairs the retain
-//!   set, as retraining would.
+//!   forget from reference (accuracy within a sampling-noise margin of 0.5) and the forget
+//!   set's accuracy is within one standard error of the validation accuracy (a label-only
+//!   attack); for class removal, once the forget samples are no longer recognised. The
+//!   remaining budget repairs the retain set, as retraining would.
 
-use super::{check_inputs, report, transact, Progress, ProgressFn, RunReport, StepCtx, UnlearnSets};
+use super::{
+    check_inputs, report, transact, Progress, ProgressFn, RunReport, StepCtx, UnlearnSets,
+};
 use crate::autograd::Tape;
 use crate::backend::DeviceRequest;
 use crate::data::{BatchCycler, Dataset, Targets};
@@ -105,7 +108,10 @@ impl Default for NablaTauOptions {
 impl NablaTauOptions {
     /// The authors' recipe.
     pub fn paper() -> Self {
-        NablaTauOptions { mode: NablaTauMode::Paper, ..Default::default() }
+        NablaTauOptions {
+            mode: NablaTauMode::Paper,
+            ..Default::default()
+        }
     }
 }
 
@@ -148,7 +154,9 @@ pub fn indistinguishable_margin(n: usize, m: usize, floor: f32) -> f32 {
 
 /// Fraction of samples whose arg-max prediction equals the label.
 fn accuracy(model: &Model, w: &[Tensor], d: &Dataset, batch: usize) -> Result<f32> {
-    let y = d.y.classes().ok_or_else(|| Error::invalid("accuracy needs class labels"))?;
+    let y =
+        d.y.classes()
+            .ok_or_else(|| Error::invalid("accuracy needs class labels"))?;
     let logits = model.predict(w, &d.x, batch)?;
     let l = logits.cpu_data("accuracy")?;
     let c = l.len() / d.len().max(1);
@@ -160,6 +168,30 @@ fn accuracy(model: &Model, w: &[Tensor], d: &Dataset, batch: usize) -> Result<f3
         })
         .count();
     Ok(correct as f32 / d.len().max(1) as f32)
+}
+
+/// The label-only side of the membership test: whether the forget set's accuracy is within
+/// one standard error (pooled binomial) of the validation set's. A memorised forget set is
+/// recognised more often than unseen data even when the loss distributions overlap within
+/// noise; models without class labels pass.
+fn accuracy_gap_within_noise(
+    model: &Model,
+    w: &[Tensor],
+    forget: &Dataset,
+    val: &Dataset,
+    batch: usize,
+) -> Result<bool> {
+    if forget.y.classes().is_none() || model.loss_kind() != LossKind::CrossEntropy {
+        return Ok(true);
+    }
+    let (af, av) = (
+        accuracy(model, w, forget, batch)?,
+        accuracy(model, w, val, batch)?,
+    );
+    let (n, m) = (forget.len() as f32, val.len() as f32);
+    let p = (af * n + av * m) / (n + m);
+    let se = (p * (1.0 - p) * (1.0 / n + 1.0 / m)).sqrt();
+    Ok((af - av).abs() <= se)
 }
 
 /// At most `max` samples of `d`, drawn without replacement (the whole set if smaller).
@@ -181,7 +213,11 @@ fn removed_classes(forget: &Dataset, retain: &Dataset) -> Vec<u32> {
             for &c in r {
                 in_retain[c as usize] = true;
             }
-            let mut out: Vec<u32> = f.iter().copied().filter(|&c| !in_retain[c as usize]).collect();
+            let mut out: Vec<u32> = f
+                .iter()
+                .copied()
+                .filter(|&c| !in_retain[c as usize])
+                .collect();
             out.sort_unstable();
             out.dedup();
             // Class removal only when *every* forget sample belongs to a removed class.
@@ -196,19 +232,31 @@ fn removed_classes(forget: &Dataset, retain: &Dataset) -> Vec<u32> {
 }
 
 /// The reference losses the forget losses should come to resemble, sorted ascending.
-fn reference_losses(model: &Model, w: &[Tensor], val: &Dataset, removed: &[u32], batch: usize, rng: &mut Rng) -> Result<Vec<f32>> {
-    let val = sample(val, 2048, rng)?;
+fn reference_losses(
+    model: &Model,
+    w: &[Tensor],
+    val: &Dataset,
+    removed: &[u32],
+    batch: usize,
+    rng: &mut Rng,
+) -> Result<Vec<f32>> {
     let mut l = if removed.is_empty() {
-        model.losses(w, &val, batch)?
+        model.losses(w, val, batch)?
     } else {
         // Validation samples of kept classes, scored under a forgotten label.
         let y = val.y.classes().expect("class removal implies class labels");
-        let keep: Vec<usize> = (0..val.len()).filter(|&i| !removed.contains(&y[i])).collect();
+        let keep: Vec<usize> = (0..val.len())
+            .filter(|&i| !removed.contains(&y[i]))
+            .collect();
         if keep.is_empty() {
-            return Err(Error::invalid("class removal: the validation set has no samples of the kept classes"));
+            return Err(Error::invalid(
+                "class removal: the validation set has no samples of the kept classes",
+            ));
         }
         let sub = val.subset(&keep)?;
-        let relabel: Vec<u32> = (0..keep.len()).map(|_| removed[rng.below(removed.len())]).collect();
+        let relabel: Vec<u32> = (0..keep.len())
+            .map(|_| removed[rng.below(removed.len())])
+            .collect();
         model.losses(w, &Dataset::new(sub.x, Targets::Classes(relabel))?, batch)?
     };
     l.sort_by(|a, b| a.total_cmp(b));
@@ -220,7 +268,11 @@ pub fn threshold_attack_accuracy(members: &[f32], others: &[f32]) -> f32 {
     if members.is_empty() || others.is_empty() {
         return 0.5;
     }
-    let mut all: Vec<(f32, bool)> = members.iter().map(|&v| (v, true)).chain(others.iter().map(|&v| (v, false))).collect();
+    let mut all: Vec<(f32, bool)> = members
+        .iter()
+        .map(|&v| (v, true))
+        .chain(others.iter().map(|&v| (v, false)))
+        .collect();
     all.sort_by(|a, b| a.0.total_cmp(&b.0));
     let (nm, no) = (members.len() as f32, others.len() as f32);
     let (mut tp, mut fp) = (0.0f32, 0.0f32);
@@ -247,41 +299,94 @@ fn mean_loss(model: &Model, w: &[Tensor], d: &Dataset, batch: usize) -> Result<f
 }
 
 /// Runs ∇τ on `weights` (transactional: replaced only on success).
-pub fn nabla_tau(model: &Model, weights: &mut Vec<Tensor>, sets: UnlearnSets<'_>, opts: &NablaTauOptions, progress: &mut ProgressFn<'_>) -> Result<RunReport> {
-    check_inputs(model, weights, &[(sets.forget, "forget"), (sets.retain, "retain"), (sets.val, "validation")])?;
+pub fn nabla_tau(
+    model: &Model,
+    weights: &mut Vec<Tensor>,
+    sets: UnlearnSets<'_>,
+    opts: &NablaTauOptions,
+    progress: &mut ProgressFn<'_>,
+) -> Result<RunReport> {
+    check_inputs(
+        model,
+        weights,
+        &[
+            (sets.forget, "forget"),
+            (sets.retain, "retain"),
+            (sets.val, "validation"),
+        ],
+    )?;
     if opts.batch_size == Some(0) || opts.tau_every == 0 {
-        return Err(Error::invalid("nabla_tau: batch_size and tau_every must be positive"));
+        return Err(Error::invalid(
+            "nabla_tau: batch_size and tau_every must be positive",
+        ));
     }
     if !(opts.lr.is_finite() && opts.lr > 0.0) {
-        return Err(Error::invalid(format!("nabla_tau: learning rate must be positive, got {}", opts.lr)));
+        return Err(Error::invalid(format!(
+            "nabla_tau: learning rate must be positive, got {}",
+            opts.lr
+        )));
     }
     if let Some(a) = opts.alpha0 {
         if !(0.0..=1.0).contains(&a) {
-            return Err(Error::invalid(format!("nabla_tau: alpha0 must be in [0, 1], got {a}")));
+            return Err(Error::invalid(format!(
+                "nabla_tau: alpha0 must be in [0, 1], got {a}"
+            )));
         }
     }
     let (batch, alpha0, epochs) = schedule(opts, sets.forget.len(), sets.retain.len());
     let adaptive = opts.mode == NablaTauMode::Adaptive;
-    let removed = if adaptive && model.loss_kind() == LossKind::CrossEntropy { removed_classes(sets.forget, sets.retain) } else { Vec::new() };
+    let removed = if adaptive && model.loss_kind() == LossKind::CrossEntropy {
+        removed_classes(sets.forget, sets.retain)
+    } else {
+        Vec::new()
+    };
     transact(weights, opts.keep_partial, opts.device, |w, dev| {
         let start = Instant::now();
         let mut rng = Rng::new(opts.seed);
         let mut forget_order = rng.permutation(sets.forget.len());
         let mut retain = BatchCycler::new(sets.retain.len(), batch, rng.fork());
         let mut ref_rng = rng.fork();
-        let mode = if opts.norm_training { ForwardMode { norm_training: true, dropout: false } } else { ForwardMode::EVAL };
-        let mut ctx = StepCtx { model, mode, device: dev, rng: rng.fork() };
-        let mut opt = Adam::new(AdamConfig { weight_decay: opts.weight_decay, ..AdamConfig::adamw(opts.lr) });
-        let lr_schedule = LrSchedule::Linear { start: 1.0, end: opts.lr_end_factor, total_steps: epochs };
+        let mode = if opts.norm_training {
+            ForwardMode {
+                norm_training: true,
+                dropout: false,
+            }
+        } else {
+            ForwardMode::EVAL
+        };
+        let mut ctx = StepCtx {
+            model,
+            mode,
+            device: dev,
+            rng: rng.fork(),
+        };
+        let mut opt = Adam::new(AdamConfig {
+            weight_decay: opts.weight_decay,
+            ..AdamConfig::adamw(opts.lr)
+        });
+        let lr_schedule = LrSchedule::Linear {
+            start: 1.0,
+            end: opts.lr_end_factor,
+            total_steps: epochs,
+        };
         let fb = sets.forget.len().div_ceil(batch);
         let total = epochs * fb;
         let eval_batch = batch.max(256);
         // The membership check looks at up to this many forget and reference samples.
         const CHECK_SAMPLES: usize = 2048;
         let check_forget = sample(sets.forget, CHECK_SAMPLES, &mut rng)?;
-        let mut alpha = if adaptive { alpha0.max(ADAPTIVE_MIN_ALPHA) } else { alpha0 };
+        let check_val = sample(sets.val, CHECK_SAMPLES, &mut rng)?;
+        let mut alpha = if adaptive {
+            alpha0.max(ADAPTIVE_MIN_ALPHA)
+        } else {
+            alpha0
+        };
         let mut tau = mean_loss(model, w, sets.val, eval_batch)?;
-        let mut reference = if adaptive { reference_losses(model, w, sets.val, &removed, eval_batch, &mut ref_rng)? } else { Vec::new() };
+        let mut reference = if adaptive {
+            reference_losses(model, w, &check_val, &removed, eval_batch, &mut ref_rng)?
+        } else {
+            Vec::new()
+        };
         let mut stopped_at = None;
         let mut tape = Tape::new();
         let mut step = 0usize;
@@ -290,12 +395,30 @@ pub fn nabla_tau(model: &Model, weights: &mut Vec<Tensor>, sets: UnlearnSets<'_>
             if adaptive {
                 if stopped_at.is_none() {
                     if epoch > 0 {
-                        reference = reference_losses(model, w, sets.val, &removed, eval_batch, &mut ref_rng)?;
+                        reference = reference_losses(
+                            model,
+                            w,
+                            &check_val,
+                            &removed,
+                            eval_batch,
+                            &mut ref_rng,
+                        )?;
                     }
                     let done = if removed.is_empty() {
                         let forget_losses = model.losses(w, &check_forget, eval_batch)?;
-                        let margin = indistinguishable_margin(forget_losses.len(), reference.len(), opts.stop_margin);
+                        let margin = indistinguishable_margin(
+                            forget_losses.len(),
+                            reference.len(),
+                            opts.stop_margin,
+                        );
                         threshold_attack_accuracy(&forget_losses, &reference) <= 0.5 + margin
+                            && accuracy_gap_within_noise(
+                                model,
+                                w,
+                                &check_forget,
+                                &check_val,
+                                eval_batch,
+                            )?
                     } else {
                         // A model that never saw a class does not predict it: class removal
                         // is done once the forget samples are no longer recognised.
@@ -306,7 +429,8 @@ pub fn nabla_tau(model: &Model, weights: &mut Vec<Tensor>, sets: UnlearnSets<'_>
                         alpha = 0.0;
                     }
                 }
-                tau = reference.iter().map(|&v| v as f64).sum::<f64>() as f32 / reference.len().max(1) as f32;
+                tau = reference.iter().map(|&v| v as f64).sum::<f64>() as f32
+                    / reference.len().max(1) as f32;
             } else if epoch > 0 && epoch % opts.tau_every == 0 {
                 tau = mean_loss(model, w, sets.val, eval_batch)?;
             }

@@ -1,7 +1,9 @@
 //! Plain supervised training: produces original models and the retrain-from-scratch
 //! reference with a stated recipe.
 
-use super::{apply_buffer_updates, check_inputs, report, transact, Progress, ProgressFn, RunReport, StepCtx};
+use super::{
+    apply_buffer_updates, check_inputs, report, transact, Progress, ProgressFn, RunReport, StepCtx,
+};
 use crate::autograd::Tape;
 use crate::backend::DeviceRequest;
 use crate::data::{BatchCycler, Dataset};
@@ -55,22 +57,48 @@ impl Default for TrainRecipe {
 }
 
 /// Builds the optimizer a recipe names.
-pub fn make_optimizer(kind: OptimizerKind, lr: f32, weight_decay: f32) -> Result<Box<dyn Optimizer>> {
+pub fn make_optimizer(
+    kind: OptimizerKind,
+    lr: f32,
+    weight_decay: f32,
+) -> Result<Box<dyn Optimizer>> {
     Ok(match kind {
-        OptimizerKind::Sgd { momentum, nesterov } => Box::new(Sgd::new(SgdConfig { momentum, nesterov, weight_decay, ..SgdConfig::new(lr) })?),
-        OptimizerKind::Adam => Box::new(Adam::new(AdamConfig { weight_decay, ..AdamConfig::adam(lr) })),
-        OptimizerKind::AdamW => Box::new(Adam::new(AdamConfig { weight_decay, ..AdamConfig::adamw(lr) })),
+        OptimizerKind::Sgd { momentum, nesterov } => Box::new(Sgd::new(SgdConfig {
+            momentum,
+            nesterov,
+            weight_decay,
+            ..SgdConfig::new(lr)
+        })?),
+        OptimizerKind::Adam => Box::new(Adam::new(AdamConfig {
+            weight_decay,
+            ..AdamConfig::adam(lr)
+        })),
+        OptimizerKind::AdamW => Box::new(Adam::new(AdamConfig {
+            weight_decay,
+            ..AdamConfig::adamw(lr)
+        })),
     })
 }
 
 /// Trains `weights` on `data` with `recipe` (transactional).
-pub fn train(model: &Model, weights: &mut Vec<Tensor>, data: &Dataset, recipe: &TrainRecipe, progress: &mut ProgressFn<'_>) -> Result<RunReport> {
+pub fn train(
+    model: &Model,
+    weights: &mut Vec<Tensor>,
+    data: &Dataset,
+    recipe: &TrainRecipe,
+    progress: &mut ProgressFn<'_>,
+) -> Result<RunReport> {
     check_inputs(model, weights, &[(data, "training")])?;
     if recipe.epochs == 0 || recipe.batch_size == 0 {
-        return Err(Error::invalid("train: epochs and batch_size must be positive"));
+        return Err(Error::invalid(
+            "train: epochs and batch_size must be positive",
+        ));
     }
     if !(recipe.lr.is_finite() && recipe.lr > 0.0) {
-        return Err(Error::invalid(format!("train: learning rate must be positive, got {}", recipe.lr)));
+        return Err(Error::invalid(format!(
+            "train: learning rate must be positive, got {}",
+            recipe.lr
+        )));
     }
     transact(weights, recipe.keep_partial, recipe.device, |w, dev| {
         let start = Instant::now();
@@ -79,7 +107,12 @@ pub fn train(model: &Model, weights: &mut Vec<Tensor>, data: &Dataset, recipe: &
         let per_epoch = batches.batches_per_pass();
         let total = per_epoch * recipe.epochs;
         let mut opt = make_optimizer(recipe.optimizer, recipe.lr, recipe.weight_decay)?;
-        let mut ctx = StepCtx { model, mode: ForwardMode::TRAIN, device: dev, rng: rng.fork() };
+        let mut ctx = StepCtx {
+            model,
+            mode: ForwardMode::TRAIN,
+            device: dev,
+            rng: rng.fork(),
+        };
         let mut tape = Tape::new();
         for step in 0..total {
             let lr = recipe.schedule.lr(recipe.lr, step);
@@ -89,7 +122,9 @@ pub fn train(model: &Model, weights: &mut Vec<Tensor>, data: &Dataset, recipe: &
             let loss = ctx.mean_loss(&mut tape, w, data, &idx, &mut updates)?;
             let loss_value = tape.value(loss).item()?;
             if !loss_value.is_finite() {
-                return Err(Error::NonFinite(format!("training loss became {loss_value} at step {step}")));
+                return Err(Error::NonFinite(format!(
+                    "training loss became {loss_value} at step {step}"
+                )));
             }
             let mut grads = tape.backward(loss)?;
             if let Some(c) = recipe.clip_norm {

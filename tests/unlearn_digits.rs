@@ -1,0 +1,448 @@
+//! ∇τ end to end on the embedded digits data, judged against retraining from scratch, plus
+//! the transactional guarantees: cancellation and every kind of bad input leave the caller's
+//! buffers bit-identical.
+
+use gradtau::audit::{accuracy, audit_model, AuditRow, AuditSets};
+use gradtau::data::{digits, split_indices, Dataset, Targets};
+use gradtau::nn::{Bindings, Model};
+use gradtau::rng::Rng;
+use gradtau::unlearn::{
+    no_progress, train, unlearn_bound, BaselineOptions, Control, Method, NablaTauOptions, Progress,
+    TrainRecipe, UnlearnSets,
+};
+use gradtau::{DeviceRequest, Error, Tensor};
+use std::sync::OnceLock;
+
+struct Setup {
+    model: Model,
+    original: Vec<Tensor>,
+    train: Dataset,
+    val: Dataset,
+    test: Dataset,
+    recipe: TrainRecipe,
+}
+
+/// The demo's layout: 70/10/20 split, an MLP trained for 60 epochs so it memorises its
+/// training set (100 % training accuracy).
+fn setup() -> &'static Setup {
+    static S: OnceLock<Setup> = OnceLock::new();
+    S.get_or_init(|| {
+        let (train_set, val, test) = digits::train_val_test(1).unwrap();
+        let model = Model::from_json(digits::MLP_SPEC).unwrap();
+        let recipe = TrainRecipe {
+            epochs: 60,
+            batch_size: 32,
+            lr: 1e-3,
+            seed: 1,
+            ..Default::default()
+        };
+        let mut original = model.init_weights(1);
+        train(&model, &mut original, &train_set, &recipe, &mut no_progress).unwrap();
+        let logits = model.predict(&original, &train_set.x, 512).unwrap();
+        assert_eq!(
+            accuracy(&logits, train_set.y.classes().unwrap()).unwrap(),
+            1.0,
+            "the original must memorise"
+        );
+        Setup {
+            model,
+            original,
+            train: train_set,
+            val,
+            test,
+            recipe,
+        }
+    })
+}
+
+struct Scenario {
+    forget: Dataset,
+    retain: Dataset,
+    retrained: Vec<Tensor>,
+}
+
+fn scenario(fidx: &[usize], ridx: &[usize]) -> Scenario {
+    let s = setup();
+    let forget = s.train.subset(fidx).unwrap();
+    let retain = s.train.subset(ridx).unwrap();
+    let mut retrained = s.model.init_weights(1);
+    train(
+        &s.model,
+        &mut retrained,
+        &retain,
+        &s.recipe,
+        &mut no_progress,
+    )
+    .unwrap();
+    Scenario {
+        forget,
+        retain,
+        retrained,
+    }
+}
+
+fn audit(sc: &Scenario, w: &[Tensor], test: &Dataset) -> AuditRow {
+    let s = setup();
+    audit_model(
+        &s.model,
+        w,
+        AuditSets {
+            retain: &sc.retain,
+            forget: &sc.forget,
+            test,
+        },
+        0,
+    )
+    .unwrap()
+}
+
+fn run(sc: &Scenario, method: &Method) -> Vec<Tensor> {
+    let s = setup();
+    let mut w = s.original.clone();
+    let sets = UnlearnSets {
+        forget: &sc.forget,
+        retain: &sc.retain,
+        val: &s.val,
+    };
+    method
+        .run(&s.model, &mut w, sets, &mut no_progress)
+        .unwrap();
+    w
+}
+
+/// `got` moved at least half-way from `orig` towards `target`, and not past it by more
+/// than `tol` (the measurement noise of the quantity on sets of this size).
+fn closes_half_the_gap(what: &str, orig: f64, target: f64, got: f64, tol: f64) {
+    let gap = target - orig;
+    let moved = got - orig;
+    eprintln!("{what}: original {orig:.4} retrained {target:.4} ∇τ {got:.4}");
+    assert!(
+        moved * gap.signum() >= 0.5 * gap.abs() - 1e-9,
+        "{what}: ∇τ closed less than half the gap"
+    );
+    assert!(
+        (got - target) * gap.signum() <= tol,
+        "{what}: ∇τ overshot past the retrained model"
+    );
+}
+
+fn cpu() -> DeviceRequest {
+    DeviceRequest::Exact(gradtau::Device::Cpu)
+}
+
+fn nabla_tau() -> Method {
+    Method::NablaTau(NablaTauOptions {
+        device: cpu(),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn class_removal_behaves_like_retraining() {
+    let s = setup();
+    let y = s.train.y.classes().unwrap();
+    let fidx: Vec<usize> = (0..s.train.len()).filter(|&i| y[i] == 3).collect();
+    let ridx: Vec<usize> = (0..s.train.len()).filter(|&i| y[i] != 3).collect();
+    let sc = scenario(&fidx, &ridx);
+    let w = run(&sc, &nabla_tau());
+    let (o, r, u) = (
+        audit(&sc, &s.original, &s.test),
+        audit(&sc, &sc.retrained, &s.test),
+        audit(&sc, &w, &s.test),
+    );
+    closes_half_the_gap(
+        "forget accuracy",
+        o.forget_accuracy,
+        r.forget_accuracy,
+        u.forget_accuracy,
+        0.02,
+    );
+    closes_half_the_gap("MIA (loss)", o.mia_loss, r.mia_loss, u.mia_loss, 0.03);
+    // Test accuracy on the classes the model keeps (the removed class is meant to go).
+    let ty = s.test.y.classes().unwrap();
+    let kept = s
+        .test
+        .subset(
+            &(0..s.test.len())
+                .filter(|&i| ty[i] != 3)
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+    let (ko, ku) = (
+        audit(&sc, &s.original, &kept).test_accuracy,
+        audit(&sc, &w, &kept).test_accuracy,
+    );
+    eprintln!("kept-class test accuracy: original {ko:.4} ∇τ {ku:.4}");
+    assert!(
+        ko - ku <= 0.02,
+        "test accuracy on kept classes fell by more than 2 points"
+    );
+}
+
+#[test]
+fn random_forgetting_behaves_like_retraining() {
+    let s = setup();
+    let (fidx, ridx) = split_indices(s.train.len(), 0.1, &mut Rng::new(1 ^ 0xf0f0));
+    let sc = scenario(&fidx, &ridx);
+    let w = run(&sc, &nabla_tau());
+    let (o, r, u) = (
+        audit(&sc, &s.original, &s.test),
+        audit(&sc, &sc.retrained, &s.test),
+        audit(&sc, &w, &s.test),
+    );
+    closes_half_the_gap(
+        "forget accuracy",
+        o.forget_accuracy,
+        r.forget_accuracy,
+        u.forget_accuracy,
+        0.02,
+    );
+    closes_half_the_gap("MIA (loss)", o.mia_loss, r.mia_loss, u.mia_loss, 0.03);
+    eprintln!(
+        "test accuracy: original {:.4} ∇τ {:.4}",
+        o.test_accuracy, u.test_accuracy
+    );
+    assert!(
+        o.test_accuracy - u.test_accuracy <= 0.02,
+        "test accuracy fell by more than 2 points"
+    );
+}
+
+#[test]
+fn every_baseline_and_the_paper_mode_run() {
+    let s = setup();
+    let (fidx, ridx) = split_indices(s.train.len(), 0.1, &mut Rng::new(5));
+    let sc = scenario(&fidx, &ridx);
+    let with_cpu = |mut o: BaselineOptions| {
+        o.device = cpu();
+        o
+    };
+    let methods = [
+        Method::NablaTau(NablaTauOptions {
+            device: cpu(),
+            ..NablaTauOptions::paper()
+        }),
+        Method::FineTune(with_cpu(BaselineOptions::finetune())),
+        Method::NegGrad(with_cpu(BaselineOptions::neggrad())),
+        Method::NegGradPlus(with_cpu(BaselineOptions::neggrad_plus())),
+    ];
+    for m in &methods {
+        let mut steps = 0;
+        let mut w = s.original.clone();
+        let sets = UnlearnSets {
+            forget: &sc.forget,
+            retain: &sc.retain,
+            val: &s.val,
+        };
+        let report = m
+            .run(&s.model, &mut w, sets, &mut |_: &Progress| {
+                steps += 1;
+                Control::Continue
+            })
+            .unwrap();
+        assert!(
+            report.steps > 0 && report.steps == steps,
+            "{}: {} steps reported, {steps} seen",
+            m.name(),
+            report.steps
+        );
+        assert!(
+            w.iter()
+                .zip(&s.original)
+                .any(|(a, b)| a.to_vec().unwrap() != b.to_vec().unwrap()),
+            "{} changed nothing",
+            m.name()
+        );
+        let row = audit(&sc, &w, &s.test);
+        assert!(
+            row.retain_accuracy > 0.5,
+            "{}: retain accuracy collapsed to {}",
+            m.name(),
+            row.retain_accuracy
+        );
+    }
+}
+
+// ------------------------------------------------------------ transactional guarantees
+
+fn buffers() -> Vec<Vec<f32>> {
+    setup()
+        .original
+        .iter()
+        .map(|t| t.to_vec().unwrap())
+        .collect()
+}
+
+/// Runs ∇τ on caller buffers bound by name; returns the result and whether every buffer is
+/// bit-identical afterwards.
+fn run_bound(
+    bufs: &mut [Vec<f32>],
+    skip: Option<&str>,
+    forget: &Dataset,
+    progress: &mut dyn FnMut(&Progress) -> Control,
+) -> (Result<(), Error>, bool) {
+    let s = setup();
+    let before: Vec<Vec<u32>> = bufs
+        .iter()
+        .map(|b| b.iter().map(|v| v.to_bits()).collect())
+        .collect();
+    let retain = s.train.subset(&(0..200).collect::<Vec<_>>()).unwrap();
+    let result = {
+        let mut b = Bindings::new();
+        for (p, buf) in s.model.params().iter().zip(bufs.iter_mut()) {
+            if Some(p.name.as_str()) != skip {
+                b.bind(&p.name, buf).unwrap();
+            }
+        }
+        let sets = UnlearnSets {
+            forget,
+            retain: &retain,
+            val: &s.val,
+        };
+        unlearn_bound(&s.model, &mut b, sets, &nabla_tau(), progress).map(|_| ())
+    };
+    let same = bufs
+        .iter()
+        .zip(&before)
+        .all(|(b, o)| b.iter().map(|v| v.to_bits()).eq(o.iter().copied()));
+    (result, same)
+}
+
+fn small_forget() -> Dataset {
+    setup()
+        .train
+        .subset(&(200..260).collect::<Vec<_>>())
+        .unwrap()
+}
+
+#[test]
+fn success_writes_back_and_cancel_leaves_buffers_bit_identical() {
+    let mut bufs = buffers();
+    let (r, same) = run_bound(&mut bufs, None, &small_forget(), &mut no_progress);
+    r.unwrap();
+    assert!(!same, "a successful run must write the new weights back");
+
+    let mut bufs = buffers();
+    let mut calls = 0;
+    let (r, same) = run_bound(&mut bufs, None, &small_forget(), &mut |_: &Progress| {
+        calls += 1;
+        if calls == 3 {
+            Control::Cancel
+        } else {
+            Control::Continue
+        }
+    });
+    assert_eq!(r.unwrap_err(), Error::Cancelled);
+    assert_eq!(calls, 3);
+    assert!(same, "cancellation must leave the buffers bit-identical");
+}
+
+#[test]
+fn bad_inputs_give_clear_errors_and_leave_buffers_untouched() {
+    let s = setup();
+    let forget = small_forget();
+    let check = |label: &str, r: Result<(), Error>, same: bool, pred: &dyn Fn(&Error) -> bool| {
+        let e = r.expect_err(label);
+        eprintln!("{label}: {e}");
+        assert!(pred(&e), "{label}: unexpected error {e:?}");
+        assert!(same, "{label}: buffers changed");
+    };
+
+    // missing binding
+    let mut bufs = buffers();
+    let (r, same) = run_bound(&mut bufs, Some("2.bias"), &forget, &mut no_progress);
+    check(
+        "missing binding",
+        r,
+        same,
+        &|e| matches!(e, Error::Binding(m) if m.contains("2.bias")),
+    );
+
+    // wrong buffer length
+    let mut bufs = buffers();
+    bufs[1].push(0.0);
+    let (r, same) = run_bound(&mut bufs, None, &forget, &mut no_progress);
+    check(
+        "length mismatch",
+        r,
+        same,
+        &|e| matches!(e, Error::Binding(m) if m.contains("0.bias")),
+    );
+
+    // NaN in weights
+    let mut bufs = buffers();
+    bufs[2][5] = f32::NAN;
+    let (r, same) = run_bound(&mut bufs, None, &forget, &mut no_progress);
+    check(
+        "NaN weight",
+        r,
+        same,
+        &|e| matches!(e, Error::NonFinite(m) if m.contains("2.weight")),
+    );
+
+    // samples of the wrong shape
+    let wrong = Dataset::classification(Tensor::zeros(&[4, 63]), vec![0; 4]).unwrap();
+    let mut bufs = buffers();
+    let (r, same) = run_bound(&mut bufs, None, &wrong, &mut no_progress);
+    check(
+        "shape mismatch",
+        r,
+        same,
+        &|e| matches!(e, Error::Shape { detail, .. } if detail.contains("forget")),
+    );
+
+    // label out of range
+    let mut y = forget.y.classes().unwrap().to_vec();
+    y[7] = 10;
+    let bad = Dataset::classification(forget.x.clone(), y).unwrap();
+    let mut bufs = buffers();
+    let (r, same) = run_bound(&mut bufs, None, &bad, &mut no_progress);
+    check(
+        "label out of range",
+        r,
+        same,
+        &|e| matches!(e, Error::InvalidArgument(m) if m.contains("label 10")),
+    );
+
+    // empty forget set
+    let empty = Dataset::classification(Tensor::zeros(&[0, 64]), vec![]).unwrap();
+    let mut bufs = buffers();
+    let (r, same) = run_bound(&mut bufs, None, &empty, &mut no_progress);
+    check(
+        "empty forget set",
+        r,
+        same,
+        &|e| matches!(e, Error::InvalidArgument(m) if m.contains("forget set is empty")),
+    );
+
+    // NaN in data
+    let mut x = forget.x.clone();
+    x.data_mut().unwrap()[64 * 3 + 1] = f32::INFINITY;
+    let bad = Dataset::new(x, Targets::Classes(forget.y.classes().unwrap().to_vec())).unwrap();
+    let mut bufs = buffers();
+    let (r, same) = run_bound(&mut bufs, None, &bad, &mut no_progress);
+    check(
+        "non-finite input",
+        r,
+        same,
+        &|e| matches!(e, Error::NonFinite(m) if m.contains("sample 3")),
+    );
+
+    // a spec error names the node and the field
+    let e = Model::from_json(&digits::MLP_SPEC.replace(
+        "\"in_features\": 128, \"out_features\": 10",
+        "\"in_features\": 127, \"out_features\": 10",
+    ))
+    .unwrap_err();
+    eprintln!("spec: {e}");
+    assert!(e.to_string().contains("node `4`"), "{e}");
+    let e = Model::from_json(
+        &digits::MLP_SPEC.replace("\"out_features\": 10", "\"out_features\": \"ten\""),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("node `4`") && e.to_string().contains("out_features"),
+        "{e}"
+    );
+    let _ = s;
+}
