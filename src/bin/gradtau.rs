@@ -241,7 +241,7 @@ fn read_inputs(model: &Model, path: &Path) -> Result<Tensor> {
     Tensor::from_vec(data, &s)
 }
 
-fn read_set(model: &Model, x: &Path, y: &Path) -> Result<Dataset> {
+fn read_set(model: &Model, x: &Path, y: &Path, what: &str) -> Result<Dataset> {
     let x = read_inputs(model, x)?;
     let targets = match model.loss_kind() {
         LossKind::CrossEntropy => Targets::Classes(io::read_array_labels(y)?),
@@ -255,6 +255,7 @@ fn read_set(model: &Model, x: &Path, y: &Path) -> Result<Dataset> {
         }
     };
     let d = Dataset::new(x, targets)?;
+    model.check_dataset(&d, what)?;
     Ok(d)
 }
 
@@ -357,9 +358,9 @@ fn unlearn_cmd(a: UnlearnArgs) -> Result<()> {
     let device = DeviceRequest::parse(&a.device)?;
     let model = read_model(&a.spec)?;
     let weights = read_weights(&model, &a.weights)?;
-    let forget = read_set(&model, &a.sets.forget_x, &a.sets.forget_y)?;
-    let retain = read_set(&model, &a.sets.retain_x, &a.sets.retain_y)?;
-    let val = read_set(&model, &a.val_x, &a.val_y)?;
+    let forget = read_set(&model, &a.sets.forget_x, &a.sets.forget_y, "forget")?;
+    let retain = read_set(&model, &a.sets.retain_x, &a.sets.retain_y, "retain")?;
+    let val = read_set(&model, &a.val_x, &a.val_y, "validation")?;
     let method = method_for(a.method, a.seed, device, a.epochs, a.batch_size, a.lr);
     let audit_sets = AuditSets {
         retain: &retain,
@@ -410,9 +411,9 @@ fn unlearn_cmd(a: UnlearnArgs) -> Result<()> {
 fn audit_cmd(a: AuditArgs) -> Result<()> {
     let model = read_model(&a.spec)?;
     let weights = read_weights(&model, &a.weights)?;
-    let forget = read_set(&model, &a.sets.forget_x, &a.sets.forget_y)?;
-    let retain = read_set(&model, &a.sets.retain_x, &a.sets.retain_y)?;
-    let test = read_set(&model, &a.test_x, &a.test_y)?;
+    let forget = read_set(&model, &a.sets.forget_x, &a.sets.forget_y, "forget")?;
+    let retain = read_set(&model, &a.sets.retain_x, &a.sets.retain_y, "retain")?;
+    let test = read_set(&model, &a.test_x, &a.test_y, "test")?;
     let row = audit_model(
         &model,
         &weights,
@@ -436,7 +437,7 @@ fn audit_cmd(a: AuditArgs) -> Result<()> {
 
 fn train_cmd(a: TrainArgs) -> Result<()> {
     let model = read_model(&a.spec)?;
-    let data = read_set(&model, &a.x, &a.y)?;
+    let data = read_set(&model, &a.x, &a.y, "training")?;
     let mut w = match &a.init {
         Some(p) => read_weights(&model, p)?,
         None => model.init_weights(a.seed),

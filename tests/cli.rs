@@ -1,0 +1,248 @@
+//! The `gradtau` command on real files: train → unlearn (with a JSON report) → audit, and a
+//! clear error with no output file when an input is bad.
+
+use gradtau::data::{digits, split_indices, Dataset};
+use gradtau::io::{write_npy_f32, write_npy_i32};
+use gradtau::rng::Rng;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn workdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("gradtau-cli-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn write_set(dir: &Path, name: &str, d: &Dataset) {
+    write_npy_f32(
+        dir.join(format!("{name}_x.npy")),
+        d.x.as_slice().unwrap(),
+        d.x.shape(),
+    )
+    .unwrap();
+    let y: Vec<i32> = d.y.classes().unwrap().iter().map(|&v| v as i32).collect();
+    write_npy_i32(dir.join(format!("{name}_y.npy")), &y, &[y.len()]).unwrap();
+}
+
+fn gradtau(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_gradtau"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn set_args<'a>(names: &[(&'a str, &'a str)]) -> Vec<String> {
+    names
+        .iter()
+        .flat_map(|(flag, set)| {
+            [
+                format!("--{flag}-x"),
+                format!("{set}_x.npy"),
+                format!("--{flag}-y"),
+                format!("{set}_y.npy"),
+            ]
+        })
+        .collect()
+}
+
+#[test]
+fn train_unlearn_audit_on_files() {
+    let dir = workdir("flow");
+    let (train, val, test) = digits::train_val_test(3).unwrap();
+    let (f, r) = split_indices(train.len(), 0.1, &mut Rng::new(3));
+    write_set(&dir, "train", &train);
+    write_set(&dir, "forget", &train.subset(&f).unwrap());
+    write_set(&dir, "retain", &train.subset(&r).unwrap());
+    write_set(&dir, "val", &val);
+    write_set(&dir, "test", &test);
+    std::fs::write(dir.join("model.json"), digits::MLP_SPEC).unwrap();
+
+    let out = gradtau(
+        &dir,
+        &[
+            "train",
+            "--spec",
+            "model.json",
+            "--x",
+            "train_x.npy",
+            "--y",
+            "train_y.npy",
+            "--out",
+            "orig.safetensors",
+            "--epochs",
+            "60",
+            "--batch-size",
+            "32",
+            "--device",
+            "cpu",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "train failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut args: Vec<String> = [
+        "unlearn",
+        "--spec",
+        "model.json",
+        "--weights",
+        "orig.safetensors",
+        "--out",
+        "new.safetensors",
+        "--report",
+        "report.json",
+        "--device",
+        "cpu",
+        "--seed",
+        "1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(set_args(&[
+        ("forget", "forget"),
+        ("retain", "retain"),
+        ("val", "val"),
+    ]));
+    let argv: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let out = gradtau(&dir, &argv);
+    assert!(
+        out.status.success(),
+        "unlearn failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("before") && stdout.contains("after"),
+        "{stdout}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["method"], "nabla_tau");
+    assert!(report["run"]["steps"].as_u64().unwrap() > 0);
+    assert!(report["run"]["seconds"].as_f64().unwrap() >= 0.0);
+    for k in [
+        "retain_accuracy",
+        "forget_accuracy",
+        "mia_loss",
+        "mia_entropy",
+    ] {
+        let (b, a) = (
+            report["before"][k].as_f64().unwrap(),
+            report["after"][k].as_f64().unwrap(),
+        );
+        assert!(
+            (0.0..=1.0).contains(&b) && (0.0..=1.0).contains(&a),
+            "{k}: {b} {a}"
+        );
+    }
+    assert_eq!(
+        report["before"]["forget_accuracy"].as_f64().unwrap(),
+        1.0,
+        "the original memorised its forget set"
+    );
+
+    let mut args: Vec<String> = [
+        "audit",
+        "--spec",
+        "model.json",
+        "--weights",
+        "new.safetensors",
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(set_args(&[
+        ("forget", "forget"),
+        ("retain", "retain"),
+        ("test", "test"),
+    ]));
+    let argv: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let out = gradtau(&dir, &argv);
+    assert!(
+        out.status.success(),
+        "audit failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(row["test_accuracy"].as_f64().unwrap() > 0.9, "{row}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_input_is_a_clear_error_and_writes_nothing() {
+    let dir = workdir("bad");
+    let (train, val, _) = digits::train_val_test(4).unwrap();
+    let sub = train.subset(&(0..100).collect::<Vec<_>>()).unwrap();
+    write_set(&dir, "forget", &sub);
+    write_set(&dir, "retain", &sub);
+    write_set(&dir, "val", &val);
+    write_npy_i32(dir.join("bad_y.npy"), &[11; 100], &[100]).unwrap();
+    std::fs::write(dir.join("model.json"), digits::MLP_SPEC).unwrap();
+    let out = gradtau(
+        &dir,
+        &[
+            "train",
+            "--spec",
+            "model.json",
+            "--x",
+            "forget_x.npy",
+            "--y",
+            "forget_y.npy",
+            "--out",
+            "w.safetensors",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+        ],
+    );
+    assert!(out.status.success());
+
+    let run = |y: &str, spec: &str| {
+        let mut args: Vec<String> = [
+            "unlearn",
+            "--spec",
+            spec,
+            "--weights",
+            "w.safetensors",
+            "--out",
+            "never.safetensors",
+            "--device",
+            "cpu",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(set_args(&[("retain", "retain"), ("val", "val")]));
+        args.extend([
+            "--forget-x".into(),
+            "forget_x.npy".into(),
+            "--forget-y".into(),
+            y.into(),
+        ]);
+        let argv: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        gradtau(&dir, &argv)
+    };
+    let out = run("bad_y.npy", "model.json");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("label 11") && err.contains("forget"), "{err}");
+    assert!(!dir.join("never.safetensors").exists());
+
+    std::fs::write(
+        dir.join("broken.json"),
+        digits::MLP_SPEC.replace("\"relu\"", "\"relu6\""),
+    )
+    .unwrap();
+    let out = run("forget_y.npy", "broken.json");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.contains("node `1`") && err.contains("relu6"), "{err}");
+    assert!(!dir.join("never.safetensors").exists());
+    std::fs::remove_dir_all(&dir).ok();
+}
