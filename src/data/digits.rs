@@ -75,23 +75,6 @@ pub fn load() -> Result<Digits> {
     parse_csv(&text)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn embedded_set_is_complete() {
-        let d = super::load().unwrap();
-        assert_eq!(d.len(), 1797);
-        assert_eq!(d.x.len(), 1797 * 64);
-        let mut counts = [0usize; 10];
-        for &l in &d.y {
-            counts[l as usize] += 1;
-        }
-        assert!(counts.iter().all(|&c| c > 170), "{counts:?}");
-        assert!(d.x.iter().all(|&v| (0.0..=1.0).contains(&v)));
-        assert!(super::parse_csv("1,2\n").is_err());
-    }
-}
-
 /// The embedded set as a [`Dataset`](super::Dataset) of `[n, 64]` inputs.
 pub fn dataset() -> Result<super::Dataset> {
     let d = load()?;
@@ -119,3 +102,20 @@ pub const MLP_SPEC: &str = r#"{"format": "gradtau.model/1", "input": {"shape": [
   {"name": "3", "op": "relu"},
   {"name": "4", "op": "linear", "in_features": 128, "out_features": 10}],
  "loss": "cross_entropy"}"#;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn embedded_set_is_complete() {
+        let d = super::load().unwrap();
+        assert_eq!(d.len(), 1797);
+        assert_eq!(d.x.len(), 1797 * 64);
+        let mut counts = [0usize; 10];
+        for &l in &d.y {
+            counts[l as usize] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 170), "{counts:?}");
+        assert!(d.x.iter().all(|&v| (0.0..=1.0).contains(&v)));
+        assert!(super::parse_csv("1,2\n").is_err());
+    }
+}

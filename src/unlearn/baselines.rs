@@ -57,7 +57,7 @@ fn check(o: &BaselineOptions) -> Result<()> {
     if o.epochs == 0 || o.batch_size == 0 {
         return Err(Error::invalid("epochs and batch_size must be positive"));
     }
-    if !(o.lr.is_finite() && o.lr > 0.0) || !(0.0..=1.0).contains(&o.retain_weight) {
+    if !(o.lr.is_finite() && o.lr > 0.0 && (0.0..=1.0).contains(&o.retain_weight)) {
         return Err(Error::invalid("lr must be positive and retain_weight in [0, 1]"));
     }
     Ok(())
