@@ -316,17 +316,20 @@ fn bn_forward_cuda(
     let dev = xs.ordinal();
     let w = device_or_fill(weight, OP, g.c, 1.0, dev)?;
     let b = device_or_fill(bias, OP, g.c, 0.0, dev)?;
-    let mut rm = device_buf(running_mean, OP)?.clone();
-    let mut rv = device_buf(running_var, OP)?.clone();
+    // The clones share the caller's buffers until `storage_mut` copies them.
+    let (mut rm, mut rv) = (running_mean.clone(), running_var.clone());
+    let (Storage::Cuda(rms), Storage::Cuda(rvs)) = (rm.storage_mut(), rv.storage_mut()) else {
+        return Err(Error::invalid(format!(
+            "{OP}: host running statistics for a CUDA input"
+        )));
+    };
     let p = BatchNormParams {
         train: cfg.training,
         momentum: cfg.momentum,
         eps: cfg.eps,
     };
-    let o = cuda::batchnorm_forward(xs, &w, &b, &mut rm, &mut rv, g.n, g.c, g.s, p)?;
-    let running = cfg
-        .training
-        .then(|| (rm.into_tensor(vec![g.c]), rv.into_tensor(vec![g.c])));
+    let o = cuda::batchnorm_forward(xs, &w, &b, rms, rvs, g.n, g.c, g.s, p)?;
+    let running = cfg.training.then_some((rm, rv));
     Ok(BnForward {
         geom: g,
         out: o.y.into_tensor(x.shape().to_vec()),
