@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One prepared GPU check for gradtau: device summary, CUDA build (or prebuilt binaries),
-# the CUDA parity tests, and the ∇τ step benchmark (PyTorch side now, gradtau side when the
-# unlearning code lands). Prints a compact summary; meant to finish in well under 8 minutes.
+# the CUDA parity tests, and the ∇τ step benchmark (PyTorch and gradtau sides, compared). Prints
+# a compact summary; meant to finish in well under 8 minutes.
 #
 # The GPU machine (one H200, driver 580 / CUDA 13, nvcc 13.0, PyTorch cu130 in python3) has
 # no cargo and no network, so the Rust test binaries are built on the CPU machine (same
@@ -36,6 +36,17 @@ for line in sys.stdin:
         dst = "'"$GPU_DIR"'/" + (name if "test" in m["target"]["kind"] else "lib_tests")
         shutil.copy(m["executable"], dst)
         print("built", dst)
+'
+    # The gradtau side of the ∇τ step benchmark (examples/bench_nabla_tau_step.rs).
+    cargo build --features cuda --release --example bench_nabla_tau_step --message-format=json 2>/dev/null \
+        | python3 -c '
+import json, sys, shutil
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") \
+            and m["target"]["name"] == "bench_nabla_tau_step":
+        shutil.copy(m["executable"], "'"$GPU_DIR"'/bench_gradtau")
+        print("built '"$GPU_DIR"'/bench_gradtau")
 '
     for f in "$GPU_DIR"/*; do [ -x "$f" ] && strip --strip-debug "$f"; done
     du -sh "$GPU_DIR"/*
@@ -93,10 +104,13 @@ fi
 echo "== ∇τ step benchmark"
 timeout 150 python3 scripts/bench_torch_cuda.py --json "$OUTDIR/bench_torch.json" 2>&1 | tail -20
 BENCH_RC=$?
-# Hook: the gradtau side of the benchmark (a binary built by --prepare once the unlearning
-# code exists, printing the same JSON fields) is run here when present.
+# The gradtau side (examples/bench_nabla_tau_step.rs, built by --prepare): same models,
+# shapes, loss and optimizer; one JSON line per model.
 if [ -x "$GPU_DIR/bench_gradtau" ]; then
     timeout 150 "$GPU_DIR/bench_gradtau" --device cuda --json "$OUTDIR/bench_gradtau.json" 2>&1 | tail -20
+elif command -v cargo >/dev/null; then
+    timeout 150 cargo run --features cuda --release --example bench_nabla_tau_step -- \
+        --device cuda --json "$OUTDIR/bench_gradtau.json" 2>&1 | tail -20
 fi
 
 echo "== SUMMARY"
@@ -108,4 +122,16 @@ echo "parity: rc=$PARITY_RC ${RESULT:-no result line}; $CHECKS comparisons ${SKI
 grep -E '^(thread|failures:|    [a-z_]+$)' "$OUTDIR/parity.txt" | head -20
 echo "worst normalised errors: $WORST"
 [ -f "$OUTDIR/bench_torch.json" ] && echo "torch bench: $(cat "$OUTDIR/bench_torch.json")" || echo "torch bench: rc=$BENCH_RC (no result)"
+[ -f "$OUTDIR/bench_gradtau.json" ] && echo "gradtau bench: $(cat "$OUTDIR/bench_gradtau.json")" || echo "gradtau bench: no result"
+if [ -f "$OUTDIR/bench_torch.json" ] && [ -f "$OUTDIR/bench_gradtau.json" ]; then
+    python3 - "$OUTDIR/bench_torch.json" "$OUTDIR/bench_gradtau.json" <<'PY'
+import json, sys
+torch, ours = (json.load(open(p))["results"] for p in sys.argv[1:3])
+t = {r["model"]: r for r in torch}
+for r in ours:
+    if r["model"] in t:
+        print(f"{r['model']}: gradtau {r['median_ms']:.2f} ms / torch {t[r['model']]['median_ms']:.2f} ms "
+              f"= {r['median_ms'] / t[r['model']]['median_ms']:.2f}x (batch {r['batch']})")
+PY
+fi
 echo "wall: $(( $(date +%s) - T0 )) s"

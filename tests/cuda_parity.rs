@@ -3,10 +3,14 @@
 //! Ops that exist on the tape are written once as a closure over a `Tape` and run on the CPU
 //! and on each usable CUDA device; outputs and input gradients (backward seeded with the
 //! same random weights) must agree within a per-op normalised bound
-//! `max|gpu - cpu| / (max|cpu| + 1e-6)`. Backend kernels whose op files are not wired yet
-//! (conv, pooling, norms, embedding, dropout) are checked against naive f64 references in
-//! this file: forward directly, backward against a central-difference vector-Jacobian
-//! product of the reference (or, for ops linear in an input, the adjoint identity).
+//! `max|gpu - cpu| / (max|cpu| + 1e-6)`; ops with extra outputs (batch norm's running
+//! statistics) compare those too. Dropout's CUDA mask differs from the CPU's by design, so
+//! it is checked on the device against the documented hash ([`cuda::dropout_keep`]).
+//!
+//! The backend kernels are also checked directly against naive f64 references (forward
+//! directly, backward against a central-difference vector-Jacobian product of the reference
+//! or, for ops linear in an input, the adjoint identity), including settings the tape API
+//! does not expose (grouped and dilated convolution, `count_include_pad = false`).
 //!
 //! Without a usable device (no `cuda` feature, no driver, no GPU) each test prints
 //! `SKIPPED: no usable CUDA device (<reason>)` to stderr and passes.
@@ -19,7 +23,10 @@ use gradtau::backend::cuda::{
     self, AdamParams, BatchNormParams, Conv2dGeometry, CudaStorage, Pool2dGeometry, SgdParams,
 };
 use gradtau::ops::activation::GeluApprox;
-use gradtau::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
+use gradtau::ops::conv::Conv2dParams;
+use gradtau::ops::norm::BatchNormConfig;
+use gradtau::ops::pool::Pool2dParams;
+use gradtau::optim::{clip_grad_norm, Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 use gradtau::rng::Rng;
 use gradtau::{Device, Gradients, Result, Tape, Tensor, Var};
 
@@ -65,14 +72,44 @@ fn tape_parity<F>(name: &str, dev: Device, inputs: &[Tensor], tol: f32, f: F)
 where
     F: Fn(&mut Tape, &[Var]) -> Result<Var>,
 {
-    let run = |d: Device| -> (Vec<f32>, Vec<Vec<f32>>) {
+    tape_parity_full(name, dev, inputs, &[], tol, |t, v| {
+        Ok((f(t, v)?, Vec::new()))
+    });
+}
+
+/// [`tape_parity`] with `constants` appended to the variables as tape constants (no
+/// gradient compared), and extra tensors the op returns besides its output (compared too,
+/// and required to stay on the device).
+fn tape_parity_full<F>(
+    name: &str,
+    dev: Device,
+    inputs: &[Tensor],
+    constants: &[Tensor],
+    tol: f32,
+    f: F,
+) where
+    F: Fn(&mut Tape, &[Var]) -> Result<(Var, Vec<Tensor>)>,
+{
+    let run = |d: Device| -> (Vec<f32>, Vec<Vec<f32>>, Vec<Vec<f32>>) {
         let mut tape = Tape::new();
-        let vars: Vec<Var> = inputs
+        let mut vars: Vec<Var> = inputs
             .iter()
             .enumerate()
             .map(|(i, t)| tape.var(t.to_device(d).unwrap(), i))
             .collect();
-        let y = f(&mut tape, &vars).unwrap_or_else(|e| panic!("{name} on {d}: {e}"));
+        vars.extend(
+            constants
+                .iter()
+                .map(|t| tape.constant(t.to_device(d).unwrap())),
+        );
+        let (y, extras) = f(&mut tape, &vars).unwrap_or_else(|e| panic!("{name} on {d}: {e}"));
+        let extras: Vec<Vec<f32>> = extras
+            .iter()
+            .map(|t| {
+                assert_eq!(t.device(), d, "{name}: an extra output left the device");
+                t.to_vec().unwrap()
+            })
+            .collect();
         let out = tape.value(y).clone();
         assert_eq!(out.device(), d, "{name}: output left the device");
         let seed = Tensor::randn(out.shape(), 1.0, &mut Rng::new(99))
@@ -88,13 +125,21 @@ where
                 g.to_vec().unwrap()
             })
             .collect();
-        (out.to_vec().unwrap(), g)
+        (out.to_vec().unwrap(), g, extras)
     };
-    let (y_cpu, g_cpu) = run(Device::Cpu);
-    let (y_gpu, g_gpu) = run(dev);
+    let (y_cpu, g_cpu, e_cpu) = run(Device::Cpu);
+    let (y_gpu, g_gpu, e_gpu) = run(dev);
     assert_close(&format!("{name} forward"), &y_gpu, &y_cpu, tol);
     for (i, (g, c)) in g_gpu.iter().zip(&g_cpu).enumerate() {
         assert_close(&format!("{name} grad[{i}]"), g, c, tol);
+    }
+    assert_eq!(
+        e_gpu.len(),
+        e_cpu.len(),
+        "{name}: extra outputs differ in number"
+    );
+    for (i, (g, c)) in e_gpu.iter().zip(&e_cpu).enumerate() {
+        assert_close(&format!("{name} extra[{i}]"), g, c, tol);
     }
 }
 
@@ -303,7 +348,306 @@ fn optimizers() {
     }
 }
 
-// ---- backend kernels without an op file yet: naive f64 references -------------------------
+// ---- conv, pooling, norms, embedding, dropout, clipping through the tape ------------------
+
+#[test]
+fn tape_conv2d() {
+    let mut rng = Rng::new(11);
+    for dev in devices() {
+        // (x shape, w shape, stride, padding): the benchmark CNN's layers, odd sizes, strides.
+        type Case = ([usize; 4], [usize; 4], (usize, usize), (usize, usize));
+        let cases: [Case; 5] = [
+            ([4, 3, 32, 32], [32, 3, 3, 3], (1, 1), (1, 1)),
+            ([4, 32, 16, 16], [64, 32, 3, 3], (1, 1), (1, 1)),
+            ([3, 5, 9, 7], [7, 5, 3, 2], (2, 1), (1, 0)),
+            ([2, 64, 8, 8], [128, 64, 1, 1], (2, 2), (0, 0)),
+            ([1, 2, 5, 5], [3, 2, 5, 5], (1, 1), (2, 2)),
+        ];
+        for (xs, ws, stride, padding) in cases {
+            let p = Conv2dParams { stride, padding };
+            let ins = [
+                randn(&xs, &mut rng),
+                randn(&ws, &mut rng),
+                randn(&[ws[0]], &mut rng),
+            ];
+            let tag = format!("conv2d {xs:?}*{ws:?} s{stride:?} p{padding:?}");
+            tape_parity(&tag, dev, &ins, 1e-4, |t, v| {
+                t.conv2d(v[0], v[1], Some(v[2]), p)
+            });
+            tape_parity(&format!("{tag} nobias"), dev, &ins[..2], 1e-4, |t, v| {
+                t.conv2d(v[0], v[1], None, p)
+            });
+        }
+        // A constant image (the usual model input): only weight and bias gradients.
+        let x = randn(&[2, 3, 6, 6], &mut rng);
+        let ins = [randn(&[4, 3, 3, 3], &mut rng), randn(&[4], &mut rng)];
+        let p = Conv2dParams {
+            stride: (1, 1),
+            padding: (1, 1),
+        };
+        tape_parity_full("conv2d constant input", dev, &ins, &[x], 1e-4, |t, v| {
+            Ok((t.conv2d(v[2], v[0], Some(v[1]), p)?, Vec::new()))
+        });
+    }
+}
+
+#[test]
+fn tape_pooling() {
+    let mut rng = Rng::new(12);
+    for dev in devices() {
+        let cases = [
+            ([4, 32, 32, 32], Pool2dParams::square(2)),
+            ([2, 3, 7, 9], Pool2dParams::square(2)),
+            (
+                [2, 3, 7, 9],
+                Pool2dParams {
+                    kernel: (3, 3),
+                    stride: (2, 2),
+                    padding: (1, 1),
+                },
+            ),
+            (
+                [1, 4, 6, 5],
+                Pool2dParams {
+                    kernel: (3, 2),
+                    stride: (1, 2),
+                    padding: (1, 0),
+                },
+            ),
+        ];
+        for (shape, p) in cases {
+            let x = [randn(&shape, &mut rng)];
+            let tag = format!("{shape:?} k{:?} s{:?} p{:?}", p.kernel, p.stride, p.padding);
+            tape_parity(&format!("max_pool2d {tag}"), dev, &x, 1e-6, |t, v| {
+                t.max_pool2d(v[0], p)
+            });
+            tape_parity(&format!("avg_pool2d {tag}"), dev, &x, 1e-5, |t, v| {
+                t.avg_pool2d(v[0], p)
+            });
+        }
+        for shape in [[4, 512, 4, 4], [3, 5, 7, 7], [2, 3, 1, 1]] {
+            let x = [randn(&shape, &mut rng)];
+            tape_parity(
+                &format!("global_avg_pool {shape:?}"),
+                dev,
+                &x,
+                1e-5,
+                |t, v| t.global_avg_pool(v[0]),
+            );
+        }
+    }
+}
+
+#[test]
+fn tape_batch_norm() {
+    let mut rng = Rng::new(13);
+    for dev in devices() {
+        for shape in [&[8usize, 16, 6, 6][..], &[37, 5], &[4, 3, 10]] {
+            let c = shape[1];
+            // An offset mean and spread, as real activations have.
+            let x = Tensor::from_vec(
+                (0..shape.iter().product::<usize>())
+                    .map(|_| 3.0 * rng.normal() + 1.5)
+                    .collect(),
+                shape,
+            )
+            .unwrap();
+            let w = randn(&[c], &mut rng);
+            let b = randn(&[c], &mut rng);
+            let rm = randn(&[c], &mut rng);
+            let rv = Tensor::rand_uniform(&[c], 0.5, 2.0, &mut rng);
+            for training in [true, false] {
+                let cfg = BatchNormConfig {
+                    training,
+                    momentum: 0.1,
+                    eps: 1e-5,
+                };
+                let stats = [rm.clone(), rv.clone()];
+                let tag = format!("batch_norm {shape:?} training={training}");
+                let ins = [x.clone(), w.clone(), b.clone()];
+                tape_parity_full(&tag, dev, &ins, &stats, 1e-4, |t, v| {
+                    let (rm, rv) = (t.value(v[3]).clone(), t.value(v[4]).clone());
+                    let o = t.batch_norm(v[0], Some(v[1]), Some(v[2]), &rm, &rv, cfg)?;
+                    assert_eq!(o.running_mean.is_some(), training);
+                    let extras = o.running_mean.into_iter().chain(o.running_var).collect();
+                    Ok((o.out, extras))
+                });
+                tape_parity_full(
+                    &format!("{tag} not affine"),
+                    dev,
+                    &ins[..1],
+                    &stats,
+                    1e-4,
+                    |t, v| {
+                        let (rm, rv) = (t.value(v[1]).clone(), t.value(v[2]).clone());
+                        let o = t.batch_norm(v[0], None, None, &rm, &rv, cfg)?;
+                        let extras = o.running_mean.into_iter().chain(o.running_var).collect();
+                        Ok((o.out, extras))
+                    },
+                );
+            }
+            // The caller's running statistics are inputs, never written.
+            let (rmd, rvd) = (rm.to_device(dev).unwrap(), rv.to_device(dev).unwrap());
+            let mut t = Tape::new();
+            let xv = t.var(x.to_device(dev).unwrap(), 0);
+            let cfg = BatchNormConfig {
+                training: true,
+                ..Default::default()
+            };
+            t.batch_norm(xv, None, None, &rmd, &rvd, cfg).unwrap();
+            assert_eq!(rmd.to_vec().unwrap(), rm.to_vec().unwrap());
+            assert_eq!(rvd.to_vec().unwrap(), rv.to_vec().unwrap());
+        }
+    }
+}
+
+#[test]
+fn tape_layer_norm() {
+    let mut rng = Rng::new(14);
+    for dev in devices() {
+        for (shape, norm) in [
+            (&[5usize, 7][..], &[7usize][..]),
+            (&[3, 4, 300], &[300]),
+            (&[2, 3, 4, 5], &[4, 5]),
+        ] {
+            let x = randn(shape, &mut rng);
+            let ins = [x, randn(norm, &mut rng), randn(norm, &mut rng)];
+            let tag = format!("layer_norm {shape:?} over {norm:?}");
+            tape_parity(&tag, dev, &ins, 1e-4, |t, v| {
+                t.layer_norm(v[0], norm, Some(v[1]), Some(v[2]), 1e-5)
+            });
+            tape_parity(
+                &format!("{tag} not affine"),
+                dev,
+                &ins[..1],
+                1e-4,
+                |t, v| t.layer_norm(v[0], norm, None, None, 1e-5),
+            );
+        }
+    }
+}
+
+#[test]
+fn tape_embedding() {
+    let mut rng = Rng::new(15);
+    for dev in devices() {
+        let (num, dim) = (13, 9);
+        // Repeated ids: their gradients must add up.
+        let ids: Vec<f32> = [3, 0, 12, 3, 3, 7, 1, 12]
+            .iter()
+            .map(|&i| i as f32)
+            .collect();
+        let ids = Tensor::from_vec(ids, &[2, 4]).unwrap();
+        let w = [randn(&[num, dim], &mut rng)];
+        tape_parity_full("embedding", dev, &w, &[ids], 1e-6, |t, v| {
+            Ok((t.embedding(v[1], v[0])?, Vec::new()))
+        });
+        // Bad ids are still rejected before any kernel runs.
+        let bad = Tensor::from_slice(&[1.0, 13.0], &[2]).unwrap();
+        let mut t = Tape::new();
+        let iv = t.constant(bad.to_device(dev).unwrap());
+        let wv = t.var(w[0].to_device(dev).unwrap(), 0);
+        let e = t.embedding(iv, wv).unwrap_err();
+        assert!(e.to_string().contains("13"), "{e}");
+    }
+}
+
+#[test]
+fn tape_dropout() {
+    let mut rng = Rng::new(16);
+    for dev in devices() {
+        let x = randn(&[37, 129], &mut rng);
+        let n = x.numel();
+        for p in [0.1f32, 0.5] {
+            let run = |seed: u64| {
+                let mut t = Tape::new();
+                let xv = t.var(x.to_device(dev).unwrap(), 0);
+                let y = t.dropout(xv, p, true, &mut Rng::new(seed)).unwrap();
+                let out = t.value(y).clone();
+                let gseed = Tensor::full(out.shape(), 2.0).to_device(dev).unwrap();
+                let g = t.backward_with_seed(y, gseed).unwrap();
+                (out.to_vec().unwrap(), g.get(0).unwrap().to_vec().unwrap())
+            };
+            let (y, g) = run(5);
+            // The kernel's seed is the first draw of the caller's rng.
+            let seed = Rng::new(5).next_u64();
+            let keep: Vec<bool> = (0..n as u64)
+                .map(|i| cuda::dropout_keep(seed, i, p))
+                .collect();
+            let scale = 1.0 / (1.0 - p);
+            let want_y: Vec<f32> = x
+                .to_vec()
+                .unwrap()
+                .iter()
+                .zip(&keep)
+                .map(|(&v, &k)| if k { v * scale } else { 0.0 })
+                .collect();
+            let want_g: Vec<f32> = keep
+                .iter()
+                .map(|&k| if k { 2.0 * scale } else { 0.0 })
+                .collect();
+            assert_close(&format!("dropout p={p} forward"), &y, &want_y, 1e-6);
+            assert_close(&format!("dropout p={p} grad"), &g, &want_g, 1e-6);
+            let kept = keep.iter().filter(|&&k| k).count() as f32 / n as f32;
+            assert!((kept - (1.0 - p)).abs() < 0.02, "kept fraction {kept}");
+            assert_eq!(run(5).0, y, "same seed, same mask");
+            assert_ne!(run(6).0, y, "another seed, another mask");
+        }
+        // Evaluation mode is the identity on the device too.
+        let mut t = Tape::new();
+        let xv = t.var(x.to_device(dev).unwrap(), 0);
+        assert_eq!(t.dropout(xv, 0.5, false, &mut Rng::new(1)).unwrap(), xv);
+    }
+}
+
+#[test]
+fn clipping() {
+    let mut rng = Rng::new(17);
+    for dev in devices() {
+        let shapes: [&[usize]; 3] = [&[1031], &[16, 3, 3, 3], &[1]];
+        let tensors: Vec<Tensor> = shapes.iter().map(|s| randn(s, &mut rng)).collect();
+        for max_norm in [1.0f32, 1e3] {
+            let run = |d: Device| {
+                let mut g = Gradients::default();
+                for (i, t) in tensors.iter().enumerate() {
+                    // Keys with gaps, as a model's frozen buffers leave them.
+                    g.set(2 * i, t.to_device(d).unwrap());
+                }
+                let norm = clip_grad_norm(&mut g, max_norm).unwrap();
+                let vals: Vec<f32> = g
+                    .iter()
+                    .flat_map(|(_, t)| {
+                        assert_eq!(t.device(), d);
+                        t.to_vec().unwrap()
+                    })
+                    .collect();
+                (norm, vals)
+            };
+            let (n_cpu, v_cpu) = run(Device::Cpu);
+            let (n_gpu, v_gpu) = run(dev);
+            assert_close(
+                &format!("clip_grad_norm {max_norm} norm"),
+                &[n_gpu],
+                &[n_cpu],
+                1e-5,
+            );
+            assert_close(
+                &format!("clip_grad_norm {max_norm} grads"),
+                &v_gpu,
+                &v_cpu,
+                1e-5,
+            );
+        }
+        // A non-finite gradient gives a non-finite norm and leaves the gradients alone.
+        let mut g = Gradients::default();
+        let bad = Tensor::from_slice(&[1.0, f32::NAN], &[2]).unwrap();
+        g.set(0, bad.to_device(dev).unwrap());
+        assert!(!clip_grad_norm(&mut g, 1.0).unwrap().is_finite());
+        assert!(g.get(0).unwrap().to_vec().unwrap()[1].is_nan());
+    }
+}
+
+// ---- the backend kernels against naive f64 references ---------------------------------------
 
 fn up(t: &[f32]) -> CudaStorage {
     CudaStorage::from_host(t, 0).unwrap()

@@ -3,6 +3,7 @@
 
 use super::spec::{LossKind, ModelSpec, NodeOp};
 use crate::autograd::{Tape, Var};
+use crate::backend::Device;
 use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};
 use crate::ops;
@@ -413,11 +414,11 @@ impl Model {
         match (self.spec.loss, targets) {
             (LossKind::CrossEntropy, Targets::Classes(y)) => tape.cross_entropy(out, y),
             (LossKind::Mse, Targets::Values(t)) => {
-                let t = tape.constant(t.clone());
+                let t = tape.constant(t.to_device(tape.value(out).device())?);
                 tape.mse(out, t)
             }
             (LossKind::BceWithLogits, Targets::Values(t)) => {
-                let t = tape.constant(t.clone());
+                let t = tape.constant(t.to_device(tape.value(out).device())?);
                 tape.bce_with_logits(out, t)
             }
             (k, _) => Err(Error::invalid(format!(
@@ -484,8 +485,10 @@ impl Model {
         }
     }
 
-    /// Model outputs for every sample, computed in batches without recording gradients.
+    /// Model outputs for every sample, computed in batches without recording gradients, on
+    /// the weights' device (each batch goes there, the outputs come back to the host).
     pub fn predict(&self, weights: &[Tensor], x: &Tensor, batch_size: usize) -> Result<Tensor> {
+        let dev = weights_device(weights);
         let n = x.dim(0);
         let per: usize = self.output_shape.iter().product();
         let mut out = Vec::with_capacity(n * per);
@@ -493,9 +496,9 @@ impl Model {
         let mut rng = Rng::new(0);
         for start in (0..n).step_by(batch_size.max(1)) {
             let end = (start + batch_size.max(1)).min(n);
-            let xb = slice_rows(x, start, end)?;
+            let xb = slice_rows(x, start, end)?.to_device(dev)?;
             let f = self.forward(&mut tape, weights, xb, ForwardMode::EVAL, &mut rng)?;
-            out.extend_from_slice(tape.value(f.out).cpu_data("predict")?);
+            out.extend(tape.value(f.out).to_vec()?);
             tape.clear();
         }
         let mut shape = vec![n];
@@ -503,13 +506,14 @@ impl Model {
         Tensor::from_vec(out, &shape)
     }
 
-    /// Per-sample losses of every sample, in evaluation mode.
+    /// Per-sample losses of every sample, in evaluation mode, on the weights' device.
     pub fn losses(
         &self,
         weights: &[Tensor],
         data: &Dataset,
         batch_size: usize,
     ) -> Result<Vec<f32>> {
+        let dev = weights_device(weights);
         let mut out = Vec::with_capacity(data.len());
         let mut tape = Tape::no_grad();
         let mut rng = Rng::new(0);
@@ -517,13 +521,24 @@ impl Model {
         for start in (0..data.len()).step_by(bs) {
             let idx: Vec<usize> = (start..(start + bs).min(data.len())).collect();
             let (xb, yb) = data.gather(&idx)?;
-            let f = self.forward(&mut tape, weights, xb, ForwardMode::EVAL, &mut rng)?;
+            let f = self.forward(
+                &mut tape,
+                weights,
+                xb.to_device(dev)?,
+                ForwardMode::EVAL,
+                &mut rng,
+            )?;
             let l = self.per_sample_loss(&mut tape, f.out, &yb)?;
-            out.extend_from_slice(tape.value(l).cpu_data("losses")?);
+            out.extend(tape.value(l).to_vec()?);
             tape.clear();
         }
         Ok(out)
     }
+}
+
+/// Where a model's weights live (the CPU for a model without parameters).
+fn weights_device(weights: &[Tensor]) -> Device {
+    weights.first().map_or(Device::Cpu, Tensor::device)
 }
 
 /// Rows `start..end` of `x` along the first dimension (a copy).

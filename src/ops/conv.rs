@@ -12,6 +12,8 @@
 use super::{expect_rank, host, same_device};
 use crate::autograd::{BackwardCtx, BackwardOp, Tape, Var};
 use crate::backend::cpu::{matmul as gemm, num_threads, simd, Transpose};
+use crate::backend::cuda::{self, Conv2dGeometry};
+use crate::backend::Storage;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -139,6 +141,27 @@ impl Geom {
             oh,
             ow,
         })
+    }
+
+    /// The CUDA backend's description of the same convolution.
+    fn cuda(&self) -> Conv2dGeometry {
+        Conv2dGeometry {
+            n: self.n,
+            c_in: self.c,
+            h: self.h,
+            w: self.w,
+            c_out: self.co,
+            kh: self.kh,
+            kw: self.kw,
+            stride: (self.sh, self.sw),
+            padding: (self.ph, self.pw),
+            dilation: (1, 1),
+            groups: 1,
+        }
+    }
+
+    fn out_shape(&self) -> Vec<usize> {
+        vec![self.n, self.co, self.oh, self.ow]
     }
 
     /// Output positions per sample.
@@ -372,19 +395,24 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams) -> Re
 fn forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams) -> Result<(Tensor, Geom)> {
     same_device(x, w, "conv2d")?;
     let g = Geom::new(x, w, p)?;
-    let bias = match b {
-        Some(b) => {
-            same_device(x, b, "conv2d")?;
-            if b.shape() != [g.co] {
-                return Err(Error::shape(
-                    "conv2d",
-                    format!("bias of shape {:?} for {} output channels", b.shape(), g.co),
-                ));
-            }
-            Some(host(b, "conv2d")?)
+    if let Some(b) = b {
+        same_device(x, b, "conv2d")?;
+        if b.shape() != [g.co] {
+            return Err(Error::shape(
+                "conv2d",
+                format!("bias of shape {:?} for {} output channels", b.shape(), g.co),
+            ));
         }
-        None => None,
-    };
+    }
+    if let (Storage::Cuda(xs), Storage::Cuda(ws)) = (x.storage(), w.storage()) {
+        let bs = match b.map(Tensor::storage) {
+            Some(Storage::Cuda(bs)) => Some(bs),
+            _ => None,
+        };
+        let y = cuda::conv2d_forward(xs, ws, bs, &g.cuda())?;
+        return Ok((y.into_tensor(g.out_shape()), g));
+    }
+    let bias = b.map(|b| host(b, "conv2d")).transpose()?;
     let xd = host(x, "conv2d")?;
     let wd = host(w, "conv2d")?;
     let (k, pp, chw) = (g.k(), g.p(), g.c * g.h * g.w);
@@ -438,7 +466,7 @@ fn forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams) -> Resul
             }
         }
     });
-    Ok((Tensor::cpu(out, vec![g.n, g.co, g.oh, g.ow]), g))
+    Ok((Tensor::cpu(out, g.out_shape()), g))
 }
 
 struct Conv2dBackward {
@@ -456,14 +484,30 @@ impl BackwardOp for Conv2dBackward {
     // own dW and db partial sums, added at the end in a fixed order.
     fn backward(&self, c: &BackwardCtx<'_>) -> Result<Vec<Option<Tensor>>> {
         let g = &self.geom;
+        let need_x = c.needs[0];
+        let need_w = c.needs[1];
+        let need_b = self.has_bias && c.needs[2];
+        if let (Storage::Cuda(xs), Storage::Cuda(ws), Storage::Cuda(gs)) = (
+            c.inputs[0].storage(),
+            c.inputs[1].storage(),
+            c.grad.storage(),
+        ) {
+            let (gx, gw, gb) =
+                cuda::conv2d_backward(xs, ws, gs, &g.cuda(), [need_x, need_w, need_b])?;
+            let mut result = vec![
+                gx.map(|s| s.into_tensor(vec![g.n, g.c, g.h, g.w])),
+                gw.map(|s| s.into_tensor(vec![g.co, g.c, g.kh, g.kw])),
+            ];
+            if self.has_bias {
+                result.push(gb.map(|s| s.into_tensor(vec![g.co])));
+            }
+            return Ok(result);
+        }
         let (k, pp, chw) = (g.k(), g.p(), g.c * g.h * g.w);
         let per_out = g.co * pp;
         let xd = host(c.inputs[0], "conv2d")?;
         let wd = host(c.inputs[1], "conv2d")?;
         let gd = host(c.grad, "conv2d")?;
-        let need_x = c.needs[0];
-        let need_w = c.needs[1];
-        let need_b = self.has_bias && c.needs[2];
 
         // W^T as [K, C_out], so dcol's product has contiguous rows to split.
         let mut wt = vec![0.0f32; if need_x { k * g.co } else { 0 }];

@@ -5,10 +5,15 @@
 //! The mask is drawn from the caller's [`Rng`]: each 64-bit draw decides two elements (low
 //! 32 bits first, then high), an element being dropped when its 32-bit word is below
 //! `round(p * 2^32)`. The same seed therefore gives the same mask on every platform.
+//!
+//! On CUDA the mask is not stored: one 64-bit draw from the [`Rng`] seeds the stateless hash
+//! of [`crate::backend::cuda::dropout_keep`], which the forward and backward kernels evaluate alike. It is a
+//! different mask from the CPU's for the same seed, but just as reproducible.
 
 use super::host;
 use crate::autograd::{BackwardCtx, BackwardOp, Tape, Var};
 use crate::backend::cpu::simd;
+use crate::backend::Storage;
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
@@ -46,22 +51,37 @@ pub fn dropout(x: &Tensor, p: f32, training: bool, rng: &mut Rng) -> Result<Tens
     Ok(apply(x, p, training, rng)?.map_or_else(|| x.clone(), |(out, _)| out))
 }
 
+/// How the mask of one application is reproduced for the backward pass.
+enum Mask {
+    /// 0 or 1 / (1 - p) per element: the output's derivative with respect to the input.
+    Cpu(Vec<f32>),
+    /// The arguments of the stateless CUDA kernel.
+    Cuda { p: f32, seed: u64 },
+}
+
 /// The output and mask when dropout is active, `None` when it is the identity.
-fn apply(x: &Tensor, p: f32, training: bool, rng: &mut Rng) -> Result<Option<(Tensor, Vec<f32>)>> {
+fn apply(x: &Tensor, p: f32, training: bool, rng: &mut Rng) -> Result<Option<(Tensor, Mask)>> {
     check_p(p)?;
     if !training || p == 0.0 {
         return Ok(None);
+    }
+    if let Storage::Cuda(s) = x.storage() {
+        let seed = rng.next_u64();
+        let out = s.dropout(p, seed)?.into_tensor(x.shape().to_vec());
+        return Ok(Some((out, Mask::Cuda { p, seed })));
     }
     let d = host(x, "dropout")?;
     let mask = dropout_mask(d.len(), p, rng)?;
     let mut out = vec![0.0f32; d.len()];
     simd::mul(d, &mask, &mut out);
-    Ok(Some((Tensor::cpu(out, x.shape().to_vec()), mask)))
+    Ok(Some((
+        Tensor::cpu(out, x.shape().to_vec()),
+        Mask::Cpu(mask),
+    )))
 }
 
 struct DropoutBackward {
-    /// 0 or 1 / (1 - p) per element: the output's derivative with respect to the input.
-    mask: Vec<f32>,
+    mask: Mask,
 }
 
 impl BackwardOp for DropoutBackward {
@@ -69,9 +89,22 @@ impl BackwardOp for DropoutBackward {
         "dropout"
     }
     fn backward(&self, c: &BackwardCtx<'_>) -> Result<Vec<Option<Tensor>>> {
+        let mask = match (&self.mask, c.grad.storage()) {
+            (Mask::Cpu(m), _) => m,
+            // The same hash scales the gradient exactly as the forward scaled the input.
+            (&Mask::Cuda { p, seed }, Storage::Cuda(g)) => {
+                let out = g.dropout(p, seed)?.into_tensor(c.grad.shape().to_vec());
+                return Ok(vec![Some(out)]);
+            }
+            (Mask::Cuda { .. }, Storage::Cpu(_)) => {
+                return Err(Error::invalid(
+                    "dropout: a host gradient for a CUDA forward pass",
+                ))
+            }
+        };
         let g = host(c.grad, "dropout")?;
         let mut out = vec![0.0f32; g.len()];
-        simd::mul(g, &self.mask, &mut out);
+        simd::mul(g, mask, &mut out);
         Ok(vec![Some(Tensor::cpu(out, c.grad.shape().to_vec()))])
     }
 }

@@ -5,6 +5,8 @@
 use super::{expect_rank, host, same_device};
 use crate::autograd::{BackwardCtx, BackwardOp, Tape, Var};
 use crate::backend::cpu::simd;
+use crate::backend::cuda;
+use crate::backend::Storage;
 use crate::error::{Error, Result};
 use crate::tensor::{checked_numel, Tensor};
 
@@ -22,8 +24,12 @@ fn position(shape: &[usize], mut k: usize) -> Vec<usize> {
 
 /// The ids as row indices, or an error naming the first bad value and where it sits.
 fn row_indices(ids: &Tensor, num_embeddings: usize) -> Result<Vec<usize>> {
-    host(ids, "embedding")?
-        .iter()
+    parse_ids(host(ids, "embedding")?, ids.shape(), num_embeddings)
+}
+
+/// [`row_indices`] of the values `data` of an ids tensor shaped `shape`.
+fn parse_ids(data: &[f32], shape: &[usize], num_embeddings: usize) -> Result<Vec<usize>> {
+    data.iter()
         .enumerate()
         .map(|(k, &v)| {
             // NaN and infinities fail the range test or have a NaN fractional part.
@@ -33,8 +39,8 @@ fn row_indices(ids: &Tensor, num_embeddings: usize) -> Result<Vec<usize>> {
                 Err(Error::invalid(format!(
                     "embedding: id {v} at position {:?} of ids {:?} is not an integer in \
                      [0, {num_embeddings})",
-                    position(ids.shape(), k),
-                    ids.shape()
+                    position(shape, k),
+                    shape
                 )))
             }
         })
@@ -54,17 +60,38 @@ fn geometry(ids: &Tensor, weight: &Tensor) -> Result<(Vec<usize>, usize, usize)>
 /// Looks up the rows of `weight` (`[num_embeddings, dim]`) named by `ids` (any shape, exact
 /// non-negative integer values below `num_embeddings`); the output is `ids.shape() + [dim]`.
 pub fn embedding(ids: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    forward(ids, weight).map(|(out, _)| out)
+}
+
+/// The lookup, and on CUDA the validated ids as the kernels take them (the backward reuses
+/// them instead of copying the ids to the host a second time).
+fn forward(ids: &Tensor, weight: &Tensor) -> Result<(Tensor, Option<Vec<u32>>)> {
     let (shape, num, dim) = geometry(ids, weight)?;
+    if let Storage::Cuda(ws) = weight.storage() {
+        // Ids decide which rows are read, so they are checked on the host either way.
+        let rows = parse_ids(&ids.to_vec()?, ids.shape(), num)?;
+        if num > u32::MAX as usize {
+            return Err(Error::invalid(format!(
+                "embedding: {num} embeddings are too many to index on the GPU"
+            )));
+        }
+        let rows: Vec<u32> = rows.into_iter().map(|r| r as u32).collect();
+        let out = cuda::embedding_forward(ws, &rows, dim)?;
+        return Ok((out.into_tensor(shape), Some(rows)));
+    }
     let rows = row_indices(ids, num)?;
     let wd = host(weight, "embedding")?;
     let mut out = Vec::with_capacity(rows.len() * dim);
     for &r in &rows {
         out.extend_from_slice(&wd[r * dim..][..dim]);
     }
-    Ok(Tensor::cpu(out, shape))
+    Ok((Tensor::cpu(out, shape), None))
 }
 
-struct EmbeddingBackward;
+struct EmbeddingBackward {
+    /// The ids as row indices when the op ran on CUDA.
+    device_ids: Option<Vec<u32>>,
+}
 impl BackwardOp for EmbeddingBackward {
     fn name(&self) -> &'static str {
         "embedding"
@@ -76,6 +103,10 @@ impl BackwardOp for EmbeddingBackward {
         }
         let (ids, weight) = (c.inputs[0], c.inputs[1]);
         let (num, dim) = (weight.dim(0), weight.dim(1));
+        if let (Some(rows), Storage::Cuda(gs)) = (&self.device_ids, c.grad.storage()) {
+            let gw = cuda::embedding_backward(rows, gs, num, dim)?;
+            return Ok(vec![None, Some(gw.into_tensor(vec![num, dim]))]);
+        }
         // The forward pass validated these ids, and tensors are immutable, so this re-parse
         // cannot fail; it avoids keeping a second copy of the ids on the tape.
         let rows = row_indices(ids, num)?;
@@ -99,8 +130,10 @@ impl Tape {
     /// Backward: scatter-add into the weight gradient (repeated ids accumulate); no gradient
     /// to `ids`.
     pub fn embedding(&mut self, ids: Var, weight: Var) -> Result<Var> {
-        let out = embedding(self.value(ids), self.value(weight))?;
-        Ok(self.push(out, &[ids, weight], || Box::new(EmbeddingBackward)))
+        let (out, device_ids) = forward(self.value(ids), self.value(weight))?;
+        Ok(self.push(out, &[ids, weight], || {
+            Box::new(EmbeddingBackward { device_ids })
+        }))
     }
 }
 

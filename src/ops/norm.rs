@@ -10,6 +10,8 @@
 use super::{host, same_device};
 use crate::autograd::{BackwardCtx, BackwardOp, Tape, Var};
 use crate::backend::cpu::par_chunks_mut;
+use crate::backend::cuda::{self, BatchNormParams, CudaStorage};
+use crate::backend::Storage;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -58,6 +60,42 @@ fn pairs(count: usize, work: usize, f: impl Fn(usize) -> (f32, f32) + Sync) -> V
         c[1] = b;
     });
     buf
+}
+
+/// What a forward pass keeps for its backward: host statistics from the CPU path, or the
+/// per-channel (batch norm) / per-row (layer norm) mean and invstd left on the device.
+enum Saved<T> {
+    Cpu(T),
+    Cuda {
+        mean: CudaStorage,
+        invstd: CudaStorage,
+    },
+}
+
+/// The device buffer of `t`, which the caller's device checks put on the GPU.
+fn device_buf<'a>(t: &'a Tensor, op: &'static str) -> Result<&'a CudaStorage> {
+    match t.storage() {
+        Storage::Cuda(s) => Ok(s),
+        Storage::Cpu(_) => Err(Error::invalid(format!(
+            "{op}: a host tensor among CUDA inputs"
+        ))),
+    }
+}
+
+/// `t`'s device buffer, or a new one of `len` copies of `fill` on device `ordinal` (the
+/// kernels always take a weight and a bias; non-affine layers get ones and zeros).
+fn device_or_fill<'a>(
+    t: Option<&'a Tensor>,
+    op: &'static str,
+    len: usize,
+    fill: f32,
+    ordinal: usize,
+) -> Result<std::borrow::Cow<'a, CudaStorage>> {
+    use std::borrow::Cow;
+    match t {
+        Some(t) => device_buf(t, op).map(Cow::Borrowed),
+        None => CudaStorage::from_host(&vec![fill; len], ordinal).map(Cow::Owned),
+    }
 }
 
 fn check_eps(op: &'static str, eps: f32) -> Result<()> {
@@ -131,8 +169,8 @@ fn check_per_channel(x: &Tensor, t: &Tensor, c: usize, what: &str) -> Result<()>
 struct BnForward {
     geom: Geom,
     out: Tensor,
-    mean: Vec<f32>,
-    invstd: Vec<f32>,
+    /// Per channel: (mean, invstd).
+    stats: Saved<(Vec<f32>, Vec<f32>)>,
     running: Option<(Tensor, Tensor)>,
 }
 
@@ -155,10 +193,8 @@ fn bn_forward(
         check_per_channel(x, b, g.c, "bias")?;
     }
     check_eps(OP, cfg.eps)?;
-    let xd = host(x, OP)?;
     let m = g.per_channel();
-
-    let (mean, var, running) = if cfg.training {
+    if cfg.training {
         if m <= 1 {
             return Err(Error::invalid(format!(
                 "batch_norm: Expected more than 1 value per channel when training, got input \
@@ -172,6 +208,13 @@ fn bn_forward(
                 cfg.momentum
             )));
         }
+    }
+    if let Storage::Cuda(xs) = x.storage() {
+        return bn_forward_cuda(x, xs, g, weight, bias, running_mean, running_var, cfg);
+    }
+    let xd = host(x, OP)?;
+
+    let (mean, var, running) = if cfg.training {
         let moments = pairs(g.c, xd.len(), |ch| {
             let sum: f64 = g.planes(xd, ch).flatten().map(|&v| v as f64).sum();
             let mean = sum / m as f64;
@@ -247,8 +290,53 @@ fn bn_forward(
     Ok(BnForward {
         geom: g,
         out: Tensor::cpu(out, x.shape().to_vec()),
-        mean,
-        invstd,
+        stats: Saved::Cpu((mean, invstd)),
+        running,
+    })
+}
+
+/// The CUDA arm of [`bn_forward`], after its shape and value checks. The kernel updates
+/// running statistics in place, so it gets fresh copies of them: the caller's tensors stay
+/// untouched and the copies become the returned new running statistics, as on the CPU.
+/// Unlike the CPU path, evaluation mode does not check the running variance for usable
+/// values: that would copy it to the host and stall the device queue on every layer; a bad
+/// variance shows up as non-finite outputs instead.
+#[allow(clippy::too_many_arguments)]
+fn bn_forward_cuda(
+    x: &Tensor,
+    xs: &CudaStorage,
+    g: Geom,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    cfg: BatchNormConfig,
+) -> Result<BnForward> {
+    const OP: &str = "batch_norm";
+    let dev = xs.ordinal();
+    let w = device_or_fill(weight, OP, g.c, 1.0, dev)?;
+    let b = device_or_fill(bias, OP, g.c, 0.0, dev)?;
+    // The clones share the caller's buffers until `storage_mut` copies them.
+    let (mut rm, mut rv) = (running_mean.clone(), running_var.clone());
+    let (Storage::Cuda(rms), Storage::Cuda(rvs)) = (rm.storage_mut(), rv.storage_mut()) else {
+        return Err(Error::invalid(format!(
+            "{OP}: host running statistics for a CUDA input"
+        )));
+    };
+    let p = BatchNormParams {
+        train: cfg.training,
+        momentum: cfg.momentum,
+        eps: cfg.eps,
+    };
+    let o = cuda::batchnorm_forward(xs, &w, &b, rms, rvs, g.n, g.c, g.s, p)?;
+    let running = cfg.training.then_some((rm, rv));
+    Ok(BnForward {
+        geom: g,
+        out: o.y.into_tensor(x.shape().to_vec()),
+        stats: Saved::Cuda {
+            mean: o.mean,
+            invstd: o.invstd,
+        },
         running,
     })
 }
@@ -299,8 +387,7 @@ pub fn batch_norm_train(
 
 struct BatchNormBackward {
     geom: Geom,
-    mean: Vec<f32>,
-    invstd: Vec<f32>,
+    stats: Saved<(Vec<f32>, Vec<f32>)>,
     training: bool,
     has_weight: bool,
     has_bias: bool,
@@ -314,12 +401,40 @@ impl BackwardOp for BatchNormBackward {
     fn backward(&self, c: &BackwardCtx<'_>) -> Result<Vec<Option<Tensor>>> {
         const OP: &str = "batch_norm";
         let g = self.geom;
-        let xd = host(c.inputs[0], OP)?;
-        let gd = host(c.grad, OP)?;
         let w_idx = 1;
         let b_idx = 1 + self.has_weight as usize;
         let needs_w = self.has_weight && c.needs[w_idx];
         let needs_b = self.has_bias && c.needs[b_idx];
+        let (mean, invstd) = match &self.stats {
+            Saved::Cpu((m, i)) => (m, i),
+            Saved::Cuda { mean, invstd } => {
+                let xs = device_buf(c.inputs[0], OP)?;
+                let weight = self.has_weight.then(|| c.inputs[w_idx]);
+                let w = device_or_fill(weight, OP, g.c, 1.0, xs.ordinal())?;
+                let (gx, gw, gb) = cuda::batchnorm_backward(
+                    xs,
+                    &w,
+                    device_buf(c.grad, OP)?,
+                    mean,
+                    invstd,
+                    g.n,
+                    g.c,
+                    g.s,
+                    self.training,
+                )?;
+                let mut result =
+                    vec![c.needs[0].then(|| gx.into_tensor(c.inputs[0].shape().to_vec()))];
+                if self.has_weight {
+                    result.push(needs_w.then(|| gw.into_tensor(vec![g.c])));
+                }
+                if self.has_bias {
+                    result.push(needs_b.then(|| gb.into_tensor(vec![g.c])));
+                }
+                return Ok(result);
+            }
+        };
+        let xd = host(c.inputs[0], OP)?;
+        let gd = host(c.grad, OP)?;
         let w = if self.has_weight {
             host(c.inputs[w_idx], OP)?.to_vec()
         } else {
@@ -331,7 +446,7 @@ impl BackwardOp for BatchNormBackward {
         // parameter gradients do.
         let sums = if (self.training && c.needs[0]) || needs_w || needs_b {
             pairs(g.c, xd.len(), |ch| {
-                let (mu, is) = (self.mean[ch] as f64, self.invstd[ch] as f64);
+                let (mu, is) = (mean[ch] as f64, invstd[ch] as f64);
                 let (mut sg, mut sgx) = (0.0f64, 0.0f64);
                 for (xp, gp) in g.planes(xd, ch).zip(g.planes(gd, ch)) {
                     for (&xv, &gv) in xp.iter().zip(gp) {
@@ -354,7 +469,7 @@ impl BackwardOp for BatchNormBackward {
                 let gs = &gd[ni * sample..][..sample];
                 for ch in 0..g.c {
                     let range = ch * g.s..(ch + 1) * g.s;
-                    let (mu, is) = (self.mean[ch], self.invstd[ch]);
+                    let (mu, is) = (mean[ch], invstd[ch]);
                     let k = w[ch] * is;
                     let dst = o[range.clone()].iter_mut();
                     if self.training {
@@ -438,19 +553,29 @@ fn check_affine(
     Ok(())
 }
 
-/// Layer normalisation's output and its per-row `[mean, invstd]` pairs.
+/// Layer normalisation's output and its per-row statistics (on the CPU, `[mean, invstd]`
+/// pairs).
 fn ln_forward(
     x: &Tensor,
     normalized_shape: &[usize],
     weight: Option<&Tensor>,
     bias: Option<&Tensor>,
     eps: f32,
-) -> Result<(Tensor, Vec<f32>)> {
+) -> Result<(Tensor, Saved<Vec<f32>>)> {
     const OP: &str = "layer_norm";
     let (rows, d) = ln_geometry(x, normalized_shape)?;
     check_affine(x, weight, normalized_shape, "weight")?;
     check_affine(x, bias, normalized_shape, "bias")?;
     check_eps(OP, eps)?;
+    if let Storage::Cuda(xs) = x.storage() {
+        let w = device_or_fill(weight, OP, d, 1.0, xs.ordinal())?;
+        let b = device_or_fill(bias, OP, d, 0.0, xs.ordinal())?;
+        let (y, mean, invstd) = cuda::layernorm_forward(xs, &w, &b, rows, d, eps)?;
+        return Ok((
+            y.into_tensor(x.shape().to_vec()),
+            Saved::Cuda { mean, invstd },
+        ));
+    }
     let xd = host(x, OP)?;
     let w = match weight {
         Some(w) => host(w, OP)?.to_vec(),
@@ -474,7 +599,7 @@ fn ln_forward(
             *o = (v - mu) * is * w + b;
         }
     });
-    Ok((Tensor::cpu(out, x.shape().to_vec()), stats))
+    Ok((Tensor::cpu(out, x.shape().to_vec()), Saved::Cpu(stats)))
 }
 
 /// Layer normalisation over the trailing dimensions `normalized_shape` (a suffix of `x`'s
@@ -492,7 +617,7 @@ pub fn layer_norm(
 struct LayerNormBackward {
     d: usize,
     /// Per row: mean, invstd.
-    stats: Vec<f32>,
+    stats: Saved<Vec<f32>>,
     has_weight: bool,
     has_bias: bool,
 }
@@ -505,18 +630,44 @@ impl BackwardOp for LayerNormBackward {
     fn backward(&self, c: &BackwardCtx<'_>) -> Result<Vec<Option<Tensor>>> {
         const OP: &str = "layer_norm";
         let d = self.d;
-        let xd = host(c.inputs[0], OP)?;
-        let gd = host(c.grad, OP)?;
         let w_idx = 1;
         let b_idx = 1 + self.has_weight as usize;
         let needs_w = self.has_weight && c.needs[w_idx];
         let needs_b = self.has_bias && c.needs[b_idx];
+        let stats = match &self.stats {
+            Saved::Cpu(s) => s,
+            Saved::Cuda { mean, invstd } => {
+                let xs = device_buf(c.inputs[0], OP)?;
+                let weight = self.has_weight.then(|| c.inputs[w_idx]);
+                let w = device_or_fill(weight, OP, d, 1.0, xs.ordinal())?;
+                let rows = mean.len();
+                let (gx, gw, gb) = cuda::layernorm_backward(
+                    xs,
+                    &w,
+                    device_buf(c.grad, OP)?,
+                    mean,
+                    invstd,
+                    rows,
+                    d,
+                )?;
+                let mut result =
+                    vec![c.needs[0].then(|| gx.into_tensor(c.inputs[0].shape().to_vec()))];
+                if self.has_weight {
+                    result.push(needs_w.then(|| gw.into_tensor(c.inputs[w_idx].shape().to_vec())));
+                }
+                if self.has_bias {
+                    result.push(needs_b.then(|| gb.into_tensor(c.inputs[b_idx].shape().to_vec())));
+                }
+                return Ok(result);
+            }
+        };
         let w = if self.has_weight {
             host(c.inputs[w_idx], OP)?.to_vec()
         } else {
             vec![1.0; d]
         };
-        let stats = &self.stats;
+        let xd = host(c.inputs[0], OP)?;
+        let gd = host(c.grad, OP)?;
 
         let gx = if c.needs[0] {
             let mut out = vec![0.0f32; xd.len()];
@@ -604,15 +755,13 @@ impl Tape {
         let BnForward {
             geom,
             out,
-            mean,
-            invstd,
+            stats,
             running,
         } = f;
         let out = self.push(out, &inputs, || {
             Box::new(BatchNormBackward {
                 geom,
-                mean,
-                invstd,
+                stats,
                 training: cfg.training,
                 has_weight: weight.is_some(),
                 has_bias: bias.is_some(),

@@ -8,6 +8,8 @@ use super::conv::{out_len, PAR_MIN};
 use super::{expect_rank, host};
 use crate::autograd::{BackwardCtx, BackwardOp, Tape, Var};
 use crate::backend::cpu::{num_threads, par_chunks_mut};
+use crate::backend::cuda::{self, Pool2dGeometry};
+use crate::backend::Storage;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -83,6 +85,20 @@ impl Geom {
             oh,
             ow,
         })
+    }
+
+    /// The CUDA backend's description of the same pooling over `x: [N, C, H, W]`.
+    fn cuda(&self, x: &Tensor) -> Pool2dGeometry {
+        Pool2dGeometry {
+            n: x.dim(0),
+            c: x.dim(1),
+            h: self.h,
+            w: self.w,
+            kh: self.kh,
+            kw: self.kw,
+            stride: (self.sh, self.sw),
+            padding: (self.ph, self.pw),
+        }
     }
 
     fn out_shape(&self, x: &Tensor) -> Vec<usize> {
@@ -177,9 +193,14 @@ fn max_pool_2x2(plane: &[f32], g: &Geom, out: &mut [f32], idx: &mut [u32]) {
     }
 }
 
-/// Max pooling; also returns, per output, the index of the winner within its input plane.
+/// Max pooling; also returns, per output, the index of the winner within its input plane
+/// (on the CPU only: the CUDA backward recomputes the winners from the input).
 fn max_forward(x: &Tensor, p: Pool2dParams) -> Result<(Tensor, Vec<u32>, Geom)> {
     let g = Geom::new(x, p, "max_pool2d")?;
+    if let Storage::Cuda(s) = x.storage() {
+        let y = cuda::max_pool2d_forward(s, &g.cuda(x))?;
+        return Ok((y.into_tensor(g.out_shape(x)), Vec::new(), g));
+    }
     let xd = host(x, "max_pool2d")?;
     let (hw, op) = (g.h * g.w, g.oh * g.ow);
     let mut out = vec![0.0f32; g.planes * op];
@@ -223,6 +244,12 @@ pub fn max_pool2d(x: &Tensor, p: Pool2dParams) -> Result<Tensor> {
 /// Mean over each window, dividing by the full window size (padding counts as zeros).
 pub fn avg_pool2d(x: &Tensor, p: Pool2dParams) -> Result<Tensor> {
     let g = Geom::new(x, p, "avg_pool2d")?;
+    if let Storage::Cuda(s) = x.storage() {
+        // count_include_pad: with floor mode and padding <= kernel/2 every window lies inside
+        // the padded input, so this divides by kh*kw as the CPU path does.
+        let y = cuda::avg_pool2d_forward(s, &g.cuda(x), true)?;
+        return Ok(y.into_tensor(g.out_shape(x)));
+    }
     let xd = host(x, "avg_pool2d")?;
     let (hw, op) = (g.h * g.w, g.oh * g.ow);
     let inv = 1.0 / (g.kh * g.kw) as f32;
@@ -246,7 +273,6 @@ pub fn avg_pool2d(x: &Tensor, p: Pool2dParams) -> Result<Tensor> {
 /// Mean over each whole plane: `[N, C, H, W] -> [N, C]`.
 pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
     expect_rank(x, 4, "global_avg_pool", "input [N, C, H, W]")?;
-    let xd = host(x, "global_avg_pool")?;
     let hw = x.dim(2) * x.dim(3);
     if hw == 0 {
         return Err(Error::shape(
@@ -254,6 +280,11 @@ pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
             format!("input {:?} has empty planes", x.shape()),
         ));
     }
+    if let Storage::Cuda(s) = x.storage() {
+        let y = cuda::global_avg_pool_forward(s, x.dim(0), x.dim(1), hw)?;
+        return Ok(y.into_tensor(vec![x.dim(0), x.dim(1)]));
+    }
+    let xd = host(x, "global_avg_pool")?;
     let inv = 1.0 / hw as f32;
     let out = xd
         .chunks_exact(hw)
@@ -264,7 +295,7 @@ pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
 
 struct MaxPoolBackward {
     geom: Geom,
-    /// Per output, the winning cell's index within its input plane.
+    /// Per output, the winning cell's index within its input plane (empty on CUDA).
     argmax: Vec<u32>,
 }
 
@@ -274,6 +305,11 @@ impl BackwardOp for MaxPoolBackward {
     }
     fn backward(&self, c: &BackwardCtx<'_>) -> Result<Vec<Option<Tensor>>> {
         let g = &self.geom;
+        let x = c.inputs[0];
+        if let (Storage::Cuda(xs), Storage::Cuda(gs)) = (x.storage(), c.grad.storage()) {
+            let gx = cuda::max_pool2d_backward(xs, gs, &g.cuda(x))?;
+            return Ok(vec![Some(gx.into_tensor(x.shape().to_vec()))]);
+        }
         let gd = host(c.grad, "max_pool2d")?;
         let (hw, op) = (g.h * g.w, g.oh * g.ow);
         let mut dx = vec![0.0f32; g.planes * hw];
@@ -298,6 +334,11 @@ impl BackwardOp for AvgPoolBackward {
     }
     fn backward(&self, c: &BackwardCtx<'_>) -> Result<Vec<Option<Tensor>>> {
         let g = &self.geom;
+        let x = c.inputs[0];
+        if let Storage::Cuda(gs) = c.grad.storage() {
+            let gx = cuda::avg_pool2d_backward(gs, &g.cuda(x), true)?;
+            return Ok(vec![Some(gx.into_tensor(x.shape().to_vec()))]);
+        }
         let gd = host(c.grad, "avg_pool2d")?;
         let (hw, op) = (g.h * g.w, g.oh * g.ow);
         let inv = 1.0 / (g.kh * g.kw) as f32;
@@ -329,6 +370,10 @@ impl BackwardOp for GlobalAvgPoolBackward {
     fn backward(&self, c: &BackwardCtx<'_>) -> Result<Vec<Option<Tensor>>> {
         let x = c.inputs[0];
         let hw = x.dim(2) * x.dim(3);
+        if let Storage::Cuda(gs) = c.grad.storage() {
+            let gx = cuda::global_avg_pool_backward(gs, x.dim(0), x.dim(1), hw)?;
+            return Ok(vec![Some(gx.into_tensor(x.shape().to_vec()))]);
+        }
         let inv = 1.0 / hw as f32;
         let gd = host(c.grad, "global_avg_pool")?;
         let mut dx = vec![0.0f32; x.numel()];
