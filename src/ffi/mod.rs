@@ -1,7 +1,7 @@
 //! The stable C ABI: the only place in the crate with exported symbols.
 //!
 //! Every export is a thin shell over the Rust API: it checks its pointers and lengths, calls
-//! the Rust API inside a panic boundary ([`status::run`]) and converts the result into a
+//! the Rust API inside a panic boundary (`status::run`) and converts the result into a
 //! [`gradtau_status`]. `include/gradtau.h` is generated from this module by cbindgen (see
 //! `cbindgen.toml`); the conventions it documents (ownership, thread safety, out-parameters)
 //! are implemented here:

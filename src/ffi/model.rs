@@ -18,6 +18,13 @@ struct Lent {
     len: usize,
 }
 
+// SAFETY: the raw pointers in `lent` are only stored by `gradtau_model_bind` and only
+// dereferenced while the model's mutex is held, so moving or sharing the handle between
+// threads cannot race on them; the host's side of the contract (buffers stay alive and
+// unshared during a call) is stated in the header.
+unsafe impl Send for gradtau_model {}
+unsafe impl Sync for gradtau_model {}
+
 /// A model: the architecture compiled from a JSON spec, plus the host buffers bound to its
 /// parameters. Created by `gradtau_model_new`, freed by `gradtau_model_free`.
 ///
@@ -325,13 +332,13 @@ pub unsafe extern "C" fn gradtau_model_bind(
         }
         let (start, end) = (
             buffer as usize,
-            buffer as usize + len * std::mem::size_of::<f32>(),
+            (buffer as usize).saturating_add(len * std::mem::size_of::<f32>()),
         );
         for (j, slot) in locked.lent.iter().enumerate() {
             if let Some(l) = slot {
                 let (s, e) = (
                     l.ptr as usize,
-                    l.ptr as usize + l.len * std::mem::size_of::<f32>(),
+                    (l.ptr as usize).saturating_add(l.len * std::mem::size_of::<f32>()),
                 );
                 if j != i && start < e && s < end {
                     return Err(Failure::invalid(format!(
