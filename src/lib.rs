@@ -24,6 +24,7 @@ pub mod autograd;
 pub mod backend;
 pub mod data;
 pub mod error;
+pub mod ffi;
 pub mod io;
 pub mod nn;
 pub mod ops;

@@ -1,0 +1,243 @@
+// GoogleTest suite of the C++ wrapper gradtau.hpp.
+#include <gradtau.hpp>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <stdexcept>
+#include <thread>
+#include <type_traits>
+
+namespace {
+
+static_assert(!std::is_copy_constructible_v<gradtau::Model>);
+static_assert(!std::is_copy_assignable_v<gradtau::Model>);
+static_assert(std::is_nothrow_move_constructible_v<gradtau::Model>);
+static_assert(std::is_nothrow_move_assignable_v<gradtau::Model>);
+static_assert(!std::is_copy_constructible_v<gradtau::Dataset>);
+static_assert(std::is_nothrow_move_constructible_v<gradtau::Dataset>);
+static_assert(!std::is_copy_constructible_v<gradtau::Report>);
+
+// A model whose parameters are bound to std::vector buffers owned by the test.
+struct Bound {
+    gradtau::Model model;
+    std::vector<std::vector<float>> buffers;
+
+    explicit Bound(std::uint64_t seed)
+        : model(gradtau::Model::from_json(gradtau::digits_mlp_spec())) {
+        for (const auto &p : model.params()) {
+            buffers.emplace_back(p.numel);
+            model.bind(p.name, buffers.back());
+        }
+        model.init_weights(seed);
+    }
+};
+
+// Forget = the first 120 training samples (the split is shuffled), retain = the rest.
+struct Sets {
+    gradtau::DigitsSplit split = gradtau::digits_split(0);
+    gradtau::Dataset forget = pick(0, 120);
+    gradtau::Dataset retain = pick(120, split.train.size());
+
+    gradtau::Dataset pick(std::size_t from, std::size_t to) const {
+        std::vector<std::size_t> idx;
+        for (std::size_t i = from; i < to; i++) idx.push_back(i);
+        return split.train.subset(idx);
+    }
+};
+
+gradtau_unlearn_options small_run(std::uint64_t seed = 0) {
+    auto o = gradtau::unlearn_options();
+    o.device = "cpu";
+    o.seed = seed;
+    o.max_steps = 6;
+    return o;
+}
+
+TEST(Version, MatchesTheHeader) {
+    EXPECT_NO_THROW(gradtau::check_abi());
+    EXPECT_EQ(gradtau::version(), std::to_string(GRADTAU_VERSION_MAJOR) + "." +
+                                      std::to_string(GRADTAU_VERSION_MINOR) + "." +
+                                      std::to_string(GRADTAU_VERSION_PATCH));
+}
+
+TEST(Model, DescribesItsParameters) {
+    auto m = gradtau::Model::from_json(gradtau::digits_mlp_spec());
+    ASSERT_EQ(m.param_count(), 6u);
+    auto p = m.param(0);
+    EXPECT_EQ(p.name, "0.weight");
+    EXPECT_EQ(p.shape, (gradtau::Shape{128, 64}));
+    EXPECT_EQ(p.numel, 128u * 64u);
+    EXPECT_TRUE(p.trainable);
+    EXPECT_EQ(m.param_index("4.bias"), 5u);
+    EXPECT_EQ(m.input_shape(), gradtau::Shape{64});
+    EXPECT_EQ(m.output_shape(), gradtau::Shape{10});
+    EXPECT_EQ(m.loss(), "cross_entropy");
+}
+
+TEST(Model, ErrorsCarryStatusAndMessage) {
+    try {
+        gradtau::Model::from_json("{\"format\": \"gradtau.model/1\"");
+        FAIL() << "no exception";
+    } catch (const gradtau::Error &e) {
+        EXPECT_EQ(e.status(), GRADTAU_SPEC);
+        EXPECT_STREQ(e.status_name(), "GRADTAU_SPEC");
+        EXPECT_NE(std::string(e.what()).find("GRADTAU_SPEC: "), std::string::npos);
+    }
+    auto m = gradtau::Model::from_json(gradtau::digits_mlp_spec());
+    std::vector<float> short_buffer(10);
+    try {
+        m.bind("0.weight", short_buffer);
+        FAIL() << "no exception";
+    } catch (const gradtau::Error &e) {
+        EXPECT_EQ(e.status(), GRADTAU_BINDING);
+        EXPECT_NE(std::string(e.what()).find("0.weight"), std::string::npos);
+    }
+    try {
+        m.param_index("nope");
+        FAIL() << "no exception";
+    } catch (const gradtau::Error &e) {
+        EXPECT_EQ(e.status(), GRADTAU_BINDING);
+    }
+}
+
+TEST(Model, MovesTransferOwnership) {
+    auto a = gradtau::Model::from_json(gradtau::digits_mlp_spec());
+    gradtau_model *raw = a.get();
+    gradtau::Model b = std::move(a);
+    EXPECT_EQ(b.get(), raw);
+    EXPECT_EQ(a.get(), nullptr);  // NOLINT(bugprone-use-after-move): documented state
+    EXPECT_EQ(a.param_count(), 0u);
+    gradtau::Model c(b.release());
+    EXPECT_EQ(c.get(), raw);
+    EXPECT_EQ(b.get(), nullptr);
+}
+
+TEST(Dataset, ChecksShapesAndLabels) {
+    std::vector<float> x(8, 0.5f);
+    std::array<std::size_t, 2> shape{2, 4};
+    std::vector<std::int32_t> labels{1, 3};
+    auto d = gradtau::Dataset::classes(x, shape, labels);
+    EXPECT_EQ(d.size(), 2u);
+    EXPECT_EQ(d.labels(), labels);
+    std::vector<std::int32_t> negative{1, -3};
+    EXPECT_THROW(gradtau::Dataset::classes(x, shape, negative), gradtau::Error);
+    std::vector<float> too_short(7);
+    try {
+        gradtau::Dataset::classes(too_short, shape, labels);
+        FAIL() << "no exception";
+    } catch (const gradtau::Error &e) {
+        EXPECT_EQ(e.status(), GRADTAU_SHAPE);
+    }
+    std::vector<float> t(6);
+    std::array<std::size_t, 2> tshape{2, 3};
+    auto v = gradtau::Dataset::values(x, shape, t, tshape);
+    EXPECT_EQ(v.size(), 2u);
+    EXPECT_THROW(v.labels(), gradtau::Error);
+}
+
+TEST(Flow, TrainAuditUnlearnAudit) {
+    Bound b(1);
+    Sets s;
+    auto topts = gradtau::train_options();
+    topts.epochs = 10;
+    auto trained = b.model.train(s.split.train, topts);
+    EXPECT_EQ(trained.method(), "train");
+    auto before = b.model.audit(s.retain, s.forget, s.split.test);
+    EXPECT_GT(before.retain_accuracy, 0.9);
+
+    auto snapshot = b.buffers;
+    std::size_t calls = 0;
+    auto opts = gradtau::unlearn_options();
+    opts.device = "cpu";
+    auto report = b.model.unlearn(s.forget, s.retain, s.split.val, opts,
+                                  [&](const gradtau::Progress &p) {
+                                      EXPECT_EQ(p.step, calls);
+                                      EXPECT_STREQ(p.method, "nabla_tau");
+                                      calls++;
+                                      return gradtau::Control::Continue;
+                                  });
+    EXPECT_EQ(report.method(), "nabla_tau");
+    EXPECT_EQ(report.steps(), calls);
+    EXPECT_GT(calls, 0u);
+    EXPECT_FALSE(report.truncated());
+    EXPECT_NE(b.buffers, snapshot);  // the caller's own vectors hold the new weights
+    auto after = b.model.audit(s.retain, s.forget, s.split.test);
+    EXPECT_GT(after.retain_accuracy, 0.85);
+    EXPECT_TRUE(std::isfinite(after.mia_loss));
+}
+
+TEST(Progress, CancelLeavesTheBuffersBitIdentical) {
+    Bound b(2);
+    Sets s;
+    auto snapshot = b.buffers;
+    int calls = 0;
+    try {
+        b.model.unlearn(s.forget, s.retain, s.split.val, small_run(), [&](const gradtau::Progress &) {
+            return ++calls == 2 ? gradtau::Control::Cancel : gradtau::Control::Continue;
+        });
+        FAIL() << "no exception";
+    } catch (const gradtau::Error &e) {
+        EXPECT_EQ(e.status(), GRADTAU_CANCELLED);
+    }
+    EXPECT_EQ(calls, 2);
+    EXPECT_EQ(b.buffers, snapshot);
+}
+
+TEST(Progress, ExceptionsFromTheCallbackAreRethrown) {
+    Bound b(3);
+    Sets s;
+    auto snapshot = b.buffers;
+    EXPECT_THROW(b.model.unlearn(s.forget, s.retain, s.split.val, small_run(),
+                                 [](const gradtau::Progress &) -> gradtau::Control {
+                                     throw std::out_of_range("host gave up");
+                                 }),
+                 std::out_of_range);
+    EXPECT_EQ(b.buffers, snapshot);
+    // The model is not left locked.
+    EXPECT_NO_THROW(b.model.unlearn(s.forget, s.retain, s.split.val, small_run()));
+    EXPECT_NE(b.buffers, snapshot);
+}
+
+TEST(Threads, ParallelModelsMatchSequentialRuns) {
+    Sets s;
+    Bound a1(4), b1(5);
+    a1.model.unlearn(s.forget, s.retain, s.split.val, small_run(1));
+    b1.model.unlearn(s.forget, s.retain, s.split.val, small_run(2));
+    Bound a2(4), b2(5);
+    std::thread ta([&] { a2.model.unlearn(s.forget, s.retain, s.split.val, small_run(1)); });
+    std::thread tb([&] { b2.model.unlearn(s.forget, s.retain, s.split.val, small_run(2)); });
+    ta.join();
+    tb.join();
+    EXPECT_EQ(a1.buffers, a2.buffers);
+    EXPECT_EQ(b1.buffers, b2.buffers);
+    EXPECT_NE(a1.buffers, b1.buffers);
+}
+
+TEST(Threads, SecondCallOnABusyModelThrowsBusy) {
+    Bound b(6);
+    Sets s;
+    std::atomic<bool> inside{false}, release{false};
+    std::thread t([&] {
+        b.model.unlearn(s.forget, s.retain, s.split.val, small_run(), [&](const gradtau::Progress &) {
+            inside = true;
+            while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            return gradtau::Control::Continue;
+        });
+    });
+    while (!inside) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    try {
+        b.model.audit(s.retain, s.forget, s.split.test);
+        ADD_FAILURE() << "no exception";
+    } catch (const gradtau::Error &e) {
+        EXPECT_EQ(e.status(), GRADTAU_BUSY);
+    }
+    EXPECT_EQ(b.model.param_count(), 6u);  // const queries still work
+    release = true;
+    t.join();
+    EXPECT_NO_THROW(b.model.audit(s.retain, s.forget, s.split.test));
+}
+
+}  // namespace
