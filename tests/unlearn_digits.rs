@@ -281,6 +281,16 @@ fn run_bound(
     forget: &Dataset,
     progress: &mut dyn FnMut(&Progress) -> Control,
 ) -> (Result<(), Error>, bool) {
+    run_bound_with(bufs, skip, forget, &nabla_tau(), progress)
+}
+
+fn run_bound_with(
+    bufs: &mut [Vec<f32>],
+    skip: Option<&str>,
+    forget: &Dataset,
+    method: &Method,
+    progress: &mut dyn FnMut(&Progress) -> Control,
+) -> (Result<(), Error>, bool) {
     let s = setup();
     let before: Vec<Vec<u32>> = bufs
         .iter()
@@ -299,7 +309,7 @@ fn run_bound(
             retain: &retain,
             val: &s.val,
         };
-        unlearn_bound(&s.model, &mut b, sets, &nabla_tau(), progress).map(|_| ())
+        unlearn_bound(&s.model, &mut b, sets, method, progress).map(|_| ())
     };
     let same = bufs
         .iter()
@@ -335,6 +345,29 @@ fn success_writes_back_and_cancel_leaves_buffers_bit_identical() {
     assert_eq!(r.unwrap_err(), Error::Cancelled);
     assert_eq!(calls, 3);
     assert!(same, "cancellation must leave the buffers bit-identical");
+
+    // keep_partial: the weights reached before the cancellation are handed back.
+    let mut bufs = buffers();
+    let keep = Method::NablaTau(NablaTauOptions {
+        device: cpu(),
+        keep_partial: true,
+        ..Default::default()
+    });
+    let (r, same) = run_bound_with(
+        &mut bufs,
+        None,
+        &small_forget(),
+        &keep,
+        &mut |p: &Progress| {
+            if p.step == 2 {
+                Control::Cancel
+            } else {
+                Control::Continue
+            }
+        },
+    );
+    assert_eq!(r.unwrap_err(), Error::Cancelled);
+    assert!(!same, "keep_partial must write the partial weights back");
 }
 
 #[test]

@@ -106,6 +106,14 @@ impl Method {
         }
     }
 
+    /// Whether the method keeps partial progress after an error or cancellation.
+    pub fn keep_partial(&self) -> bool {
+        match self {
+            Method::NablaTau(o) => o.keep_partial,
+            Method::FineTune(o) | Method::NegGrad(o) | Method::NegGradPlus(o) => o.keep_partial,
+        }
+    }
+
     /// Runs the method on `weights` (transactional, see the module docs).
     pub fn run(
         &self,
@@ -124,7 +132,9 @@ impl Method {
 }
 
 /// Unlearns on caller-owned buffers: reads them through `bindings`, runs `method`, and writes
-/// the result back only on success. On any error or a cancellation the buffers are untouched.
+/// the result back only on success. On any error or a cancellation the buffers are untouched,
+/// unless the method's options set `keep_partial`, in which case the weights reached so far
+/// are written back and the error is still returned.
 pub fn unlearn_bound(
     model: &Model,
     bindings: &mut Bindings<'_>,
@@ -133,9 +143,12 @@ pub fn unlearn_bound(
     progress: &mut ProgressFn<'_>,
 ) -> Result<RunReport> {
     let mut weights = bindings.read(model)?;
-    let report = method.run(model, &mut weights, sets, progress)?;
-    bindings.write(model, &weights)?;
-    Ok(report)
+    let result = method.run(model, &mut weights, sets, progress);
+    // With keep_partial the run has already swapped in its partial weights; hand them on.
+    if result.is_ok() || method.keep_partial() {
+        bindings.write(model, &weights)?;
+    }
+    result
 }
 
 /// Validation shared by every method: weights fit the model, sets fit the model, and the
