@@ -1,0 +1,706 @@
+/*
+ * gradtau_jni.c - JNI glue between dev.gradtau.Native and the gradtau C ABI.
+ *
+ * Kept out of the Rust library on purpose: libgradtau.so exports only gradtau_ symbols, and
+ * this file is the only place that knows about the JVM. The Java side validates arguments
+ * (nulls, closed handles, negative sizes, heap buffers) before calling in; this side still
+ * checks every reference it dereferences, so a bug in the Java layer becomes an exception,
+ * never a crash.
+ *
+ * Conventions here:
+ * - Every gradtau status other than GRADTAU_OK becomes a pending dev.gradtau.GradtauException
+ *   (status + gradtau_last_error_message(), read on this thread before any other gradtau
+ *   call); the native method then returns a dummy value that Java never sees.
+ * - Strings cross as NUL-terminated UTF-8 byte arrays (Java's String.getBytes(UTF_8) plus a
+ *   0), not through GetStringUTFChars, whose "modified UTF-8" differs from UTF-8.
+ * - The progress trampoline calls back into Java on the calling thread; an exception thrown
+ *   there is stashed, the run is cancelled, and the exception is rethrown as is.
+ */
+#include <gradtau.h>
+#include <jni.h>
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Index layout of the option arrays; mirrored by UnlearnOptions / TrainOptions in Java. */
+enum {
+    U_METHOD, U_MODE, U_BATCH_SIZE, U_EPOCHS, U_TAU_EVERY, U_NORM_TRAINING, U_SEED,
+    U_KEEP_PARTIAL, U_MAX_STEPS, U_INTS
+};
+enum { UF_LR, UF_WEIGHT_DECAY, UF_LR_END_FACTOR, UF_ALPHA0, UF_STOP_MARGIN, UF_RETAIN_WEIGHT, UF_FLOATS };
+enum { T_OPTIMIZER, T_NESTEROV, T_EPOCHS, T_BATCH_SIZE, T_SEED, T_KEEP_PARTIAL, T_INTS };
+enum { TF_LR, TF_WEIGHT_DECAY, TF_MOMENTUM, TF_CLIP_NORM, TF_FLOATS };
+
+static struct {
+    jclass string;
+    jmethodID string_from_bytes; /* String(byte[], String charsetName) */
+    jstring utf8_name;
+    jclass gradtau_exception;
+    jmethodID gradtau_exception_init; /* (int, String) */
+    jclass null_pointer;
+    jclass illegal_argument;
+    jclass out_of_memory;
+    jclass report;
+    jmethodID report_init;
+    jclass audit_row;
+    jmethodID audit_row_init;
+    jclass param_info;
+    jmethodID param_info_init;
+    jclass native;
+    jmethodID dispatch_progress;
+} J;
+
+static jclass global_class(JNIEnv *env, const char *name) {
+    jclass local = (*env)->FindClass(env, name);
+    if (local == NULL) return NULL;
+    jclass global = (*env)->NewGlobalRef(env, local);
+    (*env)->DeleteLocalRef(env, local);
+    return global;
+}
+
+JNIEXPORT jint JNICALL JNI_OnLoad(JavaVM *vm, void *reserved) {
+    (void)reserved;
+    JNIEnv *env = NULL;
+    if ((*vm)->GetEnv(vm, (void **)&env, JNI_VERSION_1_8) != JNI_OK) return JNI_ERR;
+#define NEED(expr)                      \
+    do {                                \
+        if ((expr) == NULL) return JNI_ERR; \
+    } while (0)
+    NEED(J.string = global_class(env, "java/lang/String"));
+    NEED(J.string_from_bytes =
+             (*env)->GetMethodID(env, J.string, "<init>", "([BLjava/lang/String;)V"));
+    jstring utf8 = (*env)->NewStringUTF(env, "UTF-8");
+    NEED(utf8);
+    NEED(J.utf8_name = (*env)->NewGlobalRef(env, utf8));
+    (*env)->DeleteLocalRef(env, utf8);
+    NEED(J.gradtau_exception = global_class(env, "dev/gradtau/GradtauException"));
+    NEED(J.gradtau_exception_init = (*env)->GetMethodID(env, J.gradtau_exception, "<init>",
+                                                        "(ILjava/lang/String;)V"));
+    NEED(J.null_pointer = global_class(env, "java/lang/NullPointerException"));
+    NEED(J.illegal_argument = global_class(env, "java/lang/IllegalArgumentException"));
+    NEED(J.out_of_memory = global_class(env, "java/lang/OutOfMemoryError"));
+    NEED(J.report = global_class(env, "dev/gradtau/Report"));
+    NEED(J.report_init = (*env)->GetMethodID(env, J.report, "<init>",
+                                             "(Ljava/lang/String;JJDFFJZ)V"));
+    NEED(J.audit_row = global_class(env, "dev/gradtau/AuditRow"));
+    NEED(J.audit_row_init = (*env)->GetMethodID(env, J.audit_row, "<init>", "(DDDDD)V"));
+    NEED(J.param_info = global_class(env, "dev/gradtau/ParamInfo"));
+    NEED(J.param_info_init = (*env)->GetMethodID(env, J.param_info, "<init>",
+                                                 "(Ljava/lang/String;[JJZ)V"));
+    NEED(J.native = global_class(env, "dev/gradtau/Native"));
+    NEED(J.dispatch_progress = (*env)->GetStaticMethodID(
+             env, J.native, "dispatchProgress",
+             "(Ldev/gradtau/Progress;Ljava/lang/String;JJJJFFFFF)Z"));
+#undef NEED
+    return JNI_VERSION_1_8;
+}
+
+/* A Java String from NUL-terminated UTF-8; NULL (with an exception pending) on failure. */
+static jstring utf8_string(JNIEnv *env, const char *s) {
+    if (s == NULL) return NULL;
+    size_t n = strlen(s);
+    if (n > INT32_MAX) {
+        (*env)->ThrowNew(env, J.illegal_argument, "string too long for Java");
+        return NULL;
+    }
+    jbyteArray bytes = (*env)->NewByteArray(env, (jsize)n);
+    if (bytes == NULL) return NULL;
+    (*env)->SetByteArrayRegion(env, bytes, 0, (jsize)n, (const jbyte *)s);
+    jstring str = (*env)->NewObject(env, J.string, J.string_from_bytes, bytes, J.utf8_name);
+    (*env)->DeleteLocalRef(env, bytes);
+    return str;
+}
+
+/* Turns a failed status into a pending GradtauException. Returns 1 if it threw. */
+static int check(JNIEnv *env, gradtau_status status) {
+    if (status == GRADTAU_OK) return 0;
+    /* Copy the message first: it lives only until the next gradtau call on this thread. */
+    jstring message = utf8_string(env, gradtau_last_error_message());
+    if (message == NULL) return 1; /* OutOfMemoryError already pending */
+    jobject ex = (*env)->NewObject(env, J.gradtau_exception, J.gradtau_exception_init,
+                                   (jint)status, message);
+    (*env)->DeleteLocalRef(env, message);
+    if (ex == NULL) return 1;
+    (*env)->Throw(env, (jthrowable)ex);
+    (*env)->DeleteLocalRef(env, ex);
+    return 1;
+}
+
+static int require(JNIEnv *env, const void *p, const char *what) {
+    if (p != NULL) return 0;
+    (*env)->ThrowNew(env, J.null_pointer, what);
+    return 1;
+}
+
+/* A NUL-terminated byte[] (as the Java side builds them) as a malloc'd C string. */
+static char *c_string(JNIEnv *env, jbyteArray bytes, const char *what) {
+    if (require(env, bytes, what)) return NULL;
+    jsize n = (*env)->GetArrayLength(env, bytes);
+    char *s = malloc((size_t)n + 1);
+    if (s == NULL) {
+        (*env)->ThrowNew(env, J.out_of_memory, "gradtau_jni: malloc");
+        return NULL;
+    }
+    (*env)->GetByteArrayRegion(env, bytes, 0, n, (jbyte *)s);
+    s[n] = '\0';
+    return s;
+}
+
+/* long[] -> size_t[] (malloc'd; NULL with an exception pending on failure). `*len_out` gets
+ * the length. An empty array gives a non-NULL pointer so that "absent" stays distinct. */
+static size_t *sizes(JNIEnv *env, jlongArray array, size_t *len_out, const char *what) {
+    if (require(env, array, what)) return NULL;
+    jsize n = (*env)->GetArrayLength(env, array);
+    size_t *out = malloc(((size_t)n + 1) * sizeof *out);
+    jlong *tmp = malloc(((size_t)n + 1) * sizeof *tmp);
+    if (out == NULL || tmp == NULL) {
+        free(out);
+        free(tmp);
+        (*env)->ThrowNew(env, J.out_of_memory, "gradtau_jni: malloc");
+        return NULL;
+    }
+    (*env)->GetLongArrayRegion(env, array, 0, n, tmp);
+    for (jsize i = 0; i < n; i++) {
+        if (tmp[i] < 0) {
+            free(out);
+            free(tmp);
+            (*env)->ThrowNew(env, J.illegal_argument, "negative size or index");
+            return NULL;
+        }
+        out[i] = (size_t)tmp[i];
+    }
+    free(tmp);
+    *len_out = (size_t)n;
+    return out;
+}
+
+static jlongArray long_array(JNIEnv *env, const size_t *values, size_t n) {
+    jlongArray out = (*env)->NewLongArray(env, (jsize)n);
+    if (out == NULL) return NULL;
+    for (size_t i = 0; i < n; i++) {
+        jlong v = (jlong)values[i];
+        (*env)->SetLongArrayRegion(env, out, (jsize)i, 1, &v);
+    }
+    return out;
+}
+
+#define MODEL(h) ((gradtau_model *)(intptr_t)(h))
+#define DATASET(h) ((gradtau_dataset *)(intptr_t)(h))
+#define HANDLE(p) ((jlong)(intptr_t)(p))
+
+/* ---- library ------------------------------------------------------------------------- */
+
+JNIEXPORT jint JNICALL Java_dev_gradtau_Native_abiVersion(JNIEnv *env, jclass cls) {
+    (void)env;
+    (void)cls;
+    return (jint)gradtau_abi_version();
+}
+
+JNIEXPORT jint JNICALL Java_dev_gradtau_Native_headerAbiVersion(JNIEnv *env, jclass cls) {
+    (void)env;
+    (void)cls;
+    return GRADTAU_ABI_VERSION;
+}
+
+JNIEXPORT jstring JNICALL Java_dev_gradtau_Native_version(JNIEnv *env, jclass cls) {
+    (void)cls;
+    return utf8_string(env, gradtau_version());
+}
+
+JNIEXPORT jstring JNICALL Java_dev_gradtau_Native_statusName(JNIEnv *env, jclass cls,
+                                                             jint status) {
+    (void)cls;
+    return utf8_string(env, gradtau_status_name(status));
+}
+
+/* ---- data sets ----------------------------------------------------------------------- */
+
+/* The arrays are pinned (or copied by the JVM) only while gradtau copies them once into its
+ * own memory; gradtau_dataset_*_new never calls back into the JVM, so a critical region is
+ * allowed here. */
+JNIEXPORT jlong JNICALL Java_dev_gradtau_Native_datasetClassesNew(JNIEnv *env, jclass cls,
+                                                                  jfloatArray inputs,
+                                                                  jlongArray shape,
+                                                                  jintArray labels) {
+    (void)cls;
+    if (require(env, inputs, "inputs") || require(env, labels, "labels")) return 0;
+    size_t rank = 0;
+    size_t *dims = sizes(env, shape, &rank, "shape");
+    if (dims == NULL) return 0;
+    jsize n_inputs = (*env)->GetArrayLength(env, inputs);
+    jsize n_labels = (*env)->GetArrayLength(env, labels);
+    gradtau_dataset *d = NULL;
+    gradtau_status s = GRADTAU_PANIC;
+    float *x = (*env)->GetPrimitiveArrayCritical(env, inputs, NULL);
+    int32_t *y = x ? (*env)->GetPrimitiveArrayCritical(env, labels, NULL) : NULL;
+    if (x != NULL && y != NULL)
+        s = gradtau_dataset_classes_new(x, (size_t)n_inputs, dims, rank, y, (size_t)n_labels, &d);
+    if (y != NULL) (*env)->ReleasePrimitiveArrayCritical(env, labels, y, JNI_ABORT);
+    if (x != NULL) (*env)->ReleasePrimitiveArrayCritical(env, inputs, x, JNI_ABORT);
+    free(dims);
+    if (x == NULL || y == NULL) {
+        if (!(*env)->ExceptionCheck(env))
+            (*env)->ThrowNew(env, J.out_of_memory, "gradtau_jni: cannot pin an array");
+        return 0;
+    }
+    return check(env, s) ? 0 : HANDLE(d);
+}
+
+JNIEXPORT jlong JNICALL Java_dev_gradtau_Native_datasetValuesNew(JNIEnv *env, jclass cls,
+                                                                 jfloatArray inputs,
+                                                                 jlongArray shape,
+                                                                 jfloatArray targets,
+                                                                 jlongArray target_shape) {
+    (void)cls;
+    if (require(env, inputs, "inputs") || require(env, targets, "targets")) return 0;
+    size_t rank = 0, target_rank = 0;
+    size_t *dims = sizes(env, shape, &rank, "shape");
+    if (dims == NULL) return 0;
+    size_t *target_dims = sizes(env, target_shape, &target_rank, "targetShape");
+    if (target_dims == NULL) {
+        free(dims);
+        return 0;
+    }
+    jsize n_inputs = (*env)->GetArrayLength(env, inputs);
+    jsize n_targets = (*env)->GetArrayLength(env, targets);
+    gradtau_dataset *d = NULL;
+    gradtau_status s = GRADTAU_PANIC;
+    float *x = (*env)->GetPrimitiveArrayCritical(env, inputs, NULL);
+    float *t = x ? (*env)->GetPrimitiveArrayCritical(env, targets, NULL) : NULL;
+    if (x != NULL && t != NULL)
+        s = gradtau_dataset_values_new(x, (size_t)n_inputs, dims, rank, t, (size_t)n_targets,
+                                       target_dims, target_rank, &d);
+    if (t != NULL) (*env)->ReleasePrimitiveArrayCritical(env, targets, t, JNI_ABORT);
+    if (x != NULL) (*env)->ReleasePrimitiveArrayCritical(env, inputs, x, JNI_ABORT);
+    free(dims);
+    free(target_dims);
+    if (x == NULL || t == NULL) {
+        if (!(*env)->ExceptionCheck(env))
+            (*env)->ThrowNew(env, J.out_of_memory, "gradtau_jni: cannot pin an array");
+        return 0;
+    }
+    return check(env, s) ? 0 : HANDLE(d);
+}
+
+JNIEXPORT jlong JNICALL Java_dev_gradtau_Native_datasetSubset(JNIEnv *env, jclass cls,
+                                                              jlong dataset,
+                                                              jlongArray indices) {
+    (void)cls;
+    size_t count = 0;
+    size_t *idx = sizes(env, indices, &count, "indices");
+    if (idx == NULL) return 0;
+    gradtau_dataset *d = NULL;
+    gradtau_status s = gradtau_dataset_subset(DATASET(dataset), idx, count, &d);
+    free(idx);
+    return check(env, s) ? 0 : HANDLE(d);
+}
+
+JNIEXPORT jlong JNICALL Java_dev_gradtau_Native_datasetLen(JNIEnv *env, jclass cls,
+                                                           jlong dataset) {
+    (void)env;
+    (void)cls;
+    return (jlong)gradtau_dataset_len(DATASET(dataset));
+}
+
+JNIEXPORT jintArray JNICALL Java_dev_gradtau_Native_datasetLabels(JNIEnv *env, jclass cls,
+                                                                  jlong dataset) {
+    (void)cls;
+    size_t n = gradtau_dataset_len(DATASET(dataset));
+    if (n > INT32_MAX) {
+        (*env)->ThrowNew(env, J.illegal_argument, "data set too large for a Java array");
+        return NULL;
+    }
+    int32_t *labels = malloc((n + 1) * sizeof *labels);
+    if (labels == NULL) {
+        (*env)->ThrowNew(env, J.out_of_memory, "gradtau_jni: malloc");
+        return NULL;
+    }
+    gradtau_status s = gradtau_dataset_labels(DATASET(dataset), labels, n);
+    jintArray out = NULL;
+    if (!check(env, s)) {
+        out = (*env)->NewIntArray(env, (jsize)n);
+        if (out != NULL) (*env)->SetIntArrayRegion(env, out, 0, (jsize)n, labels);
+    }
+    free(labels);
+    return out;
+}
+
+JNIEXPORT void JNICALL Java_dev_gradtau_Native_datasetFree(JNIEnv *env, jclass cls,
+                                                           jlong dataset) {
+    (void)env;
+    (void)cls;
+    gradtau_dataset_free(DATASET(dataset));
+}
+
+JNIEXPORT jstring JNICALL Java_dev_gradtau_Native_digitsMlpSpec(JNIEnv *env, jclass cls) {
+    (void)cls;
+    return utf8_string(env, gradtau_digits_mlp_spec());
+}
+
+JNIEXPORT jlongArray JNICALL Java_dev_gradtau_Native_digitsSplit(JNIEnv *env, jclass cls,
+                                                                 jlong seed) {
+    (void)cls;
+    gradtau_dataset *train = NULL, *val = NULL, *test = NULL;
+    if (check(env, gradtau_digits_split((uint64_t)seed, &train, &val, &test))) return NULL;
+    jlongArray out = (*env)->NewLongArray(env, 3);
+    if (out == NULL) {
+        gradtau_dataset_free(train);
+        gradtau_dataset_free(val);
+        gradtau_dataset_free(test);
+        return NULL;
+    }
+    jlong handles[3] = {HANDLE(train), HANDLE(val), HANDLE(test)};
+    (*env)->SetLongArrayRegion(env, out, 0, 3, handles);
+    return out;
+}
+
+/* ---- models -------------------------------------------------------------------------- */
+
+JNIEXPORT jlong JNICALL Java_dev_gradtau_Native_modelNew(JNIEnv *env, jclass cls,
+                                                         jbyteArray spec) {
+    (void)cls;
+    if (require(env, spec, "spec")) return 0;
+    jsize n = (*env)->GetArrayLength(env, spec);
+    jbyte *bytes = (*env)->GetByteArrayElements(env, spec, NULL);
+    if (bytes == NULL) return 0;
+    gradtau_model *m = NULL;
+    gradtau_status s = gradtau_model_new((const char *)bytes, (size_t)n, &m);
+    (*env)->ReleaseByteArrayElements(env, spec, bytes, JNI_ABORT);
+    return check(env, s) ? 0 : HANDLE(m);
+}
+
+JNIEXPORT void JNICALL Java_dev_gradtau_Native_modelFree(JNIEnv *env, jclass cls, jlong model) {
+    (void)env;
+    (void)cls;
+    gradtau_model_free(MODEL(model));
+}
+
+JNIEXPORT jlong JNICALL Java_dev_gradtau_Native_modelParamCount(JNIEnv *env, jclass cls,
+                                                                jlong model) {
+    (void)env;
+    (void)cls;
+    return (jlong)gradtau_model_param_count(MODEL(model));
+}
+
+JNIEXPORT jobject JNICALL Java_dev_gradtau_Native_modelParam(JNIEnv *env, jclass cls,
+                                                             jlong model, jlong index) {
+    (void)cls;
+    if (index < 0) {
+        (*env)->ThrowNew(env, J.illegal_argument, "negative parameter index");
+        return NULL;
+    }
+    gradtau_param_info info;
+    if (check(env, gradtau_model_param(MODEL(model), (size_t)index, &info))) return NULL;
+    jstring name = utf8_string(env, info.name);
+    if (name == NULL) return NULL;
+    jlongArray shape = long_array(env, info.shape, info.rank);
+    if (shape == NULL) return NULL;
+    return (*env)->NewObject(env, J.param_info, J.param_info_init, name, shape,
+                             (jlong)info.numel, (jboolean)info.trainable);
+}
+
+JNIEXPORT jlong JNICALL Java_dev_gradtau_Native_modelParamIndex(JNIEnv *env, jclass cls,
+                                                                jlong model, jbyteArray name) {
+    (void)cls;
+    char *n = c_string(env, name, "name");
+    if (n == NULL) return -1;
+    size_t index = 0;
+    gradtau_status s = gradtau_model_param_index(MODEL(model), n, &index);
+    free(n);
+    return check(env, s) ? -1 : (jlong)index;
+}
+
+JNIEXPORT jlongArray JNICALL Java_dev_gradtau_Native_modelShape(JNIEnv *env, jclass cls,
+                                                                jlong model, jboolean output) {
+    (void)cls;
+    const size_t *shape = NULL;
+    size_t rank = 0;
+    gradtau_status s = output ? gradtau_model_output_shape(MODEL(model), &shape, &rank)
+                              : gradtau_model_input_shape(MODEL(model), &shape, &rank);
+    if (check(env, s)) return NULL;
+    return long_array(env, shape, rank);
+}
+
+JNIEXPORT jstring JNICALL Java_dev_gradtau_Native_modelLoss(JNIEnv *env, jclass cls,
+                                                            jlong model) {
+    (void)cls;
+    return utf8_string(env, gradtau_model_loss(MODEL(model)));
+}
+
+/* Binds `len` floats starting `offset` floats into the direct buffer `buffer`: the address
+ * gradtau keeps is the JVM's own memory for that buffer (no copy), which the Java side keeps
+ * reachable for as long as it is bound. */
+JNIEXPORT void JNICALL Java_dev_gradtau_Native_modelBind(JNIEnv *env, jclass cls, jlong model,
+                                                         jbyteArray name, jobject buffer,
+                                                         jlong offset, jlong len) {
+    (void)cls;
+    if (require(env, buffer, "buffer")) return;
+    float *base = (*env)->GetDirectBufferAddress(env, buffer);
+    jlong capacity = (*env)->GetDirectBufferCapacity(env, buffer);
+    if (base == NULL || capacity < 0) {
+        (*env)->ThrowNew(env, J.illegal_argument,
+                         "buffer is not a direct buffer (allocate it with "
+                         "ByteBuffer.allocateDirect(...).order(ByteOrder.nativeOrder())"
+                         ".asFloatBuffer())");
+        return;
+    }
+    if (offset < 0 || len < 0 || offset > capacity || len > capacity - offset) {
+        (*env)->ThrowNew(env, J.illegal_argument, "offset/length outside the buffer");
+        return;
+    }
+    char *n = c_string(env, name, "name");
+    if (n == NULL) return;
+    gradtau_status s = gradtau_model_bind(MODEL(model), n, base + offset, (size_t)len);
+    free(n);
+    check(env, s);
+}
+
+JNIEXPORT void JNICALL Java_dev_gradtau_Native_modelUnbindAll(JNIEnv *env, jclass cls,
+                                                              jlong model) {
+    (void)cls;
+    check(env, gradtau_model_unbind_all(MODEL(model)));
+}
+
+JNIEXPORT void JNICALL Java_dev_gradtau_Native_modelInitWeights(JNIEnv *env, jclass cls,
+                                                                jlong model, jlong seed) {
+    (void)cls;
+    check(env, gradtau_model_init_weights(MODEL(model), (uint64_t)seed));
+}
+
+/* ---- options ------------------------------------------------------------------------- */
+
+/* Reads an options array of exactly `want` entries; NULL with an exception otherwise. */
+static int read_longs(JNIEnv *env, jlongArray a, jlong *out, jsize want) {
+    if (require(env, a, "options")) return 1;
+    if ((*env)->GetArrayLength(env, a) != want) {
+        (*env)->ThrowNew(env, J.illegal_argument, "options array of the wrong length");
+        return 1;
+    }
+    (*env)->GetLongArrayRegion(env, a, 0, want, out);
+    return 0;
+}
+
+static int read_floats(JNIEnv *env, jfloatArray a, jfloat *out, jsize want) {
+    if (require(env, a, "options")) return 1;
+    if ((*env)->GetArrayLength(env, a) != want) {
+        (*env)->ThrowNew(env, J.illegal_argument, "options array of the wrong length");
+        return 1;
+    }
+    (*env)->GetFloatArrayRegion(env, a, 0, want, out);
+    return 0;
+}
+
+static int write_options(JNIEnv *env, jlongArray ints_out, const jlong *ints, jsize n_ints,
+                         jfloatArray floats_out, const jfloat *floats, jsize n_floats) {
+    if (require(env, ints_out, "ints") || require(env, floats_out, "floats")) return 1;
+    if ((*env)->GetArrayLength(env, ints_out) != n_ints ||
+        (*env)->GetArrayLength(env, floats_out) != n_floats) {
+        (*env)->ThrowNew(env, J.illegal_argument, "options array of the wrong length");
+        return 1;
+    }
+    (*env)->SetLongArrayRegion(env, ints_out, 0, n_ints, ints);
+    (*env)->SetFloatArrayRegion(env, floats_out, 0, n_floats, floats);
+    return 0;
+}
+
+JNIEXPORT void JNICALL Java_dev_gradtau_Native_unlearnDefaults(JNIEnv *env, jclass cls,
+                                                               jint method, jlongArray ints_out,
+                                                               jfloatArray floats_out) {
+    (void)cls;
+    gradtau_unlearn_options o;
+    if (check(env, gradtau_unlearn_options_default(method, &o))) return;
+    jlong ints[U_INTS];
+    ints[U_METHOD] = o.method;
+    ints[U_MODE] = o.nabla_tau_mode;
+    ints[U_BATCH_SIZE] = (jlong)o.batch_size;
+    ints[U_EPOCHS] = (jlong)o.epochs;
+    ints[U_TAU_EVERY] = (jlong)o.tau_every;
+    ints[U_NORM_TRAINING] = o.norm_training;
+    ints[U_SEED] = (jlong)o.seed;
+    ints[U_KEEP_PARTIAL] = o.keep_partial;
+    ints[U_MAX_STEPS] = (jlong)o.max_steps;
+    jfloat floats[UF_FLOATS];
+    floats[UF_LR] = o.lr;
+    floats[UF_WEIGHT_DECAY] = o.weight_decay;
+    floats[UF_LR_END_FACTOR] = o.lr_end_factor;
+    floats[UF_ALPHA0] = o.alpha0;
+    floats[UF_STOP_MARGIN] = o.stop_margin;
+    floats[UF_RETAIN_WEIGHT] = o.retain_weight;
+    write_options(env, ints_out, ints, U_INTS, floats_out, floats, UF_FLOATS);
+}
+
+JNIEXPORT void JNICALL Java_dev_gradtau_Native_trainDefaults(JNIEnv *env, jclass cls,
+                                                             jlongArray ints_out,
+                                                             jfloatArray floats_out) {
+    (void)cls;
+    gradtau_train_options o;
+    if (check(env, gradtau_train_options_default(&o))) return;
+    jlong ints[T_INTS];
+    ints[T_OPTIMIZER] = o.optimizer;
+    ints[T_NESTEROV] = o.nesterov;
+    ints[T_EPOCHS] = (jlong)o.epochs;
+    ints[T_BATCH_SIZE] = (jlong)o.batch_size;
+    ints[T_SEED] = (jlong)o.seed;
+    ints[T_KEEP_PARTIAL] = o.keep_partial;
+    jfloat floats[TF_FLOATS];
+    floats[TF_LR] = o.lr;
+    floats[TF_WEIGHT_DECAY] = o.weight_decay;
+    floats[TF_MOMENTUM] = o.momentum;
+    floats[TF_CLIP_NORM] = o.clip_norm;
+    write_options(env, ints_out, ints, T_INTS, floats_out, floats, TF_FLOATS);
+}
+
+/* ---- runs ---------------------------------------------------------------------------- */
+
+typedef struct progress_ctx {
+    JNIEnv *env;
+    jobject callback;       /* dev.gradtau.Progress, a local ref of the native call */
+    jthrowable thrown;      /* global ref: what the callback threw, rethrown after the run */
+    const char *method_ptr; /* gradtau's method strings are static: one Java String each */
+    jstring method;
+} progress_ctx;
+
+static int32_t trampoline(const gradtau_progress *p, void *user_data) {
+    progress_ctx *ctx = user_data;
+    JNIEnv *env = ctx->env;
+    if (ctx->thrown != NULL) return 1;
+    if (p->method != ctx->method_ptr) {
+        if (ctx->method != NULL) (*env)->DeleteLocalRef(env, ctx->method);
+        ctx->method = utf8_string(env, p->method);
+        ctx->method_ptr = p->method;
+    }
+    jboolean go = JNI_FALSE;
+    /* One frame per step, so that a long run does not pile up local references. */
+    if (ctx->method != NULL && (*env)->PushLocalFrame(env, 8) == 0) {
+        go = (*env)->CallStaticBooleanMethod(
+            env, J.native, J.dispatch_progress, ctx->callback, ctx->method, (jlong)p->epoch,
+            (jlong)p->epochs, (jlong)p->step, (jlong)p->total_steps, p->forget_loss,
+            p->retain_loss, p->alpha, p->tau, p->lr);
+        (*env)->PopLocalFrame(env, NULL);
+    }
+    jthrowable ex = (*env)->ExceptionOccurred(env);
+    if (ex != NULL) {
+        /* No JNI call may run with an exception pending, and gradtau must not unwind: stash
+         * it, cancel the run, and rethrow it once gradtau has returned. */
+        (*env)->ExceptionClear(env);
+        ctx->thrown = (*env)->NewGlobalRef(env, ex);
+        (*env)->DeleteLocalRef(env, ex);
+        return 1;
+    }
+    return go ? 0 : 1;
+}
+
+/* After a run: rethrow the callback's exception if it threw (it caused the cancellation),
+ * otherwise report the status. Returns 1 if an exception is pending. */
+static int finish_run(JNIEnv *env, progress_ctx *ctx, gradtau_status s) {
+    if (ctx->method != NULL) (*env)->DeleteLocalRef(env, ctx->method);
+    if (ctx->thrown != NULL) {
+        (*env)->Throw(env, ctx->thrown);
+        (*env)->DeleteGlobalRef(env, ctx->thrown);
+        return 1;
+    }
+    return check(env, s);
+}
+
+static jobject make_report(JNIEnv *env, gradtau_report *r) {
+    jstring method = utf8_string(env, gradtau_report_method(r));
+    jobject out = NULL;
+    if (method != NULL)
+        out = (*env)->NewObject(env, J.report, J.report_init, method,
+                                (jlong)gradtau_report_epochs(r), (jlong)gradtau_report_steps(r),
+                                gradtau_report_seconds(r), gradtau_report_final_alpha(r),
+                                gradtau_report_final_tau(r),
+                                (jlong)gradtau_report_forget_stopped_at(r),
+                                (jboolean)gradtau_report_truncated(r));
+    gradtau_report_free(r);
+    return out;
+}
+
+JNIEXPORT jobject JNICALL Java_dev_gradtau_Native_unlearn(JNIEnv *env, jclass cls, jlong model,
+                                                          jlong forget, jlong retain, jlong val,
+                                                          jlongArray ints, jfloatArray floats,
+                                                          jbyteArray device, jobject progress) {
+    (void)cls;
+    jlong i[U_INTS];
+    jfloat f[UF_FLOATS];
+    if (read_longs(env, ints, i, U_INTS) || read_floats(env, floats, f, UF_FLOATS)) return NULL;
+    gradtau_unlearn_options o;
+    if (check(env, gradtau_unlearn_options_default((gradtau_method)i[U_METHOD], &o))) return NULL;
+    o.nabla_tau_mode = (gradtau_nabla_tau_mode)i[U_MODE];
+    o.batch_size = (size_t)i[U_BATCH_SIZE];
+    o.epochs = (size_t)i[U_EPOCHS];
+    o.tau_every = (size_t)i[U_TAU_EVERY];
+    o.norm_training = i[U_NORM_TRAINING] != 0;
+    o.seed = (uint64_t)i[U_SEED];
+    o.keep_partial = i[U_KEEP_PARTIAL] != 0;
+    o.max_steps = (size_t)i[U_MAX_STEPS];
+    o.lr = f[UF_LR];
+    o.weight_decay = f[UF_WEIGHT_DECAY];
+    o.lr_end_factor = f[UF_LR_END_FACTOR];
+    o.alpha0 = f[UF_ALPHA0];
+    o.stop_margin = f[UF_STOP_MARGIN];
+    o.retain_weight = f[UF_RETAIN_WEIGHT];
+    char *dev = NULL;
+    if (device != NULL && (dev = c_string(env, device, "device")) == NULL) return NULL;
+    o.device = dev;
+    progress_ctx ctx = {env, progress, NULL, NULL, NULL};
+    gradtau_report *report = NULL;
+    gradtau_status s = gradtau_unlearn(MODEL(model), DATASET(forget), DATASET(retain),
+                                       DATASET(val), &o, progress ? trampoline : NULL, &ctx,
+                                       &report);
+    free(dev);
+    if (finish_run(env, &ctx, s)) {
+        gradtau_report_free(report);
+        return NULL;
+    }
+    return make_report(env, report);
+}
+
+JNIEXPORT jobject JNICALL Java_dev_gradtau_Native_train(JNIEnv *env, jclass cls, jlong model,
+                                                        jlong data, jlongArray ints,
+                                                        jfloatArray floats, jbyteArray device,
+                                                        jobject progress) {
+    (void)cls;
+    jlong i[T_INTS];
+    jfloat f[TF_FLOATS];
+    if (read_longs(env, ints, i, T_INTS) || read_floats(env, floats, f, TF_FLOATS)) return NULL;
+    gradtau_train_options o;
+    if (check(env, gradtau_train_options_default(&o))) return NULL;
+    o.optimizer = (gradtau_optimizer)i[T_OPTIMIZER];
+    o.nesterov = i[T_NESTEROV] != 0;
+    o.epochs = (size_t)i[T_EPOCHS];
+    o.batch_size = (size_t)i[T_BATCH_SIZE];
+    o.seed = (uint64_t)i[T_SEED];
+    o.keep_partial = i[T_KEEP_PARTIAL] != 0;
+    o.lr = f[TF_LR];
+    o.weight_decay = f[TF_WEIGHT_DECAY];
+    o.momentum = f[TF_MOMENTUM];
+    o.clip_norm = f[TF_CLIP_NORM];
+    char *dev = NULL;
+    if (device != NULL && (dev = c_string(env, device, "device")) == NULL) return NULL;
+    o.device = dev;
+    progress_ctx ctx = {env, progress, NULL, NULL, NULL};
+    gradtau_report *report = NULL;
+    gradtau_status s = gradtau_train(MODEL(model), DATASET(data), &o,
+                                     progress ? trampoline : NULL, &ctx, &report);
+    free(dev);
+    if (finish_run(env, &ctx, s)) {
+        gradtau_report_free(report);
+        return NULL;
+    }
+    return make_report(env, report);
+}
+
+JNIEXPORT jobject JNICALL Java_dev_gradtau_Native_audit(JNIEnv *env, jclass cls, jlong model,
+                                                        jlong retain, jlong forget, jlong test,
+                                                        jlong seed) {
+    (void)cls;
+    gradtau_audit_row row;
+    if (check(env, gradtau_audit(MODEL(model), DATASET(retain), DATASET(forget), DATASET(test),
+                                 (uint64_t)seed, &row)))
+        return NULL;
+    return (*env)->NewObject(env, J.audit_row, J.audit_row_init, row.retain_accuracy,
+                             row.forget_accuracy, row.test_accuracy, row.mia_loss,
+                             row.mia_entropy);
+}

@@ -1,0 +1,153 @@
+package dev.gradtau;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.Arrays;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+/**
+ * Two models unlearned on two threads at once give the weights of running them one after the
+ * other; a second call on a busy model fails with BUSY at once.
+ */
+@Timeout(value = 120, unit = TimeUnit.SECONDS)
+class ConcurrencyTest {
+    private static Fixtures.Sets sets;
+
+    @BeforeAll
+    static void setUp() {
+        sets = Fixtures.Sets.forgetFirst(120);
+    }
+
+    @AfterAll
+    static void tearDown() {
+        sets.close();
+    }
+
+    private static UnlearnOptions opts(long seed) {
+        return UnlearnOptions.builder().seed(seed).device("cpu").maxSteps(12).build();
+    }
+
+    @Test
+    void twoThreadsUnlearnTheirOwnModels() throws Exception {
+        int[] seqA;
+        int[] seqB;
+        try (Fixtures.HostModel a = Fixtures.HostModel.digits(1);
+                Fixtures.HostModel b = Fixtures.HostModel.digits(2)) {
+            a.model.unlearn(sets.forget, sets.retain, sets.val(), opts(11));
+            b.model.unlearn(sets.forget, sets.retain, sets.val(), opts(22));
+            seqA = a.snapshot();
+            seqB = b.snapshot();
+        }
+        ExecutorService pool = Executors.newFixedThreadPool(2);
+        try (Fixtures.HostModel a = Fixtures.HostModel.digits(1);
+                Fixtures.HostModel b = Fixtures.HostModel.digits(2)) {
+            CountDownLatch start = new CountDownLatch(1);
+            // Both runs share the same (immutable) data sets.
+            Future<Report> ra = pool.submit(() -> {
+                start.await();
+                return a.model.unlearn(sets.forget, sets.retain, sets.val(), opts(11));
+            });
+            Future<Report> rb = pool.submit(() -> {
+                start.await();
+                return b.model.unlearn(sets.forget, sets.retain, sets.val(), opts(22));
+            });
+            start.countDown();
+            assertEquals(12, ra.get().steps());
+            assertEquals(12, rb.get().steps());
+            assertArrayEquals(seqA, a.snapshot());
+            assertArrayEquals(seqB, b.snapshot());
+            assertFalse(Arrays.equals(seqA, seqB));
+        } finally {
+            pool.shutdownNow();
+        }
+    }
+
+    @Test
+    void aSecondCallOnTheSameModelIsBusy() throws Exception {
+        try (Fixtures.HostModel h = Fixtures.HostModel.digits(3)) {
+            int[] before = h.snapshot();
+            CountDownLatch inside = new CountDownLatch(1);
+            CountDownLatch release = new CountDownLatch(1);
+            ExecutorService pool = Executors.newSingleThreadExecutor();
+            try {
+                // Park the run inside its first progress callback.
+                Future<Report> parked = pool.submit(() -> h.model.unlearn(sets.forget, sets.retain,
+                        sets.val(), UnlearnOptions.builder().device("cpu").maxSteps(3).build(), s -> {
+                            inside.countDown();
+                            try {
+                                return release.await(60, TimeUnit.SECONDS);
+                            } catch (InterruptedException e) {
+                                Thread.currentThread().interrupt();
+                                return false;
+                            }
+                        }));
+                assertTrue(inside.await(60, TimeUnit.SECONDS));
+
+                GradtauException busy = assertThrows(GradtauException.class,
+                        () -> h.model.unlearn(sets.forget, sets.retain, sets.val()));
+                assertEquals(Status.BUSY, busy.status());
+                assertTrue(busy.getMessage().contains("another call"), busy.getMessage());
+                assertEquals(Status.BUSY, assertThrows(GradtauException.class,
+                        () -> h.model.audit(sets.retain, sets.forget, sets.test(), 0)).status());
+                assertEquals(Status.BUSY, assertThrows(GradtauException.class,
+                        () -> h.model.initWeights(4)).status());
+                assertEquals(Status.BUSY, assertThrows(GradtauException.class,
+                        () -> h.model.bind("0.bias", h.buffers.get("0.bias"))).status());
+                assertArrayEquals(before, h.snapshot());
+                // Queries are fine while the model is busy.
+                assertEquals("cross_entropy", h.model.loss());
+                assertEquals(1, h.model.paramIndex("0.bias"));
+
+                release.countDown();
+                Report r = parked.get(60, TimeUnit.SECONDS);
+                assertEquals(3, r.steps());
+                assertFalse(Arrays.equals(before, h.snapshot()));
+                h.model.audit(sets.retain, sets.forget, sets.test(), 0);
+            } finally {
+                release.countDown();
+                pool.shutdownNow();
+            }
+        }
+    }
+
+    @Test
+    void closingWhileAnotherThreadRunsDefersTheFree() throws Exception {
+        Fixtures.HostModel h = Fixtures.HostModel.digits(4);
+        CountDownLatch inside = new CountDownLatch(1);
+        CountDownLatch release = new CountDownLatch(1);
+        ExecutorService pool = Executors.newSingleThreadExecutor();
+        try {
+            Future<Report> running = pool.submit(() -> h.model.unlearn(sets.forget, sets.retain,
+                    sets.val(), UnlearnOptions.builder().device("cpu").maxSteps(4).build(), s -> {
+                        inside.countDown();
+                        try {
+                            return release.await(60, TimeUnit.SECONDS);
+                        } catch (InterruptedException e) {
+                            Thread.currentThread().interrupt();
+                            return false;
+                        }
+                    }));
+            assertTrue(inside.await(60, TimeUnit.SECONDS));
+            h.model.close(); // the native model stays alive until the run returns
+            assertThrows(IllegalStateException.class, () -> h.model.initWeights(1));
+            release.countDown();
+            assertEquals(4, running.get(60, TimeUnit.SECONDS).steps());
+            assertTrue(h.allFinite());
+        } finally {
+            release.countDown();
+            pool.shutdownNow();
+        }
+    }
+}
