@@ -43,24 +43,17 @@ public final class Model implements AutoCloseable {
     // address. Guarded by bindLock so that it always matches what the library holds.
     private final Map<String, FloatBuffer> bound = new HashMap<>();
 
-    private Model(long pointer) {
+    private Model(long pointer, List<ParamInfo> params) {
+        this.params = Collections.unmodifiableList(params);
+        Map<String, ParamInfo> names = new HashMap<>();
+        for (ParamInfo info : params) {
+            names.put(info.name(), info);
+        }
+        this.byName = names;
+        // Registered last: once the Cleaner owns the pointer nothing here can fail, so the
+        // pointer is freed either by fromJson's catch or by the Cleaner, never by both.
         this.handle = new NativeHandle("Model", pointer, Native::modelFree);
         this.cleanable = Native.CLEANER.register(this, handle);
-        long p = handle.acquire();
-        try {
-            long n = Native.modelParamCount(p);
-            List<ParamInfo> list = new ArrayList<>();
-            Map<String, ParamInfo> names = new HashMap<>();
-            for (long i = 0; i < n; i++) {
-                ParamInfo info = Native.modelParam(p, i);
-                list.add(info);
-                names.put(info.name(), info);
-            }
-            this.params = Collections.unmodifiableList(list);
-            this.byName = names;
-        } finally {
-            handle.release();
-        }
     }
 
     /**
@@ -74,7 +67,12 @@ public final class Model implements AutoCloseable {
         Native.ensureLoaded();
         long p = Native.modelNew(specJson.getBytes(StandardCharsets.UTF_8));
         try {
-            return new Model(p);
+            long n = Native.modelParamCount(p);
+            List<ParamInfo> params = new ArrayList<>();
+            for (long i = 0; i < n; i++) {
+                params.add(Native.modelParam(p, i));
+            }
+            return new Model(p, params);
         } catch (RuntimeException | Error e) {
             Native.modelFree(p);
             throw e;
