@@ -21,6 +21,9 @@ cargo test --release
 step "C and C++: header drift, exported symbols, C tests under sanitizers, C++ GoogleTest, CMake package"
 scripts/test-native.sh
 
+step "Java: JNI glue + JUnit 5 (Maven Surefire)"
+scripts/test-java.sh
+
 step "MIA logistic regression vs scikit-learn"
 if python3 -c 'import sklearn, numpy' 2>/dev/null; then
   python3 scripts/check_mia_sklearn.py
