@@ -203,8 +203,8 @@ func (m *Model) Bind(name string, buf *Buffer) error {
 	m.bindMu.Lock()
 	defer m.bindMu.Unlock()
 	err = call(op, func() C.gradtau_status {
-		// A zero-length Buffer passes NULL, which the ABI reads as an empty buffer and
-		// rejects with a length mismatch (no parameter is empty).
+		// A zero-length Buffer passes NULL, which gradtau_model_bind refuses with
+		// StatusNullPointer (no parameter is empty, so nothing legitimate is lost).
 		return C.gradtau_model_bind(ptr, cname, data, C.size_t(buf.Len()))
 	})
 	runtime.KeepAlive(m)
