@@ -71,7 +71,7 @@ func TestBusy(t *testing.T) {
 
 	inside := make(chan struct{})
 	proceed := make(chan struct{})
-	var reentrant error
+	var reentrant, reentrantClose error
 	opts, _ := DefaultUnlearnOptions(MethodNablaTau)
 	opts.MaxSteps = 4
 	first := true
@@ -79,6 +79,7 @@ func TestBusy(t *testing.T) {
 		if first {
 			first = false
 			reentrant = m.InitWeights(9)
+			reentrantClose = m.Close()
 			close(inside)
 			<-proceed
 		}
@@ -110,6 +111,7 @@ func TestBusy(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantStatus(t, reentrant, StatusBusy)
+	wantStatus(t, reentrantClose, StatusBusy)
 	if snapshotsEqual(before, w.Snapshot()) {
 		t.Fatal("the run did not write its result")
 	}
