@@ -1,0 +1,221 @@
+package gradtau
+
+/*
+#include <stdlib.h>
+#include "gradtau.h"
+*/
+import "C"
+
+import (
+	"runtime"
+	"sync"
+	"unsafe"
+)
+
+// Dataset is an immutable data set: inputs [N, ...] and class labels or float targets.
+// gradtau copies the Go slices once at construction, so they may be reused afterwards.
+// A Dataset may be used by any number of goroutines at once (e.g. one retain set shared by
+// two models).
+type Dataset struct {
+	// mu is held for reading by every call that hands ptr to C and for writing by Close, so
+	// Close can never free the set under a running call.
+	mu  sync.RWMutex
+	ptr *C.gradtau_dataset
+}
+
+func newDataset(ptr *C.gradtau_dataset) *Dataset {
+	d := &Dataset{ptr: ptr}
+	runtime.SetFinalizer(d, (*Dataset).Close)
+	return d
+}
+
+// NewClassDataset builds a classification set: inputs holds the row-major values of shape
+// (shape[0] = number of samples), labels one non-negative class per sample.
+func NewClassDataset(inputs []float32, shape []int, labels []int32) (*Dataset, error) {
+	const op = "dataset_classes_new"
+	cshape, err := sizes(op, "shape", shape)
+	if err != nil {
+		return nil, err
+	}
+	var ptr *C.gradtau_dataset
+	err = call(op, func() C.gradtau_status {
+		// Go memory passed for the duration of the call only (gradtau copies it), which
+		// cgo's pointer rules allow: the slices hold no Go pointers.
+		return C.gradtau_dataset_classes_new(floatPtr(inputs), C.size_t(len(inputs)),
+			sizePtr(cshape), C.size_t(len(cshape)), int32Ptr(labels), C.size_t(len(labels)), &ptr)
+	})
+	runtime.KeepAlive(inputs)
+	runtime.KeepAlive(cshape)
+	runtime.KeepAlive(labels)
+	if err != nil {
+		return nil, err
+	}
+	return newDataset(ptr), nil
+}
+
+// NewValueDataset builds a set with float targets (for mse and bce_with_logits models);
+// targetShape[0] must equal shape[0].
+func NewValueDataset(inputs []float32, shape []int, targets []float32, targetShape []int) (*Dataset, error) {
+	const op = "dataset_values_new"
+	cshape, err := sizes(op, "shape", shape)
+	if err != nil {
+		return nil, err
+	}
+	ctshape, err := sizes(op, "target shape", targetShape)
+	if err != nil {
+		return nil, err
+	}
+	var ptr *C.gradtau_dataset
+	err = call(op, func() C.gradtau_status {
+		return C.gradtau_dataset_values_new(floatPtr(inputs), C.size_t(len(inputs)),
+			sizePtr(cshape), C.size_t(len(cshape)), floatPtr(targets), C.size_t(len(targets)),
+			sizePtr(ctshape), C.size_t(len(ctshape)), &ptr)
+	})
+	runtime.KeepAlive(inputs)
+	runtime.KeepAlive(cshape)
+	runtime.KeepAlive(targets)
+	runtime.KeepAlive(ctshape)
+	if err != nil {
+		return nil, err
+	}
+	return newDataset(ptr), nil
+}
+
+// DigitsSplit returns the embedded UCI digits data (1797 8x8 images in [0, 1], labels 0-9)
+// split with seed into train (70 %), validation (10 %) and test (20 %) sets. Demo and test
+// convenience; pairs with DigitsMLPSpec.
+func DigitsSplit(seed uint64) (train, val, test *Dataset, err error) {
+	var tr, va, te *C.gradtau_dataset
+	err = call("digits_split", func() C.gradtau_status {
+		return C.gradtau_digits_split(C.uint64_t(seed), &tr, &va, &te)
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return newDataset(tr), newDataset(va), newDataset(te), nil
+}
+
+// acquire pins the set open for one C call; release with d.mu.RUnlock.
+func (d *Dataset) acquire(op string) (*C.gradtau_dataset, error) {
+	if d == nil {
+		return nil, &Error{Status: StatusNullPointer, Op: op, Message: "nil *Dataset"}
+	}
+	d.mu.RLock()
+	if d.ptr == nil {
+		d.mu.RUnlock()
+		return nil, ErrClosed
+	}
+	return d.ptr, nil
+}
+
+// Len is the number of samples (0 after Close).
+func (d *Dataset) Len() int {
+	ptr, err := d.acquire("dataset_len")
+	if err != nil {
+		return 0
+	}
+	n := int(C.gradtau_dataset_len(ptr))
+	d.mu.RUnlock()
+	runtime.KeepAlive(d)
+	afterCall()
+	return n
+}
+
+// Labels copies the class label of every sample.
+func (d *Dataset) Labels() ([]int32, error) {
+	const op = "dataset_labels"
+	ptr, err := d.acquire(op)
+	if err != nil {
+		return nil, err
+	}
+	defer d.mu.RUnlock()
+	n := int(C.gradtau_dataset_len(ptr))
+	labels := make([]int32, n)
+	err = call(op, func() C.gradtau_status {
+		return C.gradtau_dataset_labels(ptr, int32Ptr(labels), C.size_t(n))
+	})
+	runtime.KeepAlive(labels)
+	runtime.KeepAlive(d)
+	if err != nil {
+		return nil, err
+	}
+	return labels, nil
+}
+
+// Subset returns a new set with the samples at indices (copied, in that order; repeats
+// allowed).
+func (d *Dataset) Subset(indices []int) (*Dataset, error) {
+	const op = "dataset_subset"
+	cidx, err := sizes(op, "indices", indices)
+	if err != nil {
+		return nil, err
+	}
+	ptr, err := d.acquire(op)
+	if err != nil {
+		return nil, err
+	}
+	defer d.mu.RUnlock()
+	var out *C.gradtau_dataset
+	err = call(op, func() C.gradtau_status {
+		return C.gradtau_dataset_subset(ptr, sizePtr(cidx), C.size_t(len(cidx)), &out)
+	})
+	runtime.KeepAlive(cidx)
+	runtime.KeepAlive(d)
+	if err != nil {
+		return nil, err
+	}
+	return newDataset(out), nil
+}
+
+// Close frees the set. It returns a StatusBusy error, and frees nothing, while another
+// goroutine is using the set in a call; a second Close is a no-op.
+func (d *Dataset) Close() error {
+	if d == nil {
+		return nil
+	}
+	if !d.mu.TryLock() {
+		return busy("dataset_free", "the data set is in use by a running call")
+	}
+	defer d.mu.Unlock()
+	if d.ptr != nil {
+		C.gradtau_dataset_free(d.ptr)
+		d.ptr = nil
+		runtime.SetFinalizer(d, nil)
+		afterCall()
+	}
+	return nil
+}
+
+// sizes converts Go ints to size_t, refusing negative values before they wrap around.
+func sizes(op, what string, v []int) ([]C.size_t, error) {
+	out := make([]C.size_t, len(v))
+	for i, x := range v {
+		if x < 0 {
+			return nil, invalid(op, "%s[%d] is negative (%d)", what, i, x)
+		}
+		out[i] = C.size_t(x)
+	}
+	return out, nil
+}
+
+// The pointer helpers map an empty slice to NULL, which the ABI reads as an empty buffer.
+func floatPtr(s []float32) *C.float {
+	if len(s) == 0 {
+		return nil
+	}
+	return (*C.float)(unsafe.Pointer(&s[0]))
+}
+
+func int32Ptr(s []int32) *C.int32_t {
+	if len(s) == 0 {
+		return nil
+	}
+	return (*C.int32_t)(unsafe.Pointer(&s[0]))
+}
+
+func sizePtr(s []C.size_t) *C.size_t {
+	if len(s) == 0 {
+		return nil
+	}
+	return &s[0]
+}

@@ -1,0 +1,5 @@
+//go:build !gradtau_gcdebug
+
+package gradtau
+
+const debugForceGC = false

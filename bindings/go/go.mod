@@ -1,0 +1,3 @@
+module github.com/gradtau/gradtau-go
+
+go 1.21

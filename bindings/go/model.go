@@ -1,0 +1,323 @@
+package gradtau
+
+/*
+#include <stdlib.h>
+#include "gradtau.h"
+*/
+import "C"
+
+import (
+	"runtime"
+	"sync"
+	"unsafe"
+)
+
+// Model is an architecture compiled from a JSON spec plus the buffers bound to its
+// parameters.
+//
+// Concurrency: any number of goroutines may call methods on one Model. gradtau runs the
+// mutating calls (Bind, UnbindAll, InitWeights, Train, Unlearn, Audit) one at a time per
+// model: a second one while another runs returns a StatusBusy error at once instead of
+// waiting. Different models run in parallel.
+type Model struct {
+	// mu is held for reading around every C call that uses ptr and for writing by Close,
+	// so Close can never free the model under a running call. Close only tries the lock
+	// (and reports busy), so a progress callback that closes its own model cannot deadlock.
+	mu  sync.RWMutex
+	ptr *C.gradtau_model
+
+	// bound holds a reference to every Buffer gradtau has the pointer of, so that memory
+	// stays allocated while gradtau may touch it.
+	bindMu sync.Mutex
+	bound  map[string]*Buffer
+}
+
+// ParamInfo describes one parameter (or buffer, such as a batchnorm running mean).
+type ParamInfo struct {
+	// Name as in PyTorch's state_dict: "<node>.<param>".
+	Name string
+	// Shape, row-major.
+	Shape []int
+	// Numel is the number of floats its buffer must hold.
+	Numel int
+	// Trainable is false for buffers that are not trained (they must be bound all the same).
+	Trainable bool
+}
+
+// DigitsMLPSpec is the demo spec for DigitsSplit's data: a 64-128-128-10 ReLU MLP with
+// cross-entropy.
+func DigitsMLPSpec() string {
+	s := C.GoString(C.gradtau_digits_mlp_spec())
+	afterCall()
+	return s
+}
+
+// NewModel compiles a model from its JSON spec (format "gradtau.model/1"). A malformed spec
+// gives a StatusSpec error whose message names the node and field at fault.
+func NewModel(specJSON string) (*Model, error) {
+	if err := checkABI(); err != nil {
+		return nil, err
+	}
+	var ptr *C.gradtau_model
+	err := call("model_new", func() C.gradtau_status {
+		// The string's bytes are Go memory read only during the call (gradtau copies what
+		// it keeps); an empty string becomes NULL with length 0, an empty buffer.
+		return C.gradtau_model_new((*C.char)(unsafe.Pointer(unsafe.StringData(specJSON))),
+			C.size_t(len(specJSON)), &ptr)
+	})
+	runtime.KeepAlive(specJSON)
+	if err != nil {
+		return nil, err
+	}
+	m := &Model{ptr: ptr, bound: map[string]*Buffer{}}
+	runtime.SetFinalizer(m, (*Model).Close)
+	return m, nil
+}
+
+// acquire pins the model open for one C call; release with m.mu.RUnlock.
+func (m *Model) acquire(op string) (*C.gradtau_model, error) {
+	if m == nil {
+		return nil, &Error{Status: StatusNullPointer, Op: op, Message: "nil *Model"}
+	}
+	m.mu.RLock()
+	if m.ptr == nil {
+		m.mu.RUnlock()
+		return nil, ErrClosed
+	}
+	return m.ptr, nil
+}
+
+// Params describes every parameter, in spec order.
+func (m *Model) Params() ([]ParamInfo, error) {
+	const op = "model_param"
+	ptr, err := m.acquire(op)
+	if err != nil {
+		return nil, err
+	}
+	defer m.mu.RUnlock()
+	n := int(C.gradtau_model_param_count(ptr))
+	out := make([]ParamInfo, 0, n)
+	for i := 0; i < n; i++ {
+		var info C.gradtau_param_info
+		if err := call(op, func() C.gradtau_status {
+			return C.gradtau_model_param(ptr, C.size_t(i), &info)
+		}); err != nil {
+			return nil, err
+		}
+		out = append(out, ParamInfo{
+			Name:      C.GoString(info.name),
+			Shape:     goSizes(info.shape, info.rank),
+			Numel:     int(info.numel),
+			Trainable: bool(info.trainable),
+		})
+	}
+	runtime.KeepAlive(m)
+	return out, nil
+}
+
+// ParamIndex is the spec-order index of the parameter name; an unknown name is a
+// StatusBinding error.
+func (m *Model) ParamIndex(name string) (int, error) {
+	const op = "model_param_index"
+	ptr, err := m.acquire(op)
+	if err != nil {
+		return 0, err
+	}
+	defer m.mu.RUnlock()
+	cname := C.CString(name)
+	defer C.free(unsafe.Pointer(cname))
+	var idx C.size_t
+	err = call(op, func() C.gradtau_status { return C.gradtau_model_param_index(ptr, cname, &idx) })
+	runtime.KeepAlive(m)
+	if err != nil {
+		return 0, err
+	}
+	return int(idx), nil
+}
+
+// InputShape is the per-sample input shape (without the batch dimension).
+func (m *Model) InputShape() ([]int, error) {
+	return m.shape("model_input_shape", func(ptr *C.gradtau_model, s **C.size_t, r *C.size_t) C.gradtau_status {
+		return C.gradtau_model_input_shape(ptr, s, r)
+	})
+}
+
+// OutputShape is the per-sample output shape, e.g. [10] for ten classes.
+func (m *Model) OutputShape() ([]int, error) {
+	return m.shape("model_output_shape", func(ptr *C.gradtau_model, s **C.size_t, r *C.size_t) C.gradtau_status {
+		return C.gradtau_model_output_shape(ptr, s, r)
+	})
+}
+
+func (m *Model) shape(op string, f func(*C.gradtau_model, **C.size_t, *C.size_t) C.gradtau_status) ([]int, error) {
+	ptr, err := m.acquire(op)
+	if err != nil {
+		return nil, err
+	}
+	defer m.mu.RUnlock()
+	var s *C.size_t
+	var rank C.size_t
+	if err := call(op, func() C.gradtau_status { return f(ptr, &s, &rank) }); err != nil {
+		return nil, err
+	}
+	// The array belongs to the model, which the read lock keeps alive while it is copied.
+	out := goSizes(s, rank)
+	runtime.KeepAlive(m)
+	return out, nil
+}
+
+// Loss is "cross_entropy", "mse" or "bce_with_logits".
+func (m *Model) Loss() (string, error) {
+	ptr, err := m.acquire("model_loss")
+	if err != nil {
+		return "", err
+	}
+	defer m.mu.RUnlock()
+	loss := C.GoString(C.gradtau_model_loss(ptr))
+	runtime.KeepAlive(m)
+	afterCall()
+	return loss, nil
+}
+
+// Bind lends buf as the parameter name; binding a name again replaces the earlier buffer.
+// gradtau reads it during InitWeights, Train, Unlearn and Audit and writes it only when
+// such a call succeeds. A wrong length or unknown name is a StatusBinding error.
+func (m *Model) Bind(name string, buf *Buffer) error {
+	const op = "model_bind"
+	if buf == nil {
+		return &Error{Status: StatusNullPointer, Op: op, Message: "nil *Buffer"}
+	}
+	ptr, err := m.acquire(op)
+	if err != nil {
+		return err
+	}
+	defer m.mu.RUnlock()
+	data, err := buf.acquire()
+	if err != nil {
+		return err
+	}
+	cname := C.CString(name)
+	defer C.free(unsafe.Pointer(cname))
+	// Held across the C call so that two concurrent Binds of one name cannot record their
+	// buffers in the opposite order from the one gradtau applied.
+	m.bindMu.Lock()
+	defer m.bindMu.Unlock()
+	err = call(op, func() C.gradtau_status {
+		// A zero-length Buffer passes NULL, which gradtau_model_bind refuses with
+		// StatusNullPointer (no parameter is empty, so nothing legitimate is lost).
+		return C.gradtau_model_bind(ptr, cname, data, C.size_t(buf.Len()))
+	})
+	runtime.KeepAlive(m)
+	if err != nil {
+		buf.release()
+		return err
+	}
+	if old := m.bound[name]; old != nil {
+		old.release()
+	}
+	m.bound[name] = buf
+	return nil
+}
+
+// UnbindAll makes gradtau forget every bound buffer.
+func (m *Model) UnbindAll() error {
+	const op = "model_unbind_all"
+	ptr, err := m.acquire(op)
+	if err != nil {
+		return err
+	}
+	defer m.mu.RUnlock()
+	m.bindMu.Lock()
+	defer m.bindMu.Unlock()
+	err = call(op, func() C.gradtau_status { return C.gradtau_model_unbind_all(ptr) })
+	runtime.KeepAlive(m)
+	if err != nil {
+		return err
+	}
+	m.releaseBindings()
+	return nil
+}
+
+func (m *Model) releaseBindings() {
+	for name, b := range m.bound {
+		b.release()
+		delete(m.bound, name)
+	}
+}
+
+// NewWeights allocates one zeroed Buffer per parameter and binds them all. Close the
+// Weights when done with them (their memory lives until the model is closed as well).
+func (m *Model) NewWeights() (*Weights, error) {
+	params, err := m.Params()
+	if err != nil {
+		return nil, err
+	}
+	w := &Weights{index: make(map[string]int, len(params))}
+	for _, p := range params {
+		b, err := NewBuffer(p.Numel)
+		if err == nil {
+			err = m.Bind(p.Name, b)
+		}
+		if err != nil {
+			if b != nil {
+				_ = b.Close()
+			}
+			_ = w.Close()
+			return nil, err
+		}
+		w.index[p.Name] = len(w.names)
+		w.names = append(w.names, p.Name)
+		w.bufs = append(w.bufs, b)
+	}
+	return w, nil
+}
+
+// InitWeights writes PyTorch's default initialisation (seeded) into every bound buffer.
+func (m *Model) InitWeights(seed uint64) error {
+	const op = "model_init_weights"
+	ptr, err := m.acquire(op)
+	if err != nil {
+		return err
+	}
+	defer m.mu.RUnlock()
+	err = call(op, func() C.gradtau_status { return C.gradtau_model_init_weights(ptr, C.uint64_t(seed)) })
+	runtime.KeepAlive(m)
+	return err
+}
+
+// Close frees the model and drops its references to the bound buffers (the host's data in
+// them is untouched). While another call on the model is running it returns a StatusBusy
+// error and frees nothing; a second Close is a no-op.
+func (m *Model) Close() error {
+	if m == nil {
+		return nil
+	}
+	if !m.mu.TryLock() {
+		return busy("model_free", "another call on the model is running")
+	}
+	defer m.mu.Unlock()
+	if m.ptr == nil {
+		return nil
+	}
+	C.gradtau_model_free(m.ptr)
+	m.ptr = nil
+	runtime.SetFinalizer(m, nil)
+	// Only after the free: until then gradtau holds the pointers.
+	m.bindMu.Lock()
+	m.releaseBindings()
+	m.bindMu.Unlock()
+	afterCall()
+	return nil
+}
+
+func goSizes(p *C.size_t, n C.size_t) []int {
+	if n == 0 || p == nil {
+		return []int{}
+	}
+	src := unsafe.Slice(p, int(n))
+	out := make([]int, len(src))
+	for i, v := range src {
+		out[i] = int(v)
+	}
+	return out
+}
