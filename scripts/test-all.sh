@@ -21,6 +21,9 @@ cargo test --release
 step "C and C++: header drift, exported symbols, C tests under sanitizers, C++ GoogleTest, CMake package"
 scripts/test-native.sh
 
+step "Go: cgo bindings (go vet, go test -race, GC-forcing run)"
+scripts/test-go.sh
+
 step "Java: JNI glue + JUnit 5 (Maven Surefire)"
 scripts/test-java.sh
 
