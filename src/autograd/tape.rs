@@ -290,3 +290,36 @@ impl Tape {
         Ok(result)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gradients_accumulate_per_key_and_the_tape_is_released() {
+        // f(w) = sum(w * w) + sum(w): df/dw = 2w + 1, with w used three times.
+        let mut tape = Tape::new();
+        for _ in 0..3 {
+            let w = tape.var(Tensor::from_slice(&[1.0, -2.0, 0.5], &[3]).unwrap(), 4);
+            let sq = tape.mul(w, w).unwrap();
+            let s = tape.sum(sq).unwrap();
+            let t = tape.sum(w).unwrap();
+            let l = tape.add(s, t).unwrap();
+            let g = tape.backward(l).unwrap();
+            assert_eq!(g.get(4).unwrap().to_vec().unwrap(), vec![3.0, -3.0, 2.0]);
+            assert!(g.get(0).is_none());
+            // backward clears the tape and keeps its allocation for the next step
+            assert!(tape.is_empty());
+        }
+        // evaluation tapes record no backward rule and refuse backward
+        let mut eval = Tape::no_grad();
+        let w = eval.var(Tensor::scalar(2.0), 0);
+        let y = eval.scale(w, 3.0).unwrap();
+        assert!(!eval.requires_grad(y));
+        assert!(eval.backward(y).is_err());
+        // backward from a non-scalar needs an explicit seed
+        let mut t = Tape::new();
+        let w = t.var(Tensor::zeros(&[2]), 0);
+        assert!(t.backward(w).is_err());
+    }
+}
