@@ -111,20 +111,36 @@ fn run(sc: &Scenario, method: &Method) -> Vec<Tensor> {
 }
 
 /// `got` moved at least half-way from `orig` towards `target`, and not past it by more
-/// than `tol` (the measurement noise of the quantity on sets of this size).
-fn closes_half_the_gap(what: &str, orig: f64, target: f64, got: f64, tol: f64) {
+/// than `noise` (the measurement noise of the quantity on sets of this size). Where the
+/// original→retrained gap is itself within twice the noise there is nothing measurable to
+/// close, and `got` only has to land within the noise of the retrained model.
+fn closes_half_the_gap(what: &str, orig: f64, target: f64, got: f64, noise: f64) {
     let gap = target - orig;
     let moved = got - orig;
     eprintln!("{what}: original {orig:.4} retrained {target:.4} ∇τ {got:.4}");
+    if gap.abs() <= 2.0 * noise {
+        assert!(
+            (got - target).abs() <= noise,
+            "{what}: ∇τ is not within {noise} of the retrained model"
+        );
+        return;
+    }
     assert!(
         moved * gap.signum() >= 0.5 * gap.abs() - 1e-9,
         "{what}: ∇τ closed less than half the gap"
     );
     assert!(
-        (got - target) * gap.signum() <= tol,
+        (got - target) * gap.signum() <= noise,
         "{what}: ∇τ overshot past the retrained model"
     );
 }
+
+/// Spread of the membership attack's score between audit seeds for a fixed model on these
+/// set sizes (about 130 forget vs 360 test samples).
+const MIA_NOISE: f64 = 0.05;
+
+/// One sample of the forget set, in accuracy.
+const ONE_SAMPLE: f64 = 0.01;
 
 fn cpu() -> DeviceRequest {
     DeviceRequest::Exact(gradtau::Device::Cpu)
@@ -155,9 +171,9 @@ fn class_removal_behaves_like_retraining() {
         o.forget_accuracy,
         r.forget_accuracy,
         u.forget_accuracy,
-        0.02,
+        ONE_SAMPLE,
     );
-    closes_half_the_gap("MIA (loss)", o.mia_loss, r.mia_loss, u.mia_loss, 0.03);
+    closes_half_the_gap("MIA (loss)", o.mia_loss, r.mia_loss, u.mia_loss, MIA_NOISE);
     // Test accuracy on the classes the model keeps (the removed class is meant to go).
     let ty = s.test.y.classes().unwrap();
     let kept = s
@@ -195,9 +211,9 @@ fn random_forgetting_behaves_like_retraining() {
         o.forget_accuracy,
         r.forget_accuracy,
         u.forget_accuracy,
-        0.02,
+        ONE_SAMPLE,
     );
-    closes_half_the_gap("MIA (loss)", o.mia_loss, r.mia_loss, u.mia_loss, 0.03);
+    closes_half_the_gap("MIA (loss)", o.mia_loss, r.mia_loss, u.mia_loss, MIA_NOISE);
     eprintln!(
         "test accuracy: original {:.4} ∇τ {:.4}",
         o.test_accuracy, u.test_accuracy
