@@ -1,6 +1,7 @@
 use crate::error::{Error, Result};
 use crate::ops;
 use crate::tensor::Tensor;
+use std::time::{Duration, Instant};
 
 /// A value on the tape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -89,6 +90,8 @@ impl Gradients {
 pub struct Tape {
     nodes: Vec<Node>,
     grad_enabled: bool,
+    /// Per-op backward timings, collected only when profiling was switched on.
+    profile: Option<Vec<(&'static str, Duration)>>,
 }
 
 impl Default for Tape {
@@ -103,6 +106,7 @@ impl Tape {
         Tape {
             nodes: Vec::with_capacity(64),
             grad_enabled: true,
+            profile: None,
         }
     }
 
@@ -112,6 +116,7 @@ impl Tape {
         Tape {
             nodes: Vec::with_capacity(64),
             grad_enabled: false,
+            profile: None,
         }
     }
 
@@ -127,6 +132,20 @@ impl Tape {
 
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
+    }
+
+    /// Starts or stops recording the wall time of each op's backward rule (for benchmarks;
+    /// off by default, when it costs one branch per node).
+    pub fn set_profiling(&mut self, on: bool) {
+        self.profile = on.then(Vec::new);
+    }
+
+    /// The `(op name, backward time)` pairs recorded since the last call, in sweep order.
+    pub fn take_profile(&mut self) -> Vec<(&'static str, Duration)> {
+        self.profile
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Drops every recorded value, keeping the allocation for the next pass.
@@ -223,12 +242,19 @@ impl Tape {
                 ),
             ));
         }
-        let result = self.sweep(out, seed);
+        let mut profile = self.profile.take();
+        let result = self.sweep(out, seed, profile.as_mut());
+        self.profile = profile;
         self.clear();
         result
     }
 
-    fn sweep(&self, out: Var, seed: Tensor) -> Result<Gradients> {
+    fn sweep(
+        &self,
+        out: Var,
+        seed: Tensor,
+        mut profile: Option<&mut Vec<(&'static str, Duration)>>,
+    ) -> Result<Gradients> {
         let mut grads: Vec<Option<Tensor>> = vec![None; out.0 + 1];
         grads[out.0] = Some(seed);
         let mut result = Gradients::default();
@@ -256,7 +282,11 @@ impl Tape {
                     .map(|v| self.nodes[v.0].requires_grad)
                     .collect(),
             };
+            let started = profile.is_some().then(Instant::now);
             let input_grads = op.backward(&ctx)?;
+            if let (Some(p), Some(t0)) = (profile.as_deref_mut(), started) {
+                p.push((op.name(), t0.elapsed()));
+            }
             if input_grads.len() != node.inputs.len() {
                 return Err(Error::invalid(format!(
                     "internal: backward of `{}` returned {} gradients for {} inputs",
@@ -288,5 +318,40 @@ impl Tape {
             }
         }
         Ok(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profiling_records_each_backward_rule_only_when_on() {
+        let run = |tape: &mut Tape| {
+            let w = tape.var(Tensor::from_slice(&[1.0, -2.0, 3.0], &[1, 3]).unwrap(), 0);
+            let x = tape.constant(Tensor::from_slice(&[0.5, 0.5, 0.5], &[1, 3]).unwrap());
+            let h = tape.linear(x, w, None).unwrap();
+            let r = tape.relu(h).unwrap();
+            let loss = tape.mean(r).unwrap();
+            tape.backward(loss).unwrap()
+        };
+        let mut tape = Tape::new();
+        let plain = run(&mut tape);
+        assert!(tape.take_profile().is_empty());
+
+        tape.set_profiling(true);
+        let profiled = run(&mut tape);
+        let names: Vec<_> = tape.take_profile().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["mean", "relu", "linear"]);
+        // taken, so a second take is empty; gradients are unaffected by profiling
+        assert!(tape.take_profile().is_empty());
+        assert_eq!(
+            plain.get(0).unwrap().to_vec().unwrap(),
+            profiled.get(0).unwrap().to_vec().unwrap()
+        );
+
+        tape.set_profiling(false);
+        run(&mut tape);
+        assert!(tape.take_profile().is_empty());
     }
 }

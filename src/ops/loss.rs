@@ -15,7 +15,7 @@ fn rows(x: &Tensor, op: &'static str) -> Result<(usize, usize)> {
         return Err(Error::shape(op, "input must have a batch dimension"));
     }
     let n = x.dim(0);
-    Ok((n, if n == 0 { 0 } else { x.numel() / n }))
+    Ok((n, x.numel().checked_div(n).unwrap_or(0)))
 }
 
 /// Checks class labels against the number of classes.
@@ -173,11 +173,11 @@ impl BackwardOp for RegressionBackward {
         );
         let g = host(c.grad, self.name())?;
         let n = c.inputs[0].dim(0);
-        let d = if n == 0 { 0 } else { x.len() / n };
+        let d = x.len().checked_div(n).unwrap_or(0);
         let mut gx = vec![0.0f32; x.len()];
         let mut gt = vec![0.0f32; x.len()];
-        for i in 0..n {
-            let w = g[i] / d as f32;
+        for (i, &gi) in g.iter().enumerate().take(n) {
+            let w = gi / d as f32;
             for k in i * d..(i + 1) * d {
                 if self.bce {
                     let s = if x[k] >= 0.0 {
