@@ -4,6 +4,7 @@
 #   scripts/bench.sh                # both models, 2 threads, 3 interleaved rounds
 #   THREADS=1 ROUNDS=5 MODELS=mlp scripts/bench.sh
 #   PROFILE=1 scripts/bench.sh      # also print gradtau's per-op breakdown
+#   MALLOC_VARIANT=0 scripts/bench.sh   # skip the gradtau run with MALLOC_TOP_PAD_ set
 #
 # PyTorch comes from PyPI into a git-ignored virtual environment (.venv-bench/, or $BENCH_VENV).
 # PyPI has no CPU-only torch for x86-64 Linux: the plain wheel imports only with its CUDA
@@ -19,10 +20,11 @@ cd "$(dirname "$0")/.."
 THREADS="${THREADS:-2}"
 ROUNDS="${ROUNDS:-3}"
 MODELS="${MODELS:-mlp,cnn}"
-WARMUP="${WARMUP:-10}"
+WARMUP="${WARMUP:-20}"
 ITERS="${ITERS:-50}"
 PEAK_SIZES="${PEAK_SIZES:-1024,2048}"
 VENV="${BENCH_VENV:-.venv-bench}"
+MALLOC_VARIANT="${MALLOC_VARIANT:-1}"
 
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     echo "installing PyTorch into $VENV (first run only)..." >&2
@@ -40,11 +42,17 @@ results="$(mktemp)"
 trap 'rm -f "$results"' EXIT
 profile_flag=()
 [[ "${PROFILE:-0}" == 1 ]] && profile_flag=(--profile)
-common=(--models "$MODELS" --threads "$THREADS" --warmup "$WARMUP" --iters "$ITERS"
-    --peak-sizes "$PEAK_SIZES")
+steps_only=(--models "$MODELS" --threads "$THREADS" --warmup "$WARMUP" --iters "$ITERS")
+common=("${steps_only[@]}" --peak-sizes "$PEAK_SIZES")
 for ((r = 1; r <= ROUNDS; r++)); do
     echo "round $r/$ROUNDS..." >&2
     "$bench_bin" "${common[@]}" "${profile_flag[@]}" | sed "s/^{/{\"round\":$r,/" >>"$results"
+    if [[ "$MALLOC_VARIANT" == 1 ]]; then
+        # Same binary, but glibc keeps 64 MiB at the top of the heap instead of returning
+        # freed activations to the kernel and faulting them in again on the next step.
+        MALLOC_TOP_PAD_=67108864 "$bench_bin" "${steps_only[@]}" --peak-sizes "" |
+            sed -e "s/^{/{\"round\":$r,/" -e 's/"impl":"gradtau"/"impl":"gradtau_pad"/' >>"$results"
+    fi
     "$VENV/bin/python" scripts/bench_torch_cpu.py "${common[@]}" |
         sed "s/^{/{\"round\": $r, /" >>"$results"
 done
@@ -70,20 +78,23 @@ def best(impl, model):
     runs = steps.get((impl, model))
     return min(runs, key=lambda r: r["median_ms"]) if runs else None
 
-print(f"\nstep time (ms), batch 128, {threads} threads: best median of the rounds, and the "
-      "fastest single step of all rounds")
-print(f"{'model':<6} {'gradtau':>9} {'torch':>9} {'ratio':>6}   {'gradtau min':>11} "
-      f"{'torch min':>9} {'ratio':>6}")
+print(f"\nstep time (ms), batch 128, {threads} threads. med: best median of the rounds; "
+      "min: fastest single step of all rounds.\ngradtau_pad: gradtau with MALLOC_TOP_PAD_=64MiB "
+      "(freed buffers stay in the heap instead of being faulted in again every step)")
+impls = [i for i in ("gradtau", "gradtau_pad", "torch") if any(k[0] == i for k in steps)]
+head = "".join(f" {i + ' ' + st:>16}" for st in ("med", "min") for i in impls)
+ratios = [i for i in impls if i != "torch"] if "torch" in impls else []
+head += "".join(f" {i + '/torch ' + st:>20}" for st in ("med", "min") for i in ratios)
+print(f"{'model':<6}{head}")
 models = sorted({m for (_, m) in steps}, key=lambda m: ["mlp", "cnn"].index(m))
 for m in models:
-    g, t = best("gradtau", m), best("torch", m)
-    gmin = min((x["min_ms"] for x in steps.get(("gradtau", m), [])), default=None)
-    tmin = min((x["min_ms"] for x in steps.get(("torch", m), [])), default=None)
-    f = lambda v, w: f"{v:{w}.3f}" if v is not None else f"{'-':>{w}}"
-    r = lambda a, b: f"{a / b:6.2f}" if a is not None and b is not None else f"{'-':>6}"
-    gmed, tmed = (g["median_ms"] if g else None), (t["median_ms"] if t else None)
-    print(f"{m:<6} {f(gmed, 9)} {f(tmed, 9)} {r(gmed, tmed)}   {f(gmin, 11)} {f(tmin, 9)} "
-          f"{r(gmin, tmin)}")
+    med = {i: (best(i, m) or {}).get("median_ms") for i in impls}
+    mn = {i: min((x["min_ms"] for x in steps.get((i, m), [])), default=None) for i in impls}
+    f = lambda v: f" {v:16.3f}" if v is not None else f" {'-':>16}"
+    r = lambda a, b: f" {a / b:20.2f}" if a is not None and b is not None else f" {'-':>20}"
+    row = "".join(f(d[i]) for d in (med, mn) for i in impls)
+    row += "".join(r(d[i], d["torch"]) for d in (med, mn) for i in ratios)
+    print(f"{m:<6}{row}")
 
 print("\nGEMM peak, square sgemm, best of the rounds (GFLOP/s)")
 for impl, label in [("gradtau", "matrixmultiply"), ("torch", "torch.mm")]:

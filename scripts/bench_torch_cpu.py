@@ -120,7 +120,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--models", default="mlp,cnn")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--iters", type=int, default=50)
     ap.add_argument("--peak-sizes", default="1024,2048")
     args = ap.parse_args()

@@ -13,6 +13,8 @@
 //! [--peak-sizes 1024,2048] [--profile]`
 
 use gradtau::backend::cpu::{matmul, Transpose};
+use gradtau::ops::conv::Conv2dParams;
+use gradtau::ops::pool::Pool2dParams;
 use gradtau::optim::{Adam, AdamConfig, Optimizer};
 use gradtau::rng::Rng;
 use gradtau::{Result, Tape, Tensor, Var};
@@ -34,9 +36,9 @@ struct Args {
 
 fn parse_args() -> std::result::Result<Args, String> {
     let mut a = Args {
-        models: vec!["mlp".into()],
+        models: vec!["mlp".into(), "cnn".into()],
         threads: 2,
-        warmup: 10,
+        warmup: 20,
         iters: 50,
         peak_sizes: vec![1024, 2048],
         profile: false,
@@ -69,7 +71,7 @@ fn parse_args() -> std::result::Result<Args, String> {
         }
     }
     for m in &a.models {
-        if m != "mlp" {
+        if m != "mlp" && m != "cnn" {
             return Err(format!("unknown model {m} (expected mlp or cnn)"));
         }
     }
@@ -175,6 +177,66 @@ impl Model for Mlp {
             .collect();
         let all: f64 = products.iter().sum();
         Some(2.0 * all + products[1..].iter().sum::<f64>())
+    }
+}
+
+/// conv 1->16 3x3 pad 1, relu, maxpool 2, conv 16->32 3x3 pad 1, relu, maxpool 2, flatten,
+/// linear 1568 -> 10.
+struct Cnn {
+    params: Vec<Tensor>,
+}
+
+impl Cnn {
+    fn new(rng: &mut Rng) -> Self {
+        let params = vec![
+            uniform_init(&[16, 1, 3, 3], 9, rng),
+            uniform_init(&[16], 9, rng),
+            uniform_init(&[32, 16, 3, 3], 16 * 9, rng),
+            uniform_init(&[32], 16 * 9, rng),
+            uniform_init(&[CLASSES, 32 * 7 * 7], 32 * 7 * 7, rng),
+            uniform_init(&[CLASSES], 32 * 7 * 7, rng),
+        ];
+        Cnn { params }
+    }
+}
+
+impl Model for Cnn {
+    fn name(&self) -> &'static str {
+        "cnn"
+    }
+    fn input_shape(&self) -> Vec<usize> {
+        vec![BATCH, 1, 28, 28]
+    }
+    fn params(&mut self) -> &mut Vec<Tensor> {
+        &mut self.params
+    }
+    fn forward(
+        &self,
+        tape: &mut Tape,
+        p: &[Var],
+        x: Var,
+        y: &[u32],
+        t: &mut OpTimes,
+    ) -> Result<Var> {
+        let same = Conv2dParams {
+            stride: (1, 1),
+            padding: (1, 1),
+        };
+        let mut h = x;
+        for layer in 0..2 {
+            h = t.forward("conv2d", || {
+                tape.conv2d(h, p[2 * layer], Some(p[2 * layer + 1]), same)
+            })?;
+            h = t.forward("relu", || tape.relu(h))?;
+            h = t.forward("max_pool2d", || tape.max_pool2d(h, Pool2dParams::square(2)))?;
+        }
+        h = t.forward("flatten", || tape.flatten(h))?;
+        h = t.forward("linear", || tape.linear(h, p[4], Some(p[5])))?;
+        let l = t.forward("cross_entropy", || tape.cross_entropy(h, y))?;
+        t.forward("mean", || tape.mean(l))
+    }
+    fn gemm_flops(&self) -> Option<f64> {
+        None
     }
 }
 
@@ -315,6 +377,7 @@ fn run(args: &Args) -> Result<()> {
     for name in &args.models {
         let mut model: Box<dyn Model> = match name.as_str() {
             "mlp" => Box::new(Mlp::new(&mut rng)),
+            "cnn" => Box::new(Cnn::new(&mut rng)),
             _ => unreachable!("models were checked in parse_args"),
         };
         bench_model(model.as_mut(), args, &mut rng)?;
