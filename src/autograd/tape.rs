@@ -250,7 +250,7 @@ impl Tape {
     }
 
     fn sweep(
-        &self,
+        &mut self,
         out: Var,
         seed: Tensor,
         mut profile: Option<&mut Vec<(&'static str, Duration)>>,
@@ -258,66 +258,87 @@ impl Tape {
         let mut grads: Vec<Option<Tensor>> = vec![None; out.0 + 1];
         grads[out.0] = Some(seed);
         let mut result = Gradients::default();
+        self.nodes.truncate(out.0 + 1);
         for i in (0..=out.0).rev() {
-            let node = &self.nodes[i];
-            let Some(g) = grads[i].take() else { continue };
-            if !node.requires_grad {
-                continue;
+            if let Some(g) = grads[i].take() {
+                self.visit(i, g, &mut grads, &mut result, profile.as_deref_mut())?;
             }
-            if let Some(key) = node.key {
-                match result.by_key.get_mut(key) {
-                    Some(Some(acc)) => ops::accumulate(acc, &g)?,
-                    _ => result.set(key, g),
-                }
-                continue;
-            }
-            let Some(op) = &node.op else { continue };
-            let ctx = BackwardCtx {
-                inputs: node.inputs.iter().map(|v| &self.nodes[v.0].value).collect(),
-                output: &node.value,
-                grad: &g,
-                needs: node
-                    .inputs
-                    .iter()
-                    .map(|v| self.nodes[v.0].requires_grad)
-                    .collect(),
-            };
-            let started = profile.is_some().then(Instant::now);
-            let input_grads = op.backward(&ctx)?;
-            if let (Some(p), Some(t0)) = (profile.as_deref_mut(), started) {
-                p.push((op.name(), t0.elapsed()));
-            }
-            if input_grads.len() != node.inputs.len() {
-                return Err(Error::invalid(format!(
-                    "internal: backward of `{}` returned {} gradients for {} inputs",
-                    op.name(),
-                    input_grads.len(),
-                    node.inputs.len()
-                )));
-            }
-            for (input, ig) in node.inputs.iter().zip(input_grads) {
-                let Some(ig) = ig else { continue };
-                if !self.nodes[input.0].requires_grad {
-                    continue;
-                }
-                let want = self.nodes[input.0].value.shape();
-                if ig.shape() != want {
-                    return Err(Error::shape(
-                        "backward",
-                        format!(
-                            "`{}` produced a gradient of shape {:?} for an input of shape {want:?}",
-                            op.name(),
-                            ig.shape()
-                        ),
-                    ));
-                }
-                match &mut grads[input.0] {
-                    Some(acc) => ops::accumulate(acc, &ig)?,
-                    slot @ None => *slot = Some(ig),
-                }
-            }
+            // Every consumer of node i has run its backward rule, and so has node i: its value
+            // and saved state are dead. Dropping them now rather than at `clear` lets the
+            // gradients computed next reuse that memory, which lowers the peak of a training
+            // step and spares the allocator fresh pages.
+            self.nodes.truncate(i);
         }
         Ok(result)
+    }
+
+    /// Runs node `i`'s backward rule on its output gradient `g` and adds the results to the
+    /// gradients of its inputs (or to `result` for a keyed leaf).
+    fn visit(
+        &self,
+        i: usize,
+        g: Tensor,
+        grads: &mut [Option<Tensor>],
+        result: &mut Gradients,
+        profile: Option<&mut Vec<(&'static str, Duration)>>,
+    ) -> Result<()> {
+        let node = &self.nodes[i];
+        if !node.requires_grad {
+            return Ok(());
+        }
+        if let Some(key) = node.key {
+            match result.by_key.get_mut(key) {
+                Some(Some(acc)) => ops::accumulate(acc, &g)?,
+                _ => result.set(key, g),
+            }
+            return Ok(());
+        }
+        let Some(op) = &node.op else { return Ok(()) };
+        let ctx = BackwardCtx {
+            inputs: node.inputs.iter().map(|v| &self.nodes[v.0].value).collect(),
+            output: &node.value,
+            grad: &g,
+            needs: node
+                .inputs
+                .iter()
+                .map(|v| self.nodes[v.0].requires_grad)
+                .collect(),
+        };
+        let started = profile.is_some().then(Instant::now);
+        let input_grads = op.backward(&ctx)?;
+        if let (Some(p), Some(t0)) = (profile, started) {
+            p.push((op.name(), t0.elapsed()));
+        }
+        if input_grads.len() != node.inputs.len() {
+            return Err(Error::invalid(format!(
+                "internal: backward of `{}` returned {} gradients for {} inputs",
+                op.name(),
+                input_grads.len(),
+                node.inputs.len()
+            )));
+        }
+        for (input, ig) in node.inputs.iter().zip(input_grads) {
+            let Some(ig) = ig else { continue };
+            if !self.nodes[input.0].requires_grad {
+                continue;
+            }
+            let want = self.nodes[input.0].value.shape();
+            if ig.shape() != want {
+                return Err(Error::shape(
+                    "backward",
+                    format!(
+                        "`{}` produced a gradient of shape {:?} for an input of shape {want:?}",
+                        op.name(),
+                        ig.shape()
+                    ),
+                ));
+            }
+            match &mut grads[input.0] {
+                Some(acc) => ops::accumulate(acc, &ig)?,
+                slot @ None => *slot = Some(ig),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -353,5 +374,58 @@ mod tests {
         tape.set_profiling(false);
         run(&mut tape);
         assert!(tape.take_profile().is_empty());
+    }
+
+    /// Passes the gradient through; may own some saved state, and may watch (weakly) the
+    /// state of an op recorded after it, noting whether that state was already freed.
+    struct Probe {
+        _owned: Option<std::sync::Arc<()>>,
+        watch: Option<std::sync::Weak<()>>,
+        later_state_freed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    }
+    impl BackwardOp for Probe {
+        fn name(&self) -> &'static str {
+            "probe"
+        }
+        fn backward(&self, c: &BackwardCtx<'_>) -> Result<Vec<Option<Tensor>>> {
+            if let Some(w) = &self.watch {
+                self.later_state_freed
+                    .store(w.upgrade().is_none(), std::sync::atomic::Ordering::SeqCst);
+            }
+            Ok(vec![Some(c.grad.clone())])
+        }
+    }
+
+    #[test]
+    fn backward_frees_each_op_state_once_its_rule_has_run() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let freed = Arc::new(AtomicBool::new(false));
+        let state = Arc::new(());
+        let mut tape = Tape::new();
+        let x = tape.var(Tensor::from_slice(&[1.0, 2.0], &[2]).unwrap(), 0);
+        let v = tape.value(x).clone();
+        let watch = Some(Arc::downgrade(&state));
+        let flag = freed.clone();
+        let a = tape.push(v.clone(), &[x], move || {
+            Box::new(Probe {
+                _owned: None,
+                watch,
+                later_state_freed: flag,
+            })
+        });
+        let flag = freed.clone();
+        let b = tape.push(v, &[a], move || {
+            Box::new(Probe {
+                _owned: Some(state),
+                watch: None,
+                later_state_freed: flag,
+            })
+        });
+        let seed = Tensor::from_slice(&[3.0, 4.0], &[2]).unwrap();
+        let grads = tape.backward_with_seed(b, seed).unwrap();
+        assert_eq!(grads.get(0).unwrap().to_vec().unwrap(), vec![3.0, 4.0]);
+        // b's saved state was dropped before a's rule ran, not only at the end of the sweep
+        assert!(freed.load(Ordering::SeqCst));
     }
 }
