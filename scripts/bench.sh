@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Training-step benchmark: gradtau against PyTorch on the CPU, same models, same threads.
+#
+#   scripts/bench.sh                # both models, 2 threads, 3 interleaved rounds
+#   THREADS=1 ROUNDS=5 MODELS=mlp scripts/bench.sh
+#   PROFILE=1 scripts/bench.sh      # also print gradtau's per-op breakdown
+#   MALLOC_VARIANT=1 scripts/bench.sh   # add a gradtau run with MALLOC_TOP_PAD_=64MiB, to see
+#                                       # how much first-touch page faults still cost
+#
+# PyTorch comes from PyPI into a git-ignored virtual environment (.venv-bench/, or $BENCH_VENV).
+# PyPI has no CPU-only torch for x86-64 Linux: the plain wheel imports only with its CUDA
+# libraries present (it preloads libcudart/libcublas), so the full install (~5.5 GB) is made
+# once and reused; no GPU is used.
+#
+# Each round runs gradtau, then PyTorch; the table keeps each side's best median over the
+# rounds, because on a shared machine a neighbour's burst inflates whichever run it hits
+# (PyTorch's OpenMP barriers suffer most), and the best round is the closest to a quiet one.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+THREADS="${THREADS:-2}"
+ROUNDS="${ROUNDS:-3}"
+MODELS="${MODELS:-mlp,cnn}"
+WARMUP="${WARMUP:-20}"
+ITERS="${ITERS:-50}"
+PEAK_SIZES="${PEAK_SIZES:-1024,2048}"
+VENV="${BENCH_VENV:-.venv-bench}"
+MALLOC_VARIANT="${MALLOC_VARIANT:-0}"
+
+if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+    echo "installing PyTorch into $VENV (first run only)..." >&2
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --upgrade pip
+    "$VENV/bin/pip" install --quiet torch numpy
+fi
+
+cargo build --release --quiet --bin gradtau-bench
+target_dir="${CARGO_TARGET_DIR:-target}"
+bench_bin="$target_dir/release/gradtau-bench"
+
+export MATMUL_NUM_THREADS="$THREADS" OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS"
+results="$(mktemp)"
+trap 'rm -f "$results"' EXIT
+profile_flag=()
+[[ "${PROFILE:-0}" == 1 ]] && profile_flag=(--profile)
+steps_only=(--models "$MODELS" --threads "$THREADS" --warmup "$WARMUP" --iters "$ITERS")
+common=("${steps_only[@]}" --peak-sizes "$PEAK_SIZES")
+for ((r = 1; r <= ROUNDS; r++)); do
+    echo "round $r/$ROUNDS..." >&2
+    "$bench_bin" "${common[@]}" "${profile_flag[@]}" | sed "s/^{/{\"round\":$r,/" >>"$results"
+    if [[ "$MALLOC_VARIANT" == 1 ]]; then
+        # Same binary, but glibc keeps 64 MiB at the top of the heap instead of returning
+        # freed activations to the kernel and faulting them in again on the next step.
+        MALLOC_TOP_PAD_=67108864 "$bench_bin" "${steps_only[@]}" --peak-sizes "" |
+            sed -e "s/^{/{\"round\":$r,/" -e 's/"impl":"gradtau"/"impl":"gradtau_pad"/' >>"$results"
+    fi
+    "$VENV/bin/python" scripts/bench_torch_cpu.py "${common[@]}" |
+        sed "s/^{/{\"round\": $r, /" >>"$results"
+done
+
+"$VENV/bin/python" - "$results" "$THREADS" <<'EOF'
+import json, statistics, sys
+from collections import defaultdict
+
+path, threads = sys.argv[1], sys.argv[2]
+lines = [json.loads(l) for l in open(path) if l.startswith("{")]
+steps = defaultdict(list)
+peaks = defaultdict(list)
+prof = defaultdict(list)
+for l in lines:
+    if l["kind"] == "step":
+        steps[(l["impl"], l["model"])].append(l)
+    elif l["kind"] == "gemm_peak":
+        peaks[(l["impl"], l["size"])].append(l["gflops"])
+    elif l["kind"] == "profile":
+        prof[(l["model"], l["index"], l["phase"], l["op"])].append(l["ms"])
+
+def best(impl, model):
+    runs = steps.get((impl, model))
+    return min(runs, key=lambda r: r["median_ms"]) if runs else None
+
+print(f"\nstep time (ms), batch 128, {threads} threads. med: best median of the rounds; "
+      "min: fastest single step of all rounds.")
+if any(k[0] == "gradtau_pad" for k in steps):
+    print("gradtau_pad: gradtau with MALLOC_TOP_PAD_=64MiB (freed buffers stay in the heap "
+          "instead of being faulted in again every step)")
+impls = [i for i in ("gradtau", "gradtau_pad", "torch") if any(k[0] == i for k in steps)]
+head = "".join(f" {i + ' ' + st:>16}" for st in ("med", "min") for i in impls)
+ratios = [i for i in impls if i != "torch"] if "torch" in impls else []
+head += "".join(f" {i + '/torch ' + st:>20}" for st in ("med", "min") for i in ratios)
+print(f"{'model':<6}{head}")
+models = sorted({m for (_, m) in steps}, key=lambda m: ["mlp", "cnn"].index(m))
+for m in models:
+    med = {i: (best(i, m) or {}).get("median_ms") for i in impls}
+    mn = {i: min((x["min_ms"] for x in steps.get((i, m), [])), default=None) for i in impls}
+    f = lambda v: f" {v:16.3f}" if v is not None else f" {'-':>16}"
+    r = lambda a, b: f" {a / b:20.2f}" if a is not None and b is not None else f" {'-':>20}"
+    row = "".join(f(d[i]) for d in (med, mn) for i in impls)
+    row += "".join(r(d[i], d["torch"]) for d in (med, mn) for i in ratios)
+    print(f"{m:<6}{row}")
+
+print("\nGEMM peak, square sgemm, best of the rounds (GFLOP/s)")
+for impl, label in [("gradtau", "matrixmultiply"), ("torch", "torch.mm")]:
+    sizes = sorted(s for (i, s) in peaks if i == impl)
+    print(f"  {label:<15}" + "  ".join(f"{s}^3: {max(peaks[(impl, s)]):7.1f}" for s in sizes))
+
+g = best("gradtau", "mlp")
+if g:
+    peak = max((max(v) for (i, _), v in peaks.items() if i == "gradtau"), default=None)
+    flops = g["gemm_gflop_per_step"]
+    line = (f"\nMLP step GEMM throughput: {flops * 1e3:.1f} MFLOP/step of GEMM, gradtau "
+            f"{g['gemm_gflops_at_median']:.1f} GFLOP/s at the median step")
+    if peak:
+        line += f" = {g['gemm_gflops_at_median'] / peak:.1%} of the matrixmultiply peak ({peak:.1f})"
+    t = best("torch", "mlp")
+    if t:
+        tpeak = max((max(v) for (i, _), v in peaks.items() if i == "torch"), default=None)
+        line += f"; torch {t['gemm_gflops_at_median']:.1f} GFLOP/s"
+        if tpeak:
+            line += f" = {t['gemm_gflops_at_median'] / tpeak:.1%} of torch.mm's peak ({tpeak:.1f})"
+    print(line)
+
+if prof:
+    print("\ngradtau per-op breakdown (median ms over the timed steps, median of the rounds)")
+    for (m, idx, phase, op), v in sorted(prof.items()):
+        print(f"  {m:<4} {phase:<10} {op:<14} {statistics.median(v):8.3f}")
+EOF

@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""PyTorch side of the training-step benchmark (see src/bin/gradtau-bench.rs).
+
+Same models, shapes, initialisation scheme and optimizer (AdamW, lr 1e-3, weight decay 0.01)
+as the Rust side, on the CPU with a fixed number of threads. Prints one JSON object per line:
+  {"kind": "step", "impl": "torch", "model": ..., "median_ms": ..., "min_ms": ...}
+  {"kind": "gemm_peak", "impl": "torch", "size": ..., "gflops": ...}
+"""
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+BATCH = 128
+CLASSES = 10
+
+
+def linear_params(fan_in, fan_out, gen):
+    # PyTorch's default Linear/Conv init bound, drawn explicitly so both sides match.
+    bound = 1.0 / fan_in**0.5
+    return [
+        (torch.rand(fan_out, fan_in, generator=gen) * 2 - 1) * bound,
+        (torch.rand(fan_out, generator=gen) * 2 - 1) * bound,
+    ]
+
+
+def conv_params(c_in, c_out, k, gen):
+    fan_in = c_in * k * k
+    bound = 1.0 / fan_in**0.5
+    return [
+        (torch.rand(c_out, c_in, k, k, generator=gen) * 2 - 1) * bound,
+        (torch.rand(c_out, generator=gen) * 2 - 1) * bound,
+    ]
+
+
+def mlp(gen):
+    dims = [784, 256, 256, CLASSES]
+    params = []
+    for a, b in zip(dims, dims[1:]):
+        params += linear_params(a, b, gen)
+
+    def forward(p, x):
+        h = F.relu(F.linear(x, p[0], p[1]))
+        h = F.relu(F.linear(h, p[2], p[3]))
+        return F.linear(h, p[4], p[5])
+
+    # GEMM FLOPs per step, counted as on the Rust side: forward and dW for every layer,
+    # dX for all but the first.
+    prods = [2.0 * BATCH * a * b for a, b in zip(dims, dims[1:])]
+    return params, forward, [BATCH, 784], 2 * sum(prods) + sum(prods[1:])
+
+
+def cnn(gen):
+    params = conv_params(1, 16, 3, gen) + conv_params(16, 32, 3, gen)
+    params += linear_params(32 * 7 * 7, CLASSES, gen)
+
+    def forward(p, x):
+        h = F.max_pool2d(F.relu(F.conv2d(x, p[0], p[1], padding=1)), 2)
+        h = F.max_pool2d(F.relu(F.conv2d(h, p[2], p[3], padding=1)), 2)
+        return F.linear(h.flatten(1), p[4], p[5])
+
+    return params, forward, [BATCH, 1, 28, 28], None
+
+
+def bench_model(name, build, args, gen):
+    params, forward, in_shape, gemm_flops = build(gen)
+    params = [p.requires_grad_() for p in params]
+    x = torch.randn(*in_shape, generator=gen)
+    y = torch.randint(0, CLASSES, (BATCH,), generator=gen)
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01)
+    times = []
+    loss = None
+    for i in range(args.warmup + args.iters):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(forward(params, x), y)
+        loss.backward()
+        opt.step()
+        dt = time.perf_counter() - t0
+        if i >= args.warmup:
+            times.append(dt * 1e3)
+    med = statistics.median(times)
+    line = {
+        "kind": "step",
+        "impl": "torch",
+        "model": name,
+        "batch": BATCH,
+        "threads": torch.get_num_threads(),
+        "warmup": args.warmup,
+        "iters": args.iters,
+        "median_ms": med,
+        "min_ms": min(times),
+        "final_loss": loss.item(),
+        "torch_version": torch.__version__,
+    }
+    if gemm_flops is not None:
+        line["gemm_gflop_per_step"] = gemm_flops / 1e9
+        line["gemm_gflops_at_median"] = gemm_flops / (med * 1e-3) / 1e9
+    print(json.dumps(line), flush=True)
+
+
+def gemm_peak(size, gen):
+    a = torch.randn(size, size, generator=gen)
+    b = torch.randn(size, size, generator=gen)
+    flops = 2.0 * size**3
+    reps = max(3, min(50, int(1e11 / flops)))
+    best = float("inf")
+    for _ in range(reps + 1):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return flops / best / 1e9
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--models", default="mlp,cnn")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--iters", type=int, default=50)
+    ap.add_argument("--peak-sizes", default="1024,2048")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0x67726164)
+    for size in [int(s) for s in args.peak_sizes.split(",") if s]:
+        g = gemm_peak(size, gen)
+        print(json.dumps({"kind": "gemm_peak", "impl": "torch", "size": size,
+                          "threads": torch.get_num_threads(), "gflops": g}), flush=True)
+    builders = {"mlp": mlp, "cnn": cnn}
+    for name in [m for m in args.models.split(",") if m]:
+        if name not in builders:
+            raise SystemExit(f"unknown model {name} (expected mlp or cnn)")
+        bench_model(name, builders[name], args, gen)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,402 @@
+//! Times one training step (forward + backward + AdamW update) of the reference models at
+//! batch 128 on 28x28 inputs, and the machine's float32 GEMM peak through the same GEMM the
+//! library uses. `scripts/bench_torch_cpu.py` does the same with PyTorch; `scripts/bench.sh`
+//! runs both and prints the comparison.
+//!
+//! Every result is one JSON object per line on stdout, so the script can read it:
+//! - `{"kind":"step", "impl":"gradtau", "model":..., "median_ms":..., "min_ms":..., ...}`
+//! - `{"kind":"gemm_peak", "impl":"gradtau", "size":..., "gflops":...}`
+//! - `{"kind":"profile", "model":..., "phase":"forward"|"backward"|"optimizer", "op":..., "ms":...}`
+//!   (with `--profile`: the median time of each op over the timed steps).
+//!
+//! Usage: `gradtau-bench [--models mlp,cnn] [--threads N] [--warmup N] [--iters N]
+//! [--peak-sizes 1024,2048] [--profile]`
+
+use gradtau::backend::cpu::{matmul, Transpose};
+use gradtau::ops::conv::Conv2dParams;
+use gradtau::ops::pool::Pool2dParams;
+use gradtau::optim::{Adam, AdamConfig, Optimizer};
+use gradtau::rng::Rng;
+use gradtau::{Result, Tape, Tensor, Var};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+const BATCH: usize = 128;
+const CLASSES: usize = 10;
+
+struct Args {
+    models: Vec<String>,
+    threads: usize,
+    warmup: usize,
+    iters: usize,
+    peak_sizes: Vec<usize>,
+    profile: bool,
+}
+
+fn parse_args() -> std::result::Result<Args, String> {
+    let mut a = Args {
+        models: vec!["mlp".into(), "cnn".into()],
+        threads: 2,
+        warmup: 20,
+        iters: 50,
+        peak_sizes: vec![1024, 2048],
+        profile: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        let num = |v: String| v.parse::<usize>().map_err(|e| format!("{v}: {e}"));
+        match flag.as_str() {
+            "--models" => a.models = value()?.split(',').map(str::to_string).collect(),
+            "--threads" => a.threads = num(value()?)?.max(1),
+            "--warmup" => a.warmup = num(value()?)?,
+            "--iters" => a.iters = num(value()?)?.max(1),
+            "--peak-sizes" => {
+                a.peak_sizes = value()?
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| num(s.to_string()))
+                    .collect::<std::result::Result<_, _>>()?
+            }
+            "--profile" => a.profile = true,
+            "-h" | "--help" => {
+                return Err(
+                    "usage: gradtau-bench [--models mlp,cnn] [--threads N] [--warmup N] \
+                            [--iters N] [--peak-sizes 1024,2048] [--profile]"
+                        .into(),
+                )
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    for m in &a.models {
+        if m != "mlp" && m != "cnn" {
+            return Err(format!("unknown model {m} (expected mlp or cnn)"));
+        }
+    }
+    Ok(a)
+}
+
+/// PyTorch's default init for linear and conv layers: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for
+/// weight and bias, so both sides start from statistically the same network (the fraction of
+/// active ReLUs, and so the work in the backward pass, depends on it).
+fn uniform_init(shape: &[usize], fan_in: usize, rng: &mut Rng) -> Tensor {
+    let bound = 1.0 / (fan_in as f32).sqrt();
+    Tensor::rand_uniform(shape, -bound, bound, rng)
+}
+
+/// Collects per-op times of one step; `None` when not profiling, so the timed path stays bare.
+struct OpTimes(Option<Vec<(&'static str, &'static str, Duration)>>);
+
+impl OpTimes {
+    fn forward<T>(&mut self, op: &'static str, f: impl FnOnce() -> T) -> T {
+        match &mut self.0 {
+            None => f(),
+            Some(v) => {
+                let t0 = Instant::now();
+                let r = f();
+                v.push(("forward", op, t0.elapsed()));
+                r
+            }
+        }
+    }
+}
+
+trait Model {
+    fn name(&self) -> &'static str;
+    fn input_shape(&self) -> Vec<usize>;
+    fn params(&mut self) -> &mut Vec<Tensor>;
+    /// Records the forward pass up to the mean loss.
+    fn forward(
+        &self,
+        tape: &mut Tape,
+        p: &[Var],
+        x: Var,
+        y: &[u32],
+        t: &mut OpTimes,
+    ) -> Result<Var>;
+    /// GEMM FLOPs of one step (2mnk per product), for the fraction-of-peak line; `None` when
+    /// the model also does non-GEMM heavy work (convolutions) that would blur the figure.
+    fn gemm_flops(&self) -> Option<f64>;
+}
+
+struct Mlp {
+    params: Vec<Tensor>,
+}
+
+const MLP_DIMS: [usize; 4] = [784, 256, 256, CLASSES];
+
+impl Mlp {
+    fn new(rng: &mut Rng) -> Self {
+        let mut params = Vec::new();
+        for w in MLP_DIMS.windows(2) {
+            params.push(uniform_init(&[w[1], w[0]], w[0], rng));
+            params.push(uniform_init(&[w[1]], w[0], rng));
+        }
+        Mlp { params }
+    }
+}
+
+impl Model for Mlp {
+    fn name(&self) -> &'static str {
+        "mlp"
+    }
+    fn input_shape(&self) -> Vec<usize> {
+        vec![BATCH, 784]
+    }
+    fn params(&mut self) -> &mut Vec<Tensor> {
+        &mut self.params
+    }
+    fn forward(
+        &self,
+        tape: &mut Tape,
+        p: &[Var],
+        x: Var,
+        y: &[u32],
+        t: &mut OpTimes,
+    ) -> Result<Var> {
+        let mut h = x;
+        for layer in 0..3 {
+            h = t.forward("linear", || {
+                tape.linear(h, p[2 * layer], Some(p[2 * layer + 1]))
+            })?;
+            if layer < 2 {
+                h = t.forward("relu", || tape.relu(h))?;
+            }
+        }
+        let l = t.forward("cross_entropy", || tape.cross_entropy(h, y))?;
+        t.forward("mean", || tape.mean(l))
+    }
+    fn gemm_flops(&self) -> Option<f64> {
+        // Forward x@W^T and backward dW for every layer; dX for all but the first (the input
+        // needs no gradient, and neither side computes it).
+        let products: Vec<f64> = MLP_DIMS
+            .windows(2)
+            .map(|w| 2.0 * BATCH as f64 * w[0] as f64 * w[1] as f64)
+            .collect();
+        let all: f64 = products.iter().sum();
+        Some(2.0 * all + products[1..].iter().sum::<f64>())
+    }
+}
+
+/// conv 1->16 3x3 pad 1, relu, maxpool 2, conv 16->32 3x3 pad 1, relu, maxpool 2, flatten,
+/// linear 1568 -> 10.
+struct Cnn {
+    params: Vec<Tensor>,
+}
+
+impl Cnn {
+    fn new(rng: &mut Rng) -> Self {
+        let params = vec![
+            uniform_init(&[16, 1, 3, 3], 9, rng),
+            uniform_init(&[16], 9, rng),
+            uniform_init(&[32, 16, 3, 3], 16 * 9, rng),
+            uniform_init(&[32], 16 * 9, rng),
+            uniform_init(&[CLASSES, 32 * 7 * 7], 32 * 7 * 7, rng),
+            uniform_init(&[CLASSES], 32 * 7 * 7, rng),
+        ];
+        Cnn { params }
+    }
+}
+
+impl Model for Cnn {
+    fn name(&self) -> &'static str {
+        "cnn"
+    }
+    fn input_shape(&self) -> Vec<usize> {
+        vec![BATCH, 1, 28, 28]
+    }
+    fn params(&mut self) -> &mut Vec<Tensor> {
+        &mut self.params
+    }
+    fn forward(
+        &self,
+        tape: &mut Tape,
+        p: &[Var],
+        x: Var,
+        y: &[u32],
+        t: &mut OpTimes,
+    ) -> Result<Var> {
+        let same = Conv2dParams {
+            stride: (1, 1),
+            padding: (1, 1),
+        };
+        let mut h = x;
+        for layer in 0..2 {
+            h = t.forward("conv2d", || {
+                tape.conv2d(h, p[2 * layer], Some(p[2 * layer + 1]), same)
+            })?;
+            h = t.forward("relu", || tape.relu(h))?;
+            h = t.forward("max_pool2d", || tape.max_pool2d(h, Pool2dParams::square(2)))?;
+        }
+        h = t.forward("flatten", || tape.flatten(h))?;
+        h = t.forward("linear", || tape.linear(h, p[4], Some(p[5])))?;
+        let l = t.forward("cross_entropy", || tape.cross_entropy(h, y))?;
+        t.forward("mean", || tape.mean(l))
+    }
+    fn gemm_flops(&self) -> Option<f64> {
+        None
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Runs warm-up and timed steps; prints the step line and, when asked, the per-op profile.
+fn bench_model(model: &mut dyn Model, args: &Args, rng: &mut Rng) -> Result<()> {
+    let shape = model.input_shape();
+    let n: usize = shape.iter().product();
+    let x = Tensor::from_vec((0..n).map(|_| rng.normal()).collect(), &shape)?;
+    let y: Vec<u32> = (0..BATCH).map(|_| rng.below(CLASSES) as u32).collect();
+    let mut opt = Adam::new(AdamConfig::adamw(1e-3));
+    let mut tape = Tape::new();
+    tape.set_profiling(args.profile);
+    let mut step_times = Vec::with_capacity(args.iters);
+    let mut op_times: BTreeMap<(&'static str, &'static str, usize), Vec<f64>> = BTreeMap::new();
+    let mut last_loss = f32::NAN;
+    for i in 0..args.warmup + args.iters {
+        let mut times = OpTimes(args.profile.then(Vec::new));
+        let t0 = Instant::now();
+        let p: Vec<Var> = model
+            .params()
+            .iter()
+            .enumerate()
+            .map(|(k, t)| tape.var(t.clone(), k))
+            .collect();
+        let xv = tape.constant(x.clone());
+        let loss = model.forward(&mut tape, &p, xv, &y, &mut times)?;
+        last_loss = tape.value(loss).item()?;
+        let tb = Instant::now();
+        let grads = tape.backward(loss)?;
+        let backward = tb.elapsed();
+        let to = Instant::now();
+        opt.step(model.params(), &grads)?;
+        let optimizer = to.elapsed();
+        let step = t0.elapsed();
+        if i < args.warmup {
+            tape.take_profile();
+            continue;
+        }
+        step_times.push(ms(step));
+        if let Some(mut v) = times.0 {
+            v.extend(
+                tape.take_profile()
+                    .into_iter()
+                    .map(|(op, d)| ("backward", op, d)),
+            );
+            v.push(("optimizer", "adamw", optimizer));
+            v.push(("total", "backward", backward));
+            // The index keeps repeated ops (three linears) apart, in execution order.
+            for (idx, (phase, op, d)) in v.into_iter().enumerate() {
+                op_times.entry((phase, op, idx)).or_default().push(ms(d));
+            }
+        }
+    }
+    let min = step_times.iter().copied().fold(f64::INFINITY, f64::min);
+    let med = median(&mut step_times);
+    let mut line = json!({
+        "kind": "step",
+        "impl": "gradtau",
+        "model": model.name(),
+        "batch": BATCH,
+        "threads": args.threads,
+        "warmup": args.warmup,
+        "iters": args.iters,
+        "median_ms": med,
+        "min_ms": min,
+        "final_loss": last_loss,
+    });
+    if let Some(f) = model.gemm_flops() {
+        line["gemm_gflop_per_step"] = json!(f / 1e9);
+        line["gemm_gflops_at_median"] = json!(f / (med * 1e-3) / 1e9);
+    }
+    println!("{line}");
+    let mut rows: Vec<_> = op_times.into_iter().collect();
+    rows.sort_by_key(|((_, _, idx), _)| *idx);
+    for ((phase, op, idx), mut v) in rows {
+        println!(
+            "{}",
+            json!({"kind": "profile", "impl": "gradtau", "model": model.name(),
+                   "phase": phase, "op": op, "index": idx, "ms": median(&mut v)})
+        );
+    }
+    Ok(())
+}
+
+/// Best-of-a-few GFLOP/s of a square sgemm, through the library's own GEMM entry point.
+fn gemm_peak(size: usize, rng: &mut Rng) -> f64 {
+    let a: Vec<f32> = (0..size * size).map(|_| rng.normal()).collect();
+    let b: Vec<f32> = (0..size * size).map(|_| rng.normal()).collect();
+    let mut c = vec![0.0f32; size * size];
+    let flops = 2.0 * (size as f64).powi(3);
+    // Enough repetitions for ~a second of work at 100 GFLOP/s, at least three.
+    let reps = ((1e11 / flops) as usize).clamp(3, 50);
+    let mut best = f64::INFINITY;
+    for _ in 0..reps + 1 {
+        let t0 = Instant::now();
+        matmul(
+            size,
+            size,
+            size,
+            1.0,
+            &a,
+            Transpose::No,
+            &b,
+            Transpose::No,
+            0.0,
+            &mut c,
+        );
+        best = best.min(t0.elapsed().as_secs_f64());
+    }
+    std::hint::black_box(&c);
+    flops / best / 1e9
+}
+
+fn run(args: &Args) -> Result<()> {
+    let mut rng = Rng::new(0x6772_6164);
+    for &size in &args.peak_sizes {
+        let g = gemm_peak(size, &mut rng);
+        println!(
+            "{}",
+            json!({"kind": "gemm_peak", "impl": "gradtau", "size": size,
+                   "threads": args.threads, "gflops": g})
+        );
+    }
+    for name in &args.models {
+        let mut model: Box<dyn Model> = match name.as_str() {
+            "mlp" => Box::new(Mlp::new(&mut rng)),
+            "cnn" => Box::new(Cnn::new(&mut rng)),
+            _ => unreachable!("models were checked in parse_args"),
+        };
+        bench_model(model.as_mut(), args, &mut rng)?;
+    }
+    Ok(())
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    // matrixmultiply reads the variable once, at its first GEMM; nothing has run yet.
+    std::env::set_var("MATMUL_NUM_THREADS", args.threads.to_string());
+    if let Err(e) = run(&args) {
+        eprintln!("gradtau-bench: {e}");
+        std::process::exit(1);
+    }
+}
