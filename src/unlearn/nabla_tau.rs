@@ -26,8 +26,11 @@
 //!   set holds whole classes the retain set lacks (class removal), the reference is instead
 //!   the loss that validation samples of the other classes get under a forgotten label,
 //!   which is how a model that never saw those classes treats them;
-//! - α does not decay: it stays at max(α₀, ¼) while the forget set is still distinguishable
-//!   from the reference, and the forget term is switched off for good once a one-dimensional
+//! - α does not follow the forget fraction nor decay to 0: it starts at 0.4 and decays
+//!   linearly to half of that, and the run lasts at least 16 forget-epochs, so large forget
+//!   sets get enough steps both to forget and to repair the retain set (measured on
+//!   Fashion-MNIST at 3/15/30 % and class removal, docs/REPRODUCTION.md);
+//! - the forget term is switched off for good once a one-dimensional
 //!   membership test on the losses (best threshold, balanced accuracy) can no longer tell
 //!   forget from reference (accuracy within a sampling-noise margin of 0.5) and the forget
 //!   set's accuracy is within one standard error of the validation accuracy (a label-only
@@ -68,9 +71,11 @@ pub struct NablaTauOptions {
     pub weight_decay: f32,
     /// The learning rate decays linearly from 1× to this factor over the forget-epochs.
     pub lr_end_factor: f32,
-    /// α₀; default 5/3 · |D_f| / (|D_f| + |D_r|), capped at 1.
+    /// α₀; default 5/3 · |D_f| / (|D_f| + |D_r|), capped at 1 (paper mode) or 0.4
+    /// (adaptive mode).
     pub alpha0: Option<f32>,
-    /// E, the number of forget-epochs; default ⌊3 · retain batches / forget batches⌋ ≥ 1.
+    /// E, the number of forget-epochs; default ⌊3 · retain batches / forget batches⌋, at
+    /// least 1 (paper mode) or 16 (adaptive mode).
     pub epochs: Option<usize>,
     /// τ is recomputed every this many forget-epochs (paper mode; adaptive mode: every epoch).
     pub tau_every: usize,
@@ -125,16 +130,32 @@ pub fn schedule(opts: &NablaTauOptions, n_forget: usize, n_retain: usize) -> (us
         NablaTauMode::Adaptive => (n_forget / 2).clamp(32, 256),
     });
     let ff = n_forget as f32 / (n_forget + n_retain) as f32;
-    let alpha0 = opts.alpha0.unwrap_or((5.0 / 3.0 * ff).min(1.0));
+    let (default_alpha, min_epochs) = match opts.mode {
+        NablaTauMode::Paper => ((5.0 / 3.0 * ff).min(1.0), 1),
+        NablaTauMode::Adaptive => (ADAPTIVE_ALPHA, ADAPTIVE_MIN_EPOCHS),
+    };
+    let alpha0 = opts.alpha0.unwrap_or(default_alpha);
     let fb = n_forget.div_ceil(batch);
     let rb = n_retain.div_ceil(batch);
-    let epochs = opts.epochs.unwrap_or_else(|| (3 * rb / fb.max(1)).max(1));
+    let epochs = opts
+        .epochs
+        .unwrap_or_else(|| (3 * rb / fb.max(1)).max(min_epochs));
     (batch, alpha0, epochs)
 }
 
-/// Adaptive mode's floor for α: the paper's α₀ (5/3 of the forget fraction) is too weak
-/// against the retain term for small forget fractions.
-const ADAPTIVE_MIN_ALPHA: f32 = 0.25;
+/// Adaptive mode's starting α. The paper's α₀ (5/3 of the forget fraction) is too weak
+/// against the retain term for small forget sets (3 %: 0.05, nothing forgotten) and too
+/// strong for large ones (30 %: 0.5, the retain set degrades by 7 points on Fashion-MNIST).
+const ADAPTIVE_ALPHA: f32 = 0.4;
+
+/// Adaptive mode: α decays linearly from its start to this fraction of it over the run, so
+/// the last epochs lean towards repairing the retain set.
+const ADAPTIVE_ALPHA_END: f32 = 0.5;
+
+/// Adaptive mode's minimum number of forget-epochs: with a 30 % forget set the paper's
+/// E = ⌊3 · retain batches / forget batches⌋ is 6, too few passes both to forget and to
+/// repair.
+const ADAPTIVE_MIN_EPOCHS: usize = 16;
 
 /// Random forgetting, adaptive mode: the forget term is a two-sided Huber loss on the gap
 /// between each forget loss and its rank-matched reference loss; its gradient is the gap
@@ -148,11 +169,12 @@ const HUBER_DELTA: f32 = 1.0;
 const CHECK_MIN_STEPS: usize = 25;
 
 /// Coefficient of the two-sample Kolmogorov-Smirnov distance `c · sqrt((n + m) / (n m))`
-/// used as the stopping margin. 0.63 is the critical value at the 80 % level: forgetting
-/// stops only once the remaining difference is well inside what sampling noise alone
-/// produces (at the usual 20 % level, 1.07, small forget sets stopped before forgetting
-/// anything measurable on the digits data).
-const KS_COEFFICIENT: f32 = 0.63;
+/// used as the stopping margin. 0.87 is about the median of the distance between two samples
+/// of one distribution: forgetting stops once the remaining difference is what sampling
+/// noise alone typically produces. (At the usual 20 % level, 1.07, small forget sets stopped
+/// before forgetting anything measurable on the digits data; the label-only test below now
+/// guards that case too.)
+const KS_COEFFICIENT: f32 = 0.87;
 
 /// Accuracy margin above 0.5 below which the best-threshold membership test counts as
 /// "cannot tell": half the KS distance above (a best-threshold balanced accuracy is
@@ -390,11 +412,7 @@ pub fn nabla_tau(
         const CHECK_SAMPLES: usize = 2048;
         let check_forget = sample(sets.forget, CHECK_SAMPLES, &mut rng)?;
         let check_val = sample(sets.val, CHECK_SAMPLES, &mut rng)?;
-        let mut alpha = if adaptive {
-            alpha0.max(ADAPTIVE_MIN_ALPHA)
-        } else {
-            alpha0
-        };
+        let mut alpha = alpha0;
         let mut tau = mean_loss(model, w, sets.val, eval_batch)?;
         let mut reference = if adaptive {
             reference_losses(model, w, &check_val, &removed, eval_batch, &mut ref_rng)?
@@ -548,6 +566,9 @@ pub fn nabla_tau(
             }
             if !adaptive {
                 alpha = (alpha - alpha0 / epochs as f32).max(0.0);
+            } else if alpha > 0.0 {
+                let done = (epoch + 1) as f32 / epochs as f32;
+                alpha = alpha0 * (1.0 - (1.0 - ADAPTIVE_ALPHA_END) * done);
             }
         }
         Ok(RunReport {
@@ -578,8 +599,10 @@ mod tests {
         let (_, a, e) = schedule(&o, 900, 100);
         assert_eq!(a, 1.0);
         assert_eq!(e, 1);
-        let (b, _, _) = schedule(&NablaTauOptions::default(), 60, 540);
-        assert_eq!(b, 32);
+        let (b, a, e) = schedule(&NablaTauOptions::default(), 60, 540);
+        assert_eq!((b, a, e), (32, ADAPTIVE_ALPHA, 25));
+        let (_, _, e) = schedule(&NablaTauOptions::default(), 15000, 35000);
+        assert_eq!(e, ADAPTIVE_MIN_EPOCHS);
     }
 
     #[test]
@@ -588,7 +611,7 @@ mod tests {
         let a = threshold_attack_accuracy(&[0.1, 0.3, 0.5, 0.7], &[0.2, 0.4, 0.6, 0.8]);
         assert!(a <= 0.75, "{a}");
         assert_eq!(threshold_attack_accuracy(&[], &[1.0]), 0.5);
-        assert!((indistinguishable_margin(6000, 6000, 0.0) - 0.00575).abs() < 1e-4);
+        assert!((indistinguishable_margin(6000, 6000, 0.0) - 0.00794).abs() < 1e-4);
         assert_eq!(indistinguishable_margin(1_000_000, 1_000_000, 0.02), 0.02);
     }
 }
