@@ -655,8 +655,8 @@ fn markdown(results: &Value) -> String {
     md += "The ∇τ paper's protocol (DESIGN.md section 3) on Fashion-MNIST, with an MLP and a small CNN, for random\n";
     md += "forgetting of 3 %, 15 % and 30 % of the training set and for the removal of one class\n";
     md += &format!("(class {REMOVED_CLASS}, T-shirt/top). Both ∇τ modes run with their defaults: no tuning by the caller.\n\n");
-    md += "Regenerate (about 10 minutes for the MLP and 30 for the CNN on 2 shared cores):\n\n";
-    md += "```sh\ncargo run --release --example fashion_reproduction -- --model mlp\ncargo run --release --example fashion_reproduction -- --model cnn\n```\n\n";
+    md += "Regenerate (about 10 minutes each on 2 cores; `--cache DIR` keeps trained originals and retrains for reruns):\n\n";
+    md += "```sh\ncargo run --release --example fashion_reproduction -- --model mlp\ncargo run --release --example fashion_reproduction -- --model cnn --train-subset 10000 --epochs 60\n```\n\n";
     md += "Each run merges its model's results into `docs/fashion_results.json` and rewrites this file from it\n";
     md += "(`--report-only` rewrites this file from the JSON without running anything).\n\n";
     md += "## Setup\n\n";
