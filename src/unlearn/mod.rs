@@ -202,10 +202,8 @@ where
     result
 }
 
-/// Mean per-sample losses of two batches in one forward pass: returns (loss var of the first
-/// group's mean, of the second group's mean, buffer updates). Concatenating the batches makes
-/// one larger, faster pass; with batchnorm in training mode the groups are run separately so
-/// their statistics stay apart, as two separate forward passes would keep them.
+/// What every optimisation step of a run shares: the model, how its normalisation and
+/// dropout layers behave, the device, and the generator for dropout masks.
 pub(crate) struct StepCtx<'m> {
     pub model: &'m Model,
     pub mode: ForwardMode,
