@@ -602,6 +602,29 @@ bool gradtau_report_truncated(const struct gradtau_report *report);
 // behaviour.
 void gradtau_report_free(struct gradtau_report *report);
 
+// Inference with the model's bound weights: writes the model's outputs (logits for a
+// classifier) for every sample of `data` into `out`, row-major `[N, output_shape...]`;
+// `out_len` must be exactly `N * prod(output_shape)`. Normalisation layers run in evaluation
+// mode. `out` is written only on success; the bound weights are only read.
+//
+// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT`, `GRADTAU_SHAPE`,
+// `GRADTAU_NON_FINITE`, `GRADTAU_BINDING`, `GRADTAU_BUSY`, `GRADTAU_PANIC`.
+gradtau_status gradtau_predict(struct gradtau_model *model,
+                               const struct gradtau_dataset *data,
+                               float *out,
+                               size_t out_len);
+
+// The per-sample training loss of every sample of `data` under the model's bound weights
+// (cross-entropy, MSE or BCE-with-logits, as the spec says), written to `out` (`out_len`
+// must equal the number of samples). Evaluation mode; `out` is written only on success.
+//
+// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT`, `GRADTAU_SHAPE`,
+// `GRADTAU_NON_FINITE`, `GRADTAU_BINDING`, `GRADTAU_BUSY`, `GRADTAU_PANIC`.
+gradtau_status gradtau_losses(struct gradtau_model *model,
+                              const struct gradtau_dataset *data,
+                              float *out,
+                              size_t out_len);
+
 // A message describing the most recent failed call on the calling thread, or `""` when the
 // most recent call succeeded. Never NULL. The string belongs to gradtau and stays valid
 // until the next gradtau call on the same thread; copy it to keep it. Each thread has its own

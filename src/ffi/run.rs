@@ -4,7 +4,7 @@
 use super::dataset::gradtau_dataset;
 use super::gradtau_status;
 use super::model::gradtau_model;
-use super::status::{borrow, c_str, out_ptr, run, value, Failure, FfiResult};
+use super::status::{borrow, c_str, check_mut_buffer, out_ptr, run, value, Failure, FfiResult};
 use crate::audit::{audit_model, AuditSets};
 use crate::backend::DeviceRequest;
 use crate::error::Error;
@@ -617,5 +617,89 @@ pub unsafe extern "C" fn gradtau_report_free(report: *mut gradtau_report) {
             // caller gives it back exactly once.
             drop(unsafe { Box::from_raw(report) });
         }
+    })
+}
+
+/// Copies `values` into the host buffer `out` of `len` floats, which must hold exactly as
+/// many; checked before anything is written.
+fn write_floats(values: &[f32], out: *mut f32, len: usize, what: &str) -> FfiResult<()> {
+    check_mut_buffer(out, len, what)?;
+    if values.len() != len {
+        return Err(Error::Shape {
+            op: "output buffer",
+            detail: format!(
+                "`{what}` holds {len} floats, the result has {}",
+                values.len()
+            ),
+        }
+        .into());
+    }
+    // SAFETY: `out` is non-NULL, aligned and spans `len` writable floats (checked above and
+    // promised by the caller); it does not overlap `values`, which gradtau owns.
+    unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), out, len) };
+    Ok(())
+}
+
+/// Inference with the model's bound weights: writes the model's outputs (logits for a
+/// classifier) for every sample of `data` into `out`, row-major `[N, output_shape...]`;
+/// `out_len` must be exactly `N * prod(output_shape)`. Normalisation layers run in evaluation
+/// mode. `out` is written only on success; the bound weights are only read.
+///
+/// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT`, `GRADTAU_SHAPE`,
+/// `GRADTAU_NON_FINITE`, `GRADTAU_BINDING`, `GRADTAU_BUSY`, `GRADTAU_PANIC`.
+#[no_mangle]
+pub unsafe extern "C" fn gradtau_predict(
+    model: *mut gradtau_model,
+    data: *const gradtau_dataset,
+    out: *mut f32,
+    out_len: usize,
+) -> gradtau_status {
+    run(|| {
+        let m = unsafe { borrow(model, "model") }?;
+        let data = unsafe { borrow(data, "data") }?;
+        check_mut_buffer(out, out_len, "out")?;
+        let mut locked = m.lock()?;
+        let model = locked.model;
+        let weights = locked.bindings()?.read(model)?;
+        if data.data.sample_shape() != model.input_shape() {
+            return Err(Error::shape(
+                "predict",
+                format!(
+                    "samples of shape {:?}, the model takes {:?}",
+                    data.data.sample_shape(),
+                    model.input_shape()
+                ),
+            )
+            .into());
+        }
+        data.data.check_finite()?;
+        let outputs = model.predict(&weights, &data.data.x, 256)?.to_vec()?;
+        write_floats(&outputs, out, out_len, "out")
+    })
+}
+
+/// The per-sample training loss of every sample of `data` under the model's bound weights
+/// (cross-entropy, MSE or BCE-with-logits, as the spec says), written to `out` (`out_len`
+/// must equal the number of samples). Evaluation mode; `out` is written only on success.
+///
+/// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT`, `GRADTAU_SHAPE`,
+/// `GRADTAU_NON_FINITE`, `GRADTAU_BINDING`, `GRADTAU_BUSY`, `GRADTAU_PANIC`.
+#[no_mangle]
+pub unsafe extern "C" fn gradtau_losses(
+    model: *mut gradtau_model,
+    data: *const gradtau_dataset,
+    out: *mut f32,
+    out_len: usize,
+) -> gradtau_status {
+    run(|| {
+        let m = unsafe { borrow(model, "model") }?;
+        let data = unsafe { borrow(data, "data") }?;
+        check_mut_buffer(out, out_len, "out")?;
+        let mut locked = m.lock()?;
+        let model = locked.model;
+        let weights = locked.bindings()?.read(model)?;
+        model.check_dataset(&data.data, "data")?;
+        let losses = model.losses(&weights, &data.data, 256)?;
+        write_floats(&losses, out, out_len, "out")
     })
 }

@@ -115,6 +115,44 @@ int main(void) {
     CHECK(host_model_equals(&h, unlearned));
     CHECK(memcmp(&again, &after, sizeof again) == 0);
 
+    /* Inference on the bound weights: logits agree with the audit's test accuracy, and the
+       per-sample losses on the forget set are high now that it is forgotten. */
+    {
+        size_t n_test = gradtau_dataset_len(d.test);
+        float *logits = malloc(n_test * 10 * sizeof *logits);
+        int32_t *labels = malloc(n_test * sizeof *labels);
+        CHECK(logits != NULL && labels != NULL);
+        CHECK_OK(gradtau_predict(h.model, d.test, logits, n_test * 10));
+        CHECK_OK(gradtau_dataset_labels(d.test, labels, n_test));
+        size_t correct = 0;
+        for (size_t i = 0; i < n_test; i++) {
+            size_t best = 0;
+            for (size_t k = 1; k < 10; k++) {
+                if (logits[i * 10 + k] > logits[i * 10 + best]) best = k;
+            }
+            correct += (int32_t)best == labels[i];
+        }
+        CHECK(fabs((double)correct / (double)n_test - after.test_accuracy) < 1e-9);
+        /* A wrong length is refused before anything is written. */
+        logits[0] = 42.0f;
+        CHECK(gradtau_predict(h.model, d.test, logits, n_test * 10 - 1) == GRADTAU_SHAPE);
+        CHECK(logits[0] == 42.0f);
+        free(logits);
+        free(labels);
+
+        size_t n_forget = gradtau_dataset_len(d.forget);
+        float *losses = malloc(n_forget * sizeof *losses);
+        CHECK(losses != NULL);
+        CHECK_OK(gradtau_losses(h.model, d.forget, losses, n_forget));
+        double mean = 0.0;
+        for (size_t i = 0; i < n_forget; i++) mean += losses[i];
+        mean /= (double)n_forget;
+        printf("mean forget loss after unlearning: %.3f\n", mean);
+        CHECK(mean > 1.0);
+        CHECK(gradtau_losses(h.model, d.forget, NULL, n_forget) == GRADTAU_NULL_POINTER);
+        free(losses);
+    }
+
     /* A baseline through the same entry point. */
     CHECK_OK(gradtau_unlearn_options_default(GRADTAU_METHOD_NEGGRAD_PLUS, &opts));
     CHECK(opts.epochs == 3 && opts.batch_size == 256);

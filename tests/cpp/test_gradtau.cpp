@@ -167,6 +167,24 @@ TEST(Flow, TrainAuditUnlearnAudit) {
     auto after = b.model.audit(s.retain, s.forget, s.split.test);
     EXPECT_GT(after.retain_accuracy, 0.85);
     EXPECT_TRUE(std::isfinite(after.mia_loss));
+
+    // Inference on the bound weights agrees with the audit.
+    auto logits = b.model.predict(s.split.test);
+    auto labels = s.split.test.labels();
+    ASSERT_EQ(logits.size(), labels.size() * 10);
+    std::size_t correct = 0;
+    for (std::size_t i = 0; i < labels.size(); i++) {
+        std::size_t best = 0;
+        for (std::size_t k = 1; k < 10; k++) {
+            if (logits[i * 10 + k] > logits[i * 10 + best]) best = k;
+        }
+        correct += static_cast<std::int32_t>(best) == labels[i];
+    }
+    EXPECT_NEAR(static_cast<double>(correct) / static_cast<double>(labels.size()),
+                after.test_accuracy, 1e-9);
+    auto losses = b.model.losses(s.forget);
+    EXPECT_EQ(losses.size(), s.forget.size());
+    for (float l : losses) EXPECT_TRUE(std::isfinite(l) && l >= 0.0f);
 }
 
 TEST(Progress, CancelLeavesTheBuffersBitIdentical) {

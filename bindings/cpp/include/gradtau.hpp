@@ -346,6 +346,22 @@ public:
         return row;
     }
 
+    /// Model outputs (logits for a classifier) for every sample, row-major [N, output...].
+    std::vector<float> predict(const Dataset &data) {
+        std::size_t per = 1;
+        for (std::size_t d : output_shape()) per *= d;
+        std::vector<float> out(data.size() * per);
+        detail::check(gradtau_predict(get(), data.get(), out.data(), out.size()));
+        return out;
+    }
+
+    /// The per-sample training loss of every sample.
+    std::vector<float> losses(const Dataset &data) {
+        std::vector<float> out(data.size());
+        detail::check(gradtau_losses(get(), data.get(), out.data(), out.size()));
+        return out;
+    }
+
     gradtau_model *get() const noexcept { return handle_.get(); }
     gradtau_model *release() noexcept { return handle_.release(); }
 
