@@ -96,6 +96,12 @@ fi
 echo "== parity tests"
 timeout 240 "$PARITY" --test-threads=1 --nocapture 2>&1 | tee "$OUTDIR/parity.txt"
 PARITY_RC=${PIPESTATUS[0]}
+E2E_RC=skipped
+if [ -x "$GPU_DIR/cuda_e2e" ]; then
+    echo "== end-to-end: ∇τ on digits, CUDA vs CPU audit"
+    timeout 120 "$GPU_DIR/cuda_e2e" --nocapture 2>&1 | tee "$OUTDIR/e2e.txt" | tail -12
+    E2E_RC=${PIPESTATUS[0]}
+fi
 if [ -x "$GPU_DIR/lib_tests" ]; then
     echo "== library tests (CPU paths, CUDA build)"
     timeout 120 "$GPU_DIR/lib_tests" -q 2>&1 | tail -3
@@ -119,6 +125,7 @@ SKIP=$(grep -o -m1 'SKIPPED: .*' "$OUTDIR/parity.txt")
 CHECKS=$(grep -c '^parity ' "$OUTDIR/parity.txt")
 WORST=$(grep '^parity ' "$OUTDIR/parity.txt" | awk '{print $NF, $0}' | sort -g | tail -3 | cut -d' ' -f2- | tr '\n' ';')
 echo "parity: rc=$PARITY_RC ${RESULT:-no result line}; $CHECKS comparisons ${SKIP:+($SKIP)}"
+echo "end-to-end (digits ∇τ, CUDA vs CPU audit): rc=$E2E_RC"
 grep -E '^(thread|failures:|    [a-z_]+$)' "$OUTDIR/parity.txt" | head -20
 echo "worst normalised errors: $WORST"
 [ -f "$OUTDIR/bench_torch.json" ] && echo "torch bench: $(cat "$OUTDIR/bench_torch.json")" || echo "torch bench: rc=$BENCH_RC (no result)"
