@@ -77,6 +77,7 @@ impl Model {
     /// Compiles a spec and checks that every layer's shapes fit, by running one sample
     /// through the model; shape errors name the node.
     pub fn new(spec: ModelSpec) -> Result<Self> {
+        check_sizes(&spec)?;
         let mut params = Vec::new();
         let mut node_params = Vec::new();
         let mut node_inputs = Vec::new();
@@ -539,6 +540,42 @@ impl Model {
 /// Where a model's weights live (the CPU for a model without parameters).
 fn weights_device(weights: &[Tensor]) -> Device {
     weights.first().map_or(Device::Cpu, Tensor::device)
+}
+
+/// Upper bound on the values of one tensor (parameters, one sample's input): 2³¹ floats,
+/// 8 GiB. A spec beyond it is refused up front rather than letting an allocation abort the
+/// host process.
+pub const MAX_TENSOR_ELEMENTS: usize = 1 << 31;
+
+/// Upper bound on the parameters of a whole model: 2³² floats, 16 GiB.
+pub const MAX_MODEL_ELEMENTS: usize = 1 << 32;
+
+fn check_sizes(spec: &ModelSpec) -> Result<()> {
+    let too_big = |what: String, shape: &[usize]| {
+        Error::Spec(format!(
+            "{what}: shape {shape:?} holds more than {MAX_TENSOR_ELEMENTS} values"
+        ))
+    };
+    match crate::tensor::checked_numel(&spec.input_shape) {
+        Ok(n) if n <= MAX_TENSOR_ELEMENTS => {}
+        _ => return Err(too_big("input".into(), &spec.input_shape)),
+    }
+    let mut total = 0usize;
+    for n in &spec.nodes {
+        for (suffix, shape, _) in n.op.params() {
+            let what = format!("node `{}`: parameter `{suffix}`", n.name);
+            match crate::tensor::checked_numel(&shape) {
+                Ok(k) if k <= MAX_TENSOR_ELEMENTS => total += k,
+                _ => return Err(too_big(what, &shape)),
+            }
+        }
+    }
+    if total > MAX_MODEL_ELEMENTS {
+        return Err(Error::Spec(format!(
+            "the model has {total} parameter values, more than the limit of {MAX_MODEL_ELEMENTS}"
+        )));
+    }
+    Ok(())
 }
 
 /// Rows `start..end` of `x` along the first dimension (a copy).

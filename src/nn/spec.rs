@@ -643,6 +643,21 @@ mod tests {
     }
 
     #[test]
+    fn absurd_sizes_are_refused_before_allocating() {
+        let huge = MLP.replace(
+            "\"in_features\": 784, \"out_features\": 256",
+            "\"in_features\": 2000000000, \"out_features\": 2000000000",
+        );
+        let e = crate::nn::Model::from_json(&huge).unwrap_err().to_string();
+        assert!(e.contains("node `0`") && e.contains("weight"), "{e}");
+        let huge_input = MLP.replace("\"shape\": [784]", "\"shape\": [100000, 100000]");
+        let e = crate::nn::Model::from_json(&huge_input)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("input"), "{e}");
+    }
+
+    #[test]
     fn conv_pairs_and_defaults() {
         let text = r#"{"format": "gradtau.model/1", "input": {"shape": [1, 28, 28]},
           "nodes": [{"name": "c", "op": "conv2d", "in_channels": 1, "out_channels": 4, "kernel_size": [3, 5], "padding": 1, "bias": false},
