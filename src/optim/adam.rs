@@ -77,21 +77,7 @@ impl Optimizer for Adam {
         }
         let c = self.cfg;
         for (key, g) in grads.iter() {
-            let p = params.get_mut(key).ok_or_else(|| {
-                Error::invalid(format!(
-                    "gradient for parameter {key}, which does not exist"
-                ))
-            })?;
-            if p.shape() != g.shape() {
-                return Err(Error::shape(
-                    "adam",
-                    format!(
-                        "parameter {key}: {:?} vs gradient {:?}",
-                        p.shape(),
-                        g.shape()
-                    ),
-                ));
-            }
+            let p = super::param_for(params, key, g, "adam")?;
             let slot = match &mut self.slots[key] {
                 Some(slot) => slot,
                 empty => empty.insert(Slot {

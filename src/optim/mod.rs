@@ -28,3 +28,28 @@ pub trait Optimizer {
     /// Changes the learning rate (schedules call this before each step).
     fn set_lr(&mut self, lr: f32);
 }
+
+/// The parameter a gradient belongs to, checked: it must exist and have the gradient's shape.
+pub(crate) fn param_for<'p>(
+    params: &'p mut [Tensor],
+    key: usize,
+    grad: &Tensor,
+    op: &'static str,
+) -> Result<&'p mut Tensor> {
+    let p = params.get_mut(key).ok_or_else(|| {
+        crate::error::Error::invalid(format!(
+            "gradient for parameter {key}, which does not exist"
+        ))
+    })?;
+    if p.shape() != grad.shape() {
+        return Err(crate::error::Error::shape(
+            op,
+            format!(
+                "parameter {key}: {:?} vs gradient {:?}",
+                p.shape(),
+                grad.shape()
+            ),
+        ));
+    }
+    Ok(p)
+}

@@ -66,21 +66,7 @@ impl Optimizer for Sgd {
         }
         let c = self.cfg;
         for (key, g) in grads.iter() {
-            let p = params.get_mut(key).ok_or_else(|| {
-                Error::invalid(format!(
-                    "gradient for parameter {key}, which does not exist"
-                ))
-            })?;
-            if p.shape() != g.shape() {
-                return Err(Error::shape(
-                    "sgd",
-                    format!(
-                        "parameter {key}: {:?} vs gradient {:?}",
-                        p.shape(),
-                        g.shape()
-                    ),
-                ));
-            }
+            let p = super::param_for(params, key, g, "sgd")?;
             let first = self.buffers[key].is_none();
             if c.momentum != 0.0 && first {
                 self.buffers[key] = Some(p.zeros_like()?);
