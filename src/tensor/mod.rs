@@ -1,6 +1,8 @@
 //! `Tensor`: an f32 buffer with a shape, on some device. Cloning is cheap (the buffer is
 //! shared); writing through [`Tensor::data_mut`] copies first if the buffer is shared.
 
+mod ndarray_interop;
+
 use crate::backend::{Device, Storage};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
