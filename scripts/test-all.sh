@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 
-step() { printf '\n==== %s\n' "$*"; }
+suites=0
+step() { suites=$((suites + 1)); printf '\n==== %s\n' "$*"; }
 
 if [ "${SKIP_LINT:-0}" != 1 ]; then
   step "cargo fmt --check"
@@ -43,3 +44,6 @@ if python3 -c 'import sklearn, numpy' 2>/dev/null; then
 else
   echo "SKIPPED: scikit-learn/numpy not installed (pip install scikit-learn numpy)"
 fi
+
+# Every step above stops the script on failure (set -e), so reaching here means all passed.
+printf '\nsuites: %d passed, 0 failed\n' "$suites"
