@@ -704,3 +704,57 @@ JNIEXPORT jobject JNICALL Java_dev_gradtau_Native_audit(JNIEnv *env, jclass cls,
                              row.forget_accuracy, row.test_accuracy, row.mia_loss,
                              row.mia_entropy);
 }
+
+/* ---- inference ----------------------------------------------------------------------- */
+
+/* predict (`losses` false) or per-sample losses (`losses` true) of `data` into a new float[].
+ * gradtau fills a malloc'd buffer (not a pinned array: the run may take long, and a critical
+ * region would stall the GC meanwhile), and the Java array is created only on success, so a
+ * failure never leaves a half-written result behind. */
+static jfloatArray eval(JNIEnv *env, jlong model, jlong data, int losses) {
+    size_t n = gradtau_dataset_len(DATASET(data));
+    size_t per_sample = 1;
+    if (!losses) {
+        const size_t *shape = NULL;
+        size_t rank = 0;
+        if (check(env, gradtau_model_output_shape(MODEL(model), &shape, &rank))) return NULL;
+        for (size_t i = 0; i < rank; i++) {
+            if (shape[i] != 0 && per_sample > SIZE_MAX / shape[i]) {
+                (*env)->ThrowNew(env, J.illegal_argument, "output too large for a Java array");
+                return NULL;
+            }
+            per_sample *= shape[i];
+        }
+    }
+    if (per_sample != 0 && n > (size_t)INT32_MAX / per_sample) {
+        (*env)->ThrowNew(env, J.illegal_argument, "output too large for a Java array");
+        return NULL;
+    }
+    size_t len = n * per_sample;
+    float *buf = malloc((len + 1) * sizeof *buf);
+    if (buf == NULL) {
+        (*env)->ThrowNew(env, J.out_of_memory, "gradtau_jni: malloc");
+        return NULL;
+    }
+    gradtau_status s = losses ? gradtau_losses(MODEL(model), DATASET(data), buf, len)
+                              : gradtau_predict(MODEL(model), DATASET(data), buf, len);
+    jfloatArray out = NULL;
+    if (!check(env, s)) {
+        out = (*env)->NewFloatArray(env, (jsize)len);
+        if (out != NULL) (*env)->SetFloatArrayRegion(env, out, 0, (jsize)len, buf);
+    }
+    free(buf);
+    return out;
+}
+
+JNIEXPORT jfloatArray JNICALL Java_dev_gradtau_Native_predict(JNIEnv *env, jclass cls,
+                                                              jlong model, jlong data) {
+    (void)cls;
+    return eval(env, model, data, 0);
+}
+
+JNIEXPORT jfloatArray JNICALL Java_dev_gradtau_Native_losses(JNIEnv *env, jclass cls,
+                                                             jlong model, jlong data) {
+    (void)cls;
+    return eval(env, model, data, 1);
+}

@@ -19,8 +19,9 @@ import java.util.Objects;
  *
  * <p><b>Weights stay yours, in place.</b> {@link #bind} lends gradtau a direct, native-order
  * {@link FloatBuffer} per parameter (by its PyTorch {@code state_dict} name); gradtau reads it
- * during {@link #initWeights}, {@link #train}, {@link #unlearn} and {@link #audit} and writes
- * the new weights straight into it when such a call succeeds (zero copy). On any failure or
+ * during {@link #initWeights}, {@link #train}, {@link #unlearn}, {@link #audit}, {@link #predict}
+ * and {@link #losses}, and writes the new weights straight into it when a train or unlearn call
+ * succeeds (zero copy). On any failure or
  * cancellation the buffers are bit-for-bit unchanged (unless {@code keepPartial}). Do not
  * write a bound buffer while a call on the model runs. The model keeps a reference to every
  * bound buffer, so the memory stays valid while bound.
@@ -297,6 +298,43 @@ public final class Model implements AutoCloseable {
         long[] p = acquireAll(hs);
         try {
             return Native.audit(p[0], p[1], p[2], p[3], seed);
+        } finally {
+            releaseAll(hs);
+            Reference.reachabilityFence(this);
+        }
+    }
+
+    /**
+     * The model's outputs (logits for a classifier) for every sample of {@code data} under the
+     * bound weights, row-major {@code [N, outputShape...]}: sample {@code i}'s outputs start at
+     * {@code i * prod(outputShape())}. Normalisation layers run in evaluation mode. Never writes
+     * the buffers.
+     *
+     * @throws GradtauException {@link Status#BINDING} if a parameter is unbound,
+     *     {@link Status#SHAPE} if the samples do not fit the model's input,
+     *     {@link Status#NON_FINITE}, {@link Status#BUSY}
+     */
+    public float[] predict(Dataset data) {
+        return eval(data, false);
+    }
+
+    /**
+     * The per-sample training loss (the spec's cross-entropy, MSE or BCE-with-logits) of every
+     * sample of {@code data} under the bound weights, one per sample, in evaluation mode. Never
+     * writes the buffers.
+     *
+     * @throws GradtauException as {@link #predict(Dataset)}
+     */
+    public float[] losses(Dataset data) {
+        return eval(data, true);
+    }
+
+    private float[] eval(Dataset data, boolean losses) {
+        Objects.requireNonNull(data, "data");
+        NativeHandle[] hs = {handle, data.handle()};
+        long[] p = acquireAll(hs);
+        try {
+            return losses ? Native.losses(p[0], p[1]) : Native.predict(p[0], p[1]);
         } finally {
             releaseAll(hs);
             Reference.reachabilityFence(this);

@@ -139,4 +139,8 @@ final class Native {
             Progress progress);
 
     static native AuditRow audit(long model, long retain, long forget, long test, long seed);
+
+    static native float[] predict(long model, long data);
+
+    static native float[] losses(long model, long data);
 }

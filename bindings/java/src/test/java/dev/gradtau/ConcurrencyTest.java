@@ -104,6 +104,10 @@ class ConcurrencyTest {
                 assertEquals(Status.BUSY, assertThrows(GradtauException.class,
                         () -> h.model.initWeights(4)).status());
                 assertEquals(Status.BUSY, assertThrows(GradtauException.class,
+                        () -> h.model.predict(sets.test())).status());
+                assertEquals(Status.BUSY, assertThrows(GradtauException.class,
+                        () -> h.model.losses(sets.forget)).status());
+                assertEquals(Status.BUSY, assertThrows(GradtauException.class,
                         () -> h.model.bind("0.bias", h.buffers.get("0.bias"))).status());
                 assertArrayEquals(before, h.snapshot());
                 // Queries are fine while the model is busy.

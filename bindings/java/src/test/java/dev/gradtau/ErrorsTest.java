@@ -305,6 +305,8 @@ class ErrorsTest {
         assertThrows(IllegalStateException.class, () -> m.bind("fc.weight", w));
         assertThrows(IllegalStateException.class, () -> m.loss());
         assertThrows(IllegalStateException.class, () -> m.audit(sets.retain, sets.forget, sets.test(), 0));
+        assertThrows(IllegalStateException.class, () -> m.predict(sets.test()));
+        assertThrows(IllegalStateException.class, () -> m.losses(sets.test()));
         // Queries answered from the Java side still work; nothing reaches the freed handle.
         assertEquals(2, m.params().size());
 
@@ -317,11 +319,37 @@ class ErrorsTest {
         try (Fixtures.HostModel h = Fixtures.HostModel.digits(1)) {
             assertThrows(IllegalStateException.class, () -> h.model.unlearn(d, sets.retain, sets.val()));
             assertThrows(IllegalStateException.class, () -> h.model.audit(sets.retain, sets.forget, d, 0));
+            assertThrows(IllegalStateException.class, () -> h.model.predict(d));
+            assertThrows(IllegalStateException.class, () -> h.model.losses(d));
             // ... and the handles acquired before the closed one were released again.
             h.model.close();
             assertTrue(h.model.isClosed());
         }
         assertFalse(sets.retain.isClosed());
+    }
+
+    @Test
+    void predictAndLossesErrors() {
+        try (Fixtures.HostModel h = Fixtures.HostModel.digits(6)) {
+            assertThrows(NullPointerException.class, () -> h.model.predict(null));
+            assertThrows(NullPointerException.class, () -> h.model.losses(null));
+            // 4 features per sample where the digits MLP takes 64.
+            try (Dataset narrow = Dataset.ofClasses(new float[8], new long[] {2, 4}, new int[] {0, 1})) {
+                fails(Status.SHAPE, () -> h.model.predict(narrow));
+                fails(Status.SHAPE, () -> h.model.losses(narrow));
+            }
+            try (Dataset empty = sets.test().subset(new long[0])) {
+                assertEquals(0, h.model.predict(empty).length);
+                assertEquals(0, h.model.losses(empty).length);
+            }
+        }
+        try (Model m = Model.fromJson(SPEC)) {
+            m.bindNew("fc.weight"); // fc.bias stays unbound
+            try (Dataset d = Dataset.ofClasses(new float[4], new long[] {1, 4}, new int[] {0})) {
+                fails(Status.BINDING, () -> m.predict(d));
+                fails(Status.BINDING, () -> m.losses(d));
+            }
+        }
     }
 
     @Test

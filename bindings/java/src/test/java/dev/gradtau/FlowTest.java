@@ -156,6 +156,38 @@ class FlowTest {
             assertEquals(after, h.model.audit(d.retain, d.forget, d.test(), 0));
             assertArrayEquals(unlearned, h.snapshot());
 
+            // Inference agrees with the audit: arg-max of the logits scores the same accuracy.
+            Dataset test = d.test();
+            int[] testLabels = test.labels();
+            int classes = (int) h.model.outputShape()[0];
+            float[] logits = h.model.predict(test);
+            assertEquals((long) testLabels.length * classes, logits.length);
+            int correct = 0;
+            for (int i = 0; i < testLabels.length; i++) {
+                int best = 0;
+                for (int c = 1; c < classes; c++) {
+                    if (logits[i * classes + c] > logits[i * classes + best]) {
+                        best = c;
+                    }
+                }
+                correct += best == testLabels[i] ? 1 : 0;
+            }
+            assertEquals(after.testAccuracy(), (double) correct / testLabels.length, 1e-9);
+            float[] forgetLosses = h.model.losses(d.forget);
+            assertEquals(d.forget.size(), forgetLosses.length);
+            for (float l : forgetLosses) {
+                assertTrue(Float.isFinite(l) && l >= 0, "loss " + l);
+            }
+            // A misclassified sample has p(label) <= 1/2, i.e. cross-entropy >= ln 2, so the
+            // losses must agree with the audit's forget accuracy.
+            long atLeastLn2 = 0;
+            for (float l : forgetLosses) {
+                atLeastLn2 += l >= (float) Math.log(2) * (1 - 1e-6f) ? 1 : 0;
+            }
+            assertTrue(atLeastLn2 >= Math.round((1 - after.forgetAccuracy()) * forgetLosses.length),
+                    atLeastLn2 + " of " + forgetLosses.length + " forget losses >= ln 2; " + after);
+            assertArrayEquals(unlearned, h.snapshot());
+
             // A baseline through the same entry point.
             Report ngp = h.model.unlearn(d.forget, d.retain, d.val(),
                     UnlearnOptions.builder(Method.NEGGRAD_PLUS).epochs(1).build());
