@@ -96,6 +96,10 @@ func TestBusy(t *testing.T) {
 	wantStatus(t, err, StatusBusy)
 	_, err = m.Audit(d.retain, d.forget, d.test, 0)
 	wantStatus(t, err, StatusBusy)
+	_, err = m.Predict(d.test)
+	wantStatus(t, err, StatusBusy)
+	_, err = m.Losses(d.forget)
+	wantStatus(t, err, StatusBusy)
 	wantStatus(t, m.Bind("0.bias", w.Buffer("0.bias")), StatusBusy)
 	wantStatus(t, m.Close(), StatusBusy)
 	wantStatus(t, d.forget.Close(), StatusBusy)
@@ -104,6 +108,9 @@ func TestBusy(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := other.Audit(d.retain, d.forget, d.test, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Predict(d.test); err != nil {
 		t.Fatal(err)
 	}
 	close(proceed)
@@ -117,6 +124,9 @@ func TestBusy(t *testing.T) {
 	}
 	// Nothing is stuck: the model works again.
 	if _, err := m.Audit(d.retain, d.forget, d.test, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Predict(d.test); err != nil {
 		t.Fatal(err)
 	}
 }

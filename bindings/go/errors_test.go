@@ -205,6 +205,12 @@ func TestRunErrors(t *testing.T) {
 	defer wrong.Close()
 	_, err = m.Unlearn(nil, wrong, d.retain, d.val, &opts)
 	wantStatus(t, err, StatusShape, "forget")
+	_, err = m.Predict(wrong)
+	wantStatus(t, err, StatusShape)
+	_, err = m.Losses(wrong)
+	wantStatus(t, err, StatusShape)
+	_, err = m.Predict(nil)
+	wantStatus(t, err, StatusNullPointer, "data")
 	x := make([]float32, 128)
 	x[3] = float32(math.NaN())
 	nan, _ := NewClassDataset(x, []int{2, 64}, []int32{0, 1})
@@ -232,6 +238,10 @@ func TestRunErrors(t *testing.T) {
 		}
 	}
 	_, err = m.Unlearn(nil, d.forget, d.retain, d.val, &opts)
+	wantStatus(t, err, StatusBinding, "2.weight")
+	_, err = m.Predict(d.test)
+	wantStatus(t, err, StatusBinding, "2.weight")
+	_, err = m.Losses(d.test)
 	wantStatus(t, err, StatusBinding, "2.weight")
 	if !snapshotsEqual(before, w.Snapshot()) {
 		t.Fatal("a failed call wrote the host's buffers")
@@ -369,6 +379,8 @@ func TestCloseTwiceAndUseAfterClose(t *testing.T) {
 	_, checks["Train"] = m.Train(nil, d.train, nil)
 	_, checks["Unlearn"] = m.Unlearn(nil, d.forget, d.retain, d.val, nil)
 	_, checks["Audit"] = m.Audit(d.retain, d.forget, d.test, 0)
+	_, checks["Predict"] = m.Predict(d.test)
+	_, checks["Losses"] = m.Losses(d.forget)
 	_, checks["NewWeights"] = m.NewWeights()
 	for name, err := range checks {
 		if !errors.Is(err, ErrClosed) {
@@ -396,6 +408,12 @@ func TestCloseTwiceAndUseAfterClose(t *testing.T) {
 	if _, err := m2.Unlearn(nil, d.forget, ds, d.val, nil); !errors.Is(err, ErrClosed) ||
 		!strings.Contains(err.Error(), "retain") {
 		t.Fatalf("unlearn with a closed set: %v", err)
+	}
+	if _, err := m2.Predict(ds); !errors.Is(err, ErrClosed) {
+		t.Fatalf("predict on a closed set: %v", err)
+	}
+	if _, err := m2.Losses(ds); !errors.Is(err, ErrClosed) {
+		t.Fatalf("losses on a closed set: %v", err)
 	}
 	var nilModel *Model
 	if err := nilModel.Close(); err != nil {

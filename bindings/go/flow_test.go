@@ -148,7 +148,54 @@ func TestFlow(t *testing.T) {
 		t.Fatalf("class not removed or retain damaged: %+v", after)
 	}
 
-	// Auditing reads the buffers and never writes them; it is deterministic in its seed.
+	// Predict's arg-max agrees with the audit's test accuracy (same weights, same data).
+	logits, err := m.Predict(d.test)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testLabels, err := d.test.Labels()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(logits) != len(testLabels)*10 {
+		t.Fatalf("%d outputs for %d samples", len(logits), len(testLabels))
+	}
+	correct := 0
+	for i, l := range testLabels {
+		if argmax(logits[i*10:(i+1)*10]) == int(l) {
+			correct++
+		}
+	}
+	if acc := float64(correct) / float64(len(testLabels)); math.Abs(acc-after.TestAccuracy) > 1e-9 {
+		t.Fatalf("Predict accuracy %v, audit %v", acc, after.TestAccuracy)
+	}
+
+	// Losses on the forget set: one finite non-negative value per sample, equal to the
+	// cross-entropy of Predict's logits.
+	losses, err := m.Losses(d.forget)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forgetLabels, _ := d.forget.Labels()
+	forgetLogits, err := m.Predict(d.forget)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(losses) != d.forget.Len() || len(forgetLogits) != 10*len(losses) {
+		t.Fatalf("%d losses, %d logits for %d samples", len(losses), len(forgetLogits), d.forget.Len())
+	}
+	for i, l := range losses {
+		if math.IsNaN(float64(l)) || math.IsInf(float64(l), 0) || l < 0 {
+			t.Fatalf("loss %d is %v", i, l)
+		}
+		ce := crossEntropy(forgetLogits[i*10:(i+1)*10], int(forgetLabels[i]))
+		if math.Abs(ce-float64(l)) > 1e-4*(1+ce) {
+			t.Fatalf("loss %d is %v, cross-entropy of the logits %v", i, l, ce)
+		}
+	}
+
+	// Auditing and inference read the buffers and never write them; auditing is
+	// deterministic in its seed.
 	again, err := m.Audit(d.retain, d.forget, d.test, 0)
 	if err != nil {
 		t.Fatal(err)

@@ -134,3 +134,22 @@ func wantStatus(t *testing.T, err error, want Status, needles ...string) *Error 
 	}
 	return e
 }
+
+func argmax(v []float32) int {
+	best := 0
+	for i, x := range v {
+		if x > v[best] {
+			best = i
+		}
+	}
+	return best
+}
+
+func crossEntropy(logits []float32, label int) float64 {
+	top := float64(logits[argmax(logits)])
+	sum := 0.0
+	for _, x := range logits {
+		sum += math.Exp(float64(x) - top)
+	}
+	return top + math.Log(sum) - float64(logits[label])
+}

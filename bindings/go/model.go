@@ -16,9 +16,9 @@ import (
 // parameters.
 //
 // Concurrency: any number of goroutines may call methods on one Model. gradtau runs the
-// mutating calls (Bind, UnbindAll, InitWeights, Train, Unlearn, Audit) one at a time per
-// model: a second one while another runs returns a StatusBusy error at once instead of
-// waiting. Different models run in parallel.
+// calls that use the bound buffers (Bind, UnbindAll, InitWeights, Train, Unlearn, Audit,
+// Predict, Losses) one at a time per model: a second one while another runs returns a
+// StatusBusy error at once instead of waiting. Different models run in parallel.
 type Model struct {
 	// mu is held for reading around every C call that uses ptr and for writing by Close,
 	// so Close can never free the model under a running call. Close only tries the lock
