@@ -150,7 +150,14 @@ impl Tape {
 
     /// Drops every recorded value, keeping the allocation for the next pass.
     pub fn clear(&mut self) {
-        self.nodes.clear();
+        self.drop_from(0);
+    }
+
+    /// Drops the nodes from `i` on, handing their buffers back to the CPU pool.
+    fn drop_from(&mut self, i: usize) {
+        for node in self.nodes.drain(i.min(self.nodes.len())..) {
+            node.value.recycle();
+        }
     }
 
     /// A leaf whose gradient is wanted, reported under `key` (e.g. a parameter index).
@@ -258,7 +265,7 @@ impl Tape {
         let mut grads: Vec<Option<Tensor>> = vec![None; out.0 + 1];
         grads[out.0] = Some(seed);
         let mut result = Gradients::default();
-        self.nodes.truncate(out.0 + 1);
+        self.drop_from(out.0 + 1);
         for i in (0..=out.0).rev() {
             if let Some(g) = grads[i].take() {
                 self.visit(i, g, &mut grads, &mut result, profile.as_deref_mut())?;
@@ -267,7 +274,7 @@ impl Tape {
             // and saved state are dead. Dropping them now rather than at `clear` lets the
             // gradients computed next reuse that memory, which lowers the peak of a training
             // step and spares the allocator fresh pages.
-            self.nodes.truncate(i);
+            self.drop_from(i);
         }
         Ok(result)
     }
@@ -334,10 +341,15 @@ impl Tape {
                 ));
             }
             match &mut grads[input.0] {
-                Some(acc) => ops::accumulate(acc, &ig)?,
+                Some(acc) => {
+                    ops::accumulate(acc, &ig)?;
+                    ig.recycle();
+                }
                 slot @ None => *slot = Some(ig),
             }
         }
+        drop(ctx);
+        g.recycle();
         Ok(())
     }
 }

@@ -432,9 +432,9 @@ fn forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams) -> Resul
             wblocks.extend_from_slice(&row[k0..k1]);
         }
     }
-    let mut out = vec![0.0f32; g.n * per_out];
+    let mut out = crate::backend::cpu::pool::zeroed(g.n * per_out);
     over_batch(g.n, parallel, &mut out, per_out, |samples, out| {
-        let mut col = vec![0.0f32; k * pp];
+        let mut col = crate::backend::cpu::pool::zeroed(k * pp);
         for (s, y) in samples.zip(out.chunks_exact_mut(per_out.max(1))) {
             im2col(&xd[s * chw..][..chw], &g, &mut col);
             let beta = match bias {
@@ -510,7 +510,7 @@ impl BackwardOp for Conv2dBackward {
         let gd = host(c.grad, "conv2d")?;
 
         // W^T as [K, C_out], so dcol's product has contiguous rows to split.
-        let mut wt = vec![0.0f32; if need_x { k * g.co } else { 0 }];
+        let mut wt = crate::backend::cpu::pool::zeroed(if need_x { k * g.co } else { 0 });
         if need_x {
             for (o, wrow) in wd.chunks_exact(k.max(1)).enumerate() {
                 for (r, &v) in wrow.iter().enumerate() {
@@ -519,14 +519,14 @@ impl BackwardOp for Conv2dBackward {
             }
         }
         let parallel = batch_parallel(g);
-        let mut dx = vec![0.0f32; if need_x { g.n * chw } else { 0 }];
+        let mut dx = crate::backend::cpu::pool::zeroed(if need_x { g.n * chw } else { 0 });
         let partials = over_batch(g.n, parallel, &mut dx, chw, |samples, dx| {
             // dW^T [K, C_out] = col @ g_n^T: cut along K, col's rows, each piece of col is
             // packed once.
-            let mut dwt = vec![0.0f32; if need_w { k * g.co } else { 0 }];
-            let mut db = vec![0.0f32; if need_b { g.co } else { 0 }];
-            let mut col = vec![0.0f32; if need_w { k * pp } else { 0 }];
-            let mut dcol = vec![0.0f32; if need_x { k * pp } else { 0 }];
+            let mut dwt = crate::backend::cpu::pool::zeroed(if need_w { k * g.co } else { 0 });
+            let mut db = crate::backend::cpu::pool::zeroed(if need_b { g.co } else { 0 });
+            let mut col = crate::backend::cpu::pool::zeroed(if need_w { k * pp } else { 0 });
+            let mut dcol = crate::backend::cpu::pool::zeroed(if need_x { k * pp } else { 0 });
             let start = samples.start;
             for s in samples {
                 let gs = &gd[s * per_out..][..per_out];
@@ -572,7 +572,7 @@ impl BackwardOp for Conv2dBackward {
             simd::add_assign(&mut dwt, &pw);
             simd::add_assign(&mut db, &pb);
         }
-        let mut dw = vec![0.0f32; dwt.len()];
+        let mut dw = crate::backend::cpu::pool::zeroed(dwt.len());
         for (r, row) in dwt.chunks_exact(g.co.max(1)).enumerate() {
             for (o, &v) in row.iter().enumerate() {
                 dw[o * k + r] = v;

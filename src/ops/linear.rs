@@ -29,7 +29,7 @@ fn product(
         cuda::gemm(m, k, n, 1.0, x, ta, y, tb, beta, &mut out)?;
         return Ok(out.into_tensor(shape));
     }
-    let mut out = vec![0.0f32; m * n];
+    let mut out = crate::backend::cpu::pool::zeroed(m * n);
     let mut beta = 0.0;
     if let Some(bias) = init {
         let bd = host(bias, op)?;

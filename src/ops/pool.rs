@@ -203,7 +203,7 @@ fn max_forward(x: &Tensor, p: Pool2dParams) -> Result<(Tensor, Vec<u32>, Geom)> 
     }
     let xd = host(x, "max_pool2d")?;
     let (hw, op) = (g.h * g.w, g.oh * g.ow);
-    let mut out = vec![0.0f32; g.planes * op];
+    let mut out = crate::backend::cpu::pool::zeroed(g.planes * op);
     let mut idx = vec![0u32; g.planes * op];
     let pairs = g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0;
     par_planes2(&mut out, op, &mut idx, op, |pl, out, idx| {
@@ -253,7 +253,7 @@ pub fn avg_pool2d(x: &Tensor, p: Pool2dParams) -> Result<Tensor> {
     let xd = host(x, "avg_pool2d")?;
     let (hw, op) = (g.h * g.w, g.oh * g.ow);
     let inv = 1.0 / (g.kh * g.kw) as f32;
-    let mut out = vec![0.0f32; g.planes * op];
+    let mut out = crate::backend::cpu::pool::zeroed(g.planes * op);
     par_chunks_mut(&mut out, op, PAR_MIN, |pl, out| {
         let plane = &xd[pl * hw..][..hw];
         for oh in 0..g.oh {
@@ -312,7 +312,7 @@ impl BackwardOp for MaxPoolBackward {
         }
         let gd = host(c.grad, "max_pool2d")?;
         let (hw, op) = (g.h * g.w, g.oh * g.ow);
-        let mut dx = vec![0.0f32; g.planes * hw];
+        let mut dx = crate::backend::cpu::pool::zeroed(g.planes * hw);
         par_chunks_mut(&mut dx, hw, PAR_MIN, |pl, dst| {
             let src = &gd[pl * op..][..op];
             let arg = &self.argmax[pl * op..][..op];
@@ -342,7 +342,7 @@ impl BackwardOp for AvgPoolBackward {
         let gd = host(c.grad, "avg_pool2d")?;
         let (hw, op) = (g.h * g.w, g.oh * g.ow);
         let inv = 1.0 / (g.kh * g.kw) as f32;
-        let mut dx = vec![0.0f32; g.planes * hw];
+        let mut dx = crate::backend::cpu::pool::zeroed(g.planes * hw);
         par_chunks_mut(&mut dx, hw, PAR_MIN, |pl, dst| {
             let src = &gd[pl * op..][..op];
             for oh in 0..g.oh {
@@ -376,7 +376,7 @@ impl BackwardOp for GlobalAvgPoolBackward {
         }
         let inv = 1.0 / hw as f32;
         let gd = host(c.grad, "global_avg_pool")?;
-        let mut dx = vec![0.0f32; x.numel()];
+        let mut dx = crate::backend::cpu::pool::zeroed(x.numel());
         for (plane, &v) in dx.chunks_exact_mut(hw).zip(gd) {
             plane.fill(v * inv);
         }

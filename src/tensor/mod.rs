@@ -190,6 +190,14 @@ impl Tensor {
         })
     }
 
+    /// Drops the tensor, handing a large host buffer that nothing else shares back to the
+    /// CPU buffer pool for reuse.
+    pub fn recycle(self) {
+        if let Ok(Storage::Cpu(v)) = Arc::try_unwrap(self.storage) {
+            crate::backend::cpu::pool::recycle(v);
+        }
+    }
+
     /// Whether every element is finite (no NaN, no infinity).
     pub fn all_finite(&self) -> Result<bool> {
         Ok(match &*self.storage {

@@ -2,6 +2,7 @@
 //! run time, with a portable reference path kept for tests), and a small scoped-thread helper.
 
 pub mod gemm;
+pub mod pool;
 pub mod simd;
 
 pub use gemm::{matmul, Transpose};

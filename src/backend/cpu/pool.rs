@@ -1,0 +1,77 @@
+//! A small recycling pool for large f32 buffers.
+//!
+//! Activations and gradients are allocated and freed every step with the same sizes. Left to
+//! the system allocator, large blocks go back to the kernel when freed and come back as fresh
+//! zero pages, so every step pays a page fault per 4 KiB written, and with two threads a TLB
+//! shootdown each (measured on the Fashion-MNIST CNN: 3.4 M minor faults and ~30 % of a ∇τ
+//! run). The tape hands the buffers of values it drops back here, and ops take their output
+//! buffers from here, so steady-state steps reuse resident memory.
+
+use std::sync::Mutex;
+
+/// Buffers smaller than this (in f32s) are left to the allocator, which handles them well.
+const MIN_POOLED: usize = 1 << 14;
+/// At most this many f32s are kept in the pool (256 MiB); the rest are freed.
+const MAX_POOLED_TOTAL: usize = 1 << 26;
+
+static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
+
+fn pooled_total(pool: &[Vec<f32>]) -> usize {
+    pool.iter().map(|v| v.capacity()).sum()
+}
+
+/// A zero-filled buffer of `n` values, recycled when a suitable one is free.
+pub fn zeroed(n: usize) -> Vec<f32> {
+    if n >= MIN_POOLED {
+        if let Ok(mut pool) = POOL.lock() {
+            // Best fit among buffers no more than twice as large, so big buffers are not
+            // wasted on small requests.
+            let best = pool
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.capacity() >= n && v.capacity() <= 2 * n)
+                .min_by_key(|(_, v)| v.capacity())
+                .map(|(i, _)| i);
+            if let Some(i) = best {
+                let mut v = pool.swap_remove(i);
+                drop(pool);
+                v.clear();
+                v.resize(n, 0.0);
+                return v;
+            }
+        }
+    }
+    vec![0.0; n]
+}
+
+/// Gives a buffer back for reuse (small ones, and any beyond the pool's cap, are freed).
+pub fn recycle(v: Vec<f32>) {
+    if v.capacity() < MIN_POOLED {
+        return;
+    }
+    if let Ok(mut pool) = POOL.lock() {
+        if pooled_total(&pool) + v.capacity() <= MAX_POOLED_TOTAL {
+            pool.push(v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recycled_buffers_come_back_zeroed() {
+        let mut v = zeroed(MIN_POOLED * 3);
+        v.iter_mut().for_each(|x| *x = 7.0);
+        let cap = v.capacity();
+        recycle(v);
+        // Another test thread may take it first; either way the result is all zeros.
+        let w = zeroed(MIN_POOLED * 2);
+        assert_eq!(w.len(), MIN_POOLED * 2);
+        assert!(w.iter().all(|&x| x == 0.0));
+        assert!(w.capacity() >= MIN_POOLED * 2 && (w.capacity() == cap || w.capacity() < 2 * cap));
+        let small = zeroed(10);
+        assert_eq!(small, vec![0.0; 10]);
+    }
+}
