@@ -128,7 +128,7 @@ fn binary_forward(
     }
     let (x, y) = (host(a, op)?, host(b, op)?);
     let n: usize = out_shape.iter().product();
-    let mut out = crate::backend::cpu::pool::zeroed(n);
+    let mut out = crate::backend::cpu::pool::take(n);
     match pattern(a.shape(), b.shape(), &out_shape) {
         Pattern::Same => vec_fn(x, y, &mut out),
         Pattern::RowSuffix(w) if w > 0 => {
@@ -192,7 +192,7 @@ pub fn scale(x: &Tensor, s: f32) -> Result<Tensor> {
         return Ok(st.unary("scale", s)?.into_tensor(x.shape().to_vec()));
     }
     let d = host(x, "scale")?;
-    let mut out = crate::backend::cpu::pool::zeroed(d.len());
+    let mut out = crate::backend::cpu::pool::take(d.len());
     simd::scale(d, s, &mut out);
     Ok(Tensor::cpu(out, x.shape().to_vec()))
 }

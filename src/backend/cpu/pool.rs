@@ -10,7 +10,7 @@
 use std::sync::Mutex;
 
 /// Buffers smaller than this (in f32s) are left to the allocator, which handles them well.
-const MIN_POOLED: usize = 1 << 14;
+const MIN_POOLED: usize = 1 << 18;
 /// At most this many f32s are kept in the pool (256 MiB); the rest are freed.
 const MAX_POOLED_TOTAL: usize = 1 << 26;
 
@@ -22,20 +22,30 @@ fn pooled_total(pool: &[Vec<f32>]) -> usize {
 
 /// A zero-filled buffer of `n` values, recycled when a suitable one is free.
 pub fn zeroed(n: usize) -> Vec<f32> {
+    let mut v = take(n);
+    v.iter_mut().for_each(|x| *x = 0.0);
+    v
+}
+
+/// A buffer of `n` values for an op that overwrites every element: a recycled one keeps
+/// whatever values it held (no zero-fill pass over memory that is about to be written).
+pub fn take(n: usize) -> Vec<f32> {
     if n >= MIN_POOLED {
         if let Ok(mut pool) = POOL.lock() {
             // Best fit among buffers no more than twice as large, so big buffers are not
-            // wasted on small requests.
+            // wasted on small requests; among equals the most recently returned one, whose
+            // memory is most likely still in cache.
             let best = pool
                 .iter()
                 .enumerate()
+                .rev()
                 .filter(|(_, v)| v.capacity() >= n && v.capacity() <= 2 * n)
                 .min_by_key(|(_, v)| v.capacity())
                 .map(|(i, _)| i);
             if let Some(i) = best {
-                let mut v = pool.swap_remove(i);
+                let mut v = pool.remove(i);
                 drop(pool);
-                v.clear();
+                v.truncate(n);
                 v.resize(n, 0.0);
                 return v;
             }
@@ -73,5 +83,7 @@ mod tests {
         assert!(w.capacity() >= MIN_POOLED * 2 && (w.capacity() == cap || w.capacity() < 2 * cap));
         let small = zeroed(10);
         assert_eq!(small, vec![0.0; 10]);
+        let t = take(MIN_POOLED + 5);
+        assert_eq!(t.len(), MIN_POOLED + 5);
     }
 }
