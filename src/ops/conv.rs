@@ -432,9 +432,16 @@ fn forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams) -> Resul
             wblocks.extend_from_slice(&row[k0..k1]);
         }
     }
-    let mut out = crate::backend::cpu::pool::zeroed(g.n * per_out);
+    // Every output element is written below (bias fill or the first GEMM block with beta 0),
+    // except when there is no input channel at all: then the output is zero (or the bias).
+    let mut out = if k == 0 {
+        crate::backend::cpu::pool::zeroed(g.n * per_out)
+    } else {
+        crate::backend::cpu::pool::take(g.n * per_out)
+    };
     over_batch(g.n, parallel, &mut out, per_out, |samples, out| {
-        let mut col = crate::backend::cpu::pool::zeroed(k * pp);
+        // im2col writes every element of the patch matrix, padding zeros included.
+        let mut col = crate::backend::cpu::pool::take(k * pp);
         for (s, y) in samples.zip(out.chunks_exact_mut(per_out.max(1))) {
             im2col(&xd[s * chw..][..chw], &g, &mut col);
             let beta = match bias {
@@ -525,7 +532,7 @@ impl BackwardOp for Conv2dBackward {
             // packed once.
             let mut dwt = crate::backend::cpu::pool::zeroed(if need_w { k * g.co } else { 0 });
             let mut db = crate::backend::cpu::pool::zeroed(if need_b { g.co } else { 0 });
-            let mut col = crate::backend::cpu::pool::zeroed(if need_w { k * pp } else { 0 });
+            let mut col = crate::backend::cpu::pool::take(if need_w { k * pp } else { 0 });
             let mut dcol = crate::backend::cpu::pool::zeroed(if need_x { k * pp } else { 0 });
             let start = samples.start;
             for s in samples {
