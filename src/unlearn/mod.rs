@@ -213,7 +213,8 @@ pub(crate) struct StepCtx<'m> {
 
 impl StepCtx<'_> {
     /// Mean loss over `idx` of `data`, on the tape.
-    pub fn mean_loss(
+    /// Per-sample losses `[B]` of the samples `idx` of `data`, on the tape.
+    pub fn losses(
         &mut self,
         tape: &mut Tape,
         weights: &[Tensor],
@@ -227,7 +228,19 @@ impl StepCtx<'_> {
             .model
             .forward(tape, weights, x, self.mode, &mut self.rng)?;
         updates.extend(f.buffer_updates);
-        let l = self.model.per_sample_loss(tape, f.out, &y)?;
+        self.model.per_sample_loss(tape, f.out, &y)
+    }
+
+    /// Mean loss over `idx` of `data`, on the tape.
+    pub fn mean_loss(
+        &mut self,
+        tape: &mut Tape,
+        weights: &[Tensor],
+        data: &Dataset,
+        idx: &[usize],
+        updates: &mut Vec<(usize, Tensor)>,
+    ) -> Result<Var> {
+        let l = self.losses(tape, weights, data, idx, updates)?;
         tape.mean(l)
     }
 }

@@ -193,17 +193,7 @@ fn accuracy(model: &Model, w: &[Tensor], d: &Dataset, batch: usize) -> Result<f3
     let y =
         d.y.classes()
             .ok_or_else(|| Error::invalid("accuracy needs class labels"))?;
-    let logits = model.predict(w, &d.x, batch)?;
-    let l = logits.cpu_data("accuracy")?;
-    let c = l.len() / d.len().max(1);
-    let correct = (0..d.len())
-        .filter(|&i| {
-            let row = &l[i * c..(i + 1) * c];
-            let best = (0..c).fold(0, |b, k| if row[k] > row[b] { k } else { b });
-            best as u32 == y[i]
-        })
-        .count();
-    Ok(correct as f32 / d.len().max(1) as f32)
+    Ok(crate::audit::accuracy(&model.predict(w, &d.x, batch)?, y)? as f32)
 }
 
 /// The label-only side of the membership test: whether the forget set's accuracy is within
@@ -329,9 +319,13 @@ pub fn threshold_attack_accuracy(members: &[f32], others: &[f32]) -> f32 {
     best
 }
 
+/// Mean of values, summed in f64 (0 for none).
+fn mean(v: &[f32]) -> f32 {
+    (v.iter().map(|&x| x as f64).sum::<f64>() / v.len().max(1) as f64) as f32
+}
+
 fn mean_loss(model: &Model, w: &[Tensor], d: &Dataset, batch: usize) -> Result<f32> {
-    let l = model.losses(w, d, batch)?;
-    Ok(l.iter().map(|&v| v as f64).sum::<f64>() as f32 / l.len().max(1) as f32)
+    Ok(mean(&model.losses(w, d, batch)?))
 }
 
 /// Runs ∇τ on `weights` (transactional: replaced only on success).
@@ -413,11 +407,17 @@ pub fn nabla_tau(
         let check_forget = sample(sets.forget, CHECK_SAMPLES, &mut rng)?;
         let check_val = sample(sets.val, CHECK_SAMPLES, &mut rng)?;
         let mut alpha = alpha0;
-        let mut tau = mean_loss(model, w, sets.val, eval_batch)?;
         let mut reference = if adaptive {
             reference_losses(model, w, &check_val, &removed, eval_batch, &mut ref_rng)?
         } else {
             Vec::new()
+        };
+        // Adaptive mode derives τ from the reference at every forget-epoch (below), so only
+        // paper mode pays for a pass over the whole validation set here.
+        let mut tau = if adaptive {
+            mean(&reference)
+        } else {
+            mean_loss(model, w, sets.val, eval_batch)?
         };
         let mut stopped_at = None;
         let mut last_check: Option<usize> = None;
@@ -464,8 +464,7 @@ pub fn nabla_tau(
                         alpha = 0.0;
                     }
                 }
-                tau = reference.iter().map(|&v| v as f64).sum::<f64>() as f32
-                    / reference.len().max(1) as f32;
+                tau = mean(&reference);
             } else if epoch > 0 && epoch % opts.tau_every == 0 {
                 tau = mean_loss(model, w, sets.val, eval_batch)?;
             }
@@ -480,10 +479,7 @@ pub fn nabla_tau(
                 let ridx = retain.next_batch().to_vec();
                 let mut updates = Vec::new();
                 // Forget term.
-                let (x, y) = sets.forget.gather(fidx)?;
-                let f = model.forward(&mut tape, w, x.to_device(dev)?, ctx.mode, &mut ctx.rng)?;
-                updates.extend(f.buffer_updates);
-                let lf = model.per_sample_loss(&mut tape, f.out, &y)?;
+                let lf = ctx.losses(&mut tape, w, sets.forget, fidx, &mut updates)?;
                 let mean_f = tape.mean(lf)?;
                 let forget_value = tape.value(mean_f).item()?;
                 let forget_term = if alpha == 0.0 {
