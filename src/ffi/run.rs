@@ -661,17 +661,7 @@ pub unsafe extern "C" fn gradtau_predict(
         let mut locked = m.lock()?;
         let model = locked.model;
         let weights = locked.bindings()?.read(model)?;
-        if data.data.sample_shape() != model.input_shape() {
-            return Err(Error::shape(
-                "predict",
-                format!(
-                    "samples of shape {:?}, the model takes {:?}",
-                    data.data.sample_shape(),
-                    model.input_shape()
-                ),
-            )
-            .into());
-        }
+        // The forward pass checks the sample shape; inputs must also be finite.
         data.data.check_finite()?;
         let outputs = model.predict(&weights, &data.data.x, 256)?.to_vec()?;
         write_floats(&outputs, out, out_len, "out")
