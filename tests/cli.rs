@@ -32,18 +32,20 @@ fn gradtau(dir: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-fn set_args<'a>(names: &[(&'a str, &'a str)]) -> Vec<String> {
-    names
-        .iter()
-        .flat_map(|(flag, set)| {
-            [
-                format!("--{flag}-x"),
-                format!("{set}_x.npy"),
-                format!("--{flag}-y"),
-                format!("{set}_y.npy"),
-            ]
-        })
-        .collect()
+/// Runs `gradtau` with `args` followed by `--<flag>-x <set>_x.npy --<flag>-y <set>_y.npy`
+/// for each `(flag, set)`.
+fn gradtau_with_sets(dir: &Path, args: &[&str], sets: &[(&str, &str)]) -> std::process::Output {
+    let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    for (flag, set) in sets {
+        all.extend([
+            format!("--{flag}-x"),
+            format!("{set}_x.npy"),
+            format!("--{flag}-y"),
+            format!("{set}_y.npy"),
+        ]);
+    }
+    let argv: Vec<&str> = all.iter().map(|s| s.as_str()).collect();
+    gradtau(dir, &argv)
 }
 
 #[test]
@@ -84,31 +86,25 @@ fn train_unlearn_audit_on_files() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let mut args: Vec<String> = [
-        "unlearn",
-        "--spec",
-        "model.json",
-        "--weights",
-        "orig.safetensors",
-        "--out",
-        "new.safetensors",
-        "--report",
-        "report.json",
-        "--device",
-        "cpu",
-        "--seed",
-        "1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(set_args(&[
-        ("forget", "forget"),
-        ("retain", "retain"),
-        ("val", "val"),
-    ]));
-    let argv: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-    let out = gradtau(&dir, &argv);
+    let out = gradtau_with_sets(
+        &dir,
+        &[
+            "unlearn",
+            "--spec",
+            "model.json",
+            "--weights",
+            "orig.safetensors",
+            "--out",
+            "new.safetensors",
+            "--report",
+            "report.json",
+            "--device",
+            "cpu",
+            "--seed",
+            "1",
+        ],
+        &[("forget", "forget"), ("retain", "retain"), ("val", "val")],
+    );
     assert!(
         out.status.success(),
         "unlearn failed: {}",
@@ -145,24 +141,18 @@ fn train_unlearn_audit_on_files() {
         "the original memorised its forget set"
     );
 
-    let mut args: Vec<String> = [
-        "audit",
-        "--spec",
-        "model.json",
-        "--weights",
-        "new.safetensors",
-        "--json",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(set_args(&[
-        ("forget", "forget"),
-        ("retain", "retain"),
-        ("test", "test"),
-    ]));
-    let argv: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-    let out = gradtau(&dir, &argv);
+    let out = gradtau_with_sets(
+        &dir,
+        &[
+            "audit",
+            "--spec",
+            "model.json",
+            "--weights",
+            "new.safetensors",
+            "--json",
+        ],
+        &[("forget", "forget"), ("retain", "retain"), ("test", "test")],
+    );
     assert!(
         out.status.success(),
         "audit failed: {}",
@@ -204,29 +194,25 @@ fn bad_input_is_a_clear_error_and_writes_nothing() {
     assert!(out.status.success());
 
     let run = |y: &str, spec: &str| {
-        let mut args: Vec<String> = [
-            "unlearn",
-            "--spec",
-            spec,
-            "--weights",
-            "w.safetensors",
-            "--out",
-            "never.safetensors",
-            "--device",
-            "cpu",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.extend(set_args(&[("retain", "retain"), ("val", "val")]));
-        args.extend([
-            "--forget-x".into(),
-            "forget_x.npy".into(),
-            "--forget-y".into(),
-            y.into(),
-        ]);
-        let argv: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-        gradtau(&dir, &argv)
+        gradtau_with_sets(
+            &dir,
+            &[
+                "unlearn",
+                "--spec",
+                spec,
+                "--weights",
+                "w.safetensors",
+                "--out",
+                "never.safetensors",
+                "--device",
+                "cpu",
+                "--forget-x",
+                "forget_x.npy",
+                "--forget-y",
+                y,
+            ],
+            &[("retain", "retain"), ("val", "val")],
+        )
     };
     let out = run("bad_y.npy", "model.json");
     let err = String::from_utf8_lossy(&out.stderr);
