@@ -281,7 +281,8 @@ typedef struct gradtau_progress {
     // 0-based step and the planned number of steps.
     size_t step;
     size_t total_steps;
-    // Mean forget-batch loss (NaN where the method uses none).
+    // Mean forget-batch loss (NaN where the method uses none, and in ∇τ's repair phase,
+    // once the forget term is off and `alpha` is 0).
     float forget_loss;
     // Mean retain (or training) batch loss (NaN where the method uses none).
     float retain_loss;

@@ -8,7 +8,7 @@ use gradtau::nn::{Bindings, Model};
 use gradtau::rng::Rng;
 use gradtau::unlearn::{
     no_progress, train, unlearn_bound, BaselineOptions, Control, Method, NablaTauOptions, Progress,
-    TrainRecipe, UnlearnSets,
+    RunReport, TrainRecipe, UnlearnSets,
 };
 use gradtau::{DeviceRequest, Error, Tensor};
 use std::sync::OnceLock;
@@ -97,6 +97,12 @@ fn audit(sc: &Scenario, w: &[Tensor], test: &Dataset) -> AuditRow {
 }
 
 fn run(sc: &Scenario, method: &Method) -> Vec<Tensor> {
+    run_logged(sc, method).0
+}
+
+/// Runs `method` on the original weights; returns the new weights, the run's report and
+/// every progress record.
+fn run_logged(sc: &Scenario, method: &Method) -> (Vec<Tensor>, RunReport, Vec<Progress>) {
     let s = setup();
     let mut w = s.original.clone();
     let sets = UnlearnSets {
@@ -104,10 +110,14 @@ fn run(sc: &Scenario, method: &Method) -> Vec<Tensor> {
         retain: &sc.retain,
         val: &s.val,
     };
-    method
-        .run(&s.model, &mut w, sets, &mut no_progress)
+    let mut log = Vec::new();
+    let report = method
+        .run(&s.model, &mut w, sets, &mut |p: &Progress| {
+            log.push(p.clone());
+            Control::Continue
+        })
         .unwrap();
-    w
+    (w, report, log)
 }
 
 /// `got` moved at least half-way from `orig` towards `target`, and not past it by more
@@ -160,7 +170,22 @@ fn class_removal_behaves_like_retraining() {
     let fidx: Vec<usize> = (0..s.train.len()).filter(|&i| y[i] == 3).collect();
     let ridx: Vec<usize> = (0..s.train.len()).filter(|&i| y[i] != 3).collect();
     let sc = scenario(&fidx, &ridx);
-    let w = run(&sc, &nabla_tau());
+    let (w, report, log) = run_logged(&sc, &nabla_tau());
+    // The forget term switches off once the class is no longer recognised; from then on
+    // the steps only repair (α = 0) and no longer evaluate the forget batch (NaN loss).
+    let off = report
+        .forget_stopped_at
+        .expect("class removal switches the forget term off");
+    assert!(off + 1 < report.epochs, "switched off only at the end");
+    assert_eq!(log.len(), report.steps);
+    for p in &log {
+        if p.epoch < off {
+            assert!(p.alpha > 0.0 && p.forget_loss.is_finite(), "{p:?}");
+        } else {
+            assert!(p.alpha == 0.0 && p.forget_loss.is_nan(), "{p:?}");
+            assert!(p.retain_loss.is_finite(), "{p:?}");
+        }
+    }
     let (o, r, u) = (
         audit(&sc, &s.original, &s.test),
         audit(&sc, &sc.retrained, &s.test),

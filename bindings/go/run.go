@@ -70,7 +70,8 @@ type Progress struct {
 	Epoch, Epochs int
 	// Step is 0-based; TotalSteps the planned number.
 	Step, TotalSteps int
-	// ForgetLoss and RetainLoss are the mean batch losses (NaN where the method has none).
+	// ForgetLoss and RetainLoss are the mean batch losses (NaN where the method has none;
+	// ForgetLoss is also NaN in ∇τ's repair phase, once the forget term is off).
 	ForgetLoss, RetainLoss float32
 	Alpha                  float32
 	// Tau is the current target loss τ (NaN outside ∇τ).

@@ -126,7 +126,8 @@ pub struct gradtau_progress {
     /// 0-based step and the planned number of steps.
     pub step: usize,
     pub total_steps: usize,
-    /// Mean forget-batch loss (NaN where the method uses none).
+    /// Mean forget-batch loss (NaN where the method uses none, and in ∇τ's repair phase,
+    /// once the forget term is off and `alpha` is 0).
     pub forget_loss: f32,
     /// Mean retain (or training) batch loss (NaN where the method uses none).
     pub retain_loss: f32,

@@ -33,7 +33,8 @@ pub struct Progress {
     /// 0-based step and the planned number of steps.
     pub step: usize,
     pub total_steps: usize,
-    /// Mean loss of the forget batch (NaN where the method uses none).
+    /// Mean loss of the forget batch (NaN where the method uses none, and in ∇τ's repair
+    /// phase, once the forget term is switched off and the forget batch is not evaluated).
     pub forget_loss: f32,
     /// Mean loss of the retain (or training) batch (NaN where the method uses none).
     pub retain_loss: f32,

@@ -22,7 +22,8 @@ public interface Progress {
      * @param epochs planned number of epochs
      * @param step 0-based step
      * @param totalSteps planned number of steps
-     * @param forgetLoss mean forget-batch loss (NaN where the method uses none)
+     * @param forgetLoss mean forget-batch loss (NaN where the method uses none, and in ∇τ's
+     *     repair phase once the forget term is off)
      * @param retainLoss mean retain (or training) batch loss (NaN where the method uses none)
      * @param alpha the forget weight α
      * @param tau the target loss τ (NaN outside ∇τ)
