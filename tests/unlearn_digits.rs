@@ -221,6 +221,37 @@ fn class_removal_behaves_like_retraining() {
 }
 
 #[test]
+fn a_forget_set_the_model_never_saw_ends_the_run_at_once() {
+    // Held-out samples as the "forget" set: the first membership check already finds them
+    // indistinguishable from validation data on a healthy model, so random forgetting ends
+    // there (no ascent, and no retain-only steps that could only re-fit the model).
+    let s = setup();
+    let unseen = s
+        .test
+        .subset(&(0..s.test.len() / 2).collect::<Vec<_>>())
+        .unwrap();
+    let mut w = s.original.clone();
+    let report = nabla_tau()
+        .run(
+            &s.model,
+            &mut w,
+            UnlearnSets {
+                forget: &unseen,
+                retain: &s.train,
+                val: &s.val,
+            },
+            &mut no_progress,
+        )
+        .unwrap();
+    assert_eq!(report.forget_stopped_at, Some(0), "{report:?}");
+    assert_eq!(report.steps, 0, "{report:?}");
+    assert!(report.epochs > 1);
+    for (a, b) in w.iter().zip(&s.original) {
+        assert_eq!(a.to_vec().unwrap(), b.to_vec().unwrap());
+    }
+}
+
+#[test]
 fn random_forgetting_behaves_like_retraining() {
     let s = setup();
     let (fidx, ridx) = split_indices(s.train.len(), 0.1, &mut Rng::new(1 ^ 0xf0f0));

@@ -36,8 +36,9 @@
 //!   set's accuracy is within one standard error of the validation accuracy (a label-only
 //!   attack) and the validation accuracy is within two standard errors of where it started
 //!   (so a model merely damaged as a whole does not count as having forgotten); for class
-//!   removal, once the forget samples are no longer recognised. The remaining budget
-//!   repairs the retain set, as retraining would, with steps that skip the forget batch.
+//!   removal, once the forget samples are no longer recognised. Random forgetting ends
+//!   there (retain-only steps would re-teach the forget set); class removal spends the
+//!   remaining budget repairing the retain set, with steps that skip the forget batch.
 
 use super::{
     check_inputs, report, transact, Progress, ProgressFn, RunReport, StepCtx, UnlearnSets,
@@ -562,6 +563,17 @@ pub fn nabla_tau(
                     if done {
                         stopped_at = Some(epoch);
                         alpha = 0.0;
+                        // Random forgetting passes the test only with a healthy model (see
+                        // above), so there is nothing to repair, and retain-only steps after
+                        // this point re-teach the forget set: gradient ascent moves the model
+                        // only slightly off the minimum that memorised it, and descent on the
+                        // retain set leads back (Fashion-MNIST MLP, α₀ = 0.7, 3 %: forget
+                        // accuracy about 90 % at the switch-off, 96.4 % after the remaining 60
+                        // repair epochs). The run ends here. A removed class cannot come back
+                        // that way, so class removal spends the rest of its budget repairing.
+                        if removed.is_empty() {
+                            break 'epochs;
+                        }
                     }
                 }
                 tau = mean(&reference);
