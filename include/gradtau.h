@@ -220,8 +220,12 @@ typedef struct gradtau_unlearn_options {
     float weight_decay;
     // ∇τ only: the learning rate decays linearly to `lr * lr_end_factor`.
     float lr_end_factor;
-    // ∇τ only: initial forget weight α₀ in [0, 1]; NaN picks 5/3 · forget fraction.
+    // ∇τ only: initial forget weight α₀ in [0, 1]; NaN picks the mode's default (paper:
+    // 5/3 · forget fraction; adaptive: 0.4).
     float alpha0;
+    // ∇τ adaptive mode only: the largest value α's controller may raise α to, in
+    // [α₀, 1]; NaN picks 0.8 (or α₀ if larger). Set it to α₀ to keep α on its schedule.
+    float alpha_max;
     // Passes. ∇τ: forget-epochs, 0 picks ⌊3 · retain batches / forget batches⌋.
     // Baselines: must be positive.
     size_t epochs;

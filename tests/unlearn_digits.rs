@@ -252,6 +252,63 @@ fn a_forget_set_the_model_never_saw_ends_the_run_at_once() {
 }
 
 #[test]
+fn the_alpha_controller_stays_within_its_bounds() {
+    let s = setup();
+    let (fidx, ridx) = split_indices(s.train.len(), 0.1, &mut Rng::new(1 ^ 0xf0f0));
+    let sc = scenario(&fidx, &ridx);
+    // α's linear decay to half over the run, as a factor of the epoch.
+    let decay = |p: &Progress| 1.0 - 0.5 * p.epoch as f32 / p.epochs as f32;
+    let (_, _, log) = run_logged(&sc, &nabla_tau());
+    let mut raised = 0.0f32;
+    for p in &log {
+        let base = p.alpha / decay(p);
+        assert!((0.4 - 1e-5..=0.8 + 1e-5).contains(&base), "{p:?}");
+        raised = raised.max(base);
+    }
+    eprintln!("largest α before decay: {raised}");
+    // The validation accuracy holds on this model, so the controller does raise α (and the
+    // bounds above are not checked on a constant).
+    assert!(raised > 0.41, "α was never raised: {raised}");
+    // alpha_max = α₀ pins α to its schedule.
+    let pinned = Method::NablaTau(NablaTauOptions {
+        device: cpu(),
+        alpha_max: Some(0.4),
+        ..Default::default()
+    });
+    let (_, _, log) = run_logged(&sc, &pinned);
+    for p in &log {
+        assert!((p.alpha - 0.4 * decay(p)).abs() < 1e-6, "{p:?}");
+    }
+    // Out of [α₀, 1]: a clear error, weights untouched.
+    for bad in [0.3f32, 1.5, f32::NAN] {
+        let mut w = s.original.clone();
+        let e = Method::NablaTau(NablaTauOptions {
+            device: cpu(),
+            alpha_max: Some(bad),
+            ..Default::default()
+        })
+        .run(
+            &s.model,
+            &mut w,
+            UnlearnSets {
+                forget: &sc.forget,
+                retain: &sc.retain,
+                val: &s.val,
+            },
+            &mut no_progress,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidArgument(m) if m.contains("alpha_max")),
+            "{bad}: {e:?}"
+        );
+        for (a, b) in w.iter().zip(&s.original) {
+            assert_eq!(a.to_vec().unwrap(), b.to_vec().unwrap());
+        }
+    }
+}
+
+#[test]
 fn random_forgetting_behaves_like_retraining() {
     let s = setup();
     let (fidx, ridx) = split_indices(s.train.len(), 0.1, &mut Rng::new(1 ^ 0xf0f0));

@@ -183,6 +183,10 @@ func TestRunErrors(t *testing.T) {
 	_, err = m.Unlearn(nil, d.forget, d.retain, d.val, &bad)
 	wantStatus(t, err, StatusInvalidArgument, "tpu")
 	bad = opts
+	bad.AlphaMax = 1.5
+	_, err = m.Unlearn(nil, d.forget, d.retain, d.val, &bad)
+	wantStatus(t, err, StatusInvalidArgument, "alpha_max")
+	bad = opts
 	bad.LR = -1
 	_, err = m.Unlearn(nil, d.forget, d.retain, d.val, &bad)
 	wantStatus(t, err, StatusInvalidArgument)

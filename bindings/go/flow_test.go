@@ -113,7 +113,8 @@ func TestFlow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if uopts.Method != MethodNablaTau || uopts.Mode != ModeAdaptive || !math.IsNaN(float64(uopts.Alpha0)) {
+	if uopts.Method != MethodNablaTau || uopts.Mode != ModeAdaptive || !math.IsNaN(float64(uopts.Alpha0)) ||
+		!math.IsNaN(float64(uopts.AlphaMax)) {
 		t.Fatalf("unlearn defaults %+v", uopts)
 	}
 	uopts.Seed, uopts.Device = 3, "cpu"

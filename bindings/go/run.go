@@ -100,8 +100,12 @@ type UnlearnOptions struct {
 	WeightDecay float32
 	// LREndFactor (∇τ): the rate decays linearly to LR * LREndFactor.
 	LREndFactor float32
-	// Alpha0 (∇τ): the initial forget weight in [0, 1]; NaN picks 5/3 · forget fraction.
+	// Alpha0 (∇τ): the initial forget weight in [0, 1]; NaN picks the mode's default
+	// (paper: 5/3 · forget fraction; adaptive: 0.4).
 	Alpha0 float32
+	// AlphaMax (∇τ adaptive): the largest value α's controller may raise α to, in
+	// [Alpha0, 1]; NaN picks 0.8. Set it to Alpha0 to keep α on its schedule.
+	AlphaMax float32
 	// Epochs: ∇τ forget-epochs, 0 picks its rule; baselines need a positive value.
 	Epochs int
 	// TauEvery (∇τ paper mode): τ is recomputed every this many forget-epochs.
@@ -188,6 +192,7 @@ func DefaultUnlearnOptions(method Method) (UnlearnOptions, error) {
 		WeightDecay:  float32(c.weight_decay),
 		LREndFactor:  float32(c.lr_end_factor),
 		Alpha0:       float32(c.alpha0),
+		AlphaMax:     float32(c.alpha_max),
 		Epochs:       int(c.epochs),
 		TauEvery:     int(c.tau_every),
 		NormTraining: bool(c.norm_training),
@@ -268,6 +273,7 @@ func (o *UnlearnOptions) toC(op string) (C.gradtau_unlearn_options, error) {
 	c.weight_decay = C.float(o.WeightDecay)
 	c.lr_end_factor = C.float(o.LREndFactor)
 	c.alpha0 = C.float(o.Alpha0)
+	c.alpha_max = C.float(o.AlphaMax)
 	c.epochs = C.size_t(o.Epochs)
 	c.tau_every = C.size_t(o.TauEvery)
 	c.norm_training = C.bool(o.NormTraining)

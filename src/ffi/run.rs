@@ -64,8 +64,12 @@ pub struct gradtau_unlearn_options {
     pub weight_decay: f32,
     /// ∇τ only: the learning rate decays linearly to `lr * lr_end_factor`.
     pub lr_end_factor: f32,
-    /// ∇τ only: initial forget weight α₀ in [0, 1]; NaN picks 5/3 · forget fraction.
+    /// ∇τ only: initial forget weight α₀ in [0, 1]; NaN picks the mode's default (paper:
+    /// 5/3 · forget fraction; adaptive: 0.4).
     pub alpha0: f32,
+    /// ∇τ adaptive mode only: the largest value α's controller may raise α to, in
+    /// [α₀, 1]; NaN picks 0.8 (or α₀ if larger). Set it to α₀ to keep α on its schedule.
+    pub alpha_max: f32,
     /// Passes. ∇τ: forget-epochs, 0 picks ⌊3 · retain batches / forget batches⌋.
     /// Baselines: must be positive.
     pub epochs: usize,
@@ -232,6 +236,7 @@ pub unsafe extern "C" fn gradtau_unlearn_options_default(
             },
             lr_end_factor: nt.lr_end_factor,
             alpha0: f32::NAN,
+            alpha_max: f32::NAN,
             epochs: if nabla { 0 } else { base.epochs },
             tau_every: nt.tau_every,
             norm_training: nt.norm_training,
@@ -272,6 +277,7 @@ unsafe fn to_method(o: &gradtau_unlearn_options) -> FfiResult<Method> {
             weight_decay: o.weight_decay,
             lr_end_factor: o.lr_end_factor,
             alpha0: (!o.alpha0.is_nan()).then_some(o.alpha0),
+            alpha_max: (!o.alpha_max.is_nan()).then_some(o.alpha_max),
             epochs: (o.epochs != 0).then_some(o.epochs),
             tau_every: o.tau_every,
             norm_training: o.norm_training,

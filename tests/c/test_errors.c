@@ -248,6 +248,11 @@ static void run_errors(void) {
     CHECK_STATUS(gradtau_unlearn(h.model, d.forget, d.retain, d.val, &bad, NULL, NULL, &report),
                  GRADTAU_INVALID_ARGUMENT);
     bad = opts;
+    bad.alpha_max = 1.5f;
+    CHECK_STATUS(gradtau_unlearn(h.model, d.forget, d.retain, d.val, &bad, NULL, NULL, &report),
+                 GRADTAU_INVALID_ARGUMENT);
+    CHECK(strstr(gradtau_last_error_message(), "alpha_max") != NULL);
+    bad = opts;
     bad.device = "tpu";
     CHECK_STATUS(gradtau_unlearn(h.model, d.forget, d.retain, d.val, &bad, NULL, NULL, &report),
                  GRADTAU_INVALID_ARGUMENT);

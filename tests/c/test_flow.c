@@ -81,7 +81,7 @@ int main(void) {
     float *trained = host_model_snapshot(&h, &total);
     gradtau_unlearn_options opts;
     CHECK_OK(gradtau_unlearn_options_default(GRADTAU_METHOD_NABLA_TAU, &opts));
-    CHECK(opts.struct_size == sizeof opts && isnan(opts.alpha0));
+    CHECK(opts.struct_size == sizeof opts && isnan(opts.alpha0) && isnan(opts.alpha_max));
     opts.seed = 3;
     opts.device = "cpu";
     progress_log ulog = {0, 0, 0};

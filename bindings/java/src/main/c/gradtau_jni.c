@@ -28,7 +28,7 @@ enum {
     U_METHOD, U_MODE, U_BATCH_SIZE, U_EPOCHS, U_TAU_EVERY, U_NORM_TRAINING, U_SEED,
     U_KEEP_PARTIAL, U_MAX_STEPS, U_INTS
 };
-enum { UF_LR, UF_WEIGHT_DECAY, UF_LR_END_FACTOR, UF_ALPHA0, UF_STOP_MARGIN, UF_RETAIN_WEIGHT, UF_FLOATS };
+enum { UF_LR, UF_WEIGHT_DECAY, UF_LR_END_FACTOR, UF_ALPHA0, UF_STOP_MARGIN, UF_RETAIN_WEIGHT, UF_ALPHA_MAX, UF_FLOATS };
 enum { T_OPTIMIZER, T_NESTEROV, T_EPOCHS, T_BATCH_SIZE, T_SEED, T_KEEP_PARTIAL, T_INTS };
 enum { TF_LR, TF_WEIGHT_DECAY, TF_MOMENTUM, TF_CLIP_NORM, TF_FLOATS };
 
@@ -527,6 +527,7 @@ JNIEXPORT void JNICALL Java_dev_gradtau_Native_unlearnDefaults(JNIEnv *env, jcla
     floats[UF_ALPHA0] = o.alpha0;
     floats[UF_STOP_MARGIN] = o.stop_margin;
     floats[UF_RETAIN_WEIGHT] = o.retain_weight;
+    floats[UF_ALPHA_MAX] = o.alpha_max;
     write_options(env, ints_out, ints, U_INTS, floats_out, floats, UF_FLOATS);
 }
 
@@ -641,6 +642,7 @@ JNIEXPORT jobject JNICALL Java_dev_gradtau_Native_unlearn(JNIEnv *env, jclass cl
     o.alpha0 = f[UF_ALPHA0];
     o.stop_margin = f[UF_STOP_MARGIN];
     o.retain_weight = f[UF_RETAIN_WEIGHT];
+    o.alpha_max = f[UF_ALPHA_MAX];
     char *dev = NULL;
     if (device != NULL && (dev = c_string(env, device, "device")) == NULL) return NULL;
     o.device = dev;

@@ -27,7 +27,8 @@ public final class UnlearnOptions {
     static final int ALPHA0 = 3;
     static final int STOP_MARGIN = 4;
     static final int RETAIN_WEIGHT = 5;
-    static final int FLOATS = 6;
+    static final int ALPHA_MAX = 6;
+    static final int FLOATS = 7;
 
     private final long[] ints;
     private final float[] floats;
@@ -122,6 +123,10 @@ public final class UnlearnOptions {
 
     public float alpha0() {
         return floats[ALPHA0];
+    }
+
+    public float alphaMax() {
+        return floats[ALPHA_MAX];
     }
 
     public float stopMargin() {
@@ -220,9 +225,21 @@ public final class UnlearnOptions {
             return this;
         }
 
-        /** ∇τ: initial forget weight α₀ in [0, 1]; NaN picks 5/3 · forget fraction. */
+        /**
+         * ∇τ: initial forget weight α₀ in [0, 1]; NaN picks the mode's default (paper: 5/3 ·
+         * forget fraction; adaptive: 0.4).
+         */
         public Builder alpha0(float alpha0) {
             floats[ALPHA0] = alpha0;
+            return this;
+        }
+
+        /**
+         * ∇τ adaptive mode: the largest value α's controller may raise α to, in [α₀, 1]; NaN
+         * picks 0.8. Set it to α₀ to keep α on its schedule.
+         */
+        public Builder alphaMax(float alphaMax) {
+            floats[ALPHA_MAX] = alphaMax;
             return this;
         }
 

@@ -166,6 +166,8 @@ class ErrorsTest {
                     cpu().toBuilder().lr(-1f).build()));
             fails(Status.INVALID_ARGUMENT, () -> m.unlearn(sets.forget, sets.retain, sets.val(),
                     cpu().toBuilder().alpha0(2f).build()));
+            mentions(fails(Status.INVALID_ARGUMENT, () -> m.unlearn(sets.forget, sets.retain,
+                    sets.val(), cpu().toBuilder().alphaMax(1.5f).build())), "alpha_max");
             fails(Status.INVALID_ARGUMENT, () -> m.unlearn(sets.forget, sets.retain, sets.val(),
                     cpu().toBuilder().device("tpu").build()));
             assertThrows(IllegalArgumentException.class, () -> UnlearnOptions.builder().epochs(-1));

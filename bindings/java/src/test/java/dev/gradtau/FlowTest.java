@@ -60,13 +60,16 @@ class FlowTest {
         assertEquals(Method.NABLA_TAU, nt.method());
         assertEquals(NablaTauMode.ADAPTIVE, nt.mode());
         assertTrue(Float.isNaN(nt.alpha0()));
+        assertTrue(Float.isNaN(nt.alphaMax()));
         assertEquals(0, nt.batchSize());
         UnlearnOptions ngp = UnlearnOptions.builder(Method.NEGGRAD_PLUS).build();
         assertEquals(Method.NEGGRAD_PLUS, ngp.method());
         assertEquals(3, ngp.epochs());
         assertEquals(256, ngp.batchSize());
-        UnlearnOptions changed = nt.toBuilder().seed(-1).maxSteps(5).device("cpu").build();
+        UnlearnOptions changed =
+                nt.toBuilder().seed(-1).maxSteps(5).alphaMax(0.6f).device("cpu").build();
         assertEquals(-1, changed.seed());
+        assertEquals(0.6f, changed.alphaMax());
         assertEquals(5, changed.maxSteps());
         assertEquals("cpu", changed.device());
         assertEquals(0, nt.maxSteps(), "builders do not share state with built options");
