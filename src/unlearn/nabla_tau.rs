@@ -30,6 +30,10 @@
 //!   linearly to half of that, and the run lasts at least 16 forget-epochs, so large forget
 //!   sets get enough steps both to forget and to repair the retain set (measured on
 //!   Fashion-MNIST at 3/15/30 % and class removal, docs/REPRODUCTION.md);
+//! - for random forgetting a controller raises α (up to `alpha_max`, 0.8) at each membership
+//!   check where the forget set is still recognised above the validation accuracy while the
+//!   validation accuracy itself has not fallen: a model that takes the ascent without damage
+//!   is pushed harder, one that is already damaged keeps its α (see `ALPHA_GAIN`);
 //! - the forget term is switched off for good once a one-dimensional
 //!   membership test on the losses (best threshold, balanced accuracy) can no longer tell
 //!   forget from reference (accuracy within a sampling-noise margin of 0.5), the forget
