@@ -38,6 +38,11 @@ fn devices() -> Vec<Device> {
             .map(Device::Cuda)
             .collect(),
         Err(e) => {
+            // scripts/gpu-check.sh sets this: on the GPU machine a missing library must fail
+            // the run, not pass it as skipped.
+            if std::env::var_os("GRADTAU_REQUIRE_CUDA").is_some() {
+                panic!("GRADTAU_REQUIRE_CUDA is set but CUDA is unusable: {e}");
+            }
             eprintln!("SKIPPED: no usable CUDA device ({e})");
             Vec::new()
         }

@@ -16,7 +16,7 @@ use cudarc::driver::{
     CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, CudaView, CudaViewMut,
     DeviceRepr, DriverError, LaunchConfig, PushKernelArg,
 };
-use cudarc::nvrtc::{compile_ptx_with_opts, CompileError, CompileOptions};
+use cudarc::nvrtc::{compile_ptx_with_opts, CompileError, CompileOptions, Ptx};
 use once_cell::sync::Lazy;
 use std::collections::HashMap;
 use std::fmt;
@@ -58,7 +58,8 @@ struct Dev {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     blas: CudaBlas,
-    arch: String,
+    /// Compute capability (major, minor): the kernels are compiled for exactly this.
+    capability: (i32, i32),
     modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
     funcs: Mutex<HashMap<&'static str, CudaFunction>>,
 }
@@ -141,7 +142,7 @@ fn open_unguarded(ordinal: usize) -> DeviceSlot {
         ctx,
         stream,
         blas,
-        arch: format!("--gpu-architecture=compute_{major}{minor}"),
+        capability: (major, minor),
         modules: Mutex::new(HashMap::new()),
         funcs: Mutex::new(HashMap::new()),
     }))
@@ -157,30 +158,92 @@ pub fn ensure_usable(ordinal: usize) -> Result<()> {
     device(ordinal).map(|_| ())
 }
 
+/// Compiles one kernel file for a device of compute capability `(major, minor)`.
+///
+/// Machine code (CUBIN, `sm_XY`) first: a CUBIN from any CUDA 13 NVRTC loads on any CUDA 13
+/// driver, while PTX is JIT-compiled by the driver and is refused when the NVRTC that wrote
+/// it is newer than the driver (a pip-installed NVRTC 13.2 next to a 13.0 driver gives
+/// `CUDA_ERROR_UNSUPPORTED_PTX_VERSION`). PTX (`compute_XY`) only when NVRTC cannot emit
+/// machine code for this architecture (a GPU newer than the NVRTC).
+pub(crate) fn compile_kernels(
+    file: &str,
+    source: &str,
+    (major, minor): (i32, i32),
+) -> std::result::Result<Ptx, String> {
+    match compile_cubin(file, source, &format!("sm_{major}{minor}")) {
+        Ok(cubin) => Ok(Ptx::from_binary(cubin)),
+        Err(cubin_error) => {
+            let opts = CompileOptions {
+                options: vec![format!("--gpu-architecture=compute_{major}{minor}")],
+                name: Some(format!("{file}.cu")),
+                ..Default::default()
+            };
+            compile_ptx_with_opts(source, opts).map_err(|e| {
+                let detail = match &e {
+                    CompileError::CompileError { log, .. } => log.to_string_lossy().into_owned(),
+                    other => format!("{other:?}"),
+                };
+                format!("{detail} (machine code for sm_{major}{minor} failed first: {cubin_error})")
+            })
+        }
+    }
+}
+
+/// NVRTC to CUBIN for `arch` (`sm_XY`); the error carries NVRTC's log.
+fn compile_cubin(file: &str, source: &str, arch: &str) -> std::result::Result<Vec<u8>, String> {
+    use cudarc::nvrtc::{result as nvrtc, sys};
+    use std::ffi::{CStr, CString};
+    let src = CString::new(source).map_err(|e| e.to_string())?;
+    let name = CString::new(format!("{file}.cu")).map_err(|e| e.to_string())?;
+    let prog = nvrtc::create_program(&src, Some(&name)).map_err(|e| format!("{e:?}"))?;
+    // SAFETY: `prog` comes from create_program, `src` and `name` outlive it, and it is
+    // destroyed exactly once, below, after its last use.
+    let out = unsafe {
+        let compiled = nvrtc::compile_program(prog, &[format!("--gpu-architecture={arch}")]);
+        match compiled {
+            Err(e) => {
+                let log = nvrtc::get_program_log(prog)
+                    .map(|l| CStr::from_ptr(l.as_ptr()).to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                Err(format!("{e:?}: {log}"))
+            }
+            Ok(()) => {
+                let mut size = 0usize;
+                let size_status = sys::nvrtcGetCUBINSize(prog, &mut size);
+                if size_status != sys::nvrtcResult::NVRTC_SUCCESS || size == 0 {
+                    Err(format!("no machine code from NVRTC ({size_status:?})"))
+                } else {
+                    let mut cubin = vec![0u8; size];
+                    match sys::nvrtcGetCUBIN(prog, cubin.as_mut_ptr().cast()) {
+                        sys::nvrtcResult::NVRTC_SUCCESS => Ok(cubin),
+                        other => Err(format!("reading machine code: {other:?}")),
+                    }
+                }
+            }
+        }
+    };
+    // SAFETY: see above; nothing uses `prog` after this.
+    let _ = unsafe { nvrtc::destroy_program(prog) };
+    out
+}
+
 impl Dev {
     fn module(&self, file: &'static str, body: &str) -> Result<Arc<CudaModule>> {
         let mut modules = lock(&self.modules);
         if let Some(m) = modules.get(file) {
             return Ok(m.clone());
         }
-        let opts = CompileOptions {
-            options: vec![self.arch.clone()],
-            name: Some(format!("{file}.cu")),
-            ..Default::default()
-        };
-        let ptx = compile_ptx_with_opts(format!("{COMMON}\n{body}"), opts).map_err(|e| {
-            let detail = match &e {
-                CompileError::CompileError { log, .. } => log.to_string_lossy().into_owned(),
-                other => format!("{other:?}"),
-            };
-            Error::Cuda(format!(
-                "NVRTC could not compile kernels/{file}.cu for cuda:{}: {detail}",
-                self.ordinal
-            ))
-        })?;
+        let image = compile_kernels(file, &format!("{COMMON}\n{body}"), self.capability).map_err(
+            |detail| {
+                Error::Cuda(format!(
+                    "NVRTC could not compile kernels/{file}.cu for cuda:{}: {detail}",
+                    self.ordinal
+                ))
+            },
+        )?;
         let m = self
             .ctx
-            .load_module(ptx)
+            .load_module(image)
             .map_err(drv("loading a compiled kernel module"))?;
         modules.insert(file, m.clone());
         Ok(m)
@@ -842,9 +905,16 @@ pub fn gemm(
     }
     let dev = a.dev.clone();
     if k == 0 {
-        // cuBLAS would only scale c by beta; do the same without it.
-        let scaled = c.unary("scale", beta)?;
-        *c = scaled;
+        // cuBLAS would only scale c by beta; do the same without it. β = 0 means "ignore c"
+        // (it may be uninitialised, and 0 · NaN is NaN), as on the CPU.
+        *c = if beta == 0.0 {
+            CudaStorage {
+                buf: dev.zeros(m * n)?,
+                dev: dev.clone(),
+            }
+        } else {
+            c.unary("scale", beta)?
+        };
         return Ok(());
     }
     gemm_view(
@@ -1378,4 +1448,42 @@ pub fn synchronize(ordinal: usize) -> Result<()> {
         .stream
         .synchronize()
         .map_err(drv("synchronising the stream"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kernel file compiles to machine code for the Hopper H200 (sm_90) and for an
+    /// Ampere A100 (sm_80). Needs only NVRTC, no GPU: where NVRTC is on the loader path (the
+    /// GPU machine; here, the nvidia-cuda-nvrtc wheel of a PyTorch install) this checks the
+    /// kernels before any GPU time is spent.
+    #[test]
+    fn every_kernel_file_compiles_to_machine_code() {
+        // SAFETY: only probes whether the library can be loaded.
+        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+            if std::env::var_os("GRADTAU_REQUIRE_CUDA").is_some() {
+                panic!("GRADTAU_REQUIRE_CUDA is set but NVRTC (libnvrtc.so.13) is not found");
+            }
+            eprintln!("SKIPPED: NVRTC (libnvrtc.so.13) is not on the loader path");
+            return;
+        }
+        for &(file, body) in FILES {
+            let source = format!("{COMMON}\n{body}");
+            for arch in ["sm_90", "sm_80"] {
+                let cubin = compile_cubin(file, &source, arch)
+                    .unwrap_or_else(|e| panic!("kernels/{file}.cu for {arch}: {e}"));
+                assert_eq!(&cubin[..4], b"\x7fELF", "kernels/{file}.cu for {arch}");
+            }
+            assert!(compile_kernels(file, &source, (9, 0)).is_ok());
+        }
+        // A compile error comes back with NVRTC's log, naming the problem.
+        let e = compile_cubin(
+            "broken",
+            "extern \"C\" __global__ void k() { undefined_name; }",
+            "sm_90",
+        )
+        .unwrap_err();
+        assert!(e.contains("undefined_name"), "{e}");
+    }
 }
