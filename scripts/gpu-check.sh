@@ -22,6 +22,7 @@ GPU_DIR=.gpu
 
 prepare() {
     set -e
+    rm -rf "$GPU_DIR"
     mkdir -p "$GPU_DIR"
     EXCLUDE=$(git rev-parse --git-path info/exclude)
     mkdir -p "$(dirname "$EXCLUDE")"
