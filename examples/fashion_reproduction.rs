@@ -808,9 +808,11 @@ const READING: &str = "
   about half the time. The test errs towards forgetting longer; on these runs the forget term
   stays on for the whole budget.
 - **Time, CNN at 30 %.** 16 forget-epochs of 3000 forget + 3000 retain samples are 23 % of
-  retraining's 60 × 7000 sample passes, and the CNN's step is compute-bound in both, so ∇τ takes
-  about a third of retraining's time (back to back on an idle machine: 13.7 s vs 44.2 s). The MLP's
-  training step at batch 128 is overhead-bound, which is why its ratios are lower.
+  retraining's 60 × 7000 sample passes, the CNN's step is compute-bound in both, and ∇τ adds its
+  membership checks (about a tenth of its time) and batches of 256 (a little slower per sample
+  than training's 128 on two cores). So ∇τ takes 27 to 31 % of retraining's time (back to back:
+  11.8 to 13.0 s against 45.1 s). The MLP's training step at batch 128 is overhead-bound, which
+  is why its ratios are lower.
 ";
 
 fn machine() -> String {
