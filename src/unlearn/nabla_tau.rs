@@ -231,6 +231,31 @@ fn accuracy_gap_se(a: f32, n: usize, b: f32, m: usize) -> f32 {
     (p * (1.0 - p) * (1.0 / n + 1.0 / m)).sqrt()
 }
 
+/// The label-only side of a membership check: forget accuracy against validation accuracy,
+/// and the validation accuracy against where it started.
+struct LabelCheck {
+    /// Forget and validation accuracy differ by at most one standard error.
+    within_noise: bool,
+    /// The forget set is recognised more than one standard error above validation data.
+    recognised: bool,
+    /// How far the validation accuracy has fallen since the start, in standard errors.
+    damage: f32,
+}
+
+impl LabelCheck {
+    /// `forget` and `val`: (accuracy, samples); `val_start`: the validation accuracy before
+    /// the first step.
+    fn new(forget: (f32, usize), val: (f32, usize), val_start: f32) -> Self {
+        let ((af, n), (av, m)) = (forget, val);
+        let se = accuracy_gap_se(af, n, av, m);
+        LabelCheck {
+            within_noise: (af - av).abs() <= se,
+            recognised: af - av > se,
+            damage: (val_start - av) / binomial_se(val_start, m),
+        }
+    }
+}
+
 /// One evaluation pass over a set: the per-sample losses and, for class labels under
 /// cross-entropy, the accuracy (from the same logits, so the stop test costs one forward
 /// pass per set, not two).
@@ -576,21 +601,23 @@ pub fn nabla_tau(
                         // Fashion-MNIST with α₀ = 0.6 to 0.7: without the bar the run stopped
                         // on such a model, and its forget accuracy came back from about 90 % to
                         // 96-98 % once it recovered).
-                        let labels_alike = match (forget.accuracy, val_accuracy, start_val_accuracy)
-                        {
-                            (Some(af), Some(av), Some(av0)) => {
-                                let (n, m) = (check_forget.len(), check_val.len());
-                                let damage = (av0 - av) / binomial_se(av0, m);
-                                let gap_se = accuracy_gap_se(af, n, av, m);
-                                if step > 0 && af - av > gap_se {
-                                    alpha_base = (alpha_base * (ALPHA_GAIN * (1.0 - damage)).exp())
-                                        .clamp(alpha0, alpha_max);
-                                    alpha = decayed(alpha_base, epoch);
-                                }
-                                (af - av).abs() <= gap_se && damage <= 2.0
-                            }
-                            _ => true,
+                        let labels = match (forget.accuracy, val_accuracy, start_val_accuracy) {
+                            (Some(af), Some(av), Some(av0)) => Some(LabelCheck::new(
+                                (af, check_forget.len()),
+                                (av, check_val.len()),
+                                av0,
+                            )),
+                            _ => None,
                         };
+                        if let Some(l) = &labels {
+                            if step > 0 && l.recognised {
+                                alpha_base = (alpha_base * (ALPHA_GAIN * (1.0 - l.damage)).exp())
+                                    .clamp(alpha0, alpha_max);
+                                alpha = decayed(alpha_base, epoch);
+                            }
+                        }
+                        let labels_alike =
+                            labels.map_or(true, |l| l.within_noise && l.damage <= 2.0);
                         losses_alike && labels_alike
                     } else {
                         // A model that never saw a class does not predict it: class removal
