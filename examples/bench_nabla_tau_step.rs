@@ -201,8 +201,6 @@ fn step(
     alpha: f32,
     rng: &mut Rng,
 ) -> Result<()> {
-    // Keeps freed buffers for reuse across the timed steps, as a training run does.
-    let _pool = gradtau::backend::cpu::pool::run_guard();
     let mut tape = Tape::new();
     let mut mean_loss = |tape: &mut Tape, (x, y): (&Tensor, &[u32])| {
         let f = model.forward(tape, weights, x.clone(), ForwardMode::EVAL, rng)?;

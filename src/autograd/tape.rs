@@ -1,3 +1,4 @@
+use crate::backend::cpu::pool::{self, RunGuard};
 use crate::error::{Error, Result};
 use crate::ops;
 use crate::tensor::Tensor;
@@ -92,6 +93,9 @@ pub struct Tape {
     grad_enabled: bool,
     /// Per-op backward timings, collected only when profiling was switched on.
     profile: Option<Vec<(&'static str, Duration)>>,
+    /// A live tape is a run in progress: freed buffers are kept for reuse until the last
+    /// tape drops (see `backend::cpu::pool`).
+    _pool: RunGuard,
 }
 
 impl Default for Tape {
@@ -107,6 +111,7 @@ impl Tape {
             nodes: Vec::with_capacity(64),
             grad_enabled: true,
             profile: None,
+            _pool: pool::run_guard(),
         }
     }
 
@@ -117,6 +122,7 @@ impl Tape {
             nodes: Vec::with_capacity(64),
             grad_enabled: false,
             profile: None,
+            _pool: pool::run_guard(),
         }
     }
 

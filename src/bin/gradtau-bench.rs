@@ -261,8 +261,6 @@ fn bench_model(model: &mut dyn Model, args: &Args, rng: &mut Rng) -> Result<()> 
     let x = Tensor::from_vec((0..n).map(|_| rng.normal()).collect(), &shape)?;
     let y: Vec<u32> = (0..BATCH).map(|_| rng.below(CLASSES) as u32).collect();
     let mut opt = Adam::new(AdamConfig::adamw(1e-3));
-    // Keeps freed buffers for reuse across the timed steps, as a training run does.
-    let _pool = gradtau::backend::cpu::pool::run_guard();
     let mut tape = Tape::new();
     tape.set_profiling(args.profile);
     let mut step_times = Vec::with_capacity(args.iters);

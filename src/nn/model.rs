@@ -489,7 +489,6 @@ impl Model {
     /// Model outputs for every sample, computed in batches without recording gradients, on
     /// the weights' device (each batch goes there, the outputs come back to the host).
     pub fn predict(&self, weights: &[Tensor], x: &Tensor, batch_size: usize) -> Result<Tensor> {
-        let _pool = crate::backend::cpu::pool::run_guard();
         let dev = weights_device(weights);
         let n = x.dim(0);
         let per: usize = self.output_shape.iter().product();
@@ -515,7 +514,6 @@ impl Model {
         data: &Dataset,
         batch_size: usize,
     ) -> Result<Vec<f32>> {
-        let _pool = crate::backend::cpu::pool::run_guard();
         let dev = weights_device(weights);
         let mut out = Vec::with_capacity(data.len());
         let mut tape = Tape::no_grad();

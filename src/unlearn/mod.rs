@@ -181,7 +181,6 @@ where
     F: FnOnce(&mut Vec<Tensor>, Device) -> Result<RunReport>,
 {
     let dev = device.resolve()?;
-    let _pool = crate::backend::cpu::pool::run_guard();
     // Weights go to the device once here and come back once, below.
     let mut work = weights
         .iter()

@@ -211,14 +211,6 @@ pub fn indistinguishable_margin(n: usize, m: usize, floor: f32) -> f32 {
     (0.5 * KS_COEFFICIENT * ((n + m) / (n * m)).sqrt()).max(floor)
 }
 
-/// Fraction of samples whose arg-max prediction equals the label.
-fn accuracy(model: &Model, w: &[Tensor], d: &Dataset, batch: usize) -> Result<f32> {
-    let y =
-        d.y.classes()
-            .ok_or_else(|| Error::invalid("accuracy needs class labels"))?;
-    Ok(crate::audit::accuracy(&model.predict(w, &d.x, batch)?, y)? as f32)
-}
-
 /// Standard error of an accuracy `p` measured on `n` samples.
 fn binomial_se(p: f32, n: usize) -> f32 {
     (p * (1.0 - p) / n.max(1) as f32).sqrt()
@@ -622,7 +614,9 @@ pub fn nabla_tau(
                     } else {
                         // A model that never saw a class does not predict it: class removal
                         // is done once the forget samples are no longer recognised.
-                        accuracy(model, w, &check_forget, eval_batch)? <= 0.01
+                        score(model, w, &check_forget, eval_batch)?
+                            .accuracy
+                            .is_some_and(|a| a <= 0.01)
                     };
                     if done {
                         stopped_at = Some(epoch);

@@ -8,10 +8,10 @@
 //! buffers from here, so steady-state steps reuse resident memory.
 
 //!
-//! The pool only fills while a run is in progress (a [`RunGuard`] is alive: training,
-//! unlearning, inference, a benchmark loop), and it is emptied when the last guard drops, so
-//! a host that embeds gradtau gets its memory back between calls instead of keeping the
-//! largest run's working set resident.
+//! The pool only fills while a run is in progress (a [`RunGuard`] is alive; every autograd
+//! tape holds one, so training, unlearning, inference and benchmark loops all count), and it
+//! is emptied when the last guard drops, so a host that embeds gradtau gets its memory back
+//! between calls instead of keeping the largest run's working set resident.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -47,11 +47,6 @@ impl Drop for RunGuard {
             }
         }
     }
-}
-
-/// Values currently held by the pool (for tests and diagnostics).
-pub fn pooled() -> usize {
-    POOL.lock().map(|p| pooled_total(&p)).unwrap_or(0)
 }
 
 fn pooled_total(pool: &[Vec<f32>]) -> usize {
@@ -108,6 +103,10 @@ pub fn recycle(v: Vec<f32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pooled() -> usize {
+        POOL.lock().map(|p| pooled_total(&p)).unwrap_or(0)
+    }
 
     #[test]
     fn the_pool_holds_memory_only_during_a_run() {
