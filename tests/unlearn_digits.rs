@@ -8,7 +8,7 @@ use gradtau::nn::{Bindings, Model};
 use gradtau::rng::Rng;
 use gradtau::unlearn::{
     no_progress, train, unlearn_bound, BaselineOptions, Control, Method, NablaTauOptions, Progress,
-    RunReport, TrainRecipe, UnlearnSets,
+    ProgressFn, RunReport, TrainRecipe, UnlearnSets,
 };
 use gradtau::{DeviceRequest, Error, Tensor};
 use std::sync::OnceLock;
@@ -100,24 +100,41 @@ fn run(sc: &Scenario, method: &Method) -> Vec<Tensor> {
     run_logged(sc, method).0
 }
 
-/// Runs `method` on the original weights; returns the new weights, the run's report and
-/// every progress record.
-fn run_logged(sc: &Scenario, method: &Method) -> (Vec<Tensor>, RunReport, Vec<Progress>) {
+/// Runs `method` on a copy of the original weights, forgetting `forget` and keeping
+/// `retain`; returns the copy (changed only on success) and the outcome.
+fn run_on_copy(
+    method: &Method,
+    forget: &Dataset,
+    retain: &Dataset,
+    progress: &mut ProgressFn<'_>,
+) -> (Vec<Tensor>, Result<RunReport, Error>) {
     let s = setup();
     let mut w = s.original.clone();
     let sets = UnlearnSets {
-        forget: &sc.forget,
-        retain: &sc.retain,
+        forget,
+        retain,
         val: &s.val,
     };
+    let result = method.run(&s.model, &mut w, sets, progress);
+    (w, result)
+}
+
+/// The weights are bit-identical to the original model's.
+fn assert_original(w: &[Tensor]) {
+    for (a, b) in w.iter().zip(&setup().original) {
+        assert_eq!(a.to_vec().unwrap(), b.to_vec().unwrap());
+    }
+}
+
+/// Runs `method` on the original weights; returns the new weights, the run's report and
+/// every progress record.
+fn run_logged(sc: &Scenario, method: &Method) -> (Vec<Tensor>, RunReport, Vec<Progress>) {
     let mut log = Vec::new();
-    let report = method
-        .run(&s.model, &mut w, sets, &mut |p: &Progress| {
-            log.push(p.clone());
-            Control::Continue
-        })
-        .unwrap();
-    (w, report, log)
+    let (w, report) = run_on_copy(method, &sc.forget, &sc.retain, &mut |p: &Progress| {
+        log.push(p.clone());
+        Control::Continue
+    });
+    (w, report.unwrap(), log)
 }
 
 /// `got` moved at least half-way from `orig` towards `target`, and not past it by more
@@ -230,25 +247,12 @@ fn a_forget_set_the_model_never_saw_ends_the_run_at_once() {
         .test
         .subset(&(0..s.test.len() / 2).collect::<Vec<_>>())
         .unwrap();
-    let mut w = s.original.clone();
-    let report = nabla_tau()
-        .run(
-            &s.model,
-            &mut w,
-            UnlearnSets {
-                forget: &unseen,
-                retain: &s.train,
-                val: &s.val,
-            },
-            &mut no_progress,
-        )
-        .unwrap();
+    let (w, report) = run_on_copy(&nabla_tau(), &unseen, &s.train, &mut no_progress);
+    let report = report.unwrap();
     assert_eq!(report.forget_stopped_at, Some(0), "{report:?}");
     assert_eq!(report.steps, 0, "{report:?}");
     assert!(report.epochs > 1);
-    for (a, b) in w.iter().zip(&s.original) {
-        assert_eq!(a.to_vec().unwrap(), b.to_vec().unwrap());
-    }
+    assert_original(&w);
 }
 
 #[test]
@@ -281,30 +285,18 @@ fn the_alpha_controller_stays_within_its_bounds() {
     }
     // Out of [α₀, 1]: a clear error, weights untouched.
     for bad in [0.3f32, 1.5, f32::NAN] {
-        let mut w = s.original.clone();
-        let e = Method::NablaTau(NablaTauOptions {
+        let method = Method::NablaTau(NablaTauOptions {
             device: cpu(),
             alpha_max: Some(bad),
             ..Default::default()
-        })
-        .run(
-            &s.model,
-            &mut w,
-            UnlearnSets {
-                forget: &sc.forget,
-                retain: &sc.retain,
-                val: &s.val,
-            },
-            &mut no_progress,
-        )
-        .unwrap_err();
+        });
+        let (w, result) = run_on_copy(&method, &sc.forget, &sc.retain, &mut no_progress);
+        let e = result.unwrap_err();
         assert!(
             matches!(&e, Error::InvalidArgument(m) if m.contains("alpha_max")),
             "{bad}: {e:?}"
         );
-        for (a, b) in w.iter().zip(&s.original) {
-            assert_eq!(a.to_vec().unwrap(), b.to_vec().unwrap());
-        }
+        assert_original(&w);
     }
 }
 
