@@ -348,19 +348,8 @@ fn every_baseline_and_the_paper_mode_run() {
         Method::NegGradPlus(with_cpu(BaselineOptions::neggrad_plus())),
     ];
     for m in &methods {
-        let mut steps = 0;
-        let mut w = s.original.clone();
-        let sets = UnlearnSets {
-            forget: &sc.forget,
-            retain: &sc.retain,
-            val: &s.val,
-        };
-        let report = m
-            .run(&s.model, &mut w, sets, &mut |_: &Progress| {
-                steps += 1;
-                Control::Continue
-            })
-            .unwrap();
+        let (w, report, log) = run_logged(&sc, m);
+        let steps = log.len();
         assert!(
             report.steps > 0 && report.steps == steps,
             "{}: {} steps reported, {steps} seen",
