@@ -810,9 +810,9 @@ const READING: &str = "
   stays on for the whole budget.
 - **Time, CNN at 30 %.** 16 forget-epochs of 3000 forget + 3000 retain samples are 23 % of
   retraining's 60 × 7000 sample passes, the CNN's step is compute-bound in both, and ∇τ adds its
-  membership checks (about 27k forward passes, roughly a tenth of the work by sample count) and
-  batches of 256 (0.51 against 0.47 ms per sample at 128 on the benchmark CNN, two cores). So ∇τ
-  takes 26 to 31 % of retraining's time (11.8 to 13.0 s over several runs, against 45.1 s
+  membership checks (about 27k forward passes, roughly a tenth of the work by sample count); its
+  batches of 256 now cost about what training's 128 do per sample (benchmark CNN, two cores:
+  0.50 to 0.52 ms against 0.47 to 0.55 ms). So ∇τ takes 26 to 31 % of retraining's time (11.8 to 13.0 s over several runs, against 45.1 s
   re-measured and 42.0 s cached). The MLP's training step at batch 128 is overhead-bound, which
   is why its ratios are lower.
 ";
