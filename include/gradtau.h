@@ -215,7 +215,9 @@ typedef struct gradtau_unlearn_options {
     // Batch size. ∇τ: 0 picks the method's rule (256 in paper mode; adaptive: 256 capped at
     // half the forget set, at least 32). Baselines: must be positive.
     size_t batch_size;
-    // Learning rate (AdamW).
+    // Learning rate (AdamW). ∇τ: NaN (the default) picks the mode's rule (paper: 1e-3;
+    // adaptive: 1e-3 × 10 × forget fraction, within [1e-3, 3e-3]); the rate then decays
+    // over the forget-epochs.
     float lr;
     float weight_decay;
     // ∇τ only: the learning rate decays linearly to `lr * lr_end_factor`.
@@ -589,6 +591,10 @@ size_t gradtau_report_steps(const struct gradtau_report *report);
 
 // Wall-clock seconds of the run; NaN if `report` is NULL.
 double gradtau_report_seconds(const struct gradtau_report *report);
+
+// The learning rate at the first step (∇τ's default depends on the mode and the forget
+// fraction; the rate may decay after that); NaN if `report` is NULL.
+float gradtau_report_lr(const struct gradtau_report *report);
 
 // ∇τ: the last α (NaN for other methods or a NULL report).
 float gradtau_report_final_alpha(const struct gradtau_report *report);

@@ -114,7 +114,7 @@ func TestFlow(t *testing.T) {
 		t.Fatal(err)
 	}
 	if uopts.Method != MethodNablaTau || uopts.Mode != ModeAdaptive || !math.IsNaN(float64(uopts.Alpha0)) ||
-		!math.IsNaN(float64(uopts.AlphaMax)) {
+		!math.IsNaN(float64(uopts.AlphaMax)) || !math.IsNaN(float64(uopts.LR)) {
 		t.Fatalf("unlearn defaults %+v", uopts)
 	}
 	uopts.Seed, uopts.Device = 3, "cpu"
@@ -132,7 +132,7 @@ func TestFlow(t *testing.T) {
 	}
 	t.Logf("unlearn: %+v", rep)
 	if rep.Method != "nabla_tau" || rep.Steps != steps || steps == 0 || rep.Epochs == 0 ||
-		rep.Seconds < 0 || rep.Truncated {
+		rep.Seconds < 0 || rep.Truncated || rep.LR < 1e-3 || rep.LR > 3e-3 {
 		t.Fatalf("unlearn report %+v after %d callbacks", rep, steps)
 	}
 	unlearned := w.Snapshot()

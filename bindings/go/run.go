@@ -95,7 +95,8 @@ type UnlearnOptions struct {
 	Mode NablaTauMode
 	// BatchSize: ∇τ reads 0 as its own rule; baselines need a positive value.
 	BatchSize int
-	// LR is the AdamW learning rate.
+	// LR is the AdamW learning rate. ∇τ: NaN (its default) picks the mode's rule (paper:
+	// 1e-3; adaptive: 1e-3 × 10 × forget fraction, within [1e-3, 3e-3]).
 	LR          float32
 	WeightDecay float32
 	// LREndFactor (∇τ): the rate decays linearly to LR * LREndFactor.
@@ -156,6 +157,9 @@ type Report struct {
 	Steps int
 	// Seconds is the wall-clock time of the run.
 	Seconds float64
+	// LR is the learning rate at the first step (∇τ's default depends on the mode and the
+	// forget fraction).
+	LR float32
 	// FinalAlpha and FinalTau are ∇τ's last α and τ (NaN for other methods).
 	FinalAlpha, FinalTau float32
 	// ForgetStoppedAt is the forget-epoch at which ∇τ adaptive switched its forget term
@@ -392,6 +396,7 @@ func runWithProgress(ctx context.Context, op string, fn ProgressFunc,
 		Epochs:          int(C.gradtau_report_epochs(report)),
 		Steps:           int(C.gradtau_report_steps(report)),
 		Seconds:         float64(C.gradtau_report_seconds(report)),
+		LR:              float32(C.gradtau_report_lr(report)),
 		FinalAlpha:      float32(C.gradtau_report_final_alpha(report)),
 		FinalTau:        float32(C.gradtau_report_final_tau(report)),
 		ForgetStoppedAt: int64(C.gradtau_report_forget_stopped_at(report)),

@@ -340,9 +340,7 @@ fn method_for(
         o.device = device;
         o.epochs = epochs.or(o.epochs);
         o.batch_size = batch.or(o.batch_size);
-        if let Some(l) = lr {
-            o.lr = l;
-        }
+        o.lr = lr.or(o.lr);
         o
     };
     match arg {
@@ -646,6 +644,7 @@ fn run_json(r: &RunReport) -> serde_json::Value {
         "method": r.method,
         "epochs": r.epochs,
         "steps": r.steps,
+        "lr": r.lr,
         "seconds": r.seconds,
         "forget_stopped_at": r.forget_stopped_at,
         "truncated": r.truncated,

@@ -59,7 +59,9 @@ pub struct gradtau_unlearn_options {
     /// Batch size. ∇τ: 0 picks the method's rule (256 in paper mode; adaptive: 256 capped at
     /// half the forget set, at least 32). Baselines: must be positive.
     pub batch_size: usize,
-    /// Learning rate (AdamW).
+    /// Learning rate (AdamW). ∇τ: NaN (the default) picks the mode's rule (paper: 1e-3;
+    /// adaptive: 1e-3 × 10 × forget fraction, within [1e-3, 3e-3]); the rate then decays
+    /// over the forget-epochs.
     pub lr: f32,
     pub weight_decay: f32,
     /// ∇τ only: the learning rate decays linearly to `lr * lr_end_factor`.
@@ -228,7 +230,7 @@ pub unsafe extern "C" fn gradtau_unlearn_options_default(
             method,
             nabla_tau_mode: GRADTAU_NABLA_TAU_MODE_ADAPTIVE,
             batch_size: if nabla { 0 } else { base.batch_size },
-            lr: if nabla { nt.lr } else { base.lr },
+            lr: if nabla { f32::NAN } else { base.lr },
             weight_decay: if nabla {
                 nt.weight_decay
             } else {
@@ -273,7 +275,7 @@ unsafe fn to_method(o: &gradtau_unlearn_options) -> FfiResult<Method> {
                 m => return Err(Failure::invalid(format!("unknown nabla_tau_mode {m}"))),
             },
             batch_size: (o.batch_size != 0).then_some(o.batch_size),
-            lr: o.lr,
+            lr: (!o.lr.is_nan()).then_some(o.lr),
             weight_decay: o.weight_decay,
             lr_end_factor: o.lr_end_factor,
             alpha0: (!o.alpha0.is_nan()).then_some(o.alpha0),
@@ -585,6 +587,13 @@ pub unsafe extern "C" fn gradtau_report_steps(report: *const gradtau_report) -> 
 #[no_mangle]
 pub unsafe extern "C" fn gradtau_report_seconds(report: *const gradtau_report) -> f64 {
     with_report(report, f64::NAN, |r| r.report.seconds)
+}
+
+/// The learning rate at the first step (∇τ's default depends on the mode and the forget
+/// fraction; the rate may decay after that); NaN if `report` is NULL.
+#[no_mangle]
+pub unsafe extern "C" fn gradtau_report_lr(report: *const gradtau_report) -> f32 {
+    with_report(report, f32::NAN, |r| r.report.lr)
 }
 
 /// ∇τ: the last α (NaN for other methods or a NULL report).

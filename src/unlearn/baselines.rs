@@ -201,6 +201,7 @@ fn run(
             method: name.into(),
             epochs: o.epochs,
             steps: total,
+            lr: o.lr,
             seconds: start.elapsed().as_secs_f64(),
             final_alpha: f32::NAN,
             final_tau: f32::NAN,

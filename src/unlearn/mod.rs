@@ -78,6 +78,8 @@ pub struct RunReport {
     pub method: String,
     pub epochs: usize,
     pub steps: usize,
+    /// The learning rate at the first step (∇τ's default depends on the forget fraction).
+    pub lr: f32,
     pub seconds: f64,
     /// ∇τ: the last α and τ; NaN elsewhere.
     pub final_alpha: f32,

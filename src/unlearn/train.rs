@@ -152,6 +152,7 @@ pub fn train(
             method: "train".into(),
             epochs: recipe.epochs,
             steps: total,
+            lr: recipe.lr,
             seconds: start.elapsed().as_secs_f64(),
             final_alpha: f32::NAN,
             final_tau: f32::NAN,

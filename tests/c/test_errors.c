@@ -220,6 +220,7 @@ static void run_errors(void) {
     /* Report getters on NULL. */
     CHECK(gradtau_report_method(NULL) == NULL && gradtau_report_steps(NULL) == 0);
     CHECK(gradtau_report_epochs(NULL) == 0 && isnan(gradtau_report_seconds(NULL)));
+    CHECK(isnan(gradtau_report_lr(NULL)));
     CHECK(isnan(gradtau_report_final_alpha(NULL)) && isnan(gradtau_report_final_tau(NULL)));
     CHECK(gradtau_report_forget_stopped_at(NULL) == -1 && !gradtau_report_truncated(NULL));
     gradtau_report_free(NULL);

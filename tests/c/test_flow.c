@@ -67,6 +67,7 @@ int main(void) {
     CHECK_OK(gradtau_train(h.model, d.train, &topts, on_step, &tlog, &report));
     CHECK(strcmp(gradtau_report_method(report), "train") == 0);
     CHECK(gradtau_report_steps(report) == tlog.calls && tlog.calls > 0);
+    CHECK(gradtau_report_lr(report) == topts.lr);
     gradtau_report_free(report);
     CHECK(finite_all(&h));
 
@@ -81,7 +82,8 @@ int main(void) {
     float *trained = host_model_snapshot(&h, &total);
     gradtau_unlearn_options opts;
     CHECK_OK(gradtau_unlearn_options_default(GRADTAU_METHOD_NABLA_TAU, &opts));
-    CHECK(opts.struct_size == sizeof opts && isnan(opts.alpha0) && isnan(opts.alpha_max));
+    CHECK(opts.struct_size == sizeof opts && isnan(opts.alpha0) && isnan(opts.alpha_max) &&
+          isnan(opts.lr));
     opts.seed = 3;
     opts.device = "cpu";
     progress_log ulog = {0, 0, 0};
@@ -90,6 +92,8 @@ int main(void) {
     CHECK(ulog.saw_nabla_tau && gradtau_report_steps(report) == ulog.calls && ulog.calls > 0);
     CHECK(gradtau_report_epochs(report) > 0 && gradtau_report_seconds(report) >= 0.0);
     CHECK(!gradtau_report_truncated(report));
+    /* Adaptive mode's rate: 1e-3 × 10 × forget fraction, within [1e-3, 3e-3]. */
+    CHECK(gradtau_report_lr(report) >= 1e-3f && gradtau_report_lr(report) <= 3e-3f);
     printf("unlearn: %zu steps, %zu epochs, forget term stopped at %lld, alpha %.3f tau %.3f\n",
            gradtau_report_steps(report), gradtau_report_epochs(report),
            (long long)gradtau_report_forget_stopped_at(report), gradtau_report_final_alpha(report),

@@ -150,18 +150,21 @@ TEST(Flow, TrainAuditUnlearnAudit) {
 
     auto snapshot = b.buffers;
     std::size_t calls = 0;
+    float first_lr = NAN;
     auto opts = gradtau::unlearn_options();
     opts.device = "cpu";
     auto report = b.model.unlearn(s.forget, s.retain, s.split.val, opts,
                                   [&](const gradtau::Progress &p) {
                                       EXPECT_EQ(p.step, calls);
                                       EXPECT_STREQ(p.method, "nabla_tau");
+                                      if (calls == 0) first_lr = p.lr;
                                       calls++;
                                       return gradtau::Control::Continue;
                                   });
     EXPECT_EQ(report.method(), "nabla_tau");
     EXPECT_EQ(report.steps(), calls);
     EXPECT_GT(calls, 0u);
+    EXPECT_EQ(report.lr(), first_lr);  // the rate decays from the reported start
     EXPECT_FALSE(report.truncated());
     EXPECT_NE(b.buffers, snapshot);  // the caller's own vectors hold the new weights
     auto after = b.model.audit(s.retain, s.forget, s.split.test);

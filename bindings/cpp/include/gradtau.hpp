@@ -205,6 +205,8 @@ public:
     std::size_t epochs() const noexcept { return gradtau_report_epochs(get()); }
     std::size_t steps() const noexcept { return gradtau_report_steps(get()); }
     double seconds() const noexcept { return gradtau_report_seconds(get()); }
+    /// The learning rate at the first step.
+    float lr() const noexcept { return gradtau_report_lr(get()); }
     float final_alpha() const noexcept { return gradtau_report_final_alpha(get()); }
     float final_tau() const noexcept { return gradtau_report_final_tau(get()); }
     bool truncated() const noexcept { return gradtau_report_truncated(get()); }

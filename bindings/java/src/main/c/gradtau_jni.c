@@ -82,7 +82,7 @@ JNIEXPORT jint JNICALL JNI_OnLoad(JavaVM *vm, void *reserved) {
     NEED(J.out_of_memory = global_class(env, "java/lang/OutOfMemoryError"));
     NEED(J.report = global_class(env, "dev/gradtau/Report"));
     NEED(J.report_init = (*env)->GetMethodID(env, J.report, "<init>",
-                                             "(Ljava/lang/String;JJDFFJZ)V"));
+                                             "(Ljava/lang/String;JJDFFFJZ)V"));
     NEED(J.audit_row = global_class(env, "dev/gradtau/AuditRow"));
     NEED(J.audit_row_init = (*env)->GetMethodID(env, J.audit_row, "<init>", "(DDDDD)V"));
     NEED(J.param_info = global_class(env, "dev/gradtau/ParamInfo"));
@@ -610,7 +610,8 @@ static jobject make_report(JNIEnv *env, gradtau_report *r) {
     if (method != NULL)
         out = (*env)->NewObject(env, J.report, J.report_init, method,
                                 (jlong)gradtau_report_epochs(r), (jlong)gradtau_report_steps(r),
-                                gradtau_report_seconds(r), gradtau_report_final_alpha(r),
+                                gradtau_report_seconds(r), gradtau_report_lr(r),
+                                gradtau_report_final_alpha(r),
                                 gradtau_report_final_tau(r),
                                 (jlong)gradtau_report_forget_stopped_at(r),
                                 (jboolean)gradtau_report_truncated(r));

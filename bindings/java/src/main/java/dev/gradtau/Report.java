@@ -11,18 +11,20 @@ public final class Report {
     private final long epochs;
     private final long steps;
     private final double seconds;
+    private final float lr;
     private final float finalAlpha;
     private final float finalTau;
     private final long forgetStoppedAt;
     private final boolean truncated;
 
     /** Built by the JNI glue. */
-    Report(String method, long epochs, long steps, double seconds, float finalAlpha,
+    Report(String method, long epochs, long steps, double seconds, float lr, float finalAlpha,
             float finalTau, long forgetStoppedAt, boolean truncated) {
         this.method = method;
         this.epochs = epochs;
         this.steps = steps;
         this.seconds = seconds;
+        this.lr = lr;
         this.finalAlpha = finalAlpha;
         this.finalTau = finalTau;
         this.forgetStoppedAt = forgetStoppedAt;
@@ -49,6 +51,14 @@ public final class Report {
         return seconds;
     }
 
+    /**
+     * The learning rate at the first step (∇τ's default depends on the mode and the forget
+     * fraction).
+     */
+    public float lr() {
+        return lr;
+    }
+
     /** ∇τ: the last α (NaN for other methods). */
     public float finalAlpha() {
         return finalAlpha;
@@ -72,7 +82,8 @@ public final class Report {
     @Override
     public String toString() {
         return "Report[method=" + method + ", epochs=" + epochs + ", steps=" + steps
-                + ", seconds=" + seconds + ", finalAlpha=" + finalAlpha + ", finalTau=" + finalTau
-                + ", forgetStoppedAt=" + forgetStoppedAt + ", truncated=" + truncated + "]";
+                + ", seconds=" + seconds + ", lr=" + lr + ", finalAlpha=" + finalAlpha
+                + ", finalTau=" + finalTau + ", forgetStoppedAt=" + forgetStoppedAt
+                + ", truncated=" + truncated + "]";
     }
 }

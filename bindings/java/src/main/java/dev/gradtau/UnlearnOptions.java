@@ -209,6 +209,10 @@ public final class UnlearnOptions {
             return this;
         }
 
+        /**
+         * AdamW learning rate. ∇τ: NaN (its default) picks the mode's rule (paper: 1e-3;
+         * adaptive: 1e-3 × 10 × forget fraction, within [1e-3, 3e-3]).
+         */
         public Builder lr(float lr) {
             floats[LR] = lr;
             return this;

@@ -61,6 +61,7 @@ class FlowTest {
         assertEquals(NablaTauMode.ADAPTIVE, nt.mode());
         assertTrue(Float.isNaN(nt.alpha0()));
         assertTrue(Float.isNaN(nt.alphaMax()));
+        assertTrue(Float.isNaN(nt.lr()));
         assertEquals(0, nt.batchSize());
         UnlearnOptions ngp = UnlearnOptions.builder(Method.NEGGRAD_PLUS).build();
         assertEquals(Method.NEGGRAD_PLUS, ngp.method());
@@ -142,6 +143,8 @@ class FlowTest {
             assertEquals("nabla_tau", r.method());
             assertEquals(steps.size(), r.steps());
             assertTrue(r.steps() > 0 && r.epochs() > 0 && r.seconds() >= 0);
+            // Adaptive mode's rate: 1e-3 × 10 × forget fraction, within [1e-3, 3e-3].
+            assertTrue(r.lr() >= 1e-3f && r.lr() <= 3e-3f, "lr " + r.lr());
             assertTrue(steps.stream().allMatch(s -> s.method().equals("nabla_tau")));
             assertFalse(r.truncated());
             // Zero copy: the library wrote the new weights into the host's own buffers.
