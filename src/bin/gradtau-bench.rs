@@ -181,7 +181,9 @@ impl Model for Mlp {
 }
 
 /// conv 1->16 3x3 pad 1, relu, maxpool 2, conv 16->32 3x3 pad 1, relu, maxpool 2, flatten,
-/// linear 1568 -> 10.
+/// linear 1568 -> 10, run as the library's `Model` runs that spec: each max-pool before the
+/// ReLU it follows (identical values and gradients, a quarter of the ReLU work; see
+/// `nn::model::relu_pool_swaps`).
 struct Cnn {
     params: Vec<Tensor>,
 }
@@ -227,8 +229,8 @@ impl Model for Cnn {
             h = t.forward("conv2d", || {
                 tape.conv2d(h, p[2 * layer], Some(p[2 * layer + 1]), same)
             })?;
-            h = t.forward("relu", || tape.relu(h))?;
             h = t.forward("max_pool2d", || tape.max_pool2d(h, Pool2dParams::square(2)))?;
+            h = t.forward("relu", || tape.relu(h))?;
         }
         h = t.forward("flatten", || tape.flatten(h))?;
         h = t.forward("linear", || tape.linear(h, p[4], Some(p[5])))?;

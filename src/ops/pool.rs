@@ -203,7 +203,8 @@ fn max_forward(x: &Tensor, p: Pool2dParams) -> Result<(Tensor, Vec<u32>, Geom)> 
     }
     let xd = host(x, "max_pool2d")?;
     let (hw, op) = (g.h * g.w, g.oh * g.ow);
-    let mut out = crate::backend::cpu::pool::zeroed(g.planes * op);
+    // Both paths below write every output and index.
+    let mut out = crate::backend::cpu::pool::take(g.planes * op);
     let mut idx = vec![0u32; g.planes * op];
     let pairs = g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0;
     par_planes2(&mut out, op, &mut idx, op, |pl, out, idx| {

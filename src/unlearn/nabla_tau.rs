@@ -184,7 +184,7 @@ pub fn schedule(opts: &NablaTauOptions, n_forget: usize, n_retain: usize) -> Sch
 /// needed 16 forget-epochs at 30 % to come within 3 points of retraining's forget accuracy,
 /// which cost 26 to 31 % of retraining's time; with at least 12 epochs its forget accuracy
 /// stalled 3.1 points above. At 3e-3, 12 epochs bring it within 2.6 points (the MLP too) in
-/// about 23 % of the time, with test accuracy 0.2 (CNN) and 0.8 (MLP) points below the
+/// 20 to 24 % of the time, with test accuracy 0.2 (CNN) and 0.8 (MLP) points below the
 /// original. Small forget sets keep 1e-3: at 3 %, 3e-3 cost the MLP 1.4 test points and
 /// 4.5 retain points for no better forgetting.
 pub fn adaptive_lr(ff: f32) -> f32 {
