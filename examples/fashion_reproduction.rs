@@ -4,6 +4,7 @@
 //! cargo run --release --example fashion_reproduction -- [--model mlp|cnn|all]
 //!     [--scenarios random3,random15,random30,class] [--out docs/fashion_results.json]
 //!     [--md docs/REPRODUCTION.md] [--train-subset N] [--epochs N] [--report-only]
+//!     [--methods nabla_tau_adaptive,...] [--cache DIR] [--seeds N]
 //! ```
 //!
 //! The 60k training images are split once (seed 0) into 50k train and 10k validation (∇τ's
@@ -23,7 +24,8 @@ use gradtau::nn::Model;
 use gradtau::optim::LrSchedule;
 use gradtau::rng::Rng;
 use gradtau::unlearn::{
-    train, BaselineOptions, Control, Method, NablaTauOptions, Progress, TrainRecipe, UnlearnSets,
+    no_progress, train, BaselineOptions, Control, Method, NablaTauOptions, Progress, TrainRecipe,
+    UnlearnSets,
 };
 use gradtau::Tensor;
 use serde_json::{json, Value};
@@ -80,6 +82,9 @@ struct Config {
     methods: Vec<String>,
     /// Where trained originals and retrain references are kept between runs.
     cache: Option<PathBuf>,
+    /// Adaptive ∇τ is also run with seeds 1..seeds (its batch order and check samples), for
+    /// the seed-spread table; 1 = only seed 0, the main row.
+    seeds: u64,
 }
 
 fn parse_args() -> Config {
@@ -96,6 +101,7 @@ fn parse_args() -> Config {
         report_only: false,
         methods: METHODS.iter().map(|m| m.to_string()).collect(),
         cache: None,
+        seeds: 1,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -150,6 +156,14 @@ fn parse_args() -> Config {
             }
             "--cache" => {
                 c.cache = Some(value(i).into());
+                i += 1;
+            }
+            "--seeds" => {
+                c.seeds = value(i)
+                    .parse()
+                    .ok()
+                    .filter(|&n| n >= 1)
+                    .unwrap_or_else(|| die("--seeds takes a positive number"));
                 i += 1;
             }
             a => die(&format!("unknown argument {a}")),
@@ -523,7 +537,48 @@ fn run_model(name: &str, cfg: &Config, results: &mut Value) {
             }
             rows.push(row_json(mname, &a, rep.seconds, extra));
         }
-        scen_out.push(json!({"scenario": scen, "n_forget": forget.len(), "n_retain": retain.len(), "rows": rows}));
+        // Adaptive ∇τ again with other seeds, for the seed-spread table (the original and
+        // the retrain reference stay the same).
+        let old_seed_rows = results
+            .get(name)
+            .and_then(|r| r["scenarios"].as_array())
+            .and_then(|a| a.iter().find(|x| x["scenario"] == scen.as_str()))
+            .map(|x| x["seed_rows"].clone())
+            .unwrap_or(Value::Null);
+        let seed_rows = if cfg.seeds > 1 && cfg.methods.iter().any(|m| m == "nabla_tau_adaptive") {
+            let mut out = Vec::new();
+            for seed in 1..cfg.seeds {
+                let mut w = original.clone();
+                let rep = Method::NablaTau(NablaTauOptions {
+                    seed,
+                    ..NablaTauOptions::default()
+                })
+                .run(
+                    &model,
+                    &mut w,
+                    UnlearnSets {
+                        forget: &forget,
+                        retain: &retain,
+                        val: &val,
+                    },
+                    &mut no_progress,
+                )
+                .expect("unlearn");
+                let a = audit(&w);
+                show(&format!("  seed {seed}"), &a, rep.seconds);
+                out.push(row_json(
+                    "nabla_tau_adaptive",
+                    &a,
+                    rep.seconds,
+                    json!({"seed": seed, "steps": rep.steps, "epochs": rep.epochs,
+                           "forget_stopped_at": rep.forget_stopped_at}),
+                ));
+            }
+            Value::Array(out)
+        } else {
+            old_seed_rows
+        };
+        scen_out.push(json!({"scenario": scen, "n_forget": forget.len(), "n_retain": retain.len(), "rows": rows, "seed_rows": seed_rows}));
     }
     results[name] = json!({
         "spec": serde_json::from_str::<Value>(s.spec).expect("spec json"),
@@ -772,8 +827,98 @@ fn markdown(results: &Value) -> String {
     md += "\nTargets (the paper's claims): ∇τ's MIA (loss and entropy) within 0.03 of retrain's; test accuracy at most\n";
     md += "1.5 points below the original's; forget accuracy within 3 points of retrain's; ∇τ time at most 25 % of\n";
     md += "retraining; ∇τ closer to retrain on MIA (mean gap of the two attacks) than fine-tune and NegGrad+.\n";
+    md += &seed_spread(results);
     md += READING;
     md
+}
+
+/// `lo to hi (mean m)` of some values, scaled and printed with `prec` decimals.
+fn spread(v: &[f64], scale: f64, prec: usize) -> String {
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min) * scale;
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max) * scale;
+    let mean = v.iter().sum::<f64>() / v.len() as f64 * scale;
+    format!("{lo:.prec$} to {hi:.prec$} (mean {mean:.prec$})")
+}
+
+/// The adaptive mode's results over several seeds (its batch order and the samples its
+/// membership checks look at), against the same original and retrain reference.
+fn seed_spread(results: &Value) -> String {
+    let mut body = String::new();
+    let mut seeds_seen = 0;
+    for model in ["mlp", "cnn"] {
+        let Some(res) = results.get(model) else {
+            continue;
+        };
+        for s in res["scenarios"].as_array().into_iter().flatten() {
+            let rows = s["rows"].as_array().cloned().unwrap_or_default();
+            let (Some(main), Some(extra), Some(o), Some(r)) = (
+                find(&rows, "nabla_tau_adaptive"),
+                s["seed_rows"].as_array(),
+                find(&rows, "original"),
+                find(&rows, "retrain"),
+            ) else {
+                continue;
+            };
+            let runs: Vec<&Value> = std::iter::once(main).chain(extra).collect();
+            seeds_seen = seeds_seen.max(runs.len());
+            let col = |g: &dyn Fn(&Value) -> f64| runs.iter().map(|x| g(x)).collect::<Vec<_>>();
+            let forget = col(&|x| (f(x, "forget_accuracy") - f(r, "forget_accuracy")).abs());
+            let test = col(&|x| f(x, "test_accuracy") - f(o, "test_accuracy"));
+            let mia = col(&|x| {
+                (f(x, "mia_loss") - f(r, "mia_loss"))
+                    .abs()
+                    .max((f(x, "mia_entropy") - f(r, "mia_entropy")).abs())
+            });
+            let time = col(&|x| f(x, "seconds") / f(r, "seconds"));
+            let mut passed = Vec::new();
+            let mut missed: Vec<&str> = Vec::new();
+            for x in &runs {
+                let mut rs: Vec<Value> = rows
+                    .iter()
+                    .filter(|y| y["method"] != "nabla_tau_adaptive")
+                    .cloned()
+                    .collect();
+                rs.push((*x).clone());
+                let t = targets(&rs, "nabla_tau_adaptive");
+                passed.push(t.iter().filter(|y| y.1).count().to_string());
+                for (name, ok, _) in t {
+                    if !ok && !missed.contains(&name) {
+                        missed.push(name);
+                    }
+                }
+            }
+            body += &format!(
+                "| {model} | {} | {} | {} | {} | {} | {} | {}{} |\n",
+                s["scenario"].as_str().unwrap_or("?"),
+                runs.len(),
+                spread(&forget, 100.0, 2),
+                spread(&test, 100.0, 2),
+                spread(&mia, 1.0, 3),
+                spread(&time, 100.0, 1),
+                passed.join(", "),
+                if missed.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (missed: {})", missed.join(", "))
+                },
+            );
+        }
+    }
+    if body.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from("\n## Seed spread of adaptive ∇τ\n\n");
+    md += &format!(
+        "The adaptive mode run with seeds 0 to {} (its batch order and the samples its membership\n",
+        seeds_seen - 1
+    );
+    md +=
+        "checks look at) from the same original, judged against the same retrain reference (one\n";
+    md += "seed: retraining itself varies too, which this table does not show). Regenerate with\n";
+    md += "`--methods nabla_tau_adaptive --seeds 5` added to the commands above.\n\n";
+    md += "| model | scenario | seeds | forget Δ to retrain (pt) | test change (pt) | worst MIA Δ | time (% of retrain) | targets met per seed |\n";
+    md += "|---|---|---|---|---|---|---|---|\n";
+    md + &body
 }
 
 /// How to read the tables: what the misses mean.
@@ -827,6 +972,20 @@ const READING: &str = "
   forget accuracy 2.9 points above retrain's; 3e-3 at 3 % cost it 1.4 test points and 4.5 retain
   points for no better forgetting, which is why small forget sets keep 1e-3. The MLP's training
   step at batch 128 is overhead-bound, which is why its time ratios are lower.
+- **Seeds: the single-seed tables are on the favourable side.** Over seeds 0 to 4 (the seed-spread
+  table) the adaptive mode's forget accuracy ends 2.0 to 3.7 points above retraining's at 15 % and
+  30 % (means 2.6 to 3.0), so the 3-point target holds on three of five seeds per model and
+  scenario there. Test accuracy and time hold on every seed of random forgetting, and the MIA
+  stays within 0.03 of retraining's on all of them. The CNN's \"closer than fine-tune and NegGrad+\"
+  misses on the same seeds; all three gaps are small there (0.004 to 0.011 against 0.008 to
+  0.010), as the CNN memorises little. On class removal the entropy attack's gap reaches 0.030
+  (MLP) and 0.031 (CNN) on some seeds. Part of the spread is measurement noise: one standard
+  error of an accuracy near 89 % measured on 1500 forget samples is 0.8 points (0.6 on 3000),
+  and the retrain reference is a single run. Random forgetting runs its whole forget-epoch budget
+  on every seed (the stop test never passes on these models), so more epochs buy more forgetting
+  at the cost of time: 25 forget-epochs instead of 17 moved the CNN's 15 % spread to 1.3 to 3.1
+  points (mean 2.4) at 16.5 % of retraining's time. Not adopted: the 30 % case has no time left
+  for it, and a budget that differs by model would be tuning.
 ";
 
 fn machine() -> String {
