@@ -4,7 +4,7 @@
 //! matrix `col: [C_in*kh*kw, OH*OW]` stays in cache, `W @ col` lands directly in the sample's
 //! NCHW output, and the backward products read the sample's output gradient in place, so no
 //! batch-sized scratch buffer or layout permutation is needed. Each thread keeps its GEMMs
-//! single-threaded (see [`SERIAL_GEMM`]). Measured on the benchmark CNN (batch 128, 28x28,
+//! single-threaded (see `SERIAL_GEMM`). Measured on the benchmark CNN (batch 128, 28x28,
 //! 2 cores), this ran conv forward+backward 2-4x faster than one batch-wide GEMM over a
 //! `[K, N*OH*OW]` patch matrix, whose scratch buffers and NCHW permutations cost more than
 //! the larger GEMM gained.

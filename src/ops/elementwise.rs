@@ -96,7 +96,7 @@ fn broadcast_indices(out_shape: &[usize], in_shape: &[usize]) -> Vec<usize> {
 /// How `b` relates to `a` in a binary op, picked for speed.
 enum Pattern {
     Same,
-    /// `b` repeats along the leading dims of the output: out[i, j] = f(a[i, j], b[j]).
+    /// `b` repeats along the leading dims of the output: `out[i, j] = f(a[i, j], b[j])`.
     RowSuffix(usize),
     General,
 }

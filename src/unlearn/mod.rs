@@ -1,5 +1,5 @@
-//! Unlearning: ∇τ ([`nabla_tau`]), the baselines ([`baselines`]) and the `train` routine that
-//! produces original models and the retrain-from-scratch reference ([`train`]).
+//! Unlearning: ∇τ ([`nabla_tau`](mod@nabla_tau)), the baselines ([`baselines`]) and the `train` routine that
+//! produces original models and the retrain-from-scratch reference ([`train`](mod@train)).
 //!
 //! Every routine takes the weights as `&mut Vec<Tensor>` and is transactional: it works on a
 //! copy and replaces the caller's weights only when it finishes without error or
