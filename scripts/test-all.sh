@@ -14,6 +14,8 @@ if [ "${SKIP_LINT:-0}" != 1 ]; then
   cargo fmt --all -- --check
   step "cargo clippy (warnings are errors)"
   cargo clippy --all-targets -- -D warnings
+  step "cargo doc (warnings are errors: broken or ambiguous links)"
+  RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --document-private-items
 fi
 
 step "CUDA feature: builds with no toolkit (cudarc loads the libraries at run time), clippy clean"
