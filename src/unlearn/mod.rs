@@ -215,7 +215,6 @@ pub(crate) struct StepCtx<'m> {
 }
 
 impl StepCtx<'_> {
-    /// Mean loss over `idx` of `data`, on the tape.
     /// Per-sample losses `[B]` of the samples `idx` of `data`, on the tape.
     pub fn losses(
         &mut self,
