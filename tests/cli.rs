@@ -120,6 +120,9 @@ fn train_unlearn_audit_on_files() {
     assert_eq!(report["method"], "nabla_tau");
     assert!(report["run"]["steps"].as_u64().unwrap() > 0);
     assert!(report["run"]["seconds"].as_f64().unwrap() >= 0.0);
+    // The rate the run started from: adaptive mode's rule gives 1e-3 to 3e-3.
+    let lr = report["run"]["lr"].as_f64().unwrap();
+    assert!((1e-3..=3e-3 + 1e-9).contains(&lr), "lr {lr}");
     for k in [
         "retain_accuracy",
         "forget_accuracy",
