@@ -636,24 +636,39 @@ pub unsafe extern "C" fn gradtau_report_free(report: *mut gradtau_report) {
     })
 }
 
-/// Copies `values` into the host buffer `out` of `len` floats, which must hold exactly as
-/// many; checked before anything is written.
-fn write_floats(values: &[f32], out: *mut f32, len: usize, what: &str) -> FfiResult<()> {
-    check_mut_buffer(out, len, what)?;
-    if values.len() != len {
-        return Err(Error::Shape {
-            op: "output buffer",
-            detail: format!(
-                "`{what}` holds {len} floats, the result has {}",
-                values.len()
-            ),
+/// The shared body of the inference calls: checks the arguments, reads the model's bound
+/// weights, computes one float per output value with `compute`, and copies them into the
+/// host buffer `out`, which must hold exactly as many (it is written only on success).
+unsafe fn infer_into(
+    model: *mut gradtau_model,
+    data: *const gradtau_dataset,
+    out: *mut f32,
+    out_len: usize,
+    compute: impl FnOnce(&Model, &[Tensor], &crate::data::Dataset) -> crate::error::Result<Vec<f32>>,
+) -> gradtau_status {
+    run(|| {
+        let m = unsafe { borrow(model, "model") }?;
+        let data = unsafe { borrow(data, "data") }?;
+        check_mut_buffer(out, out_len, "out")?;
+        let mut locked = m.lock()?;
+        let model = locked.model;
+        let weights = locked.bindings()?.read(model)?;
+        let values = compute(model, &weights, &data.data)?;
+        if values.len() != out_len {
+            return Err(Error::Shape {
+                op: "output buffer",
+                detail: format!(
+                    "`out` holds {out_len} floats, the result has {}",
+                    values.len()
+                ),
+            }
+            .into());
         }
-        .into());
-    }
-    // SAFETY: `out` is non-NULL, aligned and spans `len` writable floats (checked above and
-    // promised by the caller); it does not overlap `values`, which gradtau owns.
-    unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), out, len) };
-    Ok(())
+        // SAFETY: `out` is non-NULL, aligned and spans `out_len` writable floats (checked
+        // above and promised by the caller); it does not overlap `values`, which gradtau owns.
+        unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), out, out_len) };
+        Ok(())
+    })
 }
 
 /// Inference with the model's bound weights: writes the model's outputs (logits for a
@@ -670,18 +685,13 @@ pub unsafe extern "C" fn gradtau_predict(
     out: *mut f32,
     out_len: usize,
 ) -> gradtau_status {
-    run(|| {
-        let m = unsafe { borrow(model, "model") }?;
-        let data = unsafe { borrow(data, "data") }?;
-        check_mut_buffer(out, out_len, "out")?;
-        let mut locked = m.lock()?;
-        let model = locked.model;
-        let weights = locked.bindings()?.read(model)?;
-        // The forward pass checks the sample shape; inputs must also be finite.
-        data.data.check_finite()?;
-        let outputs = model.predict(&weights, &data.data.x, 256)?.to_vec()?;
-        write_floats(&outputs, out, out_len, "out")
-    })
+    unsafe {
+        infer_into(model, data, out, out_len, |model, weights, data| {
+            // The forward pass checks the sample shape; inputs must also be finite.
+            data.check_finite()?;
+            model.predict(weights, &data.x, 256)?.to_vec()
+        })
+    }
 }
 
 /// The per-sample training loss of every sample of `data` under the model's bound weights
@@ -697,15 +707,10 @@ pub unsafe extern "C" fn gradtau_losses(
     out: *mut f32,
     out_len: usize,
 ) -> gradtau_status {
-    run(|| {
-        let m = unsafe { borrow(model, "model") }?;
-        let data = unsafe { borrow(data, "data") }?;
-        check_mut_buffer(out, out_len, "out")?;
-        let mut locked = m.lock()?;
-        let model = locked.model;
-        let weights = locked.bindings()?.read(model)?;
-        model.check_dataset(&data.data, "data")?;
-        let losses = model.losses(&weights, &data.data, 256)?;
-        write_floats(&losses, out, out_len, "out")
-    })
+    unsafe {
+        infer_into(model, data, out, out_len, |model, weights, data| {
+            model.check_dataset(data, "data")?;
+            model.losses(weights, data, 256)
+        })
+    }
 }

@@ -908,10 +908,7 @@ pub fn gemm(
         // cuBLAS would only scale c by beta; do the same without it. β = 0 means "ignore c"
         // (it may be uninitialised, and 0 · NaN is NaN), as on the CPU.
         *c = if beta == 0.0 {
-            CudaStorage {
-                buf: dev.zeros(m * n)?,
-                dev: dev.clone(),
-            }
+            c.zeros_like_len(m * n)?
         } else {
             c.unary("scale", beta)?
         };
