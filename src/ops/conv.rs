@@ -517,7 +517,7 @@ impl BackwardOp for Conv2dBackward {
         let gd = host(c.grad, "conv2d")?;
 
         // W^T as [K, C_out], so dcol's product has contiguous rows to split.
-        let mut wt = crate::backend::cpu::pool::zeroed(if need_x { k * g.co } else { 0 });
+        let mut wt = crate::backend::cpu::pool::take(if need_x { k * g.co } else { 0 });
         if need_x {
             for (o, wrow) in wd.chunks_exact(k.max(1)).enumerate() {
                 for (r, &v) in wrow.iter().enumerate() {
@@ -533,7 +533,8 @@ impl BackwardOp for Conv2dBackward {
             let mut dwt = crate::backend::cpu::pool::zeroed(if need_w { k * g.co } else { 0 });
             let mut db = crate::backend::cpu::pool::zeroed(if need_b { g.co } else { 0 });
             let mut col = crate::backend::cpu::pool::take(if need_w { k * pp } else { 0 });
-            let mut dcol = crate::backend::cpu::pool::zeroed(if need_x { k * pp } else { 0 });
+            // Overwritten per sample by a product with β = 0.
+            let mut dcol = crate::backend::cpu::pool::take(if need_x { k * pp } else { 0 });
             let start = samples.start;
             for s in samples {
                 let gs = &gd[s * per_out..][..per_out];
@@ -579,7 +580,7 @@ impl BackwardOp for Conv2dBackward {
             simd::add_assign(&mut dwt, &pw);
             simd::add_assign(&mut db, &pb);
         }
-        let mut dw = crate::backend::cpu::pool::zeroed(dwt.len());
+        let mut dw = crate::backend::cpu::pool::take(dwt.len());
         for (r, row) in dwt.chunks_exact(g.co.max(1)).enumerate() {
             for (o, &v) in row.iter().enumerate() {
                 dw[o * k + r] = v;

@@ -29,7 +29,8 @@ fn product(
         cuda::gemm(m, k, n, 1.0, x, ta, y, tb, beta, &mut out)?;
         return Ok(out.into_tensor(shape));
     }
-    let mut out = crate::backend::cpu::pool::zeroed(m * n);
+    // Written in full: by the bias rows below, or by the GEMM with β = 0 (which ignores C).
+    let mut out = crate::backend::cpu::pool::take(m * n);
     let mut beta = 0.0;
     if let Some(bias) = init {
         let bd = host(bias, op)?;

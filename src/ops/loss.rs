@@ -42,7 +42,7 @@ pub fn check_labels(labels: &[u32], n: usize, classes: usize, op: &'static str) 
 
 /// Row-wise softmax of `[N, C]` logits (numerically stable), on the host.
 pub fn softmax_rows(logits: &[f32], classes: usize) -> Vec<f32> {
-    let mut out = crate::backend::cpu::pool::zeroed(logits.len());
+    let mut out = crate::backend::cpu::pool::take(logits.len());
     for (row, o) in logits
         .chunks_exact(classes)
         .zip(out.chunks_exact_mut(classes))
@@ -77,7 +77,7 @@ pub fn cross_entropy(logits: &Tensor, labels: &[u32]) -> Result<(Tensor, Tensor)
     }
     let x = host(logits, "cross_entropy")?;
     let probs = softmax_rows(x, c);
-    let mut loss = crate::backend::cpu::pool::zeroed(n);
+    let mut loss = crate::backend::cpu::pool::take(n);
     for i in 0..n {
         let row = &x[i * c..(i + 1) * c];
         let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);

@@ -254,7 +254,7 @@ pub fn avg_pool2d(x: &Tensor, p: Pool2dParams) -> Result<Tensor> {
     let xd = host(x, "avg_pool2d")?;
     let (hw, op) = (g.h * g.w, g.oh * g.ow);
     let inv = 1.0 / (g.kh * g.kw) as f32;
-    let mut out = crate::backend::cpu::pool::zeroed(g.planes * op);
+    let mut out = crate::backend::cpu::pool::take(g.planes * op);
     par_chunks_mut(&mut out, op, PAR_MIN, |pl, out| {
         let plane = &xd[pl * hw..][..hw];
         for oh in 0..g.oh {
@@ -377,7 +377,7 @@ impl BackwardOp for GlobalAvgPoolBackward {
         }
         let inv = 1.0 / hw as f32;
         let gd = host(c.grad, "global_avg_pool")?;
-        let mut dx = crate::backend::cpu::pool::zeroed(x.numel());
+        let mut dx = crate::backend::cpu::pool::take(x.numel());
         for (plane, &v) in dx.chunks_exact_mut(hw).zip(gd) {
             plane.fill(v * inv);
         }
