@@ -24,8 +24,8 @@ use gradtau::nn::Model;
 use gradtau::optim::LrSchedule;
 use gradtau::rng::Rng;
 use gradtau::unlearn::{
-    no_progress, train, BaselineOptions, Control, Method, NablaTauOptions, Progress, TrainRecipe,
-    UnlearnSets,
+    no_progress, train, BaselineOptions, Control, Method, NablaTauOptions, Progress, ProgressFn,
+    TrainRecipe, UnlearnSets,
 };
 use gradtau::Tensor;
 use serde_json::{json, Value};
@@ -490,13 +490,25 @@ fn run_model(name: &str, cfg: &Config, results: &mut Value) {
                 Method::NegGradPlus(BaselineOptions::neggrad_plus()),
             ),
         ];
-        let old_rows = results
+        // This scenario as an earlier run left it: rows of methods not rerun are kept.
+        let old_scen = results
             .get(name)
             .and_then(|r| r["scenarios"].as_array())
             .and_then(|a| a.iter().find(|x| x["scenario"] == scen.as_str()))
-            .and_then(|x| x["rows"].as_array())
             .cloned()
-            .unwrap_or_default();
+            .unwrap_or(Value::Null);
+        let old_rows = old_scen["rows"].as_array().cloned().unwrap_or_default();
+        // Runs `m` on a copy of the original; returns the result's audit and the report.
+        let unlearn = |m: &Method, progress: &mut ProgressFn<'_>| {
+            let mut w = original.clone();
+            let sets = UnlearnSets {
+                forget: &forget,
+                retain: &retain,
+                val: &val,
+            };
+            let rep = m.run(&model, &mut w, sets, progress).expect("unlearn");
+            (audit(&w), rep)
+        };
         for (mname, m) in methods {
             if !cfg.methods.iter().any(|x| x == mname) {
                 if let Some(r) = find(&old_rows, mname) {
@@ -504,24 +516,11 @@ fn run_model(name: &str, cfg: &Config, results: &mut Value) {
                 }
                 continue;
             }
-            let mut w = original.clone();
             let mut log = EpochLog::default();
-            let rep = m
-                .run(
-                    &model,
-                    &mut w,
-                    UnlearnSets {
-                        forget: &forget,
-                        retain: &retain,
-                        val: &val,
-                    },
-                    &mut |p: &Progress| {
-                        log.push(p);
-                        Control::Continue
-                    },
-                )
-                .expect("unlearn");
-            let a = audit(&w);
+            let (a, rep) = unlearn(&m, &mut |p: &Progress| {
+                log.push(p);
+                Control::Continue
+            });
             show(mname, &a, rep.seconds);
             let extra = json!({
                 "steps": rep.steps,
@@ -539,32 +538,14 @@ fn run_model(name: &str, cfg: &Config, results: &mut Value) {
         }
         // Adaptive ∇τ again with other seeds, for the seed-spread table (the original and
         // the retrain reference stay the same).
-        let old_seed_rows = results
-            .get(name)
-            .and_then(|r| r["scenarios"].as_array())
-            .and_then(|a| a.iter().find(|x| x["scenario"] == scen.as_str()))
-            .map(|x| x["seed_rows"].clone())
-            .unwrap_or(Value::Null);
         let seed_rows = if cfg.seeds > 1 && cfg.methods.iter().any(|m| m == "nabla_tau_adaptive") {
             let mut out = Vec::new();
             for seed in 1..cfg.seeds {
-                let mut w = original.clone();
-                let rep = Method::NablaTau(NablaTauOptions {
+                let m = Method::NablaTau(NablaTauOptions {
                     seed,
                     ..NablaTauOptions::default()
-                })
-                .run(
-                    &model,
-                    &mut w,
-                    UnlearnSets {
-                        forget: &forget,
-                        retain: &retain,
-                        val: &val,
-                    },
-                    &mut no_progress,
-                )
-                .expect("unlearn");
-                let a = audit(&w);
+                });
+                let (a, rep) = unlearn(&m, &mut no_progress);
                 show(&format!("  seed {seed}"), &a, rep.seconds);
                 out.push(row_json(
                     "nabla_tau_adaptive",
@@ -576,7 +557,7 @@ fn run_model(name: &str, cfg: &Config, results: &mut Value) {
             }
             Value::Array(out)
         } else {
-            old_seed_rows
+            old_scen["seed_rows"].clone()
         };
         scen_out.push(json!({"scenario": scen, "n_forget": forget.len(), "n_retain": retain.len(), "rows": rows, "seed_rows": seed_rows}));
     }
