@@ -53,6 +53,11 @@ fn pooled_total(pool: &[Vec<f32>]) -> usize {
     pool.iter().map(|v| v.capacity()).sum()
 }
 
+/// How many f32s the pool holds for reuse right now: 0 whenever no run is in progress.
+pub fn pooled_floats() -> usize {
+    POOL.lock().map(|p| pooled_total(&p)).unwrap_or(0)
+}
+
 /// A zero-filled buffer of `n` values, recycled when a suitable one is free.
 pub fn zeroed(n: usize) -> Vec<f32> {
     let mut v = take(n);
@@ -103,30 +108,6 @@ pub fn recycle(v: Vec<f32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pooled() -> usize {
-        POOL.lock().map(|p| pooled_total(&p)).unwrap_or(0)
-    }
-
-    #[test]
-    fn the_pool_holds_memory_only_during_a_run() {
-        // Other tests run concurrently and may hold guards; this one only checks what it
-        // can see for sure: inside a run a recycled buffer is kept or reused, and once no
-        // run is left, the pool is empty.
-        {
-            let _run = run_guard();
-            recycle(vec![0.0; MIN_POOLED * 2]);
-            let again = take(MIN_POOLED * 2);
-            assert_eq!(again.len(), MIN_POOLED * 2);
-        }
-        if ACTIVE_RUNS.load(Ordering::SeqCst) == 0 {
-            assert_eq!(pooled(), 0);
-        }
-        recycle(vec![0.0; MIN_POOLED * 2]);
-        if ACTIVE_RUNS.load(Ordering::SeqCst) == 0 {
-            assert_eq!(pooled(), 0, "kept a buffer outside any run");
-        }
-    }
 
     #[test]
     fn recycled_buffers_come_back_zeroed() {
