@@ -256,23 +256,22 @@ fn a_forget_set_the_model_never_saw_ends_the_run_at_once() {
 }
 
 #[test]
-fn the_alpha_controller_stays_within_its_bounds() {
+fn alpha_keeps_its_schedule_when_damage_cannot_be_measured_or_alpha_is_pinned() {
     let s = setup();
     let (fidx, ridx) = split_indices(s.train.len(), 0.1, &mut Rng::new(1 ^ 0xf0f0));
     let sc = scenario(&fidx, &ridx);
     // α's linear decay to half over the run, as a factor of the epoch.
     let decay = |p: &Progress| 1.0 - 0.5 * p.epoch as f32 / p.epochs as f32;
+    // The digits validation set (179 samples) is too small for the controller's health bar
+    // (one standard error of its accuracy is 1.5 points), so α stays on its schedule; the
+    // controller's bounds are tested where it acts, on Fashion-MNIST
+    // (tests/unlearn_fashion.rs).
+    assert!(s.val.len() < 300, "{}", s.val.len());
     let (_, _, log) = run_logged(&sc, &nabla_tau());
-    let mut raised = 0.0f32;
-    for p in &log {
-        let base = p.alpha / decay(p);
-        assert!((0.4 - 1e-5..=0.8 + 1e-5).contains(&base), "{p:?}");
-        raised = raised.max(base);
+    assert!(log.iter().any(|p| p.alpha > 0.0));
+    for p in log.iter().filter(|p| p.alpha > 0.0) {
+        assert!((p.alpha - 0.4 * decay(p)).abs() < 1e-6, "{p:?}");
     }
-    eprintln!("largest α before decay: {raised}");
-    // The validation accuracy holds on this model, so the controller does raise α (and the
-    // bounds above are not checked on a constant).
-    assert!(raised > 0.41, "α was never raised: {raised}");
     // alpha_max = α₀ pins α to its schedule.
     let pinned = Method::NablaTau(NablaTauOptions {
         device: cpu(),
@@ -312,8 +311,9 @@ fn random_forgetting_behaves_like_retraining() {
     // Five seeds of ∇τ (its batch order and the samples its checks look at), judged on their
     // mean, as the paper reports its results: on sets this small one seed is one draw (a
     // forget sample is 0.8 points, a test sample 0.3). Measured per seed: test accuracy
-    // 0.6 to 2.8 points below the original's; 1 to 4 forget samples misclassified, where
-    // the retrained model misclassifies 5.
+    // 0.8 to 2.2 points below the original's (mean 1.6; the retrained model's is 0.3
+    // below); 2 to 6 forget samples misclassified, where the retrained model misclassifies
+    // 5.
     let runs: Vec<AuditRow> = (0..5)
         .map(|seed| {
             let w = run(
@@ -360,8 +360,8 @@ fn random_forgetting_behaves_like_retraining() {
         MIA_NOISE,
     );
     eprintln!(
-        "test accuracy: original {:.4} ∇τ (mean of 5 seeds) {u_test:.4}",
-        o.test_accuracy
+        "test accuracy: original {:.4} retrained {:.4} ∇τ (mean of 5 seeds) {u_test:.4}",
+        o.test_accuracy, r.test_accuracy
     );
     assert!(
         o.test_accuracy - u_test <= 0.02,

@@ -9,7 +9,9 @@ use gradtau::io::{read_idx_images, read_idx_labels};
 use gradtau::nn::Model;
 use gradtau::optim::LrSchedule;
 use gradtau::rng::Rng;
-use gradtau::unlearn::{no_progress, train, Method, NablaTauOptions, TrainRecipe, UnlearnSets};
+use gradtau::unlearn::{
+    no_progress, train, Control, Method, NablaTauOptions, Progress, TrainRecipe, UnlearnSets,
+};
 use gradtau::{DeviceRequest, Tensor};
 use std::path::Path;
 
@@ -122,7 +124,11 @@ fn random_forgetting_on_fashion_mnist_behaves_like_retraining() {
     assert!(o.forget_accuracy - r.forget_accuracy > 0.05);
     assert!(o.mia_loss - r.mia_loss > 0.03);
 
-    // Three seeds of ∇τ, judged on their mean (one seed is one draw).
+    // Three seeds of ∇τ, judged on their mean (one seed is one draw). Along the way, the α
+    // controller (which acts here: 2000 validation samples resolve its health bar) must keep
+    // α, before its linear decay to half over the run, within [α₀, α_max] = [0.4, 0.8].
+    let decay = |p: &Progress| 1.0 - 0.5 * p.epoch as f32 / p.epochs as f32;
+    let mut largest_alpha = 0.0f32;
     let runs: Vec<AuditRow> = (0..3)
         .map(|seed| {
             let mut w = original.clone();
@@ -139,7 +145,12 @@ fn random_forgetting_on_fashion_mnist_behaves_like_retraining() {
                     retain: &retain,
                     val: &val,
                 },
-                &mut no_progress,
+                &mut |p: &Progress| {
+                    let base = p.alpha / decay(p);
+                    assert!((0.4 - 1e-5..=0.8 + 1e-5).contains(&base), "{p:?}");
+                    largest_alpha = largest_alpha.max(base);
+                    Control::Continue
+                },
             )
             .unwrap();
             let u = audit(&model, &w, &retain, &forget, &test);
@@ -156,15 +167,16 @@ fn random_forgetting_on_fashion_mnist_behaves_like_retraining() {
         mean(|u| u.mia_loss),
         mean(|u| u.test_accuracy),
     );
-    // Measured: forget accuracy 96.5 → 89.7 % (retrain 83.5 %), 53 % of the gap; the loss
-    // attack 0.558 → 0.537 (retrain 0.483), only 29 % of it. The forget set stays a few
+    // Measured: forget accuracy 96.5 → 88.6 % (retrain 83.5 %), 61 % of the gap; the loss
+    // attack 0.558 → 0.536 (retrain 0.483), only 29 % of it. The forget set stays a few
     // points better recognised than unseen data, and its losses lower: twice the forget-epochs,
     // batches of 64 or a 3× rate each moved the attack by less than 0.01, and a wider Huber
-    // clamp made it worse. The median forget loss does match the validation set's (0.008 vs
-    // 0.009), but the upper tail stays light (third quartile 0.14 vs 0.20): too few forget
-    // samples end up misclassified (89.7 % vs 85.9 % on validation data). The issue's
-    // half-way bar is held by the digits test (tests/unlearn_digits.rs); here the bars sit
-    // below what is measured, to catch a regression, not to claim more than that.
+    // clamp made it worse. Before the margin term (see nabla_tau.rs) the forget accuracy
+    // ended at 89.7 % (53 % of the gap) against 85.9 % on validation data; the median forget
+    // loss matched the validation set's (0.008 vs 0.009) but the upper tail stayed light
+    // (third quartile 0.14 vs 0.20). The half-way bar is held by the digits test
+    // (tests/unlearn_digits.rs); here the bars sit below what is measured, to catch a
+    // regression, not to claim more than that.
     let closed = |orig: f64, target: f64, got: f64| (orig - got) / (orig - target);
     let f_closed = closed(o.forget_accuracy, r.forget_accuracy, forget_acc);
     let m_closed = closed(o.mia_loss, r.mia_loss, mia);
@@ -174,8 +186,8 @@ fn random_forgetting_on_fashion_mnist_behaves_like_retraining() {
         100.0 * m_closed
     );
     assert!(
-        f_closed >= 0.4,
-        "forget accuracy {forget_acc:.4}: under 40 % of the way from {:.4} to {:.4}",
+        f_closed >= 0.5,
+        "forget accuracy {forget_acc:.4}: under half-way from {:.4} to {:.4}",
         o.forget_accuracy,
         r.forget_accuracy
     );

@@ -16,7 +16,7 @@ pub use train::{train, OptimizerKind, TrainRecipe};
 
 use crate::autograd::{Tape, Var};
 use crate::backend::{Device, DeviceRequest};
-use crate::data::Dataset;
+use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};
 use crate::nn::{Bindings, ForwardMode, Model};
 use crate::rng::Rng;
@@ -224,13 +224,27 @@ impl StepCtx<'_> {
         idx: &[usize],
         updates: &mut Vec<(usize, Tensor)>,
     ) -> Result<Var> {
+        let (out, y) = self.outputs(tape, weights, data, idx, updates)?;
+        self.model.per_sample_loss(tape, out, &y)
+    }
+
+    /// Model outputs (logits) `[B, ...]` for the samples `idx` of `data`, on the tape, with
+    /// their targets.
+    pub fn outputs(
+        &mut self,
+        tape: &mut Tape,
+        weights: &[Tensor],
+        data: &Dataset,
+        idx: &[usize],
+        updates: &mut Vec<(usize, Tensor)>,
+    ) -> Result<(Var, Targets)> {
         let (x, y) = data.gather(idx)?;
         let x = x.to_device(self.device)?;
         let f = self
             .model
             .forward(tape, weights, x, self.mode, &mut self.rng)?;
         updates.extend(f.buffer_updates);
-        self.model.per_sample_loss(tape, f.out, &y)
+        Ok((f.out, y))
     }
 
     /// Mean loss over `idx` of `data`, on the tape.

@@ -22,26 +22,36 @@
 //!   for random forgetting the push is two-sided (Huber, so losses above their target are
 //!   pulled back and sampling noise does not drive an endless overshoot), for class removal
 //!   it stays a one-sided hinge;
+//! - for random forgetting with class labels, the classification margins (labelled logit
+//!   minus the largest other) are rank-matched the same way, for the ranks where unseen data
+//!   sits at or across the decision boundary: matching losses alone made the forget samples
+//!   less confident without changing their predicted class, and their accuracy stayed 2 to 3
+//!   points above unseen data's (see `MARGIN_WEIGHT`);
 //! - the reference is the validation losses, recomputed every forget-epoch; when the forget
 //!   set holds whole classes the retain set lacks (class removal), the reference is instead
 //!   the loss that validation samples of the other classes get under a forgotten label,
 //!   which is how a model that never saw those classes treats them;
 //! - α does not follow the forget fraction nor decay to 0: it starts at 0.4 and decays
-//!   linearly to half of that, and the run lasts at least 12 forget-epochs; the learning
+//!   linearly to half of that, and the run lasts at least 12 forget-epochs (and by default at
+//!   most 50); the learning
 //!   rate grows with the forget fraction instead (see `adaptive_lr`), so large forget sets
 //!   get enough movement both to forget and to repair the retain set (measured on
 //!   Fashion-MNIST at 3/15/30 % and class removal, docs/REPRODUCTION.md);
 //! - for random forgetting a controller raises α (up to `alpha_max`, 0.8) at each membership
 //!   check where the forget set is still recognised above the validation accuracy while the
 //!   validation accuracy itself has not fallen: a model that takes the ascent without damage
-//!   is pushed harder, one that is already damaged keeps its α (see `ALPHA_GAIN`);
+//!   is pushed harder, one that is already damaged keeps its α (see `ALPHA_GAIN`); it acts
+//!   only when the checks' validation sample is large enough to see damage (see
+//!   `CONTROLLER_RESOLUTION`);
 //! - the forget term is switched off for good once a one-dimensional
 //!   membership test on the losses (best threshold, balanced accuracy) can no longer tell
 //!   forget from reference (accuracy within a sampling-noise margin of 0.5), the forget
 //!   set's accuracy is within one standard error of the validation accuracy (a label-only
 //!   attack) and the validation accuracy is within two standard errors of where it started
-//!   (so a model merely damaged as a whole does not count as having forgotten); for class
-//!   removal, once the forget samples are no longer recognised. Random forgetting ends
+//!   (so a model merely damaged as a whole does not count as having forgotten), and the
+//!   label-only part holds again on validation samples the checks never looked at (a test
+//!   repeated at every check otherwise tends to pass on a check sample that happens to look
+//!   healthy); for class removal, once the forget samples are no longer recognised. Random forgetting ends
 //!   there (retain-only steps would re-teach the forget set); class removal spends the
 //!   remaining budget repairing the retain set, with steps that skip the forget batch.
 
@@ -89,7 +99,7 @@ pub struct NablaTauOptions {
     /// (default 0.8). Set it to α₀ to keep α on its fixed schedule.
     pub alpha_max: Option<f32>,
     /// E, the number of forget-epochs; default ⌊3 · retain batches / forget batches⌋, at
-    /// least 1 (paper mode) or 12 (adaptive mode).
+    /// least 1 (paper mode), or kept within [12, 50] (adaptive mode).
     pub epochs: Option<usize>,
     /// τ is recomputed every this many forget-epochs (paper mode; adaptive mode: every epoch).
     pub tau_every: usize,
@@ -161,9 +171,13 @@ pub fn schedule(opts: &NablaTauOptions, n_forget: usize, n_retain: usize) -> Sch
         NablaTauMode::Adaptive => (n_forget / 2).clamp(32, 256),
     });
     let ff = n_forget as f32 / (n_forget + n_retain).max(1) as f32;
-    let (default_alpha, min_epochs, default_lr) = match opts.mode {
-        NablaTauMode::Paper => ((5.0 / 3.0 * ff).min(1.0), 1, PAPER_LR),
-        NablaTauMode::Adaptive => (ADAPTIVE_ALPHA, ADAPTIVE_MIN_EPOCHS, adaptive_lr(ff)),
+    let (default_alpha, (min_epochs, max_epochs), default_lr) = match opts.mode {
+        NablaTauMode::Paper => ((5.0 / 3.0 * ff).min(1.0), (1, usize::MAX), PAPER_LR),
+        NablaTauMode::Adaptive => (
+            ADAPTIVE_ALPHA,
+            (ADAPTIVE_MIN_EPOCHS, ADAPTIVE_MAX_EPOCHS),
+            adaptive_lr(ff),
+        ),
     };
     let fb = n_forget.div_ceil(batch);
     let rb = n_retain.div_ceil(batch);
@@ -172,7 +186,7 @@ pub fn schedule(opts: &NablaTauOptions, n_forget: usize, n_retain: usize) -> Sch
         alpha0: opts.alpha0.unwrap_or(default_alpha),
         epochs: opts
             .epochs
-            .unwrap_or_else(|| (3 * rb / fb.max(1)).max(min_epochs)),
+            .unwrap_or_else(|| (3 * rb / fb.max(1)).clamp(min_epochs, max_epochs)),
         lr: opts.lr.unwrap_or(default_lr),
     }
 }
@@ -223,12 +237,48 @@ const ADAPTIVE_ALPHA_END: f32 = 0.5;
 const ALPHA_GAIN: f32 = 0.5;
 const ALPHA_MAX: f32 = 0.8;
 
+/// The α controller acts only when one standard error of the checks' validation accuracy is
+/// at most this (so the two-standard-error health bar resolves a 2-point drop in accuracy):
+/// with fewer validation samples it cannot tell a healthy model from a damaged one. On the
+/// digits data (179 validation samples, one standard error 1.5 points) raising α cost one
+/// seed 4.4 test points; Fashion-MNIST's 2048-sample checks (0.7 points) are unaffected.
+const CONTROLLER_RESOLUTION: f32 = 0.01;
+
 /// Adaptive mode's minimum number of forget-epochs: with a 30 % forget set the paper's
 /// E = ⌊3 · retain batches / forget batches⌋ is 6, too few passes both to forget and to
 /// repair. With the faster rate of [`adaptive_lr`], 12 suffice (measured on Fashion-MNIST;
 /// at 1e-3 it took 16); with 10 the MLP fell 1.7 test points at 4e-3 and came within only
 /// 2.9 forget points of retraining at 3e-3.
 const ADAPTIVE_MIN_EPOCHS: usize = 12;
+
+/// Adaptive mode's largest default number of forget-epochs. The paper's E grows without
+/// bound as the forget set shrinks (97 at 3 % of a 10k set, 85 at 3 % of 60k); measured on
+/// Fashion-MNIST, the 3 % runs had done their forgetting well before 50 epochs, and the
+/// further epochs only cost time.
+const ADAPTIVE_MAX_EPOCHS: usize = 50;
+
+/// Random forgetting, adaptive mode, class labels: weight of the margin-matching term next
+/// to the loss-matching one. The loss term alone left the forget set's losses distributed
+/// like the validation losses while its accuracy stayed 2 to 3 points higher: ascent made
+/// the forget samples less confident without changing their predicted class. The margin term
+/// moves the samples that should sit at or across the decision boundary. It pushes only
+/// while the last membership check still recognised the forget set by its accuracy; pushing
+/// on after that took the small CNN's forget accuracy at 3 % down to the validation
+/// accuracy's level, 2.5 points below retraining's on average over five seeds. Measured over
+/// five seeds on Fashion-MNIST (docs/REPRODUCTION.md): 0.3 brought the forget accuracy
+/// within 3 points of retraining's on 19 of 20 runs at 15 % and 30 % (the loss term alone:
+/// 12 of 20); 0.5 and 1.0 forgot more but cost the MLP up to 2.1 and 2.8 test points at
+/// 30 %.
+const MARGIN_WEIGHT: f32 = 0.3;
+
+/// Only forget samples whose rank-matched reference margin is below this (in logits) are
+/// pushed: the ones that unseen data of the same rank gets wrong or nearly wrong. Pushing
+/// every rank (no cap) damaged the models more for less forgetting (Fashion-MNIST, CNN at
+/// 15 %: forget gap 1.2 points with a cap of 2 and 1.0 with 0.5, at the same weight).
+const MARGIN_CAP: f32 = 0.5;
+
+/// The margin term's gradient per sample is the gap to its target clamped to ±this.
+const MARGIN_DELTA: f32 = 1.0;
 
 /// Random forgetting, adaptive mode: the forget term is a two-sided Huber loss on the gap
 /// between each forget loss and its rank-matched reference loss; its gradient is the gap
@@ -304,6 +354,37 @@ impl LabelCheck {
 struct Scored {
     losses: Vec<f32>,
     accuracy: Option<f32>,
+    /// Per-sample classification margins (see [`margins`]); empty without class labels.
+    margins: Vec<f32>,
+}
+
+/// Per row of `logits` `[N, C]`: the labelled class's logit minus the largest other one
+/// (positive when the sample is classified correctly), and the class of that largest other
+/// logit (the runner-up).
+fn margins(logits: &Tensor, labels: &[u32]) -> Result<(Vec<f32>, Vec<u32>)> {
+    let c = logits.dim(1);
+    let v = logits.to_vec()?;
+    let mut margin = Vec::with_capacity(labels.len());
+    let mut runner_up = Vec::with_capacity(labels.len());
+    for (row, &y) in v.chunks_exact(c).zip(labels) {
+        let (k, best) = row
+            .iter()
+            .enumerate()
+            .filter(|&(k, _)| k != y as usize)
+            .fold(
+                (0, f32::NEG_INFINITY),
+                |acc, (k, &z)| {
+                    if z > acc.1 {
+                        (k, z)
+                    } else {
+                        acc
+                    }
+                },
+            );
+        margin.push(row[y as usize] - best);
+        runner_up.push(k as u32);
+    }
+    Ok((margin, runner_up))
 }
 
 fn score(model: &Model, w: &[Tensor], d: &Dataset, batch: usize) -> Result<Scored> {
@@ -313,11 +394,13 @@ fn score(model: &Model, w: &[Tensor], d: &Dataset, batch: usize) -> Result<Score
             Ok(Scored {
                 losses: crate::audit::per_sample_loss(&logits, y)?,
                 accuracy: Some(crate::audit::accuracy(&logits, y)? as f32),
+                margins: margins(&logits, y)?.0,
             })
         }
         _ => Ok(Scored {
             losses: model.losses(w, d, batch)?,
             accuracy: None,
+            margins: Vec::new(),
         }),
     }
 }
@@ -330,6 +413,17 @@ fn sample(d: &Dataset, max: usize, rng: &mut Rng) -> Result<Dataset> {
     let mut idx = rng.permutation(d.len());
     idx.truncate(max);
     d.subset(&idx)
+}
+
+/// Like [`sample`], plus up to `max` further samples disjoint from the first (None when `d`
+/// has none left over).
+fn sample_with_spare(d: &Dataset, max: usize, rng: &mut Rng) -> Result<(Dataset, Option<Dataset>)> {
+    if d.len() <= max {
+        return Ok((d.clone(), None));
+    }
+    let idx = rng.permutation(d.len());
+    let spare = &idx[max..(2 * max).min(d.len())];
+    Ok((d.subset(&idx[..max])?, Some(d.subset(spare)?)))
 }
 
 /// Classes present in the forget set but absent from the retain set (class removal).
@@ -359,19 +453,30 @@ fn removed_classes(forget: &Dataset, retain: &Dataset) -> Vec<u32> {
     }
 }
 
-/// The reference losses the forget losses should come to resemble, sorted ascending, and
-/// (random forgetting, class labels) the validation accuracy measured in the same pass.
-fn reference_losses(
+/// What the forget set should come to resemble, measured on validation data.
+#[derive(Default)]
+struct Reference {
+    /// Losses, sorted ascending.
+    losses: Vec<f32>,
+    /// Margins, sorted ascending (random forgetting with class labels; otherwise empty).
+    margins: Vec<f32>,
+    /// Accuracy (random forgetting with class labels).
+    accuracy: Option<f32>,
+}
+
+/// The reference losses the forget losses should come to resemble and, for random
+/// forgetting with class labels, the validation margins and accuracy from the same pass.
+fn reference(
     model: &Model,
     w: &[Tensor],
     val: &Dataset,
     removed: &[u32],
     batch: usize,
     rng: &mut Rng,
-) -> Result<(Vec<f32>, Option<f32>)> {
-    let (mut l, accuracy) = if removed.is_empty() {
+) -> Result<Reference> {
+    let (mut losses, mut margins, accuracy) = if removed.is_empty() {
         let s = score(model, w, val, batch)?;
-        (s.losses, s.accuracy)
+        (s.losses, s.margins, s.accuracy)
     } else {
         // Validation samples of kept classes, scored under a forgotten label.
         let y = val.y.classes().expect("class removal implies class labels");
@@ -388,10 +493,15 @@ fn reference_losses(
             .map(|_| removed[rng.below(removed.len())])
             .collect();
         let relabelled = Dataset::new(sub.x, Targets::Classes(relabel))?;
-        (model.losses(w, &relabelled, batch)?, None)
+        (model.losses(w, &relabelled, batch)?, Vec::new(), None)
     };
-    l.sort_by(|a, b| a.total_cmp(b));
-    Ok((l, accuracy))
+    losses.sort_by(|a, b| a.total_cmp(b));
+    margins.sort_by(|a, b| a.total_cmp(b));
+    Ok(Reference {
+        losses,
+        margins,
+        accuracy,
+    })
 }
 
 /// Best balanced accuracy of a threshold telling `members` (lower losses) from `others`.
@@ -446,6 +556,57 @@ enum ForgetTarget<'a> {
     },
 }
 
+/// For each value, the `reference` value (sorted ascending, not empty) of the same quantile
+/// (the k-th smallest value gets the reference's k/n quantile).
+fn rank_targets(values: &[f32], reference: &[f32]) -> Vec<f32> {
+    let n = values.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    let mut target = vec![0.0f32; n];
+    for (rank, &i) in order.iter().enumerate() {
+        let q = (rank as f64 + 0.5) / n as f64;
+        let pos = ((q * reference.len() as f64) as usize).min(reference.len() - 1);
+        target[i] = reference[pos];
+    }
+    target
+}
+
+/// The margin-matching term (random forgetting, class labels): the forget batch's margins
+/// (see [`margins`]) are rank-matched to the reference margins, and those whose target is
+/// below `MARGIN_CAP` are pulled towards it with a two-sided Huber loss. The margin is
+/// `CE(runner-up) − CE(label)` on the tape (the log-sum-exp cancels; `own_loss` is the
+/// batch's `CE(label)`), so its gradient comes from the cross-entropy op; the runner-up is
+/// held fixed for the step.
+fn margin_objective(
+    tape: &mut Tape,
+    logits: Var,
+    own_loss: Var,
+    labels: &[u32],
+    reference: &[f32],
+    dev: Device,
+) -> Result<Var> {
+    let (m, runner_up) = margins(tape.value(logits), labels)?;
+    let target = rank_targets(&m, reference);
+    let coef: Vec<f32> = m
+        .iter()
+        .zip(&target)
+        .map(|(&m, &t)| {
+            if t < MARGIN_CAP {
+                MARGIN_WEIGHT * (m - t).clamp(-MARGIN_DELTA, MARGIN_DELTA)
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let n = m.len();
+    let other = tape.cross_entropy(logits, &runner_up)?;
+    let neg_own = tape.scale(own_loss, -1.0)?;
+    let margin = tape.add(other, neg_own)?;
+    let c = tape.constant(Tensor::from_vec(coef, &[n])?.to_device(dev)?);
+    let weighted = tape.mul(c, margin)?;
+    tape.mean(weighted)
+}
+
 /// Builds the forget term on the tape from the forget batch's per-sample losses `lf` (and
 /// their mean `mean_f`); the step minimises it, so it rises as the losses rise.
 fn forget_objective(
@@ -469,14 +630,7 @@ fn forget_objective(
     };
     let losses = tape.value(lf).to_vec()?;
     let n = losses.len();
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| losses[a].total_cmp(&losses[b]));
-    let mut target = vec![0.0f32; n];
-    for (rank, &i) in order.iter().enumerate() {
-        let q = (rank as f64 + 0.5) / n as f64;
-        let pos = ((q * reference.len() as f64) as usize).min(reference.len() - 1);
-        target[i] = reference[pos];
-    }
+    let target = rank_targets(&losses, reference);
     if two_sided {
         // Two-sided Huber: the gradient is the gap clamped to ±δ, so losses above their
         // target are pulled back down. A one-sided hinge pushes every batch's noisy low ranks
@@ -590,28 +744,47 @@ pub fn nabla_tau(
         // The membership check looks at up to this many forget and reference samples.
         const CHECK_SAMPLES: usize = 2048;
         let check_forget = sample(sets.forget, CHECK_SAMPLES, &mut rng)?;
-        let check_val = sample(sets.val, CHECK_SAMPLES, &mut rng)?;
+        let (check_val, spare_val) = sample_with_spare(sets.val, CHECK_SAMPLES, &mut rng)?;
         let mut alpha = alpha0;
         // Adaptive mode: α before the linear decay, raised by the controller (see ALPHA_GAIN).
         let mut alpha_base = alpha0;
         let decayed = |base: f32, epochs_done: usize| {
             base * (1.0 - (1.0 - ADAPTIVE_ALPHA_END) * epochs_done as f32 / epochs as f32)
         };
-        let (mut reference, mut val_accuracy) = if adaptive {
-            reference_losses(model, w, &check_val, &removed, eval_batch, &mut ref_rng)?
+        let mut refs = if adaptive {
+            reference(model, w, &check_val, &removed, eval_batch, &mut ref_rng)?
         } else {
-            (Vec::new(), None)
+            Reference::default()
         };
         // The validation accuracy before any step: the stop test's health bar.
-        let start_val_accuracy = val_accuracy;
+        let start_val_accuracy = refs.accuracy;
+        // See CONTROLLER_RESOLUTION.
+        let controller_sees_damage = start_val_accuracy
+            .is_some_and(|a| binomial_se(a, check_val.len()) <= CONTROLLER_RESOLUTION);
+        // Random forgetting: validation samples kept out of the checks, on which a passed
+        // stop test is confirmed (with their own accuracy before any step as health bar).
+        // The test runs at many checks on one noisy sample, so the check at which it first
+        // passes is biased towards one where that sample happens to look healthy: on
+        // Fashion-MNIST (MLP, 3 %) a run stopped with its check sample 1.1 points below
+        // where it started and the test set 2.0 points below.
+        let confirm = match spare_val {
+            Some(spare) if adaptive && refs.accuracy.is_some() => {
+                let start = score(model, w, &spare, eval_batch)?.accuracy;
+                start.map(|a| (spare, a))
+            }
+            _ => None,
+        };
         // Adaptive mode derives τ from the reference at every forget-epoch (below), so only
         // paper mode pays for a pass over the whole validation set here.
         let mut tau = if adaptive {
-            mean(&reference)
+            mean(&refs.losses)
         } else {
             mean_loss(model, w, sets.val, eval_batch)?
         };
         let mut stopped_at = None;
+        // The margin term pushes only while the last check still recognised the forget set
+        // by its accuracy (see MARGIN_WEIGHT).
+        let mut push_margins = true;
         let mut last_check: Option<usize> = None;
         let mut tape = Tape::new();
         let mut step = 0usize;
@@ -621,25 +794,18 @@ pub fn nabla_tau(
                 if stopped_at.is_none() && last_check.map_or(true, |s| step - s >= CHECK_MIN_STEPS)
                 {
                     if last_check.is_some() {
-                        (reference, val_accuracy) = reference_losses(
-                            model,
-                            w,
-                            &check_val,
-                            &removed,
-                            eval_batch,
-                            &mut ref_rng,
-                        )?;
+                        refs = reference(model, w, &check_val, &removed, eval_batch, &mut ref_rng)?;
                     }
                     last_check = Some(step);
                     let done = if removed.is_empty() {
                         let forget = score(model, w, &check_forget, eval_batch)?;
                         let margin = indistinguishable_margin(
                             forget.losses.len(),
-                            reference.len(),
+                            refs.losses.len(),
                             opts.stop_margin,
                         );
                         let losses_alike =
-                            threshold_attack_accuracy(&forget.losses, &reference) <= 0.5 + margin;
+                            threshold_attack_accuracy(&forget.losses, &refs.losses) <= 0.5 + margin;
                         // The label-only side: a memorised forget set is recognised more often
                         // than unseen data even when the loss distributions overlap within
                         // noise. And a health bar: the validation accuracy must not sit more
@@ -649,7 +815,7 @@ pub fn nabla_tau(
                         // Fashion-MNIST with α₀ = 0.6 to 0.7: without the bar the run stopped
                         // on such a model, and its forget accuracy came back from about 90 % to
                         // 96-98 % once it recovered).
-                        let labels = match (forget.accuracy, val_accuracy, start_val_accuracy) {
+                        let labels = match (forget.accuracy, refs.accuracy, start_val_accuracy) {
                             (Some(af), Some(av), Some(av0)) => Some(LabelCheck::new(
                                 (af, check_forget.len()),
                                 (av, check_val.len()),
@@ -658,15 +824,29 @@ pub fn nabla_tau(
                             _ => None,
                         };
                         if let Some(l) = &labels {
-                            if step > 0 && l.recognised {
+                            push_margins = l.recognised;
+                            if step > 0 && l.recognised && controller_sees_damage {
                                 alpha_base = (alpha_base * (ALPHA_GAIN * (1.0 - l.damage)).exp())
                                     .clamp(alpha0, alpha_max);
                                 alpha = decayed(alpha_base, epoch);
                             }
                         }
-                        let labels_alike =
-                            labels.map_or(true, |l| l.within_noise && l.damage <= 2.0);
-                        losses_alike && labels_alike
+                        let passes = |l: &LabelCheck| l.within_noise && l.damage <= 2.0;
+                        let labels_alike = labels.as_ref().map_or(true, passes);
+                        let confirmed = match (&confirm, forget.accuracy) {
+                            (Some((spare, start)), Some(af)) if losses_alike && labels_alike => {
+                                let s = score(model, w, spare, eval_batch)?;
+                                s.accuracy.is_some_and(|a| {
+                                    passes(&LabelCheck::new(
+                                        (af, check_forget.len()),
+                                        (a, spare.len()),
+                                        *start,
+                                    ))
+                                })
+                            }
+                            _ => true,
+                        };
+                        losses_alike && labels_alike && confirmed
                     } else {
                         // A model that never saw a class does not predict it: class removal
                         // is done once the forget samples are no longer recognised.
@@ -690,7 +870,7 @@ pub fn nabla_tau(
                         }
                     }
                 }
-                tau = mean(&reference);
+                tau = mean(&refs.losses);
             } else if epoch > 0 && epoch % opts.tau_every == 0 {
                 tau = mean_loss(model, w, sets.val, eval_batch)?;
             }
@@ -710,18 +890,27 @@ pub fn nabla_tau(
                 let (forget_value, forget_term) = if alpha == 0.0 {
                     (f32::NAN, None)
                 } else {
-                    let lf = ctx.losses(&mut tape, w, sets.forget, fidx, &mut updates)?;
+                    let (logits, targets) =
+                        ctx.outputs(&mut tape, w, sets.forget, fidx, &mut updates)?;
+                    let lf = model.per_sample_loss(&mut tape, logits, &targets)?;
                     let mean_f = tape.mean(lf)?;
                     let forget_value = tape.value(mean_f).item()?;
                     let target = if adaptive {
                         ForgetTarget::RankMatched {
-                            reference: &reference,
+                            reference: &refs.losses,
                             two_sided: removed.is_empty(),
                         }
                     } else {
                         ForgetTarget::MeanAbove { tau }
                     };
-                    let forget_term = forget_objective(&mut tape, lf, mean_f, target, dev)?;
+                    let mut forget_term = forget_objective(&mut tape, lf, mean_f, target, dev)?;
+                    // Margins exist only for random forgetting with class labels.
+                    if let (false, true, Some(y)) =
+                        (refs.margins.is_empty(), push_margins, targets.classes())
+                    {
+                        let mt = margin_objective(&mut tape, logits, lf, y, &refs.margins, dev)?;
+                        forget_term = tape.add(forget_term, mt)?;
+                    }
                     (forget_value, Some(forget_term))
                 };
                 // Retain term.
@@ -807,6 +996,62 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(schedule(&pinned, 15000, 35000).lr, 5e-4);
+        // Small forget sets: the paper's E (3 · 65 / 2 = 97) is capped in adaptive mode only.
+        let s = schedule(&NablaTauOptions::default(), 300, 9700);
+        assert_eq!((s.batch, s.epochs), (150, ADAPTIVE_MAX_EPOCHS));
+        let paper = NablaTauOptions {
+            batch_size: Some(150),
+            ..NablaTauOptions::paper()
+        };
+        assert_eq!(schedule(&paper, 300, 9700).epochs, 97);
+        let pinned = NablaTauOptions {
+            epochs: Some(80),
+            ..Default::default()
+        };
+        assert_eq!(schedule(&pinned, 300, 9700).epochs, 80);
+    }
+
+    #[test]
+    fn margins_and_rank_targets() {
+        let logits = Tensor::from_vec(vec![2.0, 1.0, 0.5, 0.0, 3.0, 1.0], &[2, 3]).unwrap();
+        let (m, r) = margins(&logits, &[0, 0]).unwrap();
+        assert_eq!(m, vec![1.0, -3.0]);
+        assert_eq!(r, vec![1, 1]);
+        let (m, r) = margins(&logits, &[2, 1]).unwrap();
+        assert_eq!(m, vec![-1.5, 2.0]);
+        assert_eq!(r, vec![0, 2]);
+        // The k-th smallest value gets the reference's k/n quantile, whatever the order.
+        let reference: Vec<f32> = (0..100).map(|i| i as f32).collect();
+        assert_eq!(
+            rank_targets(&[0.7, -5.0, 3.0, 0.1], &reference),
+            vec![62.0, 12.0, 87.0, 37.0]
+        );
+        assert_eq!(rank_targets(&[1.0, 2.0], &[4.0]), vec![4.0, 4.0]);
+    }
+
+    #[test]
+    fn margin_objective_pulls_margins_towards_their_targets() {
+        // Row 0 (label 0) has margin 1, row 1 (label 2, runner-up 0) margin -1. By rank, row 1
+        // aims at -3 (below the cap: its gap of 2 is clamped to 1 and it is pushed further
+        // down) and row 0 at 2 (above the cap: left alone).
+        let logits = Tensor::from_vec(vec![2.0, 1.0, -1.0, 0.5, 0.0, -0.5], &[2, 3]).unwrap();
+        let labels = [0u32, 2];
+        let reference = [-3.0f32, 2.0];
+        let mut tape = Tape::new();
+        let x = tape.var(logits, 0);
+        let own = tape.cross_entropy(x, &labels).unwrap();
+        let f = margin_objective(&mut tape, x, own, &labels, &reference, Device::Cpu).unwrap();
+        // The mean over the rows of coefficient · margin.
+        // (Row 1: coefficient MARGIN_WEIGHT · 1, margin -1; row 0: coefficient 0.)
+        let expected = -MARGIN_WEIGHT / 2.0;
+        assert!((tape.value(f).item().unwrap() - expected).abs() < 1e-6);
+        let g = tape.backward(f).unwrap().get(0).unwrap().to_vec().unwrap();
+        // d/dlogits of coefficient · (z_label − z_runner-up) / n.
+        let c = MARGIN_WEIGHT / 2.0;
+        let want = [0.0, 0.0, 0.0, -c, 0.0, c];
+        for (a, b) in g.iter().zip(want) {
+            assert!((a - b).abs() < 1e-5, "{g:?}");
+        }
     }
 
     #[test]
