@@ -955,28 +955,61 @@ const READING: &str = "
   points to move a forget gap already inside the target from 1.1 to 0.1 points, which is why
   small forget sets keep 1e-3. The MLP's training
   step at batch 128 is overhead-bound, which is why its time ratios are lower.
-- **Seeds: the single-seed tables are on the favourable side.** Over seeds 0 to 4 (the seed-spread
-  table) the adaptive mode's forget accuracy ends 2.0 to 3.7 points above retraining's at 15 % and
-  30 % (means 2.6 to 3.0), so the 3-point target holds on three of five seeds per model and
-  scenario there. Test accuracy and time hold on every seed of random forgetting, and the MIA
-  stays within 0.03 of retraining's on all of them. The CNN's \"closer than fine-tune and NegGrad+\"
-  misses on the same seeds; all three gaps are small there (0.004 to 0.011 against 0.008 to
-  0.010), as the CNN memorises little. On class removal the entropy attack's gap reaches 0.030
-  (MLP) and 0.031 (CNN) on some seeds. Part of the spread is measurement noise: one standard
-  error of an accuracy near 89 % measured on 1500 forget samples is 0.8 points (0.6 on 3000),
-  and the retrain reference is a single run. Random forgetting runs its whole forget-epoch budget
-  on every seed (the stop test never passes on these models), so more epochs buy more forgetting
-  at the cost of time: 25 forget-epochs instead of 17 moved the CNN's 15 % spread to 1.3 to 3.1
-  points (mean 2.4) at 16.5 % of retraining's time. Not adopted: the 30 % case has no time left
-  for it, and a budget that differs by model would be tuning. A stronger late push trades the
-  other way: with α held at its start instead of decaying to half, the CNN's means fell to 2.0
-  (15 %) and 2.4 (30 %) points, but the MLP lost 1.3 to 2.0 test points at 30 % (three of five
-  seeds past the 1.5 bar); decaying to three quarters, the MLP lost 1.8 on one seed at 30 % and
-  the CNN still missed the forget target on one seed at 15 % and one at 30 %. The α controller
-  was tried faster too: a gain of 1.0 instead of 0.5 changed the means by under 0.2 points and
-  cost the MLP 1.6 test points on one seed at 30 %; membership checks every 12 steps instead of
-  25 brought the CNN's means to 2.6 (15 %) and 2.4 (30 %) points, left the MLP unchanged, but on
-  the digits data let α climb until one seed lost 3 test points.
+- **Seeds.** Over seeds 0 to 4 (the seed-spread table) every random-forgetting run meets every
+  target but one: the CNN at 15 % on seed 4, whose forget accuracy ends 3.2 points above
+  retraining's. At 15 % and 30 % the forget gaps are 1.0 to 2.8 points for the MLP (means 1.6 and
+  2.1) and 1.0 to 3.2 for the CNN (means 2.2 and 2.2). Before the margin term (next bullet) they
+  were 2.0 to 3.7 (means 2.6 to 3.0), and the 3-point target held on three of five seeds per
+  model and scenario. Test accuracy, time and the MIA hold on every seed of random forgetting;
+  the closest call is the MLP at 30 %, 1.46 test points below the original on one seed (bar
+  1.5; retraining itself is 1.32 below). On class removal the entropy attack's gap reaches
+  0.030 (MLP) and 0.031 (CNN) on some seeds. Part of the spread is measurement noise: one
+  standard error of an accuracy near 89 % is 0.8 points on 1500 forget samples, 0.6 on 3000 and
+  1.8 on the CNN's 300 at 3 %, and the retrain reference is a single run.
+- **The margin term.** Before it, the forget accuracy stalled 2 to 3 points above the
+  validation accuracy (CNN at 15 %: 91 to 92 % against 88 to 89 % at every check) while the
+  threshold attack on the losses was near its noise margin: the forget losses were distributed
+  like unseen data's, but the ascent had made the forget samples less confident without
+  changing their predicted class. Adaptive mode now also rank-matches the classification
+  margins (labelled logit minus the largest other) to the validation margins, for the ranks
+  whose reference margin is below 0.5 (unseen samples there are wrong or nearly so), with
+  weight 0.3 next to the loss term, and only while the last check still recognised the forget
+  set by its accuracy. Measured over five seeds at 15 % and 30 %: the forget target went from
+  12 to 19 of 20 runs; the cost is 0.2 to 0.3 test points on the MLP (mean at 30 %: 1.24 below
+  the original, was 0.91) and 0.1 to 0.2 on the CNN. Weight 0.5 and 1.0 forgot more (CNN 30 %
+  means 1.8 and 1.3 points) but cost the MLP up to 2.1 and 2.8 test points at 30 %. Without the
+  cap (every rank pushed), weight 1 cost the CNN 0.7 to 1.5 test points and weight 0.2 left it
+  3.3 points above retraining's forget accuracy on one seed at 15 %; a cap of 2 forgot less
+  than 0.5 (CNN at 15 %, weight 1: mean 1.2 against 1.0 points), a cap of 0 forgot about as
+  much and cost the digits test more (2.0 test points below the original on average, past
+  its bar). Pushing on after the forget set stops being recognised took the CNN's forget
+  accuracy at 3 % to the validation level: on average 2.5 points below retraining's 91.3 %
+  with the paper's 97 epochs and 1.3 below with the 50-epoch cap of the next bullet, against
+  0.7 below with the switch (that reference sits 3 points above retraining's own test
+  accuracy: one draw of 300 samples). Matching losses in log space instead (a push that does not fade on confident
+  samples) forgot less and damaged more (CNN at 15 %: mean 3.3 points, 0.3 to 0.6 test points).
+- **Adaptive mode's other changes with it.** The default number of forget-epochs is capped at
+  50: the paper's E reaches 97 on the CNN at 3 %, whose forgetting was done well before; its
+  time fell from 11.3 % to 4.9 % of retraining's. A passed stop test is confirmed on validation
+  samples the checks never looked at: on the MLP at 3 % one run had stopped with its check
+  sample 1.1 points below where it started and the test set 2.0 points below. And the α
+  controller acts only when the checks' validation sample resolves a 2-point drop at two
+  standard errors (2048 samples here; the digits test's 179 do not, and with variants of the
+  margin term raising α there cost one seed up to 4.4 test points). Tried and not taken: 4.5 instead of 3 times the paper's E (the
+  CNN's 15 % gaps fell to 0.8 to 2.2 points, but the digits test lost 3.6 test points on one
+  seed).
+- **Tried before the margin term.** Random forgetting runs its whole forget-epoch budget on these
+  models (the stop test rarely passes), so more epochs buy more forgetting at the cost of time:
+  25 forget-epochs instead of 17 moved the CNN's 15 % spread to 1.3 to 3.1 points (mean 2.4) at
+  16.5 % of retraining's time. A stronger late push trades the other way: with α held at its
+  start instead of decaying to half, the CNN's means fell to 2.0 (15 %) and 2.4 (30 %) points,
+  but the MLP lost 1.3 to 2.0 test points at 30 % (three of five seeds past the 1.5 bar);
+  decaying to three quarters, the MLP lost 1.8 on one seed at 30 % and the CNN still missed the
+  forget target on one seed at 15 % and one at 30 %. The α controller was tried faster too: a
+  gain of 1.0 instead of 0.5 changed the means by under 0.2 points and cost the MLP 1.6 test
+  points on one seed at 30 %; membership checks every 12 steps instead of 25 brought the CNN's
+  means to 2.6 (15 %) and 2.4 (30 %) points, left the MLP unchanged, but on the digits data let
+  α climb until one seed lost 3 test points.
 ";
 
 fn machine() -> String {
