@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Training-step benchmark: gradtau against PyTorch on the CPU, same models, same threads.
+# Benchmark: gradtau against PyTorch on the CPU, same models, same threads. Times one training
+# step, and one whole ∇τ run in the authors' recipe (paper mode: 102 steps of a forget and a
+# retain batch of 256, τ on 2000 validation samples every 5 epochs), which PyTorch runs as
+# the same loop written in PyTorch (scripts/bench_torch_cpu.py).
 #
 #   scripts/bench.sh                # both models, 2 threads, 3 interleaved rounds
+#   UNLEARN_RUNS=0 scripts/bench.sh # training steps only
 #   THREADS=1 ROUNDS=5 MODELS=mlp scripts/bench.sh
 #   PROFILE=1 scripts/bench.sh      # also print gradtau's per-op breakdown
 #   MALLOC_VARIANT=1 scripts/bench.sh   # add a gradtau run with MALLOC_TOP_PAD_=64MiB, to see
@@ -26,6 +30,7 @@ ITERS="${ITERS:-50}"
 PEAK_SIZES="${PEAK_SIZES:-1024,2048}"
 VENV="${BENCH_VENV:-.venv-bench}"
 MALLOC_VARIANT="${MALLOC_VARIANT:-0}"
+UNLEARN_RUNS="${UNLEARN_RUNS:-1}"
 
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     echo "installing PyTorch into $VENV (first run only)..." >&2
@@ -44,7 +49,7 @@ trap 'rm -f "$results"' EXIT
 profile_flag=()
 [[ "${PROFILE:-0}" == 1 ]] && profile_flag=(--profile)
 steps_only=(--models "$MODELS" --threads "$THREADS" --warmup "$WARMUP" --iters "$ITERS")
-common=("${steps_only[@]}" --peak-sizes "$PEAK_SIZES")
+common=("${steps_only[@]}" --peak-sizes "$PEAK_SIZES" --unlearn-runs "$UNLEARN_RUNS")
 for ((r = 1; r <= ROUNDS; r++)); do
     echo "round $r/$ROUNDS..." >&2
     "$bench_bin" "${common[@]}" "${profile_flag[@]}" | sed "s/^{/{\"round\":$r,/" >>"$results"
@@ -65,11 +70,14 @@ from collections import defaultdict
 path, threads = sys.argv[1], sys.argv[2]
 lines = [json.loads(l) for l in open(path) if l.startswith("{")]
 steps = defaultdict(list)
+runs = defaultdict(list)
 peaks = defaultdict(list)
 prof = defaultdict(list)
 for l in lines:
     if l["kind"] == "step":
         steps[(l["impl"], l["model"])].append(l)
+    elif l["kind"] == "unlearn":
+        runs[(l["impl"], l["model"])].append(l)
     elif l["kind"] == "gemm_peak":
         peaks[(l["impl"], l["size"])].append(l["gflops"])
     elif l["kind"] == "profile":
@@ -98,6 +106,21 @@ for m in models:
     row = "".join(f(d[i]) for d in (med, mn) for i in impls)
     row += "".join(r(d[i], d["torch"]) for d in (med, mn) for i in ratios)
     print(f"{m:<6}{row}")
+
+if runs:
+    some = next(iter(runs.values()))[0]
+    print(f"\nwhole ∇τ run, paper mode ({some['steps']} steps, {some['forget']} forget / "
+          f"{some['retain']} retain / {some['val']} validation samples), seconds. "
+          "best / median of the rounds")
+    print(f"{'model':<6} {'gradtau best':>13} {'torch best':>11} {'gradtau/torch best':>19} "
+          f"{'gradtau med':>12} {'torch med':>10} {'gradtau/torch med':>18}")
+    for m in sorted({m for (_, m) in runs}, key=lambda m: ["mlp", "cnn"].index(m)):
+        g = [r["seconds"] for r in runs.get(("gradtau", m), [])]
+        t = [r["seconds"] for r in runs.get(("torch", m), [])]
+        if g and t:
+            gb, tb = min(g), min(t)
+            gm, tm = statistics.median(g), statistics.median(t)
+            print(f"{m:<6} {gb:13.3f} {tb:11.3f} {gb / tb:19.2f} {gm:12.3f} {tm:10.3f} {gm / tm:18.2f}")
 
 print("\nGEMM peak, square sgemm, best of the rounds (GFLOP/s)")
 for impl, label in [("gradtau", "matrixmultiply"), ("torch", "torch.mm")]:

@@ -5,10 +5,16 @@ Same models, shapes, initialisation scheme and optimizer (AdamW, lr 1e-3, weight
 as the Rust side, on the CPU with a fixed number of threads. Prints one JSON object per line:
   {"kind": "step", "impl": "torch", "model": ..., "median_ms": ..., "min_ms": ...}
   {"kind": "gemm_peak", "impl": "torch", "size": ..., "gflops": ...}
+  {"kind": "unlearn", "impl": "torch", "model": ..., "seconds": ..., "steps": ...}
+
+The "unlearn" lines (with --unlearn-runs N) time a whole ∇τ run in the authors' recipe
+(gradtau's paper mode), written here the way one would write it in PyTorch, on synthetic data
+of the same sizes as the Rust side.
 """
 
 import argparse
 import json
+import math
 import statistics
 import time
 
@@ -103,6 +109,75 @@ def bench_model(name, build, args, gen):
     print(json.dumps(line), flush=True)
 
 
+UNLEARN_FORGET, UNLEARN_RETAIN, UNLEARN_VAL = 1500, 8500, 2000
+
+
+def nabla_tau_paper(forward, params, forget, retain, val, gen, batch=256):
+    """The authors' recipe: each step minimises
+    alpha * relu(tau - mean forget loss)^2 + (1 - alpha) * mean retain loss over one forget batch
+    and the next retain batch; alpha0 = 5/3 of the forget fraction decays linearly to 0 over
+    E = 3 * retain batches // forget batches forget-epochs; tau is the mean validation loss,
+    recomputed every 5 forget-epochs; AdamW (1e-3, weight decay 0.01) with the rate decaying
+    linearly to 0.1x over the epochs."""
+    (xf, yf), (xr, yr), (xv, yv) = forget, retain, val
+    nf, nr = len(yf), len(yr)
+    fb, rb = math.ceil(nf / batch), math.ceil(nr / batch)
+    epochs = max(3 * rb // fb, 1)
+    alpha0 = min(5.0 / 3.0 * nf / (nf + nr), 1.0)
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01)
+
+    def val_loss():
+        with torch.no_grad():
+            total = sum(F.cross_entropy(forward(params, xv[i:i + batch]), yv[i:i + batch],
+                                        reduction="sum").item()
+                        for i in range(0, len(yv), batch))
+        return total / len(yv)
+
+    tau, alpha, steps = val_loss(), alpha0, 0
+    retain_order, retain_pos = torch.randperm(nr, generator=gen), 0
+    for epoch in range(epochs):
+        if epoch > 0 and epoch % 5 == 0:
+            tau = val_loss()
+        for g in opt.param_groups:
+            g["lr"] = 1e-3 * (1.0 + (0.1 - 1.0) * epoch / epochs)
+        for fidx in torch.randperm(nf, generator=gen).split(batch):
+            if retain_pos >= nr:
+                retain_order, retain_pos = torch.randperm(nr, generator=gen), 0
+            ridx = retain_order[retain_pos:retain_pos + batch]
+            retain_pos += batch
+            lf = F.cross_entropy(forward(params, xf[fidx]), yf[fidx])
+            lr_ = F.cross_entropy(forward(params, xr[ridx]), yr[ridx])
+            loss = alpha * F.relu(tau - lf) ** 2 + (1 - alpha) * lr_
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            # What a training loop logs (and gradtau checks for NaN) every step.
+            if not (math.isfinite(lf.item()) and math.isfinite(lr_.item())):
+                raise RuntimeError(f"losses became non-finite at step {steps}")
+            steps += 1
+        alpha = max(alpha - alpha0 / epochs, 0.0)
+    return steps, epochs
+
+
+def bench_unlearn(name, build, gen):
+    params, forward, in_shape, _ = build(gen)
+    params = [p.requires_grad_() for p in params]
+    sample = in_shape[1:]
+
+    def synthetic(n):
+        return torch.randn(n, *sample, generator=gen), torch.randint(0, CLASSES, (n,),
+                                                                     generator=gen)
+
+    sets = [synthetic(n) for n in (UNLEARN_FORGET, UNLEARN_RETAIN, UNLEARN_VAL)]
+    t0 = time.perf_counter()
+    steps, epochs = nabla_tau_paper(forward, params, *sets, gen)
+    seconds = time.perf_counter() - t0
+    print(json.dumps({"kind": "unlearn", "impl": "torch", "model": name, "mode": "paper",
+                      "seconds": seconds, "steps": steps, "epochs": epochs,
+                      "forget": UNLEARN_FORGET, "retain": UNLEARN_RETAIN, "val": UNLEARN_VAL,
+                      "threads": torch.get_num_threads()}), flush=True)
+
+
 def gemm_peak(size, gen):
     a = torch.randn(size, size, generator=gen)
     b = torch.randn(size, size, generator=gen)
@@ -123,6 +198,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--iters", type=int, default=50)
     ap.add_argument("--peak-sizes", default="1024,2048")
+    ap.add_argument("--unlearn-runs", type=int, default=0)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -136,6 +212,9 @@ def main():
         if name not in builders:
             raise SystemExit(f"unknown model {name} (expected mlp or cnn)")
         bench_model(name, builders[name], args, gen)
+    for name in [m for m in args.models.split(",") if m]:
+        for _ in range(args.unlearn_runs):
+            bench_unlearn(name, builders[name], gen)
 
 
 if __name__ == "__main__":

@@ -8,15 +8,22 @@
 //! - `{"kind":"gemm_peak", "impl":"gradtau", "size":..., "gflops":...}`
 //! - `{"kind":"profile", "model":..., "phase":"forward"|"backward"|"optimizer", "op":..., "ms":...}`
 //!   (with `--profile`: the median time of each op over the timed steps).
+//! - `{"kind":"unlearn", "impl":"gradtau", "model":..., "seconds":..., "steps":...}` (with
+//!   `--unlearn-runs N`): a whole ∇τ run in paper mode through the library's public API, on
+//!   synthetic data the size of docs/REPRODUCTION.md's CNN scenario at 15 % (1500 forget,
+//!   8500 retain, 2000 validation samples); `bench_torch_cpu.py` runs the same loop.
 //!
 //! Usage: `gradtau-bench [--models mlp,cnn] [--threads N] [--warmup N] [--iters N]
-//! [--peak-sizes 1024,2048] [--profile]`
+//! [--peak-sizes 1024,2048] [--profile] [--unlearn-runs N]`
 
 use gradtau::backend::cpu::{matmul, Transpose};
+use gradtau::data::Dataset;
 use gradtau::ops::conv::Conv2dParams;
 use gradtau::ops::pool::Pool2dParams;
 use gradtau::optim::{Adam, AdamConfig, Optimizer};
 use gradtau::rng::Rng;
+use gradtau::unlearn::{no_progress, Method, NablaTauOptions, UnlearnSets};
+use gradtau::{Device, DeviceRequest};
 use gradtau::{Result, Tape, Tensor, Var};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -32,6 +39,7 @@ struct Args {
     iters: usize,
     peak_sizes: Vec<usize>,
     profile: bool,
+    unlearn_runs: usize,
 }
 
 fn parse_args() -> std::result::Result<Args, String> {
@@ -42,6 +50,7 @@ fn parse_args() -> std::result::Result<Args, String> {
         iters: 50,
         peak_sizes: vec![1024, 2048],
         profile: false,
+        unlearn_runs: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -60,10 +69,12 @@ fn parse_args() -> std::result::Result<Args, String> {
                     .collect::<std::result::Result<_, _>>()?
             }
             "--profile" => a.profile = true,
+            "--unlearn-runs" => a.unlearn_runs = num(value()?)?,
             "-h" | "--help" => {
                 return Err(
                     "usage: gradtau-bench [--models mlp,cnn] [--threads N] [--warmup N] \
-                            [--iters N] [--peak-sizes 1024,2048] [--profile]"
+                            [--iters N] [--peak-sizes 1024,2048] [--profile] \
+                            [--unlearn-runs N]"
                         .into(),
                 )
             }
@@ -384,6 +395,92 @@ fn run(args: &Args) -> Result<()> {
         };
         bench_model(model.as_mut(), args, &mut rng)?;
     }
+    for name in &args.models {
+        for _ in 0..args.unlearn_runs {
+            bench_unlearn(name)?;
+        }
+    }
+    Ok(())
+}
+
+/// Set sizes of the full-run benchmark (docs/REPRODUCTION.md's CNN scenario at 15 %).
+const UNLEARN_FORGET: usize = 1500;
+const UNLEARN_RETAIN: usize = 8500;
+const UNLEARN_VAL: usize = 2000;
+
+/// The benchmark's models as model specs (the same networks as `Mlp` and `Cnn`).
+fn spec(model: &str) -> &'static str {
+    match model {
+        "mlp" => {
+            r#"{"format": "gradtau.model/1", "input": {"shape": [784]}, "nodes": [
+             {"name": "0", "op": "linear", "in_features": 784, "out_features": 256},
+             {"name": "1", "op": "relu"},
+             {"name": "2", "op": "linear", "in_features": 256, "out_features": 256},
+             {"name": "3", "op": "relu"},
+             {"name": "4", "op": "linear", "in_features": 256, "out_features": 10}],
+             "loss": "cross_entropy"}"#
+        }
+        _ => {
+            r#"{"format": "gradtau.model/1", "input": {"shape": [1, 28, 28]}, "nodes": [
+             {"name": "c1", "op": "conv2d", "in_channels": 1, "out_channels": 16, "kernel_size": 3, "padding": 1},
+             {"name": "r1", "op": "relu"},
+             {"name": "p1", "op": "maxpool2d", "kernel_size": 2},
+             {"name": "c2", "op": "conv2d", "in_channels": 16, "out_channels": 32, "kernel_size": 3, "padding": 1},
+             {"name": "r2", "op": "relu"},
+             {"name": "p2", "op": "maxpool2d", "kernel_size": 2},
+             {"name": "f", "op": "flatten"},
+             {"name": "fc", "op": "linear", "in_features": 1568, "out_features": 10}],
+             "loss": "cross_entropy"}"#
+        }
+    }
+}
+
+/// `n` samples of standard-normal inputs with uniform random labels.
+fn synthetic(n: usize, sample_shape: &[usize], rng: &mut Rng) -> Result<Dataset> {
+    let mut shape = vec![n];
+    shape.extend_from_slice(sample_shape);
+    let x = Tensor::randn(&shape, 1.0, rng);
+    let y = (0..n).map(|_| rng.below(CLASSES) as u32).collect();
+    Dataset::classification(x, y)
+}
+
+/// One whole ∇τ run in paper mode (fixed schedule: E = ⌊3 · 34 / 6⌋ = 17 forget-epochs of 6
+/// steps, τ on the validation set at the start and every 5 epochs), timed from the call to
+/// its return, weights copied in and out included.
+fn bench_unlearn(name: &str) -> Result<()> {
+    let model = gradtau::nn::Model::from_json(spec(name))?;
+    let sample_shape: Vec<usize> = if name == "mlp" {
+        vec![784]
+    } else {
+        vec![1, 28, 28]
+    };
+    let mut rng = Rng::new(0x756e_6c65);
+    let forget = synthetic(UNLEARN_FORGET, &sample_shape, &mut rng)?;
+    let retain = synthetic(UNLEARN_RETAIN, &sample_shape, &mut rng)?;
+    let val = synthetic(UNLEARN_VAL, &sample_shape, &mut rng)?;
+    let mut weights = model.init_weights(1);
+    let method = Method::NablaTau(NablaTauOptions {
+        device: DeviceRequest::Exact(Device::Cpu),
+        ..NablaTauOptions::paper()
+    });
+    let t0 = Instant::now();
+    let report = method.run(
+        &model,
+        &mut weights,
+        UnlearnSets {
+            forget: &forget,
+            retain: &retain,
+            val: &val,
+        },
+        &mut no_progress,
+    )?;
+    let seconds = t0.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        json!({"kind": "unlearn", "impl": "gradtau", "model": name, "mode": "paper",
+               "seconds": seconds, "steps": report.steps, "epochs": report.epochs,
+               "forget": UNLEARN_FORGET, "retain": UNLEARN_RETAIN, "val": UNLEARN_VAL})
+    );
     Ok(())
 }
 
