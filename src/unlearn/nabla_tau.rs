@@ -1012,6 +1012,40 @@ mod tests {
     }
 
     #[test]
+    fn the_spare_sample_is_disjoint_from_the_check_sample() {
+        // Sample i holds the value i, so membership can be read off the inputs.
+        let d = |n: usize| {
+            let x = Tensor::from_vec((0..n).map(|i| i as f32).collect(), &[n, 1]).unwrap();
+            Dataset::classification(x, vec![0; n]).unwrap()
+        };
+        let ids = |d: &Dataset| -> Vec<usize> {
+            let mut v: Vec<usize> = d.x.to_vec().unwrap().iter().map(|&x| x as usize).collect();
+            v.sort_unstable();
+            v
+        };
+        let mut rng = Rng::new(3);
+        for (n, max, spare_len) in [
+            (10, 4, Some(4)),
+            (10, 6, Some(4)),
+            (10, 10, None),
+            (5, 8, None),
+        ] {
+            let (check, spare) = sample_with_spare(&d(n), max, &mut rng).unwrap();
+            let check = ids(&check);
+            assert_eq!(check.len(), max.min(n));
+            assert_eq!(spare.as_ref().map(|s| s.len()), spare_len);
+            if let Some(spare) = spare {
+                let spare = ids(&spare);
+                assert!(
+                    spare.iter().all(|i| !check.contains(i)),
+                    "{check:?} {spare:?}"
+                );
+                assert!(spare.windows(2).all(|w| w[0] < w[1]), "repeats: {spare:?}");
+            }
+        }
+    }
+
+    #[test]
     fn margins_and_rank_targets() {
         let logits = Tensor::from_vec(vec![2.0, 1.0, 0.5, 0.0, 3.0, 1.0], &[2, 3]).unwrap();
         let (m, r) = margins(&logits, &[0, 0]).unwrap();
