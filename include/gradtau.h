@@ -228,7 +228,8 @@ typedef struct gradtau_unlearn_options {
     // ∇τ adaptive mode only: the largest value α's controller may raise α to, in
     // [α₀, 1]; NaN picks 0.8 (or α₀ if larger). Set it to α₀ to keep α on its schedule.
     float alpha_max;
-    // Passes. ∇τ: forget-epochs, 0 picks ⌊3 · retain batches / forget batches⌋.
+    // Passes. ∇τ: forget-epochs, 0 picks ⌊3 · retain batches / forget batches⌋ (paper mode:
+    // at least 1; adaptive mode: kept within [12, 50]).
     // Baselines: must be positive.
     size_t epochs;
     // ∇τ paper mode only: τ is recomputed every this many forget-epochs.
