@@ -6,6 +6,7 @@
 #
 #   scripts/bench.sh                # both models, 2 threads, 3 interleaved rounds
 #   UNLEARN_RUNS=0 scripts/bench.sh # training steps only
+#   JAX=0 scripts/bench.sh          # without the JAX peer (scripts/bench_jax_cpu.py)
 #   THREADS=1 ROUNDS=5 MODELS=mlp scripts/bench.sh
 #   PROFILE=1 scripts/bench.sh      # also print gradtau's per-op breakdown
 #   MALLOC_VARIANT=1 scripts/bench.sh   # add a gradtau run with MALLOC_TOP_PAD_=64MiB, to see
@@ -31,12 +32,23 @@ PEAK_SIZES="${PEAK_SIZES:-1024,2048}"
 VENV="${BENCH_VENV:-.venv-bench}"
 MALLOC_VARIANT="${MALLOC_VARIANT:-0}"
 UNLEARN_RUNS="${UNLEARN_RUNS:-1}"
+JAX="${JAX:-1}"
 
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     echo "installing PyTorch into $VENV (first run only)..." >&2
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --upgrade pip
     "$VENV/bin/pip" install --quiet torch numpy
+fi
+if [[ "$JAX" == 1 ]] && ! "$VENV/bin/python" -c "import jax" 2>/dev/null; then
+    echo "installing JAX (CPU) into $VENV (first run only)..." >&2
+    "$VENV/bin/pip" install --quiet "jax[cpu]"
+fi
+# XLA sizes its thread pool from the CPUs the process may use, so JAX runs pinned to THREADS
+# cores (the other peers get THREADS threads).
+jax_pin=()
+if command -v taskset >/dev/null 2>&1; then
+    jax_pin=(taskset -c "0-$((THREADS - 1))")
 fi
 
 cargo build --release --quiet --bin gradtau-bench
@@ -61,6 +73,10 @@ for ((r = 1; r <= ROUNDS; r++)); do
     fi
     "$VENV/bin/python" scripts/bench_torch_cpu.py "${common[@]}" |
         sed "s/^{/{\"round\": $r, /" >>"$results"
+    if [[ "$JAX" == 1 ]]; then
+        "${jax_pin[@]}" "$VENV/bin/python" scripts/bench_jax_cpu.py "${steps_only[@]}" \
+            --unlearn-runs "$UNLEARN_RUNS" 2>/dev/null | sed "s/^{/{\"round\": $r, /" >>"$results"
+    fi
 done
 
 "$VENV/bin/python" - "$results" "$THREADS" <<'EOF'
@@ -92,10 +108,11 @@ print(f"\nstep time (ms), batch 128, {threads} threads. med: best median of the 
 if any(k[0] == "gradtau_pad" for k in steps):
     print("gradtau_pad: gradtau with MALLOC_TOP_PAD_=64MiB (freed buffers stay in the heap "
           "instead of being faulted in again every step)")
-impls = [i for i in ("gradtau", "gradtau_pad", "torch") if any(k[0] == i for k in steps)]
+impls = [i for i in ("gradtau", "gradtau_pad", "torch", "jax") if any(k[0] == i for k in steps)]
+peers = [i for i in ("torch", "jax") if i in impls]
 head = "".join(f" {i + ' ' + st:>16}" for st in ("med", "min") for i in impls)
-ratios = [i for i in impls if i != "torch"] if "torch" in impls else []
-head += "".join(f" {i + '/torch ' + st:>20}" for st in ("med", "min") for i in ratios)
+pairs = [(i, p) for p in peers for i in impls if i.startswith("gradtau")]
+head += "".join(f" {i + '/' + p + ' ' + st:>20}" for st in ("med", "min") for i, p in pairs)
 print(f"{'model':<6}{head}")
 models = sorted({m for (_, m) in steps}, key=lambda m: ["mlp", "cnn"].index(m))
 for m in models:
@@ -104,7 +121,7 @@ for m in models:
     f = lambda v: f" {v:16.3f}" if v is not None else f" {'-':>16}"
     r = lambda a, b: f" {a / b:20.2f}" if a is not None and b is not None else f" {'-':>20}"
     row = "".join(f(d[i]) for d in (med, mn) for i in impls)
-    row += "".join(r(d[i], d["torch"]) for d in (med, mn) for i in ratios)
+    row += "".join(r(d[i], d[p]) for d in (med, mn) for i, p in pairs)
     print(f"{m:<6}{row}")
 
 if runs:
@@ -112,15 +129,27 @@ if runs:
     print(f"\nwhole ∇τ run, paper mode ({some['steps']} steps, {some['forget']} forget / "
           f"{some['retain']} retain / {some['val']} validation samples), seconds. "
           "best / median of the rounds")
-    print(f"{'model':<6} {'gradtau best':>13} {'torch best':>11} {'gradtau/torch best':>19} "
-          f"{'gradtau med':>12} {'torch med':>10} {'gradtau/torch med':>18}")
+    print("(JAX: compiled before the timer; its compile time is the last column)")
+    run_peers = [p for p in ("torch", "jax") if any(k[0] == p for k in runs)]
+    cols = ["gradtau"] + run_peers
+    head = "".join(f" {c + ' best':>13}" for c in cols)
+    head += "".join(f" {'gradtau/' + p + ' best':>19}" for p in run_peers)
+    head += "".join(f" {'gradtau/' + p + ' med':>18}" for p in run_peers)
+    if "jax" in run_peers:
+        head += f" {'jax compile':>12}"
+    print(f"{'model':<6}{head}")
     for m in sorted({m for (_, m) in runs}, key=lambda m: ["mlp", "cnn"].index(m)):
-        g = [r["seconds"] for r in runs.get(("gradtau", m), [])]
-        t = [r["seconds"] for r in runs.get(("torch", m), [])]
-        if g and t:
-            gb, tb = min(g), min(t)
-            gm, tm = statistics.median(g), statistics.median(t)
-            print(f"{m:<6} {gb:13.3f} {tb:11.3f} {gb / tb:19.2f} {gm:12.3f} {tm:10.3f} {gm / tm:18.2f}")
+        secs = {c: [r["seconds"] for r in runs.get((c, m), [])] for c in cols}
+        if not secs["gradtau"]:
+            continue
+        row = "".join(f" {min(secs[c]):13.3f}" if secs[c] else f" {'-':>13}" for c in cols)
+        for agg, w in ((min, 19), (statistics.median, 18)):
+            row += "".join(f" {agg(secs['gradtau']) / agg(secs[p]):{w}.2f}" if secs[p]
+                           else f" {'-':>{w}}" for p in run_peers)
+        if "jax" in run_peers:
+            comp = [r["compile_seconds"] for r in runs.get(("jax", m), [])]
+            row += f" {statistics.median(comp):12.2f}" if comp else f" {'-':>12}"
+        print(f"{m:<6}{row}")
 
 print("\nGEMM peak, square sgemm, best of the rounds (GFLOP/s)")
 for impl, label in [("gradtau", "matrixmultiply"), ("torch", "torch.mm")]:
