@@ -997,8 +997,9 @@ const READING: &str = "
   accuracy at 3 % to the validation level: on average 2.5 points below retraining's 91.3 %
   with the paper's 97 epochs and 1.3 below with the 50-epoch cap of the next bullet, against
   0.7 below with the switch (that reference sits 3 points above retraining's own test
-  accuracy: one draw of 300 samples). Matching losses in log space instead (a push that does not fade on confident
-  samples) forgot less and damaged more (CNN at 15 %: mean 3.3 points, 0.3 to 0.6 test points).
+  accuracy: one draw of 300 samples). Matching losses in log space instead (a push that does
+  not fade on confident samples) forgot less and damaged more (CNN at 15 %: mean 3.3 points,
+  0.3 to 0.6 test points).
 - **Adaptive mode's other changes with it.** The default number of forget-epochs is capped at
   50: the paper's E reaches 97 on the CNN at 3 %, whose forgetting was done well before; its
   time fell from 11.3 % to 4.9 % of retraining's. A passed stop test is confirmed on validation
@@ -1006,9 +1007,9 @@ const READING: &str = "
   sample 1.1 points below where it started and the test set 2.0 points below. And the α
   controller acts only when the checks' validation sample resolves a 2-point drop at two
   standard errors (2048 samples here; the digits test's 179 do not, and with variants of the
-  margin term raising α there cost one seed up to 4.4 test points). Tried and not taken: 4.5 instead of 3 times the paper's E (the
-  CNN's 15 % gaps fell to 0.8 to 2.2 points, but the digits test lost 3.6 test points on one
-  seed).
+  margin term raising α there cost one seed up to 4.4 test points). Tried and not taken: 4.5
+  instead of 3 times the paper's E (the CNN's 15 % gaps fell to 0.8 to 2.2 points, but the
+  digits test lost 3.6 test points on one seed).
 - **Tried before the margin term.** Random forgetting runs its whole forget-epoch budget on these
   models (the stop test rarely passes), so more epochs buy more forgetting at the cost of time:
   25 forget-epochs instead of 17 moved the CNN's 15 % spread to 1.3 to 3.1 points (mean 2.4) at
