@@ -39,26 +39,9 @@ const VAL_SIZE: usize = 10_000;
 const RETAIN_AUDIT: usize = 10_000;
 const SEED: u64 = 0;
 
-const MLP_SPEC: &str = r#"{"format": "gradtau.model/1", "input": {"shape": [784]},
- "nodes": [
-  {"name": "0", "op": "linear", "in_features": 784, "out_features": 256},
-  {"name": "1", "op": "relu"},
-  {"name": "2", "op": "linear", "in_features": 256, "out_features": 256},
-  {"name": "3", "op": "relu"},
-  {"name": "4", "op": "linear", "in_features": 256, "out_features": 10}],
- "loss": "cross_entropy"}"#;
+const MLP_SPEC: &str = include_str!("../data/specs/fashion_mlp.json");
 
-const CNN_SPEC: &str = r#"{"format": "gradtau.model/1", "input": {"shape": [1, 28, 28]},
- "nodes": [
-  {"name": "conv1", "op": "conv2d", "in_channels": 1, "out_channels": 16, "kernel_size": 3, "padding": 1},
-  {"name": "r1", "op": "relu"},
-  {"name": "p1", "op": "maxpool2d", "kernel_size": 2},
-  {"name": "conv2", "op": "conv2d", "in_channels": 16, "out_channels": 32, "kernel_size": 3, "padding": 1},
-  {"name": "r2", "op": "relu"},
-  {"name": "p2", "op": "maxpool2d", "kernel_size": 2},
-  {"name": "flat", "op": "flatten"},
-  {"name": "fc", "op": "linear", "in_features": 1568, "out_features": 10}],
- "loss": "cross_entropy"}"#;
+const CNN_SPEC: &str = include_str!("../data/specs/fashion_cnn.json");
 
 const METHODS: [&str; 4] = [
     "nabla_tau_adaptive",

@@ -408,30 +408,12 @@ const UNLEARN_FORGET: usize = 1500;
 const UNLEARN_RETAIN: usize = 8500;
 const UNLEARN_VAL: usize = 2000;
 
-/// The benchmark's models as model specs (the same networks as `Mlp` and `Cnn`).
+/// The benchmark's models as model specs (the same networks as `Mlp` and `Cnn`, and as
+/// examples/fashion_reproduction.rs).
 fn spec(model: &str) -> &'static str {
     match model {
-        "mlp" => {
-            r#"{"format": "gradtau.model/1", "input": {"shape": [784]}, "nodes": [
-             {"name": "0", "op": "linear", "in_features": 784, "out_features": 256},
-             {"name": "1", "op": "relu"},
-             {"name": "2", "op": "linear", "in_features": 256, "out_features": 256},
-             {"name": "3", "op": "relu"},
-             {"name": "4", "op": "linear", "in_features": 256, "out_features": 10}],
-             "loss": "cross_entropy"}"#
-        }
-        _ => {
-            r#"{"format": "gradtau.model/1", "input": {"shape": [1, 28, 28]}, "nodes": [
-             {"name": "c1", "op": "conv2d", "in_channels": 1, "out_channels": 16, "kernel_size": 3, "padding": 1},
-             {"name": "r1", "op": "relu"},
-             {"name": "p1", "op": "maxpool2d", "kernel_size": 2},
-             {"name": "c2", "op": "conv2d", "in_channels": 16, "out_channels": 32, "kernel_size": 3, "padding": 1},
-             {"name": "r2", "op": "relu"},
-             {"name": "p2", "op": "maxpool2d", "kernel_size": 2},
-             {"name": "f", "op": "flatten"},
-             {"name": "fc", "op": "linear", "in_features": 1568, "out_features": 10}],
-             "loss": "cross_entropy"}"#
-        }
+        "mlp" => include_str!("../../data/specs/fashion_mlp.json"),
+        _ => include_str!("../../data/specs/fashion_cnn.json"),
     }
 }
 
