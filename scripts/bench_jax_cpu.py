@@ -16,9 +16,7 @@ compiled before the timer starts, for every batch shape the run meets; the time 
 is reported separately as "compile_seconds", since a user running ∇τ once pays it too.
 """
 
-import argparse
 import json
-import math
 import statistics
 import time
 
@@ -26,9 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-BATCH = 128
-CLASSES = 10
-UNLEARN_FORGET, UNLEARN_RETAIN, UNLEARN_VAL = 1500, 8500, 2000
+import bench_common as common
+from bench_common import BATCH, CLASSES
 
 
 def linear_params(fan_in, fan_out, rng):
@@ -156,44 +153,6 @@ def paper_functions(forward):
     return step, loss_sum
 
 
-def nabla_tau_paper(fns, params, forget, retain, val, rng, batch=256):
-    """The authors' recipe, as in bench_torch_cpu.py: each step minimises
-    alpha * relu(tau - mean forget loss)^2 + (1 - alpha) * mean retain loss."""
-    step, loss_sum = fns
-    (xf, yf), (xr, yr), (xv, yv) = forget, retain, val
-    nf, nr = len(yf), len(yr)
-    fb, rb = math.ceil(nf / batch), math.ceil(nr / batch)
-    epochs = max(3 * rb // fb, 1)
-    alpha0 = min(5.0 / 3.0 * nf / (nf + nr), 1.0)
-
-    def val_loss():
-        return sum(float(loss_sum(params, xv[i:i + batch], yv[i:i + batch]))
-                   for i in range(0, len(yv), batch)) / len(yv)
-
-    m, v = adamw_init(params)
-    tau, alpha, steps = val_loss(), alpha0, 0
-    retain_order, retain_pos = rng.permutation(nr), 0
-    for epoch in range(epochs):
-        if epoch > 0 and epoch % 5 == 0:
-            tau = val_loss()
-        lr = 1e-3 * (1.0 + (0.1 - 1.0) * epoch / epochs)
-        order = rng.permutation(nf)
-        for start in range(0, nf, batch):
-            fidx = order[start:start + batch]
-            if retain_pos >= nr:
-                retain_order, retain_pos = rng.permutation(nr), 0
-            ridx = retain_order[retain_pos:retain_pos + batch]
-            retain_pos += batch
-            params, m, v, lf, lr_ = step(params, m, v, float(steps + 1), lr, alpha, tau,
-                                         xf[fidx], yf[fidx], xr[ridx], yr[ridx])
-            if not (math.isfinite(float(lf)) and math.isfinite(float(lr_))):
-                raise RuntimeError(f"losses became non-finite at step {steps}")
-            steps += 1
-        alpha = max(alpha - alpha0 / epochs, 0.0)
-    jax.block_until_ready(params)
-    return steps, epochs
-
-
 def bench_unlearn(name, build, rng):
     params, forward, sample = build(rng)
 
@@ -201,45 +160,50 @@ def bench_unlearn(name, build, rng):
         return (rng.standard_normal([n] + sample).astype(np.float32),
                 rng.integers(0, CLASSES, n).astype(np.int32))
 
-    sets = [synthetic(n) for n in (UNLEARN_FORGET, UNLEARN_RETAIN, UNLEARN_VAL)]
-    fns = paper_functions(forward)
+    (xf, yf), (xr, yr), (xv, yv) = [synthetic(n) for n in (common.UNLEARN_FORGET,
+                                                            common.UNLEARN_RETAIN,
+                                                            common.UNLEARN_VAL)]
+    jit_step, loss_sum = paper_functions(forward)
+    batch = common.UNLEARN_BATCH
+    state = {"params": params}
+    state["m"], state["v"] = adamw_init(params)
+
+    def step(t, lr, alpha, tau, fidx, ridx):
+        state["params"], state["m"], state["v"], lf, lr_ = jit_step(
+            state["params"], state["m"], state["v"], float(t), lr, alpha, tau, xf[fidx],
+            yf[fidx], xr[ridx], yr[ridx])
+        return float(lf), float(lr_)
+
+    def val_loss():
+        return sum(float(loss_sum(state["params"], xv[i:i + batch], yv[i:i + batch]))
+                   for i in range(0, len(yv), batch)) / len(yv)
+
     # Compile for every batch shape of the run: forget batches of 256 and the last one of
     # each epoch (1500 = 5 · 256 + 220), retain batches of 256 and the last one of each pass
     # (8500 = 33 · 256 + 52), validation batches of 256 and the last one (2000 = 7 · 256 + 208).
     t0 = time.perf_counter()
-    m, v = adamw_init(params)
-    (xf, yf), (xr, yr), (xv, yv) = sets
-    for nfb in {256, UNLEARN_FORGET % 256 or 256}:
-        for nrb in {256, UNLEARN_RETAIN % 256 or 256}:
-            jax.block_until_ready(fns[0](params, m, v, 1.0, 1e-3, 0.1, 1.0, xf[:nfb],
-                                         yf[:nfb], xr[:nrb], yr[:nrb]))
-    for nvb in {256, UNLEARN_VAL % 256 or 256}:
-        jax.block_until_ready(fns[1](params, xv[:nvb], yv[:nvb]))
+    for nfb in {batch, len(yf) % batch or batch}:
+        for nrb in {batch, len(yr) % batch or batch}:
+            jax.block_until_ready(jit_step(params, state["m"], state["v"], 1.0, 1e-3, 0.1, 1.0,
+                                           xf[:nfb], yf[:nfb], xr[:nrb], yr[:nrb]))
+    for nvb in {batch, len(yv) % batch or batch}:
+        jax.block_until_ready(loss_sum(params, xv[:nvb], yv[:nvb]))
     compile_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
-    steps, epochs = nabla_tau_paper(fns, params, *sets, rng)
+    steps, epochs = common.nabla_tau_paper(len(yf), len(yr), step, val_loss, rng.permutation)
+    jax.block_until_ready(state["params"])
     seconds = time.perf_counter() - t0
-    print(json.dumps({"kind": "unlearn", "impl": "jax", "model": name, "mode": "paper",
-                      "seconds": seconds, "compile_seconds": compile_seconds, "steps": steps,
-                      "epochs": epochs, "forget": UNLEARN_FORGET, "retain": UNLEARN_RETAIN,
-                      "val": UNLEARN_VAL}), flush=True)
+    print(json.dumps(common.unlearn_line("jax", name, seconds, steps, epochs,
+                                         compile_seconds=compile_seconds)), flush=True)
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--models", default="mlp,cnn")
-    ap.add_argument("--threads", type=int, default=2, help="informational: see taskset above")
-    ap.add_argument("--warmup", type=int, default=20)
-    ap.add_argument("--iters", type=int, default=50)
-    ap.add_argument("--unlearn-runs", type=int, default=0)
-    args = ap.parse_args()
+    args = common.parse_args(__doc__, peak_sizes=False)
     rng = np.random.default_rng(0x67726164)
     builders = {"mlp": mlp, "cnn": cnn}
-    for name in [m for m in args.models.split(",") if m]:
-        if name not in builders:
-            raise SystemExit(f"unknown model {name} (expected mlp or cnn)")
+    for name in args.models:
         bench_model(name, builders[name], args, rng)
-    for name in [m for m in args.models.split(",") if m]:
+    for name in args.models:
         for _ in range(args.unlearn_runs):
             bench_unlearn(name, builders[name], rng)
 

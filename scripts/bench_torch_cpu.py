@@ -12,17 +12,15 @@ The "unlearn" lines (with --unlearn-runs N) time a whole ∇τ run in the author
 of the same sizes as the Rust side.
 """
 
-import argparse
 import json
-import math
 import statistics
 import time
 
 import torch
 import torch.nn.functional as F
 
-BATCH = 128
-CLASSES = 10
+import bench_common as common
+from bench_common import BATCH, CLASSES
 
 
 def linear_params(fan_in, fan_out, gen):
@@ -109,56 +107,6 @@ def bench_model(name, build, args, gen):
     print(json.dumps(line), flush=True)
 
 
-UNLEARN_FORGET, UNLEARN_RETAIN, UNLEARN_VAL = 1500, 8500, 2000
-
-
-def nabla_tau_paper(forward, params, forget, retain, val, gen, batch=256):
-    """The authors' recipe: each step minimises
-    alpha * relu(tau - mean forget loss)^2 + (1 - alpha) * mean retain loss over one forget batch
-    and the next retain batch; alpha0 = 5/3 of the forget fraction decays linearly to 0 over
-    E = 3 * retain batches // forget batches forget-epochs; tau is the mean validation loss,
-    recomputed every 5 forget-epochs; AdamW (1e-3, weight decay 0.01) with the rate decaying
-    linearly to 0.1x over the epochs."""
-    (xf, yf), (xr, yr), (xv, yv) = forget, retain, val
-    nf, nr = len(yf), len(yr)
-    fb, rb = math.ceil(nf / batch), math.ceil(nr / batch)
-    epochs = max(3 * rb // fb, 1)
-    alpha0 = min(5.0 / 3.0 * nf / (nf + nr), 1.0)
-    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01)
-
-    def val_loss():
-        with torch.no_grad():
-            total = sum(F.cross_entropy(forward(params, xv[i:i + batch]), yv[i:i + batch],
-                                        reduction="sum").item()
-                        for i in range(0, len(yv), batch))
-        return total / len(yv)
-
-    tau, alpha, steps = val_loss(), alpha0, 0
-    retain_order, retain_pos = torch.randperm(nr, generator=gen), 0
-    for epoch in range(epochs):
-        if epoch > 0 and epoch % 5 == 0:
-            tau = val_loss()
-        for g in opt.param_groups:
-            g["lr"] = 1e-3 * (1.0 + (0.1 - 1.0) * epoch / epochs)
-        for fidx in torch.randperm(nf, generator=gen).split(batch):
-            if retain_pos >= nr:
-                retain_order, retain_pos = torch.randperm(nr, generator=gen), 0
-            ridx = retain_order[retain_pos:retain_pos + batch]
-            retain_pos += batch
-            lf = F.cross_entropy(forward(params, xf[fidx]), yf[fidx])
-            lr_ = F.cross_entropy(forward(params, xr[ridx]), yr[ridx])
-            loss = alpha * F.relu(tau - lf) ** 2 + (1 - alpha) * lr_
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            # What a training loop logs (and gradtau checks for NaN) every step.
-            if not (math.isfinite(lf.item()) and math.isfinite(lr_.item())):
-                raise RuntimeError(f"losses became non-finite at step {steps}")
-            steps += 1
-        alpha = max(alpha - alpha0 / epochs, 0.0)
-    return steps, epochs
-
-
 def bench_unlearn(name, build, gen):
     params, forward, in_shape, _ = build(gen)
     params = [p.requires_grad_() for p in params]
@@ -168,14 +116,36 @@ def bench_unlearn(name, build, gen):
         return torch.randn(n, *sample, generator=gen), torch.randint(0, CLASSES, (n,),
                                                                      generator=gen)
 
-    sets = [synthetic(n) for n in (UNLEARN_FORGET, UNLEARN_RETAIN, UNLEARN_VAL)]
+    (xf, yf), (xr, yr), (xv, yv) = [synthetic(n) for n in (common.UNLEARN_FORGET,
+                                                            common.UNLEARN_RETAIN,
+                                                            common.UNLEARN_VAL)]
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01)
+    batch = common.UNLEARN_BATCH
+
+    def step(_t, lr, alpha, tau, fidx, ridx):
+        for g in opt.param_groups:
+            g["lr"] = lr
+        lf = F.cross_entropy(forward(params, xf[fidx]), yf[fidx])
+        lr_ = F.cross_entropy(forward(params, xr[ridx]), yr[ridx])
+        loss = alpha * F.relu(tau - lf) ** 2 + (1 - alpha) * lr_
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return lf.item(), lr_.item()
+
+    def val_loss():
+        with torch.no_grad():
+            total = sum(F.cross_entropy(forward(params, xv[i:i + batch]), yv[i:i + batch],
+                                        reduction="sum").item()
+                        for i in range(0, len(yv), batch))
+        return total / len(yv)
+
     t0 = time.perf_counter()
-    steps, epochs = nabla_tau_paper(forward, params, *sets, gen)
+    steps, epochs = common.nabla_tau_paper(len(yf), len(yr), step, val_loss,
+                                           lambda n: torch.randperm(n, generator=gen))
     seconds = time.perf_counter() - t0
-    print(json.dumps({"kind": "unlearn", "impl": "torch", "model": name, "mode": "paper",
-                      "seconds": seconds, "steps": steps, "epochs": epochs,
-                      "forget": UNLEARN_FORGET, "retain": UNLEARN_RETAIN, "val": UNLEARN_VAL,
-                      "threads": torch.get_num_threads()}), flush=True)
+    print(json.dumps(common.unlearn_line("torch", name, seconds, steps, epochs,
+                                         threads=torch.get_num_threads())), flush=True)
 
 
 def gemm_peak(size, gen):
@@ -192,14 +162,7 @@ def gemm_peak(size, gen):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--models", default="mlp,cnn")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--warmup", type=int, default=20)
-    ap.add_argument("--iters", type=int, default=50)
-    ap.add_argument("--peak-sizes", default="1024,2048")
-    ap.add_argument("--unlearn-runs", type=int, default=0)
-    args = ap.parse_args()
+    args = common.parse_args(__doc__)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0x67726164)
@@ -208,11 +171,9 @@ def main():
         print(json.dumps({"kind": "gemm_peak", "impl": "torch", "size": size,
                           "threads": torch.get_num_threads(), "gflops": g}), flush=True)
     builders = {"mlp": mlp, "cnn": cnn}
-    for name in [m for m in args.models.split(",") if m]:
-        if name not in builders:
-            raise SystemExit(f"unknown model {name} (expected mlp or cnn)")
+    for name in args.models:
         bench_model(name, builders[name], args, gen)
-    for name in [m for m in args.models.split(",") if m]:
+    for name in args.models:
         for _ in range(args.unlearn_runs):
             bench_unlearn(name, builders[name], gen)
 
