@@ -11,7 +11,8 @@
 //! - `{"kind":"unlearn", "impl":"gradtau", "model":..., "seconds":..., "steps":...}` (with
 //!   `--unlearn-runs N`): a whole ∇τ run in paper mode through the library's public API, on
 //!   synthetic data the size of docs/REPRODUCTION.md's CNN scenario at 15 % (1500 forget,
-//!   8500 retain, 2000 validation samples); `bench_torch_cpu.py` runs the same loop.
+//!   8500 retain, 2000 validation samples); `bench_torch_cpu.py` and `bench_jax_cpu.py` run the
+//!   same loop (written once, in `bench_common.py`).
 //!
 //! Usage: `gradtau-bench [--models mlp,cnn] [--threads N] [--warmup N] [--iters N]
 //! [--peak-sizes 1024,2048] [--profile] [--unlearn-runs N]`
@@ -431,15 +432,10 @@ fn synthetic(n: usize, sample_shape: &[usize], rng: &mut Rng) -> Result<Dataset>
 /// its return, weights copied in and out included.
 fn bench_unlearn(name: &str) -> Result<()> {
     let model = gradtau::nn::Model::from_json(spec(name))?;
-    let sample_shape: Vec<usize> = if name == "mlp" {
-        vec![784]
-    } else {
-        vec![1, 28, 28]
-    };
     let mut rng = Rng::new(0x756e_6c65);
-    let forget = synthetic(UNLEARN_FORGET, &sample_shape, &mut rng)?;
-    let retain = synthetic(UNLEARN_RETAIN, &sample_shape, &mut rng)?;
-    let val = synthetic(UNLEARN_VAL, &sample_shape, &mut rng)?;
+    let forget = synthetic(UNLEARN_FORGET, model.input_shape(), &mut rng)?;
+    let retain = synthetic(UNLEARN_RETAIN, model.input_shape(), &mut rng)?;
+    let val = synthetic(UNLEARN_VAL, model.input_shape(), &mut rng)?;
     let mut weights = model.init_weights(1);
     let method = Method::NablaTau(NablaTauOptions {
         device: DeviceRequest::Exact(Device::Cpu),
