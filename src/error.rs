@@ -44,6 +44,11 @@ pub enum Error {
     /// A CUDA driver, NVRTC or cuBLAS call failed.
     #[error("cuda: {0}")]
     Cuda(String),
+
+    /// The model is being changed by another call (a run, a bind) that does not wait for this
+    /// one; nothing was done.
+    #[error("busy: {0}")]
+    Busy(String),
 }
 
 impl Error {

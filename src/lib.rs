@@ -17,6 +17,7 @@
 //! | [`data`] | data sets (the embedded UCI digits) and batching |
 //! | [`io`] | `.npy`, IDX (MNIST) and safetensors readers/writers |
 //! | [`audit`] | accuracy, per-sample losses, membership-inference attack |
+//! | [`live`] | a model that serves reads while one writer trains or unlearns it |
 //! | [`rng`] | a fixed, portable random generator |
 
 pub mod audit;
@@ -26,6 +27,7 @@ pub mod data;
 pub mod error;
 pub mod ffi;
 pub mod io;
+pub mod live;
 pub mod nn;
 pub mod ops;
 pub mod optim;

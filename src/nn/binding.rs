@@ -39,8 +39,8 @@ impl<'a> Bindings<'a> {
         self.entries.is_empty()
     }
 
-    /// Checks the bindings against `model` (every parameter bound once with the right length,
-    /// no unknown names, finite values) and copies the values into tensors.
+    /// Copies the bound buffers into tensors (every parameter must be bound, with the right
+    /// length and finite values).
     pub fn read(&self, model: &Model) -> Result<Vec<Tensor>> {
         for (name, _) in &self.entries {
             if model.param_index(name).is_none() {
@@ -49,61 +49,83 @@ impl<'a> Bindings<'a> {
                 )));
             }
         }
-        let mut out = Vec::with_capacity(model.params().len());
-        for p in model.params() {
-            let buf = self
-                .entries
+        read_params(model, |name| {
+            self.entries
                 .iter()
-                .find(|(n, _)| *n == p.name)
+                .find(|(n, _)| n == name)
                 .map(|(_, b)| &**b)
-                .ok_or_else(|| {
-                    Error::Binding(format!(
-                        "parameter `{}` (shape {:?}) has no bound buffer",
-                        p.name, p.shape
-                    ))
-                })?;
-            if buf.len() != p.numel() {
-                return Err(Error::Binding(format!(
-                    "`{}` is bound to {} values, the model needs {} (shape {:?})",
-                    p.name,
-                    buf.len(),
-                    p.numel(),
-                    p.shape
-                )));
-            }
-            if let Some(i) = buf.iter().position(|v| !v.is_finite()) {
-                return Err(Error::NonFinite(format!(
-                    "parameter `{}` holds NaN or infinity at index {i}",
-                    p.name
-                )));
-            }
-            out.push(Tensor::from_slice(buf, &p.shape)?);
-        }
-        Ok(out)
+        })
     }
 
-    /// Writes `weights` back into the bound buffers (all lengths are checked first, so either
-    /// every buffer is written or none is).
+    /// Writes `weights` into the bound buffers. Everything is checked before the first buffer
+    /// is touched, so an error leaves them all unchanged.
     pub fn write(&mut self, model: &Model, weights: &[Tensor]) -> Result<()> {
-        model.check_weights(weights)?;
-        let mut plan = Vec::with_capacity(self.entries.len());
-        for (name, buf) in &self.entries {
+        let mut values = param_values(model, weights)?;
+        let mut targets = Vec::with_capacity(self.entries.len());
+        for (name, buf) in &mut self.entries {
             let i = model.param_index(name).ok_or_else(|| {
                 Error::Binding(format!("`{name}` is not a parameter of the model"))
             })?;
-            let src = weights[i].to_vec()?;
-            if src.len() != buf.len() {
-                return Err(Error::Binding(format!(
-                    "`{name}`: {} values for a buffer of {}",
-                    src.len(),
-                    buf.len()
-                )));
-            }
-            plan.push(src);
+            check_len(name, buf.len(), values[i].len())?;
+            targets.push((i, buf));
         }
-        for ((_, buf), src) in self.entries.iter_mut().zip(plan) {
-            buf.copy_from_slice(&src);
+        for (i, buf) in targets {
+            buf.copy_from_slice(&values[i]);
+            values[i] = Vec::new();
         }
         Ok(())
+    }
+}
+
+/// The weights of `model` read from caller buffers: `lookup` gives the buffer bound to a
+/// parameter name. Every parameter must be bound, with its exact length and finite values.
+/// Shared by [`Bindings`] and the C ABI's lent buffers.
+pub(crate) fn read_params<'b>(
+    model: &Model,
+    lookup: impl Fn(&str) -> Option<&'b [f32]>,
+) -> Result<Vec<Tensor>> {
+    let mut out = Vec::with_capacity(model.params().len());
+    for p in model.params() {
+        let buf = lookup(&p.name).ok_or_else(|| {
+            Error::Binding(format!(
+                "parameter `{}` (shape {:?}) has no bound buffer",
+                p.name, p.shape
+            ))
+        })?;
+        if buf.len() != p.numel() {
+            return Err(Error::Binding(format!(
+                "`{}` is bound to {} values, the model needs {} (shape {:?})",
+                p.name,
+                buf.len(),
+                p.numel(),
+                p.shape
+            )));
+        }
+        if let Some(i) = buf.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite(format!(
+                "parameter `{}` holds NaN or infinity at index {i}",
+                p.name
+            )));
+        }
+        out.push(Tensor::from_slice(buf, &p.shape)?);
+    }
+    Ok(out)
+}
+
+/// The host-side values of every parameter, in spec order, after checking that `weights`
+/// fit the model. Computed in full before any caller buffer is written.
+pub(crate) fn param_values(model: &Model, weights: &[Tensor]) -> Result<Vec<Vec<f32>>> {
+    model.check_weights(weights)?;
+    weights.iter().map(Tensor::to_vec).collect()
+}
+
+/// A buffer of `buf_len` values about to receive `values` values for parameter `name`.
+pub(crate) fn check_len(name: &str, buf_len: usize, values: usize) -> Result<()> {
+    if buf_len == values {
+        Ok(())
+    } else {
+        Err(Error::Binding(format!(
+            "`{name}`: {values} values for a buffer of {buf_len}"
+        )))
     }
 }

@@ -2,7 +2,9 @@
 //! and binding parameters to caller-owned buffers ([`binding`]).
 
 pub mod binding;
+mod files;
 pub mod model;
+pub mod outputs;
 pub mod spec;
 
 pub use binding::Bindings;

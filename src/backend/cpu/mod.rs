@@ -10,6 +10,44 @@ pub use gemm::{matmul, Transpose};
 /// Number of worker threads used by the CPU kernels that split work themselves.
 /// matrixmultiply reads `MATMUL_NUM_THREADS` for GEMM; we honour the same variable.
 pub fn num_threads() -> usize {
+    thread_limit()
+}
+
+thread_local! {
+    static LIMIT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs `f` with the CPU kernels called on this thread using at most `limit` threads (0: no
+/// cap). Nested limits only lower it.
+pub fn with_thread_limit<T>(limit: usize, f: impl FnOnce() -> T) -> T {
+    struct Restore(usize);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            LIMIT.with(|l| l.set(self.0));
+        }
+    }
+    let old = LIMIT.with(|l| l.get());
+    let new = match (old, limit) {
+        (0, n) | (n, 0) => n,
+        (a, b) => a.min(b),
+    };
+    LIMIT.with(|l| l.set(new));
+    let _restore = Restore(old);
+    f()
+}
+
+/// The number of threads a kernel called on this thread may use.
+pub fn thread_limit() -> usize {
+    let cap = LIMIT.with(|l| l.get());
+    let default = default_threads();
+    if cap == 0 {
+        default
+    } else {
+        cap.min(default)
+    }
+}
+
+fn default_threads() -> usize {
     static N: once_cell::sync::Lazy<usize> = once_cell::sync::Lazy::new(|| {
         std::env::var("MATMUL_NUM_THREADS")
             .ok()
