@@ -3,9 +3,9 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use gradtau::audit::report::{audit_model, AuditRow, AuditSets};
-use gradtau::data::{digits, Dataset, Targets};
+use gradtau::data::digits;
 use gradtau::io;
-use gradtau::nn::{LossKind, Model};
+use gradtau::nn::Model;
 use gradtau::optim::LrSchedule;
 use gradtau::rng::Rng;
 use gradtau::unlearn::{
@@ -222,43 +222,6 @@ fn feed(pb: &ProgressBar) -> impl FnMut(&Progress) -> Control + '_ {
 
 // ---------------------------------------------------------------- files
 
-fn read_inputs(model: &Model, path: &Path) -> Result<Tensor> {
-    let (data, shape) = io::read_array_f32(path)?;
-    let n = shape.first().copied().unwrap_or(0);
-    let per: usize = model.input_shape().iter().product();
-    if n == 0 || data.len() != n * per {
-        return Err(Error::shape(
-            "inputs",
-            format!(
-                "{}: array of shape {shape:?} does not hold [N, {:?}] samples",
-                path.display(),
-                model.input_shape()
-            ),
-        ));
-    }
-    let mut s = vec![n];
-    s.extend_from_slice(model.input_shape());
-    Tensor::from_vec(data, &s)
-}
-
-fn read_set(model: &Model, x: &Path, y: &Path, what: &str) -> Result<Dataset> {
-    let x = read_inputs(model, x)?;
-    let targets = match model.loss_kind() {
-        LossKind::CrossEntropy => Targets::Classes(io::read_array_labels(y)?),
-        _ => {
-            let (t, _) = io::read_array_f32(y)?;
-            let mut s = vec![x.dim(0)];
-            s.extend_from_slice(model.output_shape());
-            Targets::Values(
-                Tensor::from_vec(t, &s).map_err(|e| Error::Io(format!("{}: {e}", y.display())))?,
-            )
-        }
-    };
-    let d = Dataset::new(x, targets)?;
-    model.check_dataset(&d, what)?;
-    Ok(d)
-}
-
 fn read_model(spec: &Path) -> Result<Model> {
     let text =
         std::fs::read_to_string(spec).map_err(|e| Error::Io(format!("{}: {e}", spec.display())))?;
@@ -356,9 +319,9 @@ fn unlearn_cmd(a: UnlearnArgs) -> Result<()> {
     let device = DeviceRequest::parse(&a.device)?;
     let model = read_model(&a.spec)?;
     let weights = read_weights(&model, &a.weights)?;
-    let forget = read_set(&model, &a.sets.forget_x, &a.sets.forget_y, "forget")?;
-    let retain = read_set(&model, &a.sets.retain_x, &a.sets.retain_y, "retain")?;
-    let val = read_set(&model, &a.val_x, &a.val_y, "validation")?;
+    let forget = model.read_dataset(&a.sets.forget_x, &a.sets.forget_y, "forget")?;
+    let retain = model.read_dataset(&a.sets.retain_x, &a.sets.retain_y, "retain")?;
+    let val = model.read_dataset(&a.val_x, &a.val_y, "validation")?;
     let method = method_for(a.method, a.seed, device, a.epochs, a.batch_size, a.lr);
     let audit_sets = AuditSets {
         retain: &retain,
@@ -409,9 +372,9 @@ fn unlearn_cmd(a: UnlearnArgs) -> Result<()> {
 fn audit_cmd(a: AuditArgs) -> Result<()> {
     let model = read_model(&a.spec)?;
     let weights = read_weights(&model, &a.weights)?;
-    let forget = read_set(&model, &a.sets.forget_x, &a.sets.forget_y, "forget")?;
-    let retain = read_set(&model, &a.sets.retain_x, &a.sets.retain_y, "retain")?;
-    let test = read_set(&model, &a.test_x, &a.test_y, "test")?;
+    let forget = model.read_dataset(&a.sets.forget_x, &a.sets.forget_y, "forget")?;
+    let retain = model.read_dataset(&a.sets.retain_x, &a.sets.retain_y, "retain")?;
+    let test = model.read_dataset(&a.test_x, &a.test_y, "test")?;
     let row = audit_model(
         &model,
         &weights,
@@ -435,7 +398,7 @@ fn audit_cmd(a: AuditArgs) -> Result<()> {
 
 fn train_cmd(a: TrainArgs) -> Result<()> {
     let model = read_model(&a.spec)?;
-    let data = read_set(&model, &a.x, &a.y, "training")?;
+    let data = model.read_dataset(&a.x, &a.y, "training")?;
     let mut w = match &a.init {
         Some(p) => read_weights(&model, p)?,
         None => model.init_weights(a.seed),
