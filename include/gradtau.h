@@ -54,6 +54,8 @@
  * - Out-parameters (the trailing *_out arguments) are written only when the call returns
  *   GRADTAU_OK: no partial successes. Bound weight buffers follow the same rule: they are
  *   written only when gradtau_train / gradtau_unlearn succeed (or with keep_partial).
+ *   An empty batch (count 0) passed to gradtau_model_infer / gradtau_model_classify is
+ *   valid: its buffers may be NULL and nothing is written.
  * - Pointers: every pointer argument is checked for NULL before anything is touched
  *   (GRADTAU_NULL_POINTER); a NULL buffer with length 0 is an empty buffer. Every buffer comes
  *   with its length in elements, checked against the shapes the model expects, with overflow
@@ -63,7 +65,8 @@
  *   using a handle after freeing it, or freeing it twice, is undefined behaviour. Strings and
  *   arrays returned by getters belong to the handle they came from (or are static) and live
  *   as long as it does. Buffers lent with gradtau_model_bind stay the host's: gradtau keeps
- *   only the pointer, reads them during calls on that model and writes them on success.
+ *   only the pointer, reads them during calls on that model and writes them only when a
+ *   run publishes (see Thread safety).
  *   Data set constructors copy the host's arrays once; the host may free them afterwards.
  *   Options structs and their device strings are only read during the call.
  * - Options structs start with size_t struct_size and have a *_default() initialiser: always
@@ -71,10 +74,28 @@
  *   GRADTAU_ABI_MISMATCH.
  * - Thread safety: a const handle pointer means the call does not mutate the handle.
  *   gradtau_dataset and gradtau_report are immutable and may be used from any number of
- *   threads at once. On a gradtau_model, the const queries may run concurrently with anything
- *   but _free; the calls taking a non-const gradtau_model * run one at a time per model: a
- *   second concurrent call on the same model returns GRADTAU_BUSY at once (no data race, no
- *   waiting). Different models are independent and may be trained or unlearned in parallel.
+ *   threads at once. A gradtau_model serves while it learns:
+ *     - reads (gradtau_model_infer, gradtau_model_classify, gradtau_predict, gradtau_losses,
+ *       gradtau_audit and the const queries) may run on any number of threads at once, each
+ *       with its own scratch memory, also while a run is in progress on the same model;
+ *     - gradtau_train and gradtau_unlearn compute on a private copy of the weights, so reads
+ *       during a run see the weights from before it, and publish the result at the end,
+ *       atomically: a read sees the old model or the new one, never a mix;
+ *     - writers (gradtau_train, gradtau_unlearn, gradtau_model_bind,
+ *       gradtau_model_unbind_all, gradtau_model_init_weights,
+ *       gradtau_model_set_publish_hook) run one at a time per model: a second one returns
+ *       GRADTAU_BUSY at once instead of waiting; reads never get GRADTAU_BUSY;
+ *     - neither side starves the other: reads hold the model only while they copy the
+ *       weights, and a waiting publish holds off new reads for the length of one copy;
+ *     - a host whose own engine reads the bound buffers publishes safely with
+ *       gradtau_model_set_publish_hook (take its lock at BEGIN, release it at END), or by
+ *       double buffering: bind a second copy of the weights, unlearn into it, then swap its
+ *       own pointer when the call returns;
+ *     - gradtau_model_set_threads caps the CPU threads of every call on a model (by default
+ *       each call may use every core), so a run can be given one core while serving keeps
+ *       the others;
+ *     - gradtau_model_free must not overlap any other call on the model.
+ *   Different models are independent and may be trained or unlearned in parallel.
  * - Cancellation: the progress callback runs on the calling thread after every optimisation
  *   step; returning non-zero stops the run with GRADTAU_CANCELLED and the bound buffers stay
  *   bit-for-bit as they were. Callbacks must not unwind (C++ exceptions, longjmp) into
@@ -106,6 +127,10 @@
 // layout, a function signature or the meaning of a status changes incompatibly; compare it
 // with `gradtau_abi_version()` at start-up.
 #define GRADTAU_ABI_VERSION 1
+
+// Samples per forward pass of the read methods: large enough to amortise per-batch work,
+// small enough that a big request does not hold gigabytes of activations.
+#define INFER_BATCH 256
 
 // The result of every fallible call. The numbers are part of the ABI: they never change and
 // a retired code is never reused for another meaning.
@@ -170,15 +195,21 @@ typedef struct gradtau_dataset gradtau_dataset;
 // A model: the architecture compiled from a JSON spec, plus the host buffers bound to its
 // parameters. Created by `gradtau_model_new`, freed by `gradtau_model_free`.
 //
-// Thread safety: the `const gradtau_model *` queries may run concurrently with anything
-// except `gradtau_model_free`. The calls taking `gradtau_model *` (bind, init, train,
-// unlearn, audit) lock the model for their duration; a second such call on the same model
-// while one runs returns `GRADTAU_BUSY` at once instead of waiting.
+// Concurrency: reads (`gradtau_predict`, `gradtau_losses`, `gradtau_audit`,
+// `gradtau_model_infer`, `gradtau_model_classify` and the `const` queries) may run on any
+// number of threads at once, also while a run is in progress; they see the weights from
+// before the run until it publishes. Writers (`gradtau_train`, `gradtau_unlearn`,
+// `gradtau_model_bind`, `gradtau_model_unbind_all`, `gradtau_model_init_weights`,
+// `gradtau_model_set_publish_hook`) run one at a time: a second writer gets `GRADTAU_BUSY`
+// at once. Only `gradtau_model_free` must not overlap any other call.
 typedef struct gradtau_model gradtau_model;
 
 // What a completed run did. Created by `gradtau_unlearn` / `gradtau_train`, owned by the
 // caller, freed by `gradtau_report_free`. Immutable: the getters may run concurrently.
 typedef struct gradtau_report gradtau_report;
+
+// What `gradtau_model_infer` writes (a `GRADTAU_OUTPUT_*` value).
+typedef int32_t gradtau_output;
 
 // Describes one parameter (or buffer, such as a batchnorm running mean) of a model.
 typedef struct gradtau_param_info {
@@ -195,6 +226,19 @@ typedef struct gradtau_param_info {
     // bound all the same.
     bool trainable;
 } gradtau_param_info;
+
+// When a `gradtau_publish_fn` is called (a `GRADTAU_PUBLISH_*` value).
+typedef int32_t gradtau_publish_phase;
+
+// The host's side of publishing new weights into the bound buffers, for hosts whose own
+// engine reads those buffers. Called on the thread that made the writing call, first with
+// `GRADTAU_PUBLISH_BEGIN` (take your engine's write lock; return non-zero to keep the old
+// weights: the call then returns `GRADTAU_CANCELLED`), then, only if BEGIN returned 0, with
+// `GRADTAU_PUBLISH_END` once the buffers hold the new weights (release it; the return value is
+// ignored). It is called outside gradtau's own lock, so it may call gradtau's read functions
+// on the same model; a writing call on the same model returns `GRADTAU_BUSY`. It must not
+// unwind (C++ exceptions, longjmp) into gradtau.
+typedef int32_t (*gradtau_publish_fn)(gradtau_publish_phase phase, void *user_data);
 
 // Which unlearning method `gradtau_unlearn` runs (a `GRADTAU_METHOD_*` value).
 typedef int32_t gradtau_method;
@@ -302,7 +346,8 @@ typedef struct gradtau_progress {
 // Called after every step on the thread that made the call. Return 0 to continue, non-zero
 // to cancel: the call then returns `GRADTAU_CANCELLED` and leaves the bound buffers
 // bit-for-bit as they were. It must not unwind (C++ exceptions, longjmp) into gradtau, and
-// must not call gradtau functions on the same model (they return `GRADTAU_BUSY`).
+// may call gradtau's read functions on the same model (they see the weights from before the
+// run); a writing call on the same model returns `GRADTAU_BUSY`.
 typedef int32_t (*gradtau_progress_fn)(const struct gradtau_progress *progress, void *user_data);
 
 // One audit row: accuracies on the three sets and the membership-inference attack's
@@ -317,6 +362,19 @@ typedef struct gradtau_audit_row {
     // Attack accuracy on the softmax entropy.
     double mia_entropy;
 } gradtau_audit_row;
+
+// The model's raw outputs (logits for a classifier, values for a regressor).
+#define GRADTAU_OUTPUT_RAW 0
+
+// Probabilities: softmax over the last dimension for a `cross_entropy` model, a sigmoid per
+// value for `bce_with_logits`; `GRADTAU_INVALID_ARGUMENT` for an `mse` model.
+#define GRADTAU_OUTPUT_PROBABILITIES 1
+
+// Before gradtau writes new weights into the bound buffers.
+#define GRADTAU_PUBLISH_BEGIN 0
+
+// After the write (or after a failed write, which leaves the old weights in place).
+#define GRADTAU_PUBLISH_END 1
 
 // ∇τ (the default).
 #define GRADTAU_METHOD_NABLA_TAU 0
@@ -404,6 +462,32 @@ gradtau_status gradtau_dataset_subset(const struct gradtau_dataset *dataset,
 // Number of samples, or 0 if `dataset` is NULL.
 size_t gradtau_dataset_len(const struct gradtau_dataset *dataset);
 
+// Reads a data set for `model` from files: inputs from `inputs_path` (`.npy` float32/float64
+// `[N, input_shape...]`, or an IDX image file, plain or gzip, scaled to [0, 1]) and targets
+// from `targets_path` (class labels as `.npy` integers or an IDX label file for a
+// `cross_entropy` model; float `.npy` `[N, output_shape...]` otherwise). Paths are
+// NUL-terminated UTF-8. On success `*dataset_out` receives a new data set the caller frees
+// with `gradtau_dataset_free`. A read of the model only: safe during a run on it.
+//
+// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT` (a path that is
+// not UTF-8, a label out of range), `GRADTAU_IO` (a file that cannot be read or parsed),
+// `GRADTAU_SHAPE` (samples that do not fit the model, or counts that differ),
+// `GRADTAU_NON_FINITE`.
+gradtau_status gradtau_dataset_load(const struct gradtau_model *model,
+                                    const char *inputs_path,
+                                    const char *targets_path,
+                                    struct gradtau_dataset **dataset_out);
+
+// Copies the inputs of every sample, row-major `[N, sample shape...]`, into
+// `inputs_out[0..len]`; `len` must equal the number of input floats (N times the product of
+// the sample shape). Lets a host reuse the samples of a set (the embedded digits, say) as
+// unlabelled requests for `gradtau_model_infer`.
+//
+// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_SHAPE` (wrong `len`).
+gradtau_status gradtau_dataset_inputs(const struct gradtau_dataset *dataset,
+                                      float *inputs_out,
+                                      size_t len);
+
 // Copies the class label of every sample into `labels_out[0..len]`; `len` must equal the
 // sample count.
 //
@@ -431,6 +515,66 @@ gradtau_status gradtau_digits_split(uint64_t seed,
                                     struct gradtau_dataset **train_out,
                                     struct gradtau_dataset **val_out,
                                     struct gradtau_dataset **test_out);
+
+// Inference on unlabelled inputs: `count` samples, row-major `[count, input_shape...]` in
+// `inputs` (`inputs_len` floats, exactly `count * prod(input_shape)`), and writes into `out`
+// (`out_len` floats, exactly `count * prod(output_shape)`) the raw outputs or the
+// probabilities, as `kind` says. Normalisation layers run in evaluation mode. A count of 0
+// is an empty batch: NULL buffers are allowed and nothing is written. `out` is written only
+// on success.
+//
+// A read call: any number may run at once on one model, also during a run on it (they see
+// the weights from before the run until it publishes).
+//
+// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT` (unknown `kind`,
+// probabilities of an `mse` model), `GRADTAU_SHAPE` (lengths that do not match),
+// `GRADTAU_NON_FINITE` (NaN or infinity in the inputs or the weights, or outputs that
+// overflow), `GRADTAU_BINDING` (a parameter is unbound), `GRADTAU_PANIC`.
+gradtau_status gradtau_model_infer(const struct gradtau_model *model,
+                                   const float *inputs,
+                                   size_t inputs_len,
+                                   size_t count,
+                                   gradtau_output kind,
+                                   float *out,
+                                   size_t out_len);
+
+// The predicted class (argmax of the outputs) of each of `count` unlabelled samples, for a
+// `cross_entropy` model, written to `classes_out` (`classes_len` must equal `count`).
+// Inputs, empty batches and concurrency as in `gradtau_model_infer`.
+//
+// Returns the statuses of `gradtau_model_infer`; `GRADTAU_INVALID_ARGUMENT` for a model
+// whose loss is not `cross_entropy`.
+gradtau_status gradtau_model_classify(const struct gradtau_model *model,
+                                      const float *inputs,
+                                      size_t inputs_len,
+                                      size_t count,
+                                      int32_t *classes_out,
+                                      size_t classes_len);
+
+// Inference on a data set with the model's bound weights: writes the model's outputs
+// (logits for a classifier) for every sample of `data` into `out`, row-major `[N,
+// output_shape...]`; `out_len` must be exactly `N * prod(output_shape)`. The targets of
+// `data` are not used (`gradtau_model_infer` needs none). Evaluation mode; `out` is written
+// only on success. A read call, like `gradtau_model_infer`.
+//
+// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT`, `GRADTAU_SHAPE`,
+// `GRADTAU_NON_FINITE`, `GRADTAU_BINDING`, `GRADTAU_PANIC`.
+gradtau_status gradtau_predict(struct gradtau_model *model,
+                               const struct gradtau_dataset *data,
+                               float *out,
+                               size_t out_len);
+
+// The per-sample training loss of every sample of `data` under the model's bound weights
+// (cross-entropy, MSE or BCE-with-logits, as the spec says), written to `out` (`out_len`
+// must equal the number of samples). Evaluation mode; `out` is written only on success. A
+// read call, like `gradtau_model_infer`.
+//
+// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT`, `GRADTAU_SHAPE`,
+// `GRADTAU_NON_FINITE`, `GRADTAU_BINDING`, `GRADTAU_PANIC`.
+gradtau_status gradtau_losses(struct gradtau_model *model,
+                              const struct gradtau_dataset *data,
+                              float *out,
+                              size_t out_len);
 
 // Compiles a model from its JSON spec (format `gradtau.model/1`, see the crate docs).
 //
@@ -492,11 +636,13 @@ const char *gradtau_model_loss(const struct gradtau_model *model);
 // parameter `name`. Binding a name again replaces the earlier buffer.
 //
 // Ownership: the buffer stays the host's. gradtau keeps the pointer until the name is bound
-// again, `gradtau_model_unbind_all` or `gradtau_model_free`; it reads the buffer only during
-// `gradtau_model_init_weights`, `gradtau_train`, `gradtau_unlearn` and `gradtau_audit` on this
-// model, and writes it only when such a call succeeds. The host must keep it alive and must
-// not write it while one of those calls runs. Buffers bound to different parameters must
-// not overlap.
+// again, `gradtau_model_unbind_all` or `gradtau_model_free`. It reads the buffer during the
+// read calls and once at the start of a run, and writes it only when a run (or
+// `gradtau_model_init_weights`) publishes its result, under the model's exclusive lock and
+// between the publish hook's two phases. The host must keep it alive, and must not write it
+// while a gradtau call on this model may read or write it (outside the publish hook's
+// bracket, that is any call in flight). Buffers bound to different parameters must not
+// overlap.
 //
 // Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT` (misaligned, or
 // overlapping another bound buffer), `GRADTAU_BINDING` (unknown name or wrong length),
@@ -517,6 +663,26 @@ gradtau_status gradtau_model_unbind_all(struct gradtau_model *model);
 // Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_BINDING` (a parameter is unbound),
 // `GRADTAU_BUSY`.
 gradtau_status gradtau_model_init_weights(struct gradtau_model *model, uint64_t seed);
+
+// Sets the hook gradtau calls around every publish of new weights into this model's bound
+// buffers (see `gradtau_publish_fn`); NULL removes it. `user_data` is passed to it untouched
+// and must stay valid until the hook is replaced or the model freed. A writing call.
+//
+// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_BUSY` (a run is in progress).
+gradtau_status gradtau_model_set_publish_hook(struct gradtau_model *model,
+                                              gradtau_publish_fn hook,
+                                              void *user_data);
+
+// Caps the CPU threads that every later call on this model uses (training, unlearning,
+// inference, audits); 0 (the default) means no cap: as many threads as the machine has
+// cores, or `MATMUL_NUM_THREADS` when set. A call already running keeps its cap. Safe to call
+// at any time, also while other calls run.
+//
+// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`.
+gradtau_status gradtau_model_set_threads(struct gradtau_model *model, size_t threads);
+
+// The cap set by `gradtau_model_set_threads` (0: none), or 0 if `model` is NULL.
+size_t gradtau_model_threads(const struct gradtau_model *model);
 
 // Fills `*options_out` with the defaults of `method`.
 //
@@ -613,29 +779,6 @@ bool gradtau_report_truncated(const struct gradtau_report *report);
 // Frees a report. NULL is a no-op; freeing the same non-NULL report twice is undefined
 // behaviour.
 void gradtau_report_free(struct gradtau_report *report);
-
-// Inference with the model's bound weights: writes the model's outputs (logits for a
-// classifier) for every sample of `data` into `out`, row-major `[N, output_shape...]`;
-// `out_len` must be exactly `N * prod(output_shape)`. Normalisation layers run in evaluation
-// mode. `out` is written only on success; the bound weights are only read.
-//
-// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT`, `GRADTAU_SHAPE`,
-// `GRADTAU_NON_FINITE`, `GRADTAU_BINDING`, `GRADTAU_BUSY`, `GRADTAU_PANIC`.
-gradtau_status gradtau_predict(struct gradtau_model *model,
-                               const struct gradtau_dataset *data,
-                               float *out,
-                               size_t out_len);
-
-// The per-sample training loss of every sample of `data` under the model's bound weights
-// (cross-entropy, MSE or BCE-with-logits, as the spec says), written to `out` (`out_len`
-// must equal the number of samples). Evaluation mode; `out` is written only on success.
-//
-// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT`, `GRADTAU_SHAPE`,
-// `GRADTAU_NON_FINITE`, `GRADTAU_BINDING`, `GRADTAU_BUSY`, `GRADTAU_PANIC`.
-gradtau_status gradtau_losses(struct gradtau_model *model,
-                              const struct gradtau_dataset *data,
-                              float *out,
-                              size_t out_len);
 
 // A message describing the most recent failed call on the calling thread, or `""` when the
 // most recent call succeeded. Never NULL. The string belongs to gradtau and stays valid

@@ -4,7 +4,8 @@
 #   2. regenerate include/gradtau.h with the pinned cbindgen and fail on any drift
 #   3. the shared library exports only gradtau_ symbols (and Java_ ones for JNI)
 #   4. the C tests (tests/c), -std=c11 -Wall -Wextra -Wpedantic -Werror, under
-#      AddressSanitizer + UBSan (leak checking on), and test_errors once more under valgrind
+#      AddressSanitizer + UBSan (leak checking on), the concurrency tests under
+#      ThreadSanitizer, and test_errors once more under valgrind
 #   5. install the CMake package (cmake/) into a prefix
 #   6. the C++ GoogleTest suite (tests/cpp) against that prefix, under ASan + UBSan, via ctest
 #   7. the consumer project (tests/cmake-consumer) against the installed package, linked
@@ -80,6 +81,16 @@ for src in tests/c/test_*.c; do
   echo "-- $name"
   "$WORK/$name"
 done
+
+step "C concurrency tests under ThreadSanitizer (readers during a run, publish hook)"
+# tests/c/tsan.supp says which single gradtau copy is suppressed and why.
+export TSAN_OPTIONS="halt_on_error=1 history_size=7 suppressions=$ROOT/tests/c/tsan.supp"
+for name in test_threads test_live; do
+  gcc "${CFLAGS[@]}" -fsanitize=thread "tests/c/$name.c" -o "$WORK/${name}_tsan" "${LINK[@]}"
+  echo "-- $name (TSan)"
+  "$WORK/${name}_tsan"
+done
+unset TSAN_OPTIONS
 
 if command -v valgrind >/dev/null 2>&1; then
   step "C error-path test under valgrind (checks the Rust side's memory use too)"

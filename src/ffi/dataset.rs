@@ -152,6 +152,66 @@ pub unsafe extern "C" fn gradtau_dataset_len(dataset: *const gradtau_dataset) ->
     })
 }
 
+/// Reads a data set for `model` from files: inputs from `inputs_path` (`.npy` float32/float64
+/// `[N, input_shape...]`, or an IDX image file, plain or gzip, scaled to [0, 1]) and targets
+/// from `targets_path` (class labels as `.npy` integers or an IDX label file for a
+/// `cross_entropy` model; float `.npy` `[N, output_shape...]` otherwise). Paths are
+/// NUL-terminated UTF-8. On success `*dataset_out` receives a new data set the caller frees
+/// with `gradtau_dataset_free`. A read of the model only: safe during a run on it.
+///
+/// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT` (a path that is
+/// not UTF-8, a label out of range), `GRADTAU_IO` (a file that cannot be read or parsed),
+/// `GRADTAU_SHAPE` (samples that do not fit the model, or counts that differ),
+/// `GRADTAU_NON_FINITE`.
+#[no_mangle]
+pub unsafe extern "C" fn gradtau_dataset_load(
+    model: *const super::model::gradtau_model,
+    inputs_path: *const std::ffi::c_char,
+    targets_path: *const std::ffi::c_char,
+    dataset_out: *mut *mut gradtau_dataset,
+) -> gradtau_status {
+    run(|| {
+        let m = unsafe { borrow(model, "model") }?;
+        let x = unsafe { super::status::c_str(inputs_path, "inputs_path") }?;
+        let y = unsafe { super::status::c_str(targets_path, "targets_path") }?;
+        let out = out_ptr(dataset_out, "dataset_out")?;
+        let data = m
+            .live
+            .model()
+            .read_dataset(x.as_ref(), y.as_ref(), "loaded")?;
+        boxed(data, out);
+        Ok(())
+    })
+}
+
+/// Copies the inputs of every sample, row-major `[N, sample shape...]`, into
+/// `inputs_out[0..len]`; `len` must equal the number of input floats (N times the product of
+/// the sample shape). Lets a host reuse the samples of a set (the embedded digits, say) as
+/// unlabelled requests for `gradtau_model_infer`.
+///
+/// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_SHAPE` (wrong `len`).
+#[no_mangle]
+pub unsafe extern "C" fn gradtau_dataset_inputs(
+    dataset: *const gradtau_dataset,
+    inputs_out: *mut f32,
+    len: usize,
+) -> gradtau_status {
+    run(|| {
+        let d = unsafe { borrow(dataset, "dataset") }?;
+        super::status::check_mut_buffer(inputs_out, len, "inputs_out")?;
+        let x = d.data.x.to_vec()?;
+        if x.len() != len {
+            return Err(Failure::new(
+                gradtau_status::GRADTAU_SHAPE,
+                format!("the set holds {} input floats, the buffer {len}", x.len()),
+            ));
+        }
+        // SAFETY: checked non-NULL, aligned, `len` elements; the host promises it is writable.
+        unsafe { std::slice::from_raw_parts_mut(inputs_out, len) }.copy_from_slice(&x);
+        Ok(())
+    })
+}
+
 /// Copies the class label of every sample into `labels_out[0..len]`; `len` must equal the
 /// sample count.
 ///

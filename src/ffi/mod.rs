@@ -9,7 +9,8 @@
 //! | file | job |
 //! | --- | --- |
 //! | [`status`] | the status enum, the last-error message, the panic boundary, pointer checks |
-//! | [`model`] | `gradtau_model`: spec, parameter queries, binding of host buffers |
+//! | [`model`] | `gradtau_model`: spec, parameter queries, binding of host buffers, publish hook, thread cap |
+//! | [`infer`] | the read calls: outputs, probabilities, classes, losses |
 //! | [`dataset`] | `gradtau_dataset`: inputs and targets copied once from host memory |
 //! | [`run`] | options structs, progress callbacks, `gradtau_unlearn`, `gradtau_train`, `gradtau_audit`, reports |
 //! | [`digits`] | the embedded digits data and MLP spec, for demos and tests |
@@ -21,6 +22,7 @@
 
 pub mod dataset;
 pub mod digits;
+pub mod infer;
 pub mod model;
 pub mod run;
 pub mod status;

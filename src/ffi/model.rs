@@ -5,38 +5,83 @@ use super::gradtau_status;
 use super::status::{
     borrow, c_str, check_mut_buffer, out_ptr, run, slice, value, Failure, FfiResult,
 };
-use crate::nn::{Bindings, Model};
-use std::ffi::{c_char, CString};
+use crate::error::Result;
+use crate::live::{LiveModel, PublishHook, PublishPhase, WeightStore};
+use crate::nn::binding::{check_len, param_values, read_params};
+use crate::nn::Model;
+use crate::tensor::Tensor;
+use crate::unlearn::Control;
+use std::ffi::{c_char, c_void, CString};
 use std::ptr;
-use std::sync::{Mutex, MutexGuard, TryLockError};
 
 /// A host buffer lent for one parameter. Raw, because the host owns it; it is turned into a
-/// slice only for the duration of a call that holds the model's lock.
+/// slice only inside a [`LentBuffers`] call, under the live model's lock.
 #[derive(Clone, Copy)]
 struct Lent {
     ptr: *mut f32,
     len: usize,
 }
 
-// SAFETY: the raw pointers in `lent` are only stored by `gradtau_model_bind` and only
-// dereferenced while the model's mutex is held, so moving or sharing the handle between
-// threads cannot race on them; the host's side of the contract (buffers stay alive and
-// unshared during a call) is stated in the header.
-unsafe impl Send for gradtau_model {}
-unsafe impl Sync for gradtau_model {}
+/// The host buffers bound to a model's parameters: one slot per parameter, in spec order.
+pub(crate) struct LentBuffers {
+    slots: Vec<Option<Lent>>,
+}
+
+// SAFETY: the raw pointers are only stored by `gradtau_model_bind` (as the one writer) and
+// only dereferenced through `WeightStore`, whose callers hold the live model's lock: shared
+// for reads (`snapshot` only reads), exclusive for `replace`. The host's side of the
+// contract (buffers stay alive, and the host does not write them while gradtau may read
+// them) is stated in the header.
+unsafe impl Send for LentBuffers {}
+unsafe impl Sync for LentBuffers {}
+
+impl WeightStore for LentBuffers {
+    fn snapshot(&self, model: &Model) -> Result<Vec<Tensor>> {
+        read_params(model, |name| {
+            let i = model.param_index(name)?;
+            // SAFETY: `gradtau_model_bind` checked the pointer, alignment and length; other
+            // gradtau calls only read these buffers while this shared borrow lives (writes
+            // take the exclusive lock), and the host promised not to write them meanwhile.
+            self.slots[i].map(|l| unsafe { std::slice::from_raw_parts(l.ptr.cast_const(), l.len) })
+        })
+    }
+
+    fn replace(&mut self, model: &Model, weights: &[Tensor]) -> Result<()> {
+        let values = param_values(model, weights)?;
+        let mut targets = Vec::with_capacity(values.len());
+        for ((p, slot), v) in model.params().iter().zip(&self.slots).zip(&values) {
+            let Some(l) = slot else {
+                return Err(crate::Error::Binding(format!(
+                    "parameter `{}` (shape {:?}) has no bound buffer",
+                    p.name, p.shape
+                )));
+            };
+            check_len(&p.name, l.len, v.len())?;
+            targets.push(*l);
+        }
+        for (l, v) in targets.iter().zip(&values) {
+            // SAFETY: as in `snapshot`, and the exclusive lock keeps every other gradtau call
+            // off these buffers; `bind` rejected overlapping buffers, so the copies do not
+            // alias each other, and `values` is gradtau's own memory.
+            unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), l.ptr, l.len) };
+        }
+        Ok(())
+    }
+}
 
 /// A model: the architecture compiled from a JSON spec, plus the host buffers bound to its
 /// parameters. Created by `gradtau_model_new`, freed by `gradtau_model_free`.
 ///
-/// Thread safety: the `const gradtau_model *` queries may run concurrently with anything
-/// except `gradtau_model_free`. The calls taking `gradtau_model *` (bind, init, train,
-/// unlearn, audit) lock the model for their duration; a second such call on the same model
-/// while one runs returns `GRADTAU_BUSY` at once instead of waiting.
+/// Concurrency: reads (`gradtau_predict`, `gradtau_losses`, `gradtau_audit`,
+/// `gradtau_model_infer`, `gradtau_model_classify` and the `const` queries) may run on any
+/// number of threads at once, also while a run is in progress; they see the weights from
+/// before the run until it publishes. Writers (`gradtau_train`, `gradtau_unlearn`,
+/// `gradtau_model_bind`, `gradtau_model_unbind_all`, `gradtau_model_init_weights`,
+/// `gradtau_model_set_publish_hook`) run one at a time: a second writer gets `GRADTAU_BUSY`
+/// at once. Only `gradtau_model_free` must not overlap any other call.
 pub struct gradtau_model {
-    model: Model,
+    pub(crate) live: LiveModel<LentBuffers>,
     names: Vec<CString>,
-    /// One slot per parameter, in spec order.
-    lent: Mutex<Vec<Option<Lent>>>,
 }
 
 /// Describes one parameter (or buffer, such as a batchnorm running mean) of a model.
@@ -55,58 +100,6 @@ pub struct gradtau_param_info {
     /// False for buffers that are not trained (batchnorm running statistics); they must be
     /// bound all the same.
     pub trainable: bool,
-}
-
-/// The locked bindings of a model: held for the whole of a mutating call.
-pub(crate) struct Locked<'m> {
-    pub model: &'m Model,
-    lent: MutexGuard<'m, Vec<Option<Lent>>>,
-}
-
-impl gradtau_model {
-    pub(crate) fn lock(&self) -> FfiResult<Locked<'_>> {
-        let lent = match self.lent.try_lock() {
-            Ok(g) => g,
-            Err(TryLockError::WouldBlock) => {
-                return Err(Failure::new(
-                    gradtau_status::GRADTAU_BUSY,
-                    "another call is running on this model handle; calls that use a model's bound buffers run one at a time",
-                ))
-            }
-            // A panic was caught while the lock was held; the slots are plain data and were
-            // never left half-written, so they are still valid.
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-        };
-        Ok(Locked {
-            model: &self.model,
-            lent,
-        })
-    }
-}
-
-impl Locked<'_> {
-    /// The bound buffers as a `Bindings` (every parameter must be bound).
-    pub fn bindings(&mut self) -> FfiResult<Bindings<'_>> {
-        let mut b = Bindings::new();
-        for (p, slot) in self.model.params().iter().zip(self.lent.iter()) {
-            let Some(l) = slot else {
-                return Err(Failure::new(
-                    gradtau_status::GRADTAU_BINDING,
-                    format!(
-                        "parameter `{}` (shape {:?}) has no bound buffer",
-                        p.name, p.shape
-                    ),
-                ));
-            };
-            // SAFETY: `gradtau_model_bind` checked the pointer, alignment, length and that no
-            // two bound buffers overlap, so these `&mut` slices do not alias; the host promises
-            // the buffer stays alive and untouched by others while a call runs (header
-            // contract), and the lock keeps other gradtau calls on this model out.
-            let s = unsafe { std::slice::from_raw_parts_mut(l.ptr, l.len) };
-            b.bind(&p.name, s)?;
-        }
-        Ok(b)
-    }
 }
 
 /// Compiles a model from its JSON spec (format `gradtau.model/1`, see the crate docs).
@@ -138,8 +131,9 @@ pub unsafe extern "C" fn gradtau_model_new(
                 })
             })
             .collect::<FfiResult<Vec<_>>>()?;
-        let lent = Mutex::new(vec![None; model.params().len()]);
-        let handle = Box::new(gradtau_model { model, names, lent });
+        let slots = vec![None; model.params().len()];
+        let live = LiveModel::new(model, LentBuffers { slots });
+        let handle = Box::new(gradtau_model { live, names });
         // SAFETY: `out` was checked non-NULL; the caller promises it is writable.
         unsafe { out.write(Box::into_raw(handle)) };
         Ok(())
@@ -164,7 +158,7 @@ pub unsafe extern "C" fn gradtau_model_free(model: *mut gradtau_model) {
 #[no_mangle]
 pub unsafe extern "C" fn gradtau_model_param_count(model: *const gradtau_model) -> usize {
     value(0, || {
-        unsafe { model.as_ref() }.map_or(0, |m| m.model.params().len())
+        unsafe { model.as_ref() }.map_or(0, |m| m.live.model().params().len())
     })
 }
 
@@ -181,10 +175,10 @@ pub unsafe extern "C" fn gradtau_model_param(
     run(|| {
         let m = unsafe { borrow(model, "model") }?;
         let out = out_ptr(info_out, "info_out")?;
-        let p = m.model.params().get(index).ok_or_else(|| {
+        let p = m.live.model().params().get(index).ok_or_else(|| {
             Failure::invalid(format!(
                 "parameter index {index} out of range: the model has {} parameters",
-                m.model.params().len()
+                m.live.model().params().len()
             ))
         })?;
         let info = gradtau_param_info {
@@ -214,7 +208,7 @@ pub unsafe extern "C" fn gradtau_model_param_index(
         let m = unsafe { borrow(model, "model") }?;
         let name = unsafe { c_str(name, "name") }?;
         let out = out_ptr(index_out, "index_out")?;
-        let i = m.model.param_index(name).ok_or_else(|| {
+        let i = m.live.model().param_index(name).ok_or_else(|| {
             Failure::new(
                 gradtau_status::GRADTAU_BINDING,
                 format!("`{name}` is not a parameter of the model"),
@@ -253,7 +247,7 @@ pub unsafe extern "C" fn gradtau_model_input_shape(
 ) -> gradtau_status {
     run(|| {
         let m = unsafe { borrow(model, "model") }?;
-        unsafe { self::shape_out(m.model.input_shape(), shape_out, rank_out) }
+        unsafe { self::shape_out(m.live.model().input_shape(), shape_out, rank_out) }
     })
 }
 
@@ -269,7 +263,7 @@ pub unsafe extern "C" fn gradtau_model_output_shape(
 ) -> gradtau_status {
     run(|| {
         let m = unsafe { borrow(model, "model") }?;
-        unsafe { self::shape_out(m.model.output_shape(), shape_out, rank_out) }
+        unsafe { self::shape_out(m.live.model().output_shape(), shape_out, rank_out) }
     })
 }
 
@@ -279,7 +273,7 @@ pub unsafe extern "C" fn gradtau_model_output_shape(
 pub unsafe extern "C" fn gradtau_model_loss(model: *const gradtau_model) -> *const c_char {
     use crate::nn::LossKind;
     value(ptr::null(), || {
-        match unsafe { model.as_ref() }.map(|m| m.model.loss_kind()) {
+        match unsafe { model.as_ref() }.map(|m| m.live.model().loss_kind()) {
             Some(LossKind::CrossEntropy) => c"cross_entropy".as_ptr(),
             Some(LossKind::Mse) => c"mse".as_ptr(),
             Some(LossKind::BceWithLogits) => c"bce_with_logits".as_ptr(),
@@ -292,11 +286,13 @@ pub unsafe extern "C" fn gradtau_model_loss(model: *const gradtau_model) -> *con
 /// parameter `name`. Binding a name again replaces the earlier buffer.
 ///
 /// Ownership: the buffer stays the host's. gradtau keeps the pointer until the name is bound
-/// again, `gradtau_model_unbind_all` or `gradtau_model_free`; it reads the buffer only during
-/// `gradtau_model_init_weights`, `gradtau_train`, `gradtau_unlearn` and `gradtau_audit` on this
-/// model, and writes it only when such a call succeeds. The host must keep it alive and must
-/// not write it while one of those calls runs. Buffers bound to different parameters must
-/// not overlap.
+/// again, `gradtau_model_unbind_all` or `gradtau_model_free`. It reads the buffer during the
+/// read calls and once at the start of a run, and writes it only when a run (or
+/// `gradtau_model_init_weights`) publishes its result, under the model's exclusive lock and
+/// between the publish hook's two phases. The host must keep it alive, and must not write it
+/// while a gradtau call on this model may read or write it (outside the publish hook's
+/// bracket, that is any call in flight). Buffers bound to different parameters must not
+/// overlap.
 ///
 /// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT` (misaligned, or
 /// overlapping another bound buffer), `GRADTAU_BINDING` (unknown name or wrong length),
@@ -312,43 +308,37 @@ pub unsafe extern "C" fn gradtau_model_bind(
         let m = unsafe { borrow(model, "model") }?;
         let name = unsafe { c_str(name, "name") }?;
         check_mut_buffer(buffer, len, "buffer")?;
-        let mut locked = m.lock()?;
-        let i = m.model.param_index(name).ok_or_else(|| {
-            Failure::new(
-                gradtau_status::GRADTAU_BINDING,
-                format!("`{name}` is not a parameter of the model"),
-            )
-        })?;
-        let p = &m.model.params()[i];
-        if len != p.numel() {
-            return Err(Failure::new(
-                gradtau_status::GRADTAU_BINDING,
-                format!(
+        m.live.modify(|model, store| {
+            let i = model.param_index(name).ok_or_else(|| {
+                crate::Error::Binding(format!("`{name}` is not a parameter of the model"))
+            })?;
+            let p = &model.params()[i];
+            if len != p.numel() {
+                return Err(crate::Error::Binding(format!(
                     "`{name}` has shape {:?} ({} floats), the buffer holds {len}",
                     p.shape,
                     p.numel()
-                ),
-            ));
-        }
-        let (start, end) = (
-            buffer as usize,
-            (buffer as usize).saturating_add(len * std::mem::size_of::<f32>()),
-        );
-        for (j, slot) in locked.lent.iter().enumerate() {
-            if let Some(l) = slot {
-                let (s, e) = (
-                    l.ptr as usize,
-                    (l.ptr as usize).saturating_add(l.len * std::mem::size_of::<f32>()),
-                );
-                if j != i && start < e && s < end {
-                    return Err(Failure::invalid(format!(
-                        "the buffer for `{name}` overlaps the buffer bound to `{}`",
-                        m.model.params()[j].name
-                    )));
+                )));
+            }
+            let span = |ptr: *mut f32, len: usize| {
+                let s = ptr as usize;
+                (s, s.saturating_add(len * std::mem::size_of::<f32>()))
+            };
+            let (start, end) = span(buffer, len);
+            for (j, slot) in store.slots.iter().enumerate() {
+                if let Some(l) = slot {
+                    let (s, e) = span(l.ptr, l.len);
+                    if j != i && start < e && s < end {
+                        return Err(crate::Error::invalid(format!(
+                            "the buffer for `{name}` overlaps the buffer bound to `{}`",
+                            model.params()[j].name
+                        )));
+                    }
                 }
             }
-        }
-        locked.lent[i] = Some(Lent { ptr: buffer, len });
+            store.slots[i] = Some(Lent { ptr: buffer, len });
+            Ok(())
+        })?;
         Ok(())
     })
 }
@@ -360,8 +350,10 @@ pub unsafe extern "C" fn gradtau_model_bind(
 pub unsafe extern "C" fn gradtau_model_unbind_all(model: *mut gradtau_model) -> gradtau_status {
     run(|| {
         let m = unsafe { borrow(model, "model") }?;
-        let mut locked = m.lock()?;
-        locked.lent.iter_mut().for_each(|s| *s = None);
+        m.live.modify(|_, store| {
+            store.slots.iter_mut().for_each(|s| *s = None);
+            Ok(())
+        })?;
         Ok(())
     })
 }
@@ -378,9 +370,98 @@ pub unsafe extern "C" fn gradtau_model_init_weights(
 ) -> gradtau_status {
     run(|| {
         let m = unsafe { borrow(model, "model") }?;
-        let mut locked = m.lock()?;
-        let weights = m.model.init_weights(seed);
-        locked.bindings()?.write(&m.model, &weights)?;
+        m.live.init_weights(seed)?;
         Ok(())
+    })
+}
+
+/// When a `gradtau_publish_fn` is called (a `GRADTAU_PUBLISH_*` value).
+pub type gradtau_publish_phase = i32;
+/// Before gradtau writes new weights into the bound buffers.
+pub const GRADTAU_PUBLISH_BEGIN: gradtau_publish_phase = 0;
+/// After the write (or after a failed write, which leaves the old weights in place).
+pub const GRADTAU_PUBLISH_END: gradtau_publish_phase = 1;
+
+/// The host's side of publishing new weights into the bound buffers, for hosts whose own
+/// engine reads those buffers. Called on the thread that made the writing call, first with
+/// `GRADTAU_PUBLISH_BEGIN` (take your engine's write lock; return non-zero to keep the old
+/// weights: the call then returns `GRADTAU_CANCELLED`), then, only if BEGIN returned 0, with
+/// `GRADTAU_PUBLISH_END` once the buffers hold the new weights (release it; the return value is
+/// ignored). It is called outside gradtau's own lock, so it may call gradtau's read functions
+/// on the same model; a writing call on the same model returns `GRADTAU_BUSY`. It must not
+/// unwind (C++ exceptions, longjmp) into gradtau.
+pub type gradtau_publish_fn =
+    Option<unsafe extern "C" fn(phase: gradtau_publish_phase, user_data: *mut c_void) -> i32>;
+
+/// The host's hook with its `user_data`, moved into the model.
+struct HostHook {
+    hook: unsafe extern "C" fn(gradtau_publish_phase, *mut c_void) -> i32,
+    user_data: *mut c_void,
+}
+
+// SAFETY: the hook is only called by the model's one writer, one call at a time; the host
+// promised (header) that `user_data` may be used from the thread of any writing call.
+unsafe impl Send for HostHook {}
+
+impl HostHook {
+    fn call(&self, phase: PublishPhase) -> Control {
+        let code = match phase {
+            PublishPhase::Begin => GRADTAU_PUBLISH_BEGIN,
+            PublishPhase::End => GRADTAU_PUBLISH_END,
+        };
+        // SAFETY: the host supplied `hook` with this signature and `user_data` for it.
+        if unsafe { (self.hook)(code, self.user_data) } != 0 {
+            Control::Cancel
+        } else {
+            Control::Continue
+        }
+    }
+
+    fn into_closure(self) -> PublishHook {
+        Box::new(move |phase| self.call(phase))
+    }
+}
+
+/// Sets the hook gradtau calls around every publish of new weights into this model's bound
+/// buffers (see `gradtau_publish_fn`); NULL removes it. `user_data` is passed to it untouched
+/// and must stay valid until the hook is replaced or the model freed. A writing call.
+///
+/// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_BUSY` (a run is in progress).
+#[no_mangle]
+pub unsafe extern "C" fn gradtau_model_set_publish_hook(
+    model: *mut gradtau_model,
+    hook: gradtau_publish_fn,
+    user_data: *mut c_void,
+) -> gradtau_status {
+    run(|| {
+        let m = unsafe { borrow(model, "model") }?;
+        let hook = hook.map(|hook| HostHook { hook, user_data }.into_closure());
+        m.live.set_publish_hook(hook)?;
+        Ok(())
+    })
+}
+
+/// Caps the CPU threads that every later call on this model uses (training, unlearning,
+/// inference, audits); 0 (the default) means no cap: as many threads as the machine has
+/// cores, or `MATMUL_NUM_THREADS` when set. A call already running keeps its cap. Safe to call
+/// at any time, also while other calls run.
+///
+/// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`.
+#[no_mangle]
+pub unsafe extern "C" fn gradtau_model_set_threads(
+    model: *mut gradtau_model,
+    threads: usize,
+) -> gradtau_status {
+    run(|| {
+        unsafe { borrow(model, "model") }?.live.set_threads(threads);
+        Ok(())
+    })
+}
+
+/// The cap set by `gradtau_model_set_threads` (0: none), or 0 if `model` is NULL.
+#[no_mangle]
+pub unsafe extern "C" fn gradtau_model_threads(model: *const gradtau_model) -> usize {
+    value(0, || {
+        unsafe { model.as_ref() }.map_or(0, |m| m.live.threads())
     })
 }

@@ -4,14 +4,11 @@
 use super::dataset::gradtau_dataset;
 use super::gradtau_status;
 use super::model::gradtau_model;
-use super::status::{borrow, c_str, check_mut_buffer, out_ptr, run, value, Failure, FfiResult};
-use crate::audit::{audit_model, AuditSets};
+use super::status::{borrow, c_str, out_ptr, run, value, Failure, FfiResult};
+use crate::audit::AuditSets;
 use crate::backend::DeviceRequest;
-use crate::error::Error;
-use crate::nn::{Bindings, Model};
-use crate::tensor::Tensor;
 use crate::unlearn::{
-    self, BaselineOptions, Control, Method, NablaTauMode, NablaTauOptions, OptimizerKind, Progress,
+    BaselineOptions, Control, Method, NablaTauMode, NablaTauOptions, OptimizerKind, Progress,
     RunReport, TrainRecipe, UnlearnSets,
 };
 use std::ffi::{c_char, c_void, CStr, CString};
@@ -147,7 +144,8 @@ pub struct gradtau_progress {
 /// Called after every step on the thread that made the call. Return 0 to continue, non-zero
 /// to cancel: the call then returns `GRADTAU_CANCELLED` and leaves the bound buffers
 /// bit-for-bit as they were. It must not unwind (C++ exceptions, longjmp) into gradtau, and
-/// must not call gradtau functions on the same model (they return `GRADTAU_BUSY`).
+/// may call gradtau's read functions on the same model (they see the weights from before the
+/// run); a writing call on the same model returns `GRADTAU_BUSY`.
 pub type gradtau_progress_fn =
     Option<unsafe extern "C" fn(progress: *const gradtau_progress, user_data: *mut c_void) -> i32>;
 
@@ -358,29 +356,6 @@ fn progress_closure(
     }
 }
 
-/// Reads the bound buffers, runs `body` on the weights, and writes them back on success (or,
-/// with `keep_partial`, also after a failure).
-fn on_bound_weights(
-    model: &Model,
-    bindings: &mut Bindings<'_>,
-    keep_partial: bool,
-    body: impl FnOnce(&mut Vec<Tensor>) -> crate::Result<RunReport>,
-) -> FfiResult<RunReport> {
-    let mut weights = bindings.read(model)?;
-    match body(&mut weights) {
-        Ok(r) => {
-            bindings.write(model, &weights)?;
-            Ok(r)
-        }
-        Err(e) => {
-            if keep_partial {
-                bindings.write(model, &weights)?;
-            }
-            Err(e.into())
-        }
-    }
-}
-
 fn write_report(report: RunReport, out: *mut *mut gradtau_report) {
     if out.is_null() {
         return;
@@ -428,22 +403,13 @@ pub unsafe extern "C" fn gradtau_unlearn(
             let o = unsafe { read_sized(options, "options") }?;
             unsafe { to_method(&o) }?
         };
-        let keep_partial = match &method {
-            Method::NablaTau(o) => o.keep_partial,
-            Method::FineTune(o) | Method::NegGrad(o) | Method::NegGradPlus(o) => o.keep_partial,
-        };
-        let mut locked = m.lock()?;
-        let model = locked.model;
-        let mut bindings = locked.bindings()?;
         let sets = UnlearnSets {
             forget: &forget.data,
             retain: &retain.data,
             val: &val.data,
         };
         let mut cb = progress_closure(progress, user_data);
-        let report = on_bound_weights(model, &mut bindings, keep_partial, |w| {
-            method.run(model, w, sets, &mut cb)
-        })?;
+        let report = m.live.unlearn(sets, &method, &mut cb)?;
         write_report(report, report_out);
         Ok(())
     })
@@ -487,13 +453,8 @@ pub unsafe extern "C" fn gradtau_train(
             recipe.device = unsafe { device(o.device, recipe.device) }?;
             recipe.keep_partial = o.keep_partial;
         }
-        let mut locked = m.lock()?;
-        let model = locked.model;
-        let mut bindings = locked.bindings()?;
         let mut cb = progress_closure(progress, user_data);
-        let report = on_bound_weights(model, &mut bindings, recipe.keep_partial, |w| {
-            unlearn::train(model, w, &data.data, &recipe, &mut cb)
-        })?;
+        let report = m.live.train(&data.data, &recipe, &mut cb)?;
         write_report(report, report_out);
         Ok(())
     })
@@ -520,22 +481,7 @@ pub unsafe extern "C" fn gradtau_audit(
         let forget = unsafe { borrow(forget, "forget") }?;
         let test = unsafe { borrow(test, "test") }?;
         let out = out_ptr(row_out, "row_out")?;
-        let mut locked = m.lock()?;
-        let model = locked.model;
-        let weights = locked.bindings()?.read(model)?;
-        for (d, what) in [
-            (&retain.data, "retain"),
-            (&forget.data, "forget"),
-            (&test.data, "test"),
-        ] {
-            if d.is_empty() {
-                return Err(Error::invalid(format!("the {what} set is empty")).into());
-            }
-            model.check_dataset(d, what)?;
-        }
-        let r = audit_model(
-            model,
-            &weights,
+        let r = m.live.audit(
             AuditSets {
                 retain: &retain.data,
                 forget: &forget.data,
@@ -635,83 +581,4 @@ pub unsafe extern "C" fn gradtau_report_free(report: *mut gradtau_report) {
             drop(unsafe { Box::from_raw(report) });
         }
     })
-}
-
-/// The shared body of the inference calls: checks the arguments, reads the model's bound
-/// weights, computes one float per output value with `compute`, and copies them into the
-/// host buffer `out`, which must hold exactly as many (it is written only on success).
-unsafe fn infer_into(
-    model: *mut gradtau_model,
-    data: *const gradtau_dataset,
-    out: *mut f32,
-    out_len: usize,
-    compute: impl FnOnce(&Model, &[Tensor], &crate::data::Dataset) -> crate::error::Result<Vec<f32>>,
-) -> gradtau_status {
-    run(|| {
-        let m = unsafe { borrow(model, "model") }?;
-        let data = unsafe { borrow(data, "data") }?;
-        check_mut_buffer(out, out_len, "out")?;
-        let mut locked = m.lock()?;
-        let model = locked.model;
-        let weights = locked.bindings()?.read(model)?;
-        let values = compute(model, &weights, &data.data)?;
-        if values.len() != out_len {
-            return Err(Error::Shape {
-                op: "output buffer",
-                detail: format!(
-                    "`out` holds {out_len} floats, the result has {}",
-                    values.len()
-                ),
-            }
-            .into());
-        }
-        // SAFETY: `out` is non-NULL, aligned and spans `out_len` writable floats (checked
-        // above and promised by the caller); it does not overlap `values`, which gradtau owns.
-        unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), out, out_len) };
-        Ok(())
-    })
-}
-
-/// Inference with the model's bound weights: writes the model's outputs (logits for a
-/// classifier) for every sample of `data` into `out`, row-major `[N, output_shape...]`;
-/// `out_len` must be exactly `N * prod(output_shape)`. Normalisation layers run in evaluation
-/// mode. `out` is written only on success; the bound weights are only read.
-///
-/// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT`, `GRADTAU_SHAPE`,
-/// `GRADTAU_NON_FINITE`, `GRADTAU_BINDING`, `GRADTAU_BUSY`, `GRADTAU_PANIC`.
-#[no_mangle]
-pub unsafe extern "C" fn gradtau_predict(
-    model: *mut gradtau_model,
-    data: *const gradtau_dataset,
-    out: *mut f32,
-    out_len: usize,
-) -> gradtau_status {
-    unsafe {
-        infer_into(model, data, out, out_len, |model, weights, data| {
-            // The forward pass checks the sample shape; inputs must also be finite.
-            data.check_finite()?;
-            model.predict(weights, &data.x, 256)?.to_vec()
-        })
-    }
-}
-
-/// The per-sample training loss of every sample of `data` under the model's bound weights
-/// (cross-entropy, MSE or BCE-with-logits, as the spec says), written to `out` (`out_len`
-/// must equal the number of samples). Evaluation mode; `out` is written only on success.
-///
-/// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT`, `GRADTAU_SHAPE`,
-/// `GRADTAU_NON_FINITE`, `GRADTAU_BINDING`, `GRADTAU_BUSY`, `GRADTAU_PANIC`.
-#[no_mangle]
-pub unsafe extern "C" fn gradtau_losses(
-    model: *mut gradtau_model,
-    data: *const gradtau_dataset,
-    out: *mut f32,
-    out_len: usize,
-) -> gradtau_status {
-    unsafe {
-        infer_into(model, data, out, out_len, |model, weights, data| {
-            model.check_dataset(data, "data")?;
-            model.losses(weights, data, 256)
-        })
-    }
 }

@@ -127,6 +127,7 @@ impl From<Error> for Failure {
             Error::Cancelled => GRADTAU_CANCELLED,
             Error::Io(_) => GRADTAU_IO,
             Error::Cuda(_) => GRADTAU_CUDA,
+            Error::Busy(_) => GRADTAU_BUSY,
         };
         Failure::new(status, e.to_string())
     }

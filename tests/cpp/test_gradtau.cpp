@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -241,12 +242,19 @@ TEST(Threads, ParallelModelsMatchSequentialRuns) {
     EXPECT_NE(a1.buffers, b1.buffers);
 }
 
-TEST(Threads, SecondCallOnABusyModelThrowsBusy) {
+TEST(Threads, ReadsGoOnDuringARunAndASecondWriterThrowsBusy) {
     Bound b(6);
     Sets s;
+    std::vector<float> x(16 * 64);
+    std::vector<float> all(s.split.test.size() * 64);
+    ASSERT_EQ(gradtau_dataset_inputs(s.split.test.get(), all.data(), all.size()), GRADTAU_OK);
+    std::copy(all.begin(), all.begin() + x.size(), x.begin());
+    const std::vector<float> before = b.model.infer(x, 16);
     std::atomic<bool> inside{false}, release{false};
+    auto paper = small_run();
+    paper.nabla_tau_mode = GRADTAU_NABLA_TAU_MODE_PAPER;
     std::thread t([&] {
-        b.model.unlearn(s.forget, s.retain, s.split.val, small_run(), [&](const gradtau::Progress &) {
+        b.model.unlearn(s.forget, s.retain, s.split.val, paper, [&](const gradtau::Progress &) {
             inside = true;
             while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
             return gradtau::Control::Continue;
@@ -254,15 +262,79 @@ TEST(Threads, SecondCallOnABusyModelThrowsBusy) {
     });
     while (!inside) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     try {
-        b.model.audit(s.retain, s.forget, s.split.test);
+        b.model.init_weights(1);
         ADD_FAILURE() << "no exception";
     } catch (const gradtau::Error &e) {
         EXPECT_EQ(e.status(), GRADTAU_BUSY);
     }
-    EXPECT_EQ(b.model.param_count(), 6u);  // const queries still work
+    // Reads during the run see the weights from before it.
+    EXPECT_EQ(b.model.infer(x, 16), before);
+    EXPECT_NO_THROW(b.model.audit(s.retain, s.forget, s.split.test));
+    EXPECT_EQ(b.model.param_count(), 6u);
     release = true;
     t.join();
-    EXPECT_NO_THROW(b.model.audit(s.retain, s.forget, s.split.test));
+    EXPECT_NE(b.model.infer(x, 16), before);
+}
+
+TEST(Inference, ProbabilitiesClassesAndEmptyBatches) {
+    Bound b(6);
+    Sets s;
+    std::vector<float> x(s.split.test.size() * 64);
+    ASSERT_EQ(gradtau_dataset_inputs(s.split.test.get(), x.data(), x.size()), GRADTAU_OK);
+    const std::size_t n = s.split.test.size();
+    std::vector<float> logits = b.model.infer(x, n);
+    EXPECT_EQ(logits, b.model.predict(s.split.test));
+    std::vector<float> p = b.model.infer(x, n, gradtau::Output::Probabilities);
+    std::vector<std::int32_t> c = b.model.classify(x, n);
+    ASSERT_EQ(c.size(), n);
+    for (std::size_t i = 0; i < n; i++) {
+        float sum = 0;
+        std::int32_t best = 0;
+        for (std::int32_t k = 0; k < 10; k++) {
+            sum += p[i * 10 + k];
+            if (logits[i * 10 + k] > logits[i * 10 + best]) best = k;
+        }
+        EXPECT_NEAR(sum, 1.0f, 1e-5f);
+        EXPECT_EQ(c[i], best);
+    }
+    EXPECT_TRUE(b.model.infer({}, 0).empty());
+    EXPECT_TRUE(b.model.classify({}, 0).empty());
+    try {
+        b.model.infer(x, n + 1);
+        ADD_FAILURE() << "no exception";
+    } catch (const gradtau::Error &e) {
+        EXPECT_EQ(e.status(), GRADTAU_SHAPE);
+    }
+}
+
+TEST(Publish, TheHookBracketsThePublishAndCanKeepTheOldWeights) {
+    Bound b(6);
+    Sets s;
+    std::vector<gradtau::PublishPhase> phases;
+    bool allow = false;
+    b.model.set_publish_hook([&](gradtau::PublishPhase ph) {
+        phases.push_back(ph);
+        return allow;
+    });
+    const auto before = b.buffers;
+    auto paper = small_run();
+    paper.nabla_tau_mode = GRADTAU_NABLA_TAU_MODE_PAPER;  // takes its steps on any model
+    try {
+        b.model.unlearn(s.forget, s.retain, s.split.val, paper);
+        ADD_FAILURE() << "no exception";
+    } catch (const gradtau::Error &e) {
+        EXPECT_EQ(e.status(), GRADTAU_CANCELLED);
+    }
+    EXPECT_EQ(b.buffers, before);
+    allow = true;
+    b.model.unlearn(s.forget, s.retain, s.split.val, paper);
+    EXPECT_NE(b.buffers, before);
+    EXPECT_EQ(phases, (std::vector<gradtau::PublishPhase>{gradtau::PublishPhase::Begin,
+                                                          gradtau::PublishPhase::Begin,
+                                                          gradtau::PublishPhase::End}));
+    b.model.set_publish_hook({});
+    b.model.set_threads(1);
+    EXPECT_EQ(b.model.threads(), 1u);
 }
 
 }  // namespace

@@ -10,8 +10,12 @@
 // - Progress callbacks are any callable `gradtau::Control(const gradtau::Progress &)`.
 //   An exception thrown by the callback cancels the run (buffers untouched) and is rethrown
 //   from the call that ran it.
-// - Thread safety is the C API's: Dataset and Report may be shared across threads; on one
-//   Model, mutating calls from two threads at once make the second throw GRADTAU_BUSY.
+// - Thread safety is the C API's: Dataset and Report may be shared across threads. A Model
+//   serves while it learns: its reads (infer, classify, predict, losses, audit and the const
+//   queries) run on any number of threads at once, also during a train/unlearn run, and see
+//   the weights from before the run until it publishes them atomically; its writers (train,
+//   unlearn, bind, unbind_all, init_weights, set_publish_hook) run one at a time, and a
+//   second one throws GRADTAU_BUSY at once. set_threads caps the CPU threads of its calls.
 #ifndef GRADTAU_HPP
 #define GRADTAU_HPP
 
@@ -259,6 +263,23 @@ struct ProgressState {
 
 }  // namespace detail
 
+/// What Model::infer returns.
+enum class Output : gradtau_output {
+    Raw = GRADTAU_OUTPUT_RAW,                      ///< logits, or a regressor's values
+    Probabilities = GRADTAU_OUTPUT_PROBABILITIES,  ///< softmax (cross_entropy) or sigmoid
+};
+
+/// When a publish hook is called (see Model::set_publish_hook).
+enum class PublishPhase : gradtau_publish_phase {
+    Begin = GRADTAU_PUBLISH_BEGIN,
+    End = GRADTAU_PUBLISH_END,
+};
+
+/// A host's publish hook: at Begin take the engine's write lock and return true (false keeps
+/// the old weights: the run throws GRADTAU_CANCELLED); at End release it (the result is
+/// ignored). It must not throw: an exception counts as false at Begin and is ignored at End.
+using PublishFn = std::function<bool(PublishPhase)>;
+
 /// A model compiled from its JSON spec, with the caller's weight buffers bound to it.
 class Model {
 public:
@@ -364,10 +385,62 @@ public:
         return out;
     }
 
+    /// Outputs for `count` unlabelled samples, row-major [count, input...] in `inputs`; the
+    /// result is row-major [count, output...]. A read: safe during a run on this model.
+    std::vector<float> infer(Span<const float> inputs, std::size_t count,
+                             Output kind = Output::Raw) const {
+        std::vector<float> out(count * per_sample(output_shape()));
+        detail::check(gradtau_model_infer(get(), inputs.data(), inputs.size(), count,
+                                          static_cast<gradtau_output>(kind), out.data(),
+                                          out.size()));
+        return out;
+    }
+
+    /// The predicted class of each of `count` unlabelled samples (cross_entropy models).
+    std::vector<std::int32_t> classify(Span<const float> inputs, std::size_t count) const {
+        std::vector<std::int32_t> out(count);
+        detail::check(gradtau_model_classify(get(), inputs.data(), inputs.size(), count,
+                                             out.data(), out.size()));
+        return out;
+    }
+
+    /// Caps the CPU threads of every later call on this model (0: no cap).
+    void set_threads(std::size_t threads) {
+        detail::check(gradtau_model_set_threads(get(), threads));
+    }
+
+    std::size_t threads() const noexcept { return gradtau_model_threads(get()); }
+
+    /// Sets the hook called around every publish of new weights into the bound buffers (an
+    /// empty function removes it). A writer: throws GRADTAU_BUSY during a run.
+    void set_publish_hook(PublishFn hook) {
+        auto fresh = hook ? std::make_unique<PublishFn>(std::move(hook)) : nullptr;
+        detail::check(gradtau_model_set_publish_hook(
+            get(), fresh ? &Model::publish_trampoline : nullptr, fresh.get()));
+        hook_ = std::move(fresh);  // the library now calls the new one, never the old
+    }
+
     gradtau_model *get() const noexcept { return handle_.get(); }
     gradtau_model *release() noexcept { return handle_.release(); }
 
 private:
+    static std::size_t per_sample(const Shape &shape) {
+        std::size_t n = 1;
+        for (std::size_t d : shape) n *= d;
+        return n;
+    }
+
+    static std::int32_t publish_trampoline(gradtau_publish_phase phase, void *user_data) noexcept {
+        try {
+            bool go = (*static_cast<PublishFn *>(user_data))(static_cast<PublishPhase>(phase));
+            return go ? 0 : 1;
+        } catch (...) {
+            return 1;
+        }
+    }
+
+    // Declared before handle_ so that it outlives it: the model may call it until freed.
+    std::unique_ptr<PublishFn> hook_;
     std::unique_ptr<gradtau_model, detail::Deleter<gradtau_model, gradtau_model_free>> handle_;
 };
 
