@@ -761,3 +761,302 @@ JNIEXPORT jfloatArray JNICALL Java_dev_gradtau_Native_losses(JNIEnv *env, jclass
     (void)cls;
     return eval(env, model, data, 1);
 }
+
+/* ---- serving: label-free inference, thread cap, publish hook, data sets from files ------ */
+
+/* dev.gradtau.Output's constants, in their declaration order (Java passes the ordinal). */
+static const gradtau_output OUTPUT_KINDS[] = {GRADTAU_OUTPUT_RAW, GRADTAU_OUTPUT_PROBABILITIES};
+
+/* Stands in for the inputs of an empty request: gradtau checks the length against the count,
+ * so a non-NULL pointer keeps "0 floats for 3 samples" a SHAPE error rather than a NULL one. */
+static const float NO_INPUTS[1];
+
+/* The `len` input floats of an infer/classify call, from `offset` in the direct buffer
+ * `direct` (read in place) or in `array`. An array region is copied into `*owned` rather than
+ * pinned: a read may wait for a publish to finish, and a critical region must not block.
+ * NULL with an exception pending on failure. */
+static const float *request_inputs(JNIEnv *env, jfloatArray array, jobject direct, jlong offset,
+                                   jlong len, float **owned) {
+    *owned = NULL;
+    if (offset < 0 || len < 0) {
+        (*env)->ThrowNew(env, J.illegal_argument, "negative offset or length");
+        return NULL;
+    }
+    jlong capacity;
+    const float *base = NULL;
+    if (direct != NULL) {
+        capacity = (*env)->GetDirectBufferCapacity(env, direct);
+        if (capacity < 0) {
+            (*env)->ThrowNew(env, J.illegal_argument, "inputs: not a direct buffer");
+            return NULL;
+        }
+    } else {
+        if (require(env, array, "inputs")) return NULL;
+        capacity = (*env)->GetArrayLength(env, array);
+    }
+    if (offset > capacity || len > capacity - offset) {
+        (*env)->ThrowNew(env, J.illegal_argument, "offset/length outside the inputs");
+        return NULL;
+    }
+    if (len == 0) return NO_INPUTS;
+    if (direct != NULL) {
+        base = (*env)->GetDirectBufferAddress(env, direct);
+        if (base == NULL) {
+            (*env)->ThrowNew(env, J.illegal_argument, "inputs: not a direct buffer");
+            return NULL;
+        }
+        return base + offset;
+    }
+    float *copy = malloc((size_t)len * sizeof *copy);
+    if (copy == NULL) {
+        (*env)->ThrowNew(env, J.out_of_memory, "gradtau_jni: malloc");
+        return NULL;
+    }
+    (*env)->GetFloatArrayRegion(env, array, (jsize)offset, (jsize)len, copy);
+    *owned = copy;
+    return copy;
+}
+
+/* count * prod(output_shape) into `*len`, refusing what one Java array cannot hold.
+ * Returns 1 with an exception pending on failure. */
+static int infer_out_len(JNIEnv *env, jlong model, jlong count, size_t *len) {
+    const size_t *shape = NULL;
+    size_t rank = 0;
+    if (check(env, gradtau_model_output_shape(MODEL(model), &shape, &rank))) return 1;
+    size_t n = (size_t)count;
+    for (size_t i = 0; i < rank; i++) {
+        if (shape[i] != 0 && n > (size_t)INT32_MAX / shape[i]) {
+            (*env)->ThrowNew(env, J.illegal_argument,
+                             "output too large for a Java array: infer in smaller batches");
+            return 1;
+        }
+        n *= shape[i];
+    }
+    if (n > (size_t)INT32_MAX) {
+        (*env)->ThrowNew(env, J.illegal_argument,
+                         "output too large for a Java array: infer in smaller batches");
+        return 1;
+    }
+    *len = n;
+    return 0;
+}
+
+/* Like eval: gradtau writes into malloc'd memory and the Java array is created only on
+ * success, so a failure never leaves a half-written result behind. */
+JNIEXPORT jfloatArray JNICALL Java_dev_gradtau_Native_infer(JNIEnv *env, jclass cls, jlong model,
+                                                            jfloatArray array, jobject direct,
+                                                            jlong offset, jlong len, jlong count,
+                                                            jint kind) {
+    (void)cls;
+    if (count < 0 || kind < 0 || (size_t)kind >= sizeof OUTPUT_KINDS / sizeof OUTPUT_KINDS[0]) {
+        (*env)->ThrowNew(env, J.illegal_argument, "negative count or unknown output kind");
+        return NULL;
+    }
+    size_t out_len = 0;
+    if (infer_out_len(env, model, count, &out_len)) return NULL;
+    float *owned = NULL;
+    const float *in = request_inputs(env, array, direct, offset, len, &owned);
+    if (in == NULL) return NULL;
+    float *out = malloc((out_len + 1) * sizeof *out);
+    if (out == NULL) {
+        free(owned);
+        (*env)->ThrowNew(env, J.out_of_memory, "gradtau_jni: malloc");
+        return NULL;
+    }
+    gradtau_status s = gradtau_model_infer(MODEL(model), in, (size_t)len, (size_t)count,
+                                           OUTPUT_KINDS[kind], out, out_len);
+    free(owned);
+    jfloatArray result = NULL;
+    if (!check(env, s)) {
+        result = (*env)->NewFloatArray(env, (jsize)out_len);
+        if (result != NULL) (*env)->SetFloatArrayRegion(env, result, 0, (jsize)out_len, out);
+    }
+    free(out);
+    return result;
+}
+
+JNIEXPORT jintArray JNICALL Java_dev_gradtau_Native_classify(JNIEnv *env, jclass cls,
+                                                             jlong model, jfloatArray array,
+                                                             jobject direct, jlong offset,
+                                                             jlong len, jlong count) {
+    (void)cls;
+    if (count < 0 || count > INT32_MAX) {
+        (*env)->ThrowNew(env, J.illegal_argument, "sample count outside 0..Integer.MAX_VALUE");
+        return NULL;
+    }
+    float *owned = NULL;
+    const float *in = request_inputs(env, array, direct, offset, len, &owned);
+    if (in == NULL) return NULL;
+    int32_t *classes = malloc(((size_t)count + 1) * sizeof *classes);
+    if (classes == NULL) {
+        free(owned);
+        (*env)->ThrowNew(env, J.out_of_memory, "gradtau_jni: malloc");
+        return NULL;
+    }
+    gradtau_status s = gradtau_model_classify(MODEL(model), in, (size_t)len, (size_t)count,
+                                              classes, (size_t)count);
+    free(owned);
+    jintArray result = NULL;
+    if (!check(env, s)) {
+        result = (*env)->NewIntArray(env, (jsize)count);
+        if (result != NULL)
+            (*env)->SetIntArrayRegion(env, result, 0, (jsize)count, (const jint *)classes);
+    }
+    free(classes);
+    return result;
+}
+
+JNIEXPORT void JNICALL Java_dev_gradtau_Native_modelSetThreads(JNIEnv *env, jclass cls,
+                                                               jlong model, jlong threads) {
+    (void)cls;
+    if (threads < 0) {
+        (*env)->ThrowNew(env, J.illegal_argument, "negative thread cap");
+        return;
+    }
+    check(env, gradtau_model_set_threads(MODEL(model), (size_t)threads));
+}
+
+JNIEXPORT jlong JNICALL Java_dev_gradtau_Native_modelThreads(JNIEnv *env, jclass cls,
+                                                             jlong model) {
+    (void)env;
+    (void)cls;
+    size_t t = gradtau_model_threads(MODEL(model));
+    return t > (size_t)INT64_MAX ? INT64_MAX : (jlong)t;
+}
+
+/* What the C hook needs to call the Java one. The hook is held weakly: dev.gradtau.Model holds
+ * it strongly while it is set, and every writing call keeps the Model reachable, so it is
+ * alive whenever gradtau can call it; a strong global reference would make a hook that refers
+ * to its model keep that model from ever being cleaned. */
+typedef struct publish_ctx {
+    JavaVM *vm;
+    jweak hook;         /* dev.gradtau.PublishHook */
+    jclass model_class; /* global ref to dev.gradtau.Model */
+    jmethodID dispatch; /* static boolean Model.dispatchPublish(PublishHook, int) */
+} publish_ctx;
+
+/* Runs on the thread of the writing call. That is a Java thread inside a native method (the
+ * JNIEnv is looked up), but a thread the JVM does not know is attached for the call so that a
+ * host mixing C and Java callers cannot crash the JVM. Model.dispatchPublish catches what the
+ * hook throws; anything still pending here (an error raised by the upcall itself) is cleared
+ * and counts as a refusal at BEGIN, since nothing may unwind into gradtau. */
+static int32_t publish_trampoline(gradtau_publish_phase phase, void *user_data) {
+    const publish_ctx *ctx = user_data;
+    int32_t refuse = phase == GRADTAU_PUBLISH_BEGIN ? 1 : 0;
+    JNIEnv *env = NULL;
+    int attached = 0;
+    jint got = (*ctx->vm)->GetEnv(ctx->vm, (void **)&env, JNI_VERSION_1_8);
+    if (got == JNI_EDETACHED) {
+        if ((*ctx->vm)->AttachCurrentThreadAsDaemon(ctx->vm, (void **)&env, NULL) != JNI_OK)
+            return refuse;
+        attached = 1;
+    } else if (got != JNI_OK) {
+        return refuse;
+    }
+    jboolean go = JNI_FALSE;
+    /* An exception already pending belongs to the caller: leave it, call nothing. */
+    if (!(*env)->ExceptionCheck(env)) {
+        if ((*env)->PushLocalFrame(env, 4) == 0) {
+            jobject hook = (*env)->NewLocalRef(env, ctx->hook);
+            if (hook != NULL) {
+                jint index = phase == GRADTAU_PUBLISH_BEGIN ? 0 : 1; /* PublishPhase ordinal */
+                go = (*env)->CallStaticBooleanMethod(env, ctx->model_class, ctx->dispatch, hook,
+                                                     index);
+            }
+            (*env)->PopLocalFrame(env, NULL);
+        }
+        if ((*env)->ExceptionCheck(env)) {
+            (*env)->ExceptionClear(env);
+            go = JNI_FALSE;
+        }
+    }
+    if (attached) (*ctx->vm)->DetachCurrentThread(ctx->vm);
+    return go ? 0 : refuse;
+}
+
+static void publish_ctx_free(JNIEnv *env, publish_ctx *ctx) {
+    if (ctx == NULL) return;
+    if (ctx->hook != NULL) (*env)->DeleteWeakGlobalRef(env, ctx->hook);
+    if (ctx->model_class != NULL) (*env)->DeleteGlobalRef(env, ctx->model_class);
+    free(ctx);
+}
+
+JNIEXPORT jlong JNICALL Java_dev_gradtau_Native_publishHookSet(JNIEnv *env, jclass cls,
+                                                               jlong model, jobject hook) {
+    (void)cls;
+    if (hook == NULL) {
+        check(env, gradtau_model_set_publish_hook(MODEL(model), NULL, NULL));
+        return 0;
+    }
+    publish_ctx *ctx = calloc(1, sizeof *ctx);
+    if (ctx == NULL) {
+        (*env)->ThrowNew(env, J.out_of_memory, "gradtau_jni: malloc");
+        return 0;
+    }
+    if ((*env)->GetJavaVM(env, &ctx->vm) != JNI_OK) {
+        publish_ctx_free(env, ctx);
+        (*env)->ThrowNew(env, J.illegal_argument, "gradtau_jni: no JavaVM for the publish hook");
+        return 0;
+    }
+    ctx->model_class = global_class(env, "dev/gradtau/Model");
+    if (ctx->model_class != NULL)
+        ctx->dispatch = (*env)->GetStaticMethodID(env, ctx->model_class, "dispatchPublish",
+                                                  "(Ldev/gradtau/PublishHook;I)Z");
+    if (ctx->dispatch != NULL) ctx->hook = (*env)->NewWeakGlobalRef(env, hook);
+    if (ctx->hook == NULL) { /* an exception (NoSuchMethodError, OutOfMemoryError) is pending */
+        publish_ctx_free(env, ctx);
+        return 0;
+    }
+    if (check(env, gradtau_model_set_publish_hook(MODEL(model), publish_trampoline, ctx))) {
+        publish_ctx_free(env, ctx);
+        return 0;
+    }
+    return HANDLE(ctx);
+}
+
+JNIEXPORT void JNICALL Java_dev_gradtau_Native_publishHookFree(JNIEnv *env, jclass cls,
+                                                               jlong context) {
+    (void)cls;
+    publish_ctx_free(env, (publish_ctx *)(intptr_t)context);
+}
+
+JNIEXPORT jlong JNICALL Java_dev_gradtau_Native_datasetLoad(JNIEnv *env, jclass cls, jlong model,
+                                                            jbyteArray inputs_path,
+                                                            jbyteArray targets_path) {
+    (void)cls;
+    char *x = c_string(env, inputs_path, "inputsPath");
+    if (x == NULL) return 0;
+    char *y = c_string(env, targets_path, "targetsPath");
+    if (y == NULL) {
+        free(x);
+        return 0;
+    }
+    gradtau_dataset *d = NULL;
+    gradtau_status s = gradtau_dataset_load(MODEL(model), x, y, &d);
+    free(x);
+    free(y);
+    return check(env, s) ? 0 : HANDLE(d);
+}
+
+JNIEXPORT jfloatArray JNICALL Java_dev_gradtau_Native_datasetInputs(JNIEnv *env, jclass cls,
+                                                                    jlong dataset, jlong len) {
+    (void)cls;
+    if (len < 0 || len > INT32_MAX) {
+        (*env)->ThrowNew(env, J.illegal_argument,
+                         "the inputs do not fit one Java array: take a subset first");
+        return NULL;
+    }
+    float *buf = malloc(((size_t)len + 1) * sizeof *buf);
+    if (buf == NULL) {
+        (*env)->ThrowNew(env, J.out_of_memory, "gradtau_jni: malloc");
+        return NULL;
+    }
+    gradtau_status s = gradtau_dataset_inputs(DATASET(dataset), buf, (size_t)len);
+    jfloatArray out = NULL;
+    if (!check(env, s)) {
+        out = (*env)->NewFloatArray(env, (jsize)len);
+        if (out != NULL) (*env)->SetFloatArrayRegion(env, out, 0, (jsize)len, buf);
+    }
+    free(buf);
+    return out;
+}

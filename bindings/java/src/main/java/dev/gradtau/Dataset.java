@@ -1,6 +1,7 @@
 package dev.gradtau;
 
 import java.lang.ref.Cleaner;
+import java.lang.ref.Reference;
 import java.util.Objects;
 
 /**
@@ -14,19 +15,71 @@ import java.util.Objects;
 public final class Dataset implements AutoCloseable {
     private final NativeHandle handle;
     private final Cleaner.Cleanable cleanable;
+    // Floats per sample (the product of the sample shape), for inputs(): the C ABI copies the
+    // inputs only into a buffer of the exact size, and has no query for it.
+    private final long sampleNumel;
 
-    private Dataset(long pointer) {
+    private Dataset(long pointer, long sampleNumel) {
+        this.sampleNumel = sampleNumel;
         this.handle = new NativeHandle("Dataset", pointer, Native::datasetFree);
         this.cleanable = Native.CLEANER.register(this, handle);
     }
 
-    /** Wraps a pointer that the library just returned; frees it if wrapping fails. */
-    static Dataset adopt(long pointer) {
+    /**
+     * Wraps a pointer that the library just returned, whose samples hold {@code sampleNumel}
+     * floats each; frees it if wrapping fails.
+     */
+    static Dataset adopt(long pointer, long sampleNumel) {
         try {
-            return new Dataset(pointer);
+            return new Dataset(pointer, sampleNumel);
         } catch (RuntimeException | Error e) {
             Native.datasetFree(pointer);
             throw e;
+        }
+    }
+
+    /**
+     * The product of {@code shape[from..]}, {@link Long#MAX_VALUE} if it overflows (the library
+     * refuses such a shape itself).
+     */
+    static long numel(long[] shape, int from) {
+        long n = 1;
+        try {
+            for (int i = from; i < shape.length; i++) {
+                n = Math.multiplyExact(n, shape[i]);
+            }
+        } catch (ArithmeticException e) {
+            return Long.MAX_VALUE;
+        }
+        return n;
+    }
+
+    /**
+     * Reads a data set for {@code model} from files: inputs from {@code inputsPath} ({@code .npy}
+     * float32/float64 {@code [N, inputShape...]}, or an IDX image file, plain or gzip, scaled to
+     * [0, 1]) and targets from {@code targetsPath} (class labels as {@code .npy} integers or an
+     * IDX label file for a {@code cross_entropy} model; float {@code .npy}
+     * {@code [N, outputShape...]} otherwise). A read of the model: safe during a run on it.
+     *
+     * @throws GradtauException {@link Status#IO} (a file that cannot be read or parsed; the
+     *     message names it), {@link Status#SHAPE} (samples that do not fit the model, or counts
+     *     that differ), {@link Status#INVALID_ARGUMENT} (a label out of range),
+     *     {@link Status#NON_FINITE}
+     */
+    public static Dataset load(Model model, String inputsPath, String targetsPath) {
+        Objects.requireNonNull(model, "model");
+        Objects.requireNonNull(inputsPath, "inputsPath");
+        Objects.requireNonNull(targetsPath, "targetsPath");
+        byte[] x = Native.cString(inputsPath, "inputsPath");
+        byte[] y = Native.cString(targetsPath, "targetsPath");
+        long sample = numel(model.inputShape(), 0);
+        NativeHandle m = model.handle();
+        long p = m.acquire();
+        try {
+            return adopt(Native.datasetLoad(p, x, y), sample);
+        } finally {
+            m.release();
+            Reference.reachabilityFence(model);
         }
     }
 
@@ -44,7 +97,8 @@ public final class Dataset implements AutoCloseable {
         Objects.requireNonNull(labels, "labels");
         checkShape(shape, "shape");
         Native.ensureLoaded();
-        return adopt(Native.datasetClassesNew(inputs, shape, labels));
+        long sample = numel(shape, 1);
+        return adopt(Native.datasetClassesNew(inputs, shape, labels), sample);
     }
 
     /**
@@ -60,7 +114,8 @@ public final class Dataset implements AutoCloseable {
         checkShape(shape, "shape");
         checkShape(targetShape, "targetShape");
         Native.ensureLoaded();
-        return adopt(Native.datasetValuesNew(inputs, shape, targets, targetShape));
+        long sample = numel(shape, 1);
+        return adopt(Native.datasetValuesNew(inputs, shape, targets, targetShape), sample);
     }
 
     private static void checkShape(long[] shape, String what) {
@@ -86,7 +141,7 @@ public final class Dataset implements AutoCloseable {
         }
         long p = handle.acquire();
         try {
-            return adopt(Native.datasetSubset(p, indices));
+            return adopt(Native.datasetSubset(p, indices), sampleNumel);
         } finally {
             handle.release();
         }
@@ -121,6 +176,34 @@ public final class Dataset implements AutoCloseable {
         long p = handle.acquire();
         try {
             return Native.datasetLabels(p);
+        } finally {
+            handle.release();
+        }
+    }
+
+    /**
+     * The inputs of every sample, row-major {@code [N, sample shape...]}, in a new array: the
+     * samples of a set (the embedded digits, say) as unlabelled requests for
+     * {@link Model#infer(float[], int, Output)}.
+     *
+     * @throws IllegalArgumentException if they do not fit one Java array (take a
+     *     {@link #subset(long[])} first)
+     */
+    public float[] inputs() {
+        long p = handle.acquire();
+        try {
+            long n = Native.datasetLen(p);
+            long len;
+            try {
+                len = Math.multiplyExact(n, sampleNumel);
+            } catch (ArithmeticException e) {
+                len = Long.MAX_VALUE;
+            }
+            if (len > Integer.MAX_VALUE) {
+                throw new IllegalArgumentException("the " + n + " samples of " + sampleNumel
+                        + " floats each do not fit one Java array: take a subset first");
+            }
+            return Native.datasetInputs(p, len);
         } finally {
             handle.release();
         }

@@ -12,6 +12,7 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.function.Function;
 
 /**
  * A model: the architecture compiled from a JSON spec ({@code gradtau.model/1}) plus the
@@ -19,30 +20,55 @@ import java.util.Objects;
  *
  * <p><b>Weights stay yours, in place.</b> {@link #bind} lends gradtau a direct, native-order
  * {@link FloatBuffer} per parameter (by its PyTorch {@code state_dict} name); gradtau reads it
- * during {@link #initWeights}, {@link #train}, {@link #unlearn}, {@link #audit}, {@link #predict}
- * and {@link #losses}, and writes the new weights straight into it when a train or unlearn call
- * succeeds (zero copy). On any failure or
- * cancellation the buffers are bit-for-bit unchanged (unless {@code keepPartial}). Do not
- * write a bound buffer while a call on the model runs. The model keeps a reference to every
- * bound buffer, so the memory stays valid while bound.
+ * during the read calls and once at the start of a run, and writes the new weights straight
+ * into it when a train or unlearn call (or {@link #initWeights}) publishes its result (zero
+ * copy). On any failure or cancellation the buffers are bit-for-bit unchanged (unless
+ * {@code keepPartial}). Do not write a bound buffer while a call on the model may read or
+ * write it. The model keeps a reference to every bound buffer, so the memory stays valid
+ * while bound.
  *
- * <p><b>Threads.</b> The queries ({@link #params()}, shapes, {@link #loss()}) may run any
- * time. The other calls run one at a time per model: a second concurrent call on the same
- * model throws {@link GradtauException} with {@link Status#BUSY} at once instead of waiting.
- * Different models are independent and may run in parallel.
+ * <p><b>Threads.</b> A model serves while it learns:
+ * <ul>
+ *   <li>reads ({@link #infer}, {@link #classify}, {@link #predict}, {@link #losses},
+ *       {@link #audit} and the queries) may run on any number of threads at once, each with
+ *       its own scratch memory, also while a run is in progress on the same model;
+ *   <li>{@link #train} and {@link #unlearn} compute on a private copy of the weights, so reads
+ *       during a run see the weights from before it, and publish the result at the end,
+ *       atomically: a read sees the old model or the new one, never a mix;
+ *   <li>writers ({@link #train}, {@link #unlearn}, {@link #bind}, {@link #unbindAll},
+ *       {@link #initWeights}, {@link #setPublishHook}) run one at a time per model: a second
+ *       one throws {@link GradtauException} with {@link Status#BUSY} at once instead of
+ *       waiting; reads never get {@link Status#BUSY};
+ *   <li>neither side starves the other: reads hold the model only while they copy the
+ *       weights, and a waiting publish holds off new reads for the length of one copy;
+ *   <li>a host whose own engine reads the bound buffers publishes safely with
+ *       {@link #setPublishHook} (take its lock at BEGIN, release it at END), or by double
+ *       buffering: bind a second copy of the weights to a second model, unlearn there, then
+ *       swap its own reference when the call returns;
+ *   <li>{@link #setThreads} caps the CPU threads of every call on a model (by default each
+ *       call may use every core), so a run can be given one core while serving keeps the
+ *       others;
+ *   <li>{@link #close()} may come at any time, also while calls run on other threads: the
+ *       memory is freed when the last of them returns.
+ * </ul>
+ * Different models are independent and may be trained or unlearned in parallel.
  *
- * <p>Close the model when done (try-with-resources); a Cleaner frees forgotten ones. Closing
- * while a call runs on another thread is safe: the memory is freed when that call returns.
+ * <p>Close the model when done (try-with-resources); a Cleaner frees forgotten ones.
  */
 public final class Model implements AutoCloseable {
     private final NativeHandle handle;
     private final Cleaner.Cleanable cleanable;
     private final List<ParamInfo> params;
     private final Map<String, ParamInfo> byName;
-    private final Object bindLock = new Object();
     // Keeps every bound buffer (and so its memory) reachable while the native side holds its
-    // address. Guarded by bindLock so that it always matches what the library holds.
+    // address. Changed only by the one writer, so it always matches what the library holds.
     private final Map<String, FloatBuffer> bound = new HashMap<>();
+    // The native side of the publish hook; freed after the model (see freeModel).
+    private final HookContext hookContext = new HookContext();
+    // The hook itself, held strongly here: the native context holds it only weakly, so a hook
+    // that refers to this model does not keep it from being cleaned. While a writing call may
+    // run the hook, this model is reachable (every call fences it).
+    private volatile PublishHook publishHook;
 
     private Model(long pointer, List<ParamInfo> params) {
         this.params = Collections.unmodifiableList(params);
@@ -53,8 +79,21 @@ public final class Model implements AutoCloseable {
         this.byName = names;
         // Registered last: once the Cleaner owns the pointer nothing here can fail, so the
         // pointer is freed either by fromJson's catch or by the Cleaner, never by both.
-        this.handle = new NativeHandle("Model", pointer, Native::modelFree);
+        HookContext hook = hookContext;
+        this.handle = new NativeHandle("Model", pointer, p -> freeModel(p, hook));
         this.cleanable = Native.CLEANER.register(this, handle);
+    }
+
+    /** The Cleaner's action; refers to the hook context only, never to the model. */
+    private static void freeModel(long pointer, HookContext hook) {
+        Native.modelFree(pointer);
+        Native.publishHookFree(hook.pointer);
+        hook.pointer = 0;
+    }
+
+    /** The native publish-hook context of a model (0: no hook). */
+    private static final class HookContext {
+        volatile long pointer;
     }
 
     /**
@@ -170,14 +209,12 @@ public final class Model implements AutoCloseable {
         // A defensive view: the caller may move position/limit afterwards without changing
         // what is bound, and the view keeps the memory reachable.
         FloatBuffer view = buffer.slice();
-        synchronized (bindLock) {
-            long p = handle.acquire();
-            try {
-                Native.modelBind(p, cName, view, 0, view.remaining());
-                bound.put(name, view);
-            } finally {
-                handle.release();
-            }
+        long p = handle.acquireWriter("bind");
+        try {
+            Native.modelBind(p, cName, view, 0, view.remaining());
+            bound.put(name, view);
+        } finally {
+            handle.releaseWriter();
         }
     }
 
@@ -203,33 +240,33 @@ public final class Model implements AutoCloseable {
         return buffer;
     }
 
-    /** Forgets every bound buffer (their contents are not touched). */
+    /**
+     * Forgets every bound buffer (their contents are not touched).
+     *
+     * @throws GradtauException {@link Status#BUSY}
+     */
     public void unbindAll() {
-        synchronized (bindLock) {
-            long p = handle.acquire();
-            try {
-                Native.modelUnbindAll(p);
-                bound.clear();
-            } finally {
-                handle.release();
-            }
+        long p = handle.acquireWriter("unbindAll");
+        try {
+            Native.modelUnbindAll(p);
+            bound.clear();
+        } finally {
+            handle.releaseWriter();
         }
     }
 
     /**
-     * Writes PyTorch's default initialisation (seeded) into every bound buffer.
+     * Writes PyTorch's default initialisation (seeded) into every bound buffer, published like
+     * a run's result (through the {@link PublishHook}, if one is set).
      *
      * @throws GradtauException {@link Status#BINDING} if a parameter is unbound,
-     *     {@link Status#BUSY}
+     *     {@link Status#BUSY}, {@link Status#CANCELLED} if the publish hook refused
      */
     public void initWeights(long seed) {
-        long p = handle.acquire();
-        try {
-            Native.modelInitWeights(p, seed);
-        } finally {
-            handle.release();
-            Reference.reachabilityFence(this);
-        }
+        write("initWeights", new NativeHandle[0], p -> {
+            Native.modelInitWeights(p[0], seed);
+            return null;
+        });
     }
 
     /** {@link #train(Dataset, TrainOptions, Progress)} with the defaults and no callback. */
@@ -288,56 +325,193 @@ public final class Model implements AutoCloseable {
 
     /**
      * Audits the bound weights: accuracy on the three sets and the membership-inference attack
-     * (forget = members, test = non-members), seeded by {@code seed}. Never writes the buffers.
+     * (forget = members, test = non-members), seeded by {@code seed}. A read: never writes the
+     * buffers.
      */
     public AuditRow audit(Dataset retain, Dataset forget, Dataset test, long seed) {
         Objects.requireNonNull(retain, "retain");
         Objects.requireNonNull(forget, "forget");
         Objects.requireNonNull(test, "test");
-        NativeHandle[] hs = {handle, retain.handle(), forget.handle(), test.handle()};
-        long[] p = acquireAll(hs);
-        try {
-            return Native.audit(p[0], p[1], p[2], p[3], seed);
-        } finally {
-            releaseAll(hs);
-            Reference.reachabilityFence(this);
-        }
+        return read(new NativeHandle[] {retain.handle(), forget.handle(), test.handle()},
+                p -> Native.audit(p[0], p[1], p[2], p[3], seed));
     }
 
     /**
      * The model's outputs (logits for a classifier) for every sample of {@code data} under the
      * bound weights, row-major {@code [N, outputShape...]}: sample {@code i}'s outputs start at
-     * {@code i * prod(outputShape())}. Normalisation layers run in evaluation mode. Never writes
-     * the buffers.
+     * {@code i * prod(outputShape())}. The targets of {@code data} are not used
+     * ({@link #infer(float[], int, Output)} needs none). Normalisation layers run in evaluation
+     * mode. A read: never writes the buffers.
      *
      * @throws GradtauException {@link Status#BINDING} if a parameter is unbound,
      *     {@link Status#SHAPE} if the samples do not fit the model's input,
-     *     {@link Status#NON_FINITE}, {@link Status#BUSY}
+     *     {@link Status#NON_FINITE}
      */
     public float[] predict(Dataset data) {
-        return eval(data, false);
+        Objects.requireNonNull(data, "data");
+        return read(new NativeHandle[] {data.handle()}, p -> Native.predict(p[0], p[1]));
     }
 
     /**
      * The per-sample training loss (the spec's cross-entropy, MSE or BCE-with-logits) of every
-     * sample of {@code data} under the bound weights, one per sample, in evaluation mode. Never
-     * writes the buffers.
+     * sample of {@code data} under the bound weights, one per sample, in evaluation mode. A
+     * read: never writes the buffers.
      *
      * @throws GradtauException as {@link #predict(Dataset)}
      */
     public float[] losses(Dataset data) {
-        return eval(data, true);
+        Objects.requireNonNull(data, "data");
+        return read(new NativeHandle[] {data.handle()}, p -> Native.losses(p[0], p[1]));
     }
 
-    private float[] eval(Dataset data, boolean losses) {
-        Objects.requireNonNull(data, "data");
-        NativeHandle[] hs = {handle, data.handle()};
-        long[] p = acquireAll(hs);
+    /**
+     * Inference on unlabelled inputs: {@code count} samples laid out row-major
+     * {@code [count, inputShape...]} in {@code inputs} (exactly
+     * {@code count * prod(inputShape())} floats). Returns a new array
+     * {@code [count, outputShape...]} with the raw outputs or the probabilities, as
+     * {@code kind} says. Normalisation layers run in evaluation mode. A count of 0 with an
+     * empty array is an empty batch and returns an empty array. A read: any number may run at
+     * once, also during a run (they see the weights from before the run until it publishes).
+     *
+     * @throws IllegalArgumentException for a negative count, or an output too large for one
+     *     Java array (infer in smaller batches)
+     * @throws GradtauException {@link Status#SHAPE} (an input length that does not match),
+     *     {@link Status#INVALID_ARGUMENT} (probabilities of an {@code mse} model),
+     *     {@link Status#NON_FINITE} (NaN or infinity in the inputs or the weights, or outputs
+     *     that overflow), {@link Status#BINDING} (a parameter is unbound)
+     */
+    public float[] infer(float[] inputs, int count, Output kind) {
+        Objects.requireNonNull(inputs, "inputs");
+        Objects.requireNonNull(kind, "kind");
+        checkCount(count);
+        return read(NO_DATA, p -> Native.infer(p[0], inputs, null, 0, inputs.length, count,
+                kind.ordinal()));
+    }
+
+    /**
+     * {@link #infer(float[], int, Output)} on the floats from {@code inputs}' position to its
+     * limit (its position is not moved). A direct buffer in native order is read in place;
+     * any other buffer is copied first.
+     */
+    public float[] infer(FloatBuffer inputs, int count, Output kind) {
+        Objects.requireNonNull(inputs, "inputs");
+        Objects.requireNonNull(kind, "kind");
+        checkCount(count);
+        return withInputs(inputs, (array, direct, offset, len) -> read(NO_DATA,
+                p -> Native.infer(p[0], array, direct, offset, len, count, kind.ordinal())));
+    }
+
+    /**
+     * The predicted class (argmax of the outputs) of each of {@code count} unlabelled samples,
+     * for a {@code cross_entropy} model. Inputs, empty batches and concurrency as in
+     * {@link #infer(float[], int, Output)}.
+     *
+     * @throws GradtauException as {@link #infer(float[], int, Output)};
+     *     {@link Status#INVALID_ARGUMENT} for a model whose loss is not {@code cross_entropy}
+     */
+    public int[] classify(float[] inputs, int count) {
+        Objects.requireNonNull(inputs, "inputs");
+        checkCount(count);
+        return read(NO_DATA, p -> Native.classify(p[0], inputs, null, 0, inputs.length, count));
+    }
+
+    /** {@link #classify(float[], int)} on a buffer, read as {@link #infer(FloatBuffer, int, Output)} does. */
+    public int[] classify(FloatBuffer inputs, int count) {
+        Objects.requireNonNull(inputs, "inputs");
+        checkCount(count);
+        return withInputs(inputs, (array, direct, offset, len) -> read(NO_DATA,
+                p -> Native.classify(p[0], array, direct, offset, len, count)));
+    }
+
+    private static void checkCount(int count) {
+        if (count < 0) {
+            throw new IllegalArgumentException("negative sample count " + count);
+        }
+    }
+
+    /** Where the floats of an inference request are: a Java array region or a direct buffer. */
+    @FunctionalInterface
+    private interface InputsCall<T> {
+        T apply(float[] array, FloatBuffer direct, long offset, long len);
+    }
+
+    private static <T> T withInputs(FloatBuffer inputs, InputsCall<T> call) {
+        if (inputs.isDirect() && inputs.order() == ByteOrder.nativeOrder()) {
+            return call.apply(null, inputs, inputs.position(), inputs.remaining());
+        }
+        if (inputs.hasArray()) {
+            return call.apply(inputs.array(), null, inputs.arrayOffset() + inputs.position(),
+                    inputs.remaining());
+        }
+        float[] copy = new float[inputs.remaining()];
+        inputs.duplicate().get(copy);
+        return call.apply(copy, null, 0, copy.length);
+    }
+
+    /**
+     * Caps the CPU threads that every later call on this model uses (training, unlearning,
+     * inference, audits); 0 (the default) means no cap: as many threads as the machine has
+     * cores, or {@code MATMUL_NUM_THREADS} when set. A call already running keeps its cap. A
+     * setting, not a writer: safe at any time, also while other calls run. On a two-core
+     * server, {@code setThreads(1)} gives a run one core and leaves the other to serving.
+     *
+     * @throws IllegalArgumentException for a negative number
+     */
+    public void setThreads(int threads) {
+        if (threads < 0) {
+            throw new IllegalArgumentException("negative thread cap " + threads);
+        }
+        read(NO_DATA, p -> {
+            Native.modelSetThreads(p[0], threads);
+            return null;
+        });
+    }
+
+    /** The cap set by {@link #setThreads(int)} (0: none). */
+    public int threads() {
+        return read(NO_DATA, p -> (int) Math.min(Integer.MAX_VALUE, Native.modelThreads(p[0])));
+    }
+
+    /**
+     * Sets the hook gradtau calls around every publish of new weights into this model's bound
+     * buffers (see {@link PublishHook}); {@code null} removes it. The model holds the hook until
+     * it is replaced or the model is closed. A writing call.
+     *
+     * @throws GradtauException {@link Status#BUSY} while another writing call (a run, say) is in
+     *     progress on this model
+     */
+    public void setPublishHook(PublishHook hook) {
+        write("setPublishHook", NO_DATA, p -> {
+            long context = Native.publishHookSet(p[0], hook);
+            long old = hookContext.pointer;
+            hookContext.pointer = context;
+            publishHook = hook;
+            // The library no longer refers to the old context, and no writer can be running
+            // its hook: this call is the one writer.
+            Native.publishHookFree(old);
+            return null;
+        });
+    }
+
+    // What a publish hook threw at BEGIN on this thread, attached to the CANCELLED it caused.
+    private static final ThreadLocal<Throwable> HOOK_FAILURE = new ThreadLocal<>();
+    private static final PublishPhase[] PHASES = PublishPhase.values();
+
+    /**
+     * Called by the JNI glue around a publish, on the thread of the writing call. Nothing may
+     * propagate into the library, so an exception becomes a refusal (at BEGIN) and is kept for
+     * the writing call to report.
+     */
+    @SuppressWarnings("unused")
+    private static boolean dispatchPublish(PublishHook hook, int phase) {
+        PublishPhase p = PHASES[phase];
         try {
-            return losses ? Native.losses(p[0], p[1]) : Native.predict(p[0], p[1]);
-        } finally {
-            releaseAll(hs);
-            Reference.reachabilityFence(this);
+            return hook.onPublish(p);
+        } catch (Throwable t) {
+            if (p == PublishPhase.BEGIN) {
+                HOOK_FAILURE.set(t);
+            }
+            return false;
         }
     }
 
@@ -345,51 +519,75 @@ public final class Model implements AutoCloseable {
         Objects.requireNonNull(data, "data");
         Objects.requireNonNull(options, "options");
         byte[] device = options.device() == null ? null : Native.cString(options.device(), "device");
-        NativeHandle[] hs = {handle, data.handle()};
-        long[] p = acquireAll(hs);
-        try {
-            return Native.train(p[0], p[1], options.ints(), options.floats(), device, progress);
-        } finally {
-            releaseAll(hs);
-            // The bound buffers (reachable from this) must outlive the native call.
-            Reference.reachabilityFence(this);
-        }
+        return write("train", new NativeHandle[] {data.handle()},
+                p -> Native.train(p[0], p[1], options.ints(), options.floats(), device, progress));
     }
 
     private Report runUnlearn(Dataset forget, Dataset retain, Dataset val, UnlearnOptions options,
             Progress progress) {
         byte[] device = options.device() == null ? null : Native.cString(options.device(), "device");
-        NativeHandle[] hs = {handle, forget.handle(), retain.handle(), val.handle()};
-        long[] p = acquireAll(hs);
+        return write("unlearn", new NativeHandle[] {forget.handle(), retain.handle(), val.handle()},
+                p -> Native.unlearn(p[0], p[1], p[2], p[3], options.ints(), options.floats(),
+                        device, progress));
+    }
+
+    private static final NativeHandle[] NO_DATA = new NativeHandle[0];
+
+    /**
+     * Runs a read call: {@code body} gets the model's pointer, then those of {@code data}, all
+     * counted as in use until it returns.
+     */
+    private <T> T read(NativeHandle[] data, Function<long[], T> body) {
+        long model = handle.acquire();
         try {
-            return Native.unlearn(p[0], p[1], p[2], p[3], options.ints(), options.floats(), device,
-                    progress);
+            return withData(model, data, body);
         } finally {
-            releaseAll(hs);
+            handle.release();
+            // The bound buffers (reachable from this) must outlive the native call.
             Reference.reachabilityFence(this);
         }
     }
 
-    private static long[] acquireAll(NativeHandle[] hs) {
-        long[] p = new long[hs.length];
-        int i = 0;
+    /**
+     * Runs a writing call as the model's one writer ({@link Status#BUSY} at once otherwise).
+     * A CANCELLED that a throwing publish hook caused gets the hook's exception as its cause.
+     */
+    private <T> T write(String call, NativeHandle[] data, Function<long[], T> body) {
+        long model = handle.acquireWriter(call);
         try {
-            for (; i < hs.length; i++) {
-                p[i] = hs[i].acquire();
-            }
-            return p;
-        } catch (RuntimeException e) {
-            for (int j = 0; j < i; j++) {
-                hs[j].release();
+            HOOK_FAILURE.remove();
+            return withData(model, data, body);
+        } catch (GradtauException e) {
+            Throwable hookFailure = HOOK_FAILURE.get();
+            if (hookFailure != null && e.status() == Status.CANCELLED && e.getCause() == null) {
+                e.initCause(hookFailure);
             }
             throw e;
+        } finally {
+            HOOK_FAILURE.remove();
+            handle.releaseWriter();
+            Reference.reachabilityFence(this);
         }
     }
 
-    private static void releaseAll(NativeHandle[] hs) {
-        for (NativeHandle h : hs) {
-            h.release();
+    private static <T> T withData(long model, NativeHandle[] data, Function<long[], T> body) {
+        long[] p = new long[data.length + 1];
+        p[0] = model;
+        int i = 0;
+        try {
+            for (; i < data.length; i++) {
+                p[i + 1] = data[i].acquire();
+            }
+            return body.apply(p);
+        } finally {
+            for (int j = 0; j < i; j++) {
+                data[j].release();
+            }
         }
+    }
+
+    NativeHandle handle() {
+        return handle;
     }
 
     /** Whether {@link #close()} has been called. */

@@ -143,4 +143,28 @@ final class Native {
     static native float[] predict(long model, long data);
 
     static native float[] losses(long model, long data);
+
+    // ---- serving: label-free inference, the thread cap, the publish hook, data sets read
+    // from files. `array` or `direct` holds the inputs (the other is null); `offset` and
+    // `len` count floats in it. `kind` is an Output ordinal.
+
+    static native float[] infer(long model, float[] array, Buffer direct, long offset, long len,
+            long count, int kind);
+
+    static native int[] classify(long model, float[] array, Buffer direct, long offset, long len,
+            long count);
+
+    static native void modelSetThreads(long model, long threads);
+
+    static native long modelThreads(long model);
+
+    /** Sets {@code hook} (null removes it); returns its native context (0 for none). */
+    static native long publishHookSet(long model, PublishHook hook);
+
+    /** Frees a context from {@link #publishHookSet}; 0 is a no-op. */
+    static native void publishHookFree(long context);
+
+    static native long datasetLoad(long model, byte[] inputsPath, byte[] targetsPath);
+
+    static native float[] datasetInputs(long dataset, long len);
 }

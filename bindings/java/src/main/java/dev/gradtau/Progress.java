@@ -5,8 +5,9 @@ package dev.gradtau;
  * thread that made the call. Return {@code false} to cancel: the call then throws a
  * {@link GradtauException} with {@link Status#CANCELLED} and the bound buffers stay
  * bit-for-bit as they were (unless {@code keepPartial}). An exception thrown here cancels the
- * run the same way and is rethrown, as is, from the call. Calls on the same model from inside
- * the callback fail with {@link Status#BUSY}.
+ * run the same way and is rethrown, as is, from the call. Writing calls on the same model from
+ * inside the callback fail with {@link Status#BUSY}; reads run (on the weights from before the
+ * run).
  */
 @FunctionalInterface
 public interface Progress {

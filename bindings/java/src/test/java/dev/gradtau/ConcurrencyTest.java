@@ -12,14 +12,17 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.function.Executable;
 
 /**
  * Two models unlearned on two threads at once give the weights of running them one after the
- * other; a second call on a busy model fails with BUSY at once.
+ * other; during a run a second writer on the model fails with BUSY at once while reads go on
+ * with the weights from before the run; closing during a run defers the free.
  */
 @Timeout(value = 120, unit = TimeUnit.SECONDS)
 class ConcurrencyTest {
@@ -81,18 +84,38 @@ class ConcurrencyTest {
         }
     }
 
+    private static void busy(Executable call) {
+        GradtauException e = assertThrows(GradtauException.class, call);
+        assertEquals(Status.BUSY, e.status(), e.getMessage());
+        assertTrue(e.getMessage().contains("another writing call"), e.getMessage());
+    }
+
     @Test
-    void aSecondCallOnTheSameModelIsBusy() throws Exception {
+    void duringARunWritersAreBusyAndReadsSeeTheOldWeights() throws Exception {
         try (Fixtures.HostModel h = Fixtures.HostModel.digits(3)) {
             int[] before = h.snapshot();
+            float[] requests = sets.requests(8);
+            float[] logits = h.model.predict(sets.test());
+            float[] losses = h.model.losses(sets.forget);
+            AuditRow audit = h.model.audit(sets.retain, sets.forget, sets.test(), 0);
+            float[] inferred = h.model.infer(requests, 8, Output.RAW);
+            int[] classes = h.model.classify(requests, 8);
             CountDownLatch inside = new CountDownLatch(1);
             CountDownLatch release = new CountDownLatch(1);
+            AtomicReference<float[]> readInCallback = new AtomicReference<>();
+            AtomicReference<Throwable> writeInCallback = new AtomicReference<>();
             ExecutorService pool = Executors.newSingleThreadExecutor();
             try {
-                // Park the run inside its first progress callback.
+                // Park the run inside its first progress callback; the callback itself reads
+                // the model and tries to write it.
                 Future<Report> parked = pool.submit(() -> h.model.unlearn(sets.forget, sets.retain,
                         sets.val(), UnlearnOptions.builder().device("cpu").maxSteps(3).build(), s -> {
-                            inside.countDown();
+                            if (inside.getCount() > 0) {
+                                readInCallback.set(h.model.infer(requests, 8, Output.RAW));
+                                writeInCallback.set(assertThrows(GradtauException.class,
+                                        () -> h.model.initWeights(9)));
+                                inside.countDown();
+                            }
                             try {
                                 return release.await(60, TimeUnit.SECONDS);
                             } catch (InterruptedException e) {
@@ -101,31 +124,37 @@ class ConcurrencyTest {
                             }
                         }));
                 assertTrue(inside.await(60, TimeUnit.SECONDS));
+                assertArrayEquals(inferred, readInCallback.get());
+                assertEquals(Status.BUSY, ((GradtauException) writeInCallback.get()).status());
 
-                GradtauException busy = assertThrows(GradtauException.class,
-                        () -> h.model.unlearn(sets.forget, sets.retain, sets.val()));
-                assertEquals(Status.BUSY, busy.status());
-                assertTrue(busy.getMessage().contains("another call"), busy.getMessage());
-                assertEquals(Status.BUSY, assertThrows(GradtauException.class,
-                        () -> h.model.audit(sets.retain, sets.forget, sets.test(), 0)).status());
-                assertEquals(Status.BUSY, assertThrows(GradtauException.class,
-                        () -> h.model.initWeights(4)).status());
-                assertEquals(Status.BUSY, assertThrows(GradtauException.class,
-                        () -> h.model.predict(sets.test())).status());
-                assertEquals(Status.BUSY, assertThrows(GradtauException.class,
-                        () -> h.model.losses(sets.forget)).status());
-                assertEquals(Status.BUSY, assertThrows(GradtauException.class,
-                        () -> h.model.bind("0.bias", h.buffers.get("0.bias"))).status());
-                assertArrayEquals(before, h.snapshot());
-                // Queries are fine while the model is busy.
+                // Every writer is refused at once.
+                busy(() -> h.model.unlearn(sets.forget, sets.retain, sets.val()));
+                busy(() -> h.model.train(sets.train()));
+                busy(() -> h.model.initWeights(4));
+                busy(() -> h.model.bind("0.bias", h.buffers.get("0.bias")));
+                busy(() -> h.model.unbindAll());
+                busy(() -> h.model.setPublishHook(phase -> true));
+                // Every read runs, on the weights from before the run.
+                assertArrayEquals(logits, h.model.predict(sets.test()));
+                assertArrayEquals(losses, h.model.losses(sets.forget));
+                assertEquals(audit, h.model.audit(sets.retain, sets.forget, sets.test(), 0));
+                assertArrayEquals(inferred, h.model.infer(requests, 8, Output.RAW));
+                assertArrayEquals(classes, h.model.classify(requests, 8));
+                // Settings and queries too.
+                h.model.setThreads(1);
+                assertEquals(1, h.model.threads());
                 assertEquals("cross_entropy", h.model.loss());
                 assertEquals(1, h.model.paramIndex("0.bias"));
+                assertArrayEquals(before, h.snapshot());
 
                 release.countDown();
                 Report r = parked.get(60, TimeUnit.SECONDS);
                 assertEquals(3, r.steps());
                 assertFalse(Arrays.equals(before, h.snapshot()));
-                h.model.audit(sets.retain, sets.forget, sets.test(), 0);
+                assertFalse(Arrays.equals(inferred, h.model.infer(requests, 8, Output.RAW)));
+                // The writer is free again.
+                h.model.setPublishHook(null);
+                h.model.bind("0.bias", h.buffers.get("0.bias"));
             } finally {
                 release.countDown();
                 pool.shutdownNow();

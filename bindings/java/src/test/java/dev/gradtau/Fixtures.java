@@ -62,6 +62,17 @@ final class Fixtures {
             return new Sets(split, split.train().subset(f), split.train().subset(r));
         }
 
+        /** The inputs of the first {@code n} test samples, as a service holds its requests. */
+        float[] requests(int n) {
+            long[] first = new long[n];
+            for (int i = 0; i < n; i++) {
+                first[i] = i;
+            }
+            try (Dataset head = test().subset(first)) {
+                return head.inputs();
+            }
+        }
+
         private static long[] toArray(List<Long> xs) {
             return xs.stream().mapToLong(Long::longValue).toArray();
         }
@@ -89,6 +100,13 @@ final class Fixtures {
         static HostModel digits(long initSeed) {
             HostModel h = new HostModel(Digits.mlpSpec());
             h.model.initWeights(initSeed);
+            return h;
+        }
+
+        /** {@link #digits(long)} after three epochs of training on {@code data}. */
+        static HostModel trained(long initSeed, Dataset data) {
+            HostModel h = digits(initSeed);
+            h.model.train(data, TrainOptions.builder().epochs(3).device("cpu").build());
             return h;
         }
 
