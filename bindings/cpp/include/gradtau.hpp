@@ -178,6 +178,14 @@ public:
         return out;
     }
 
+    /// The inputs of every sample, row-major; `per_sample` is the product of the sample
+    /// shape (a model's input shape).
+    std::vector<float> inputs(std::size_t per_sample) const {
+        std::vector<float> out(size() * per_sample);
+        detail::check(gradtau_dataset_inputs(get(), out.data(), out.size()));
+        return out;
+    }
+
     const gradtau_dataset *get() const noexcept { return handle_.get(); }
     gradtau_dataset *release() noexcept { return handle_.release(); }
 
@@ -443,6 +451,16 @@ private:
     std::unique_ptr<PublishFn> hook_;
     std::unique_ptr<gradtau_model, detail::Deleter<gradtau_model, gradtau_model_free>> handle_;
 };
+
+/// Reads a data set for `model` from files (.npy, or IDX plain or gzip): inputs, and class
+/// labels or float targets as the model's loss needs.
+inline Dataset load_dataset(const Model &model, const std::string &inputs_path,
+                            const std::string &targets_path) {
+    gradtau_dataset *d = nullptr;
+    detail::check(
+        gradtau_dataset_load(model.get(), inputs_path.c_str(), targets_path.c_str(), &d));
+    return Dataset(d);
+}
 
 }  // namespace gradtau
 
