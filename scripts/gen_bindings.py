@@ -415,14 +415,19 @@ def java_options(o, types, enums):
                             f"carried, and every builder starts from the library's own {{@code "
                             f"{o.c_type}_default}}. Immutable.{chosen}") + [""] + o.doc, ""))
     out.append(f"public final class {t} {{\n")
-    out.append(f"    static final OptionsStruct.Layout LAYOUT = OptionsStruct.layout(\"{o.c_type}\");\n\n")
     out.append("    /** Every field of the C struct these options expose: C name to accessor name. */\n")
     out.append("    static final Map<String, String> FIELDS = Map.ofEntries(\n")
     out.append(",\n".join(f"            Map.entry(\"{f.name}\", \"{java_camel(field_name(f))}\")" for f in fields))
     out.append(");\n\n")
+    out.append("    /**\n     * The struct's layout as libgradtau_jni.so reports it; a holder class, so that it is read\n"
+               "     * only once the native library has loaded (a failed load then reports itself the same way\n"
+               "     * on every call instead of leaving this class unusable).\n     */\n")
+    out.append("    static final class Fields {\n")
+    out.append(f"        static final OptionsStruct.Layout LAYOUT = OptionsStruct.layout(\"{o.c_type}\");\n")
     for f in fields:
-        out.append(f"    private static final OptionsStruct.Field {consts[f.name]} =\n"
-                   f"            LAYOUT.field(\"{f.name}\", OptionsStruct.Kind.{types[f.c_type][0].upper()});\n")
+        out.append(f"        static final OptionsStruct.Field {consts[f.name]} =\n"
+                   f"                LAYOUT.field(\"{f.name}\", OptionsStruct.Kind.{types[f.c_type][0].upper()});\n")
+    out.append("\n        private Fields() {}\n    }\n")
     out.append(f"""
     private final OptionsStruct struct;
 
@@ -462,7 +467,8 @@ def java_options(o, types, enums):
     out.append(f"""
     /** A builder starting from {{@code {o.c_type}_default}}. */
     public static Builder builder({sig}) {{
-{checks}        return new Builder(OptionsStruct.defaults(LAYOUT, {codes}));
+{checks}        Native.ensureLoaded();
+        return new Builder(OptionsStruct.defaults(Fields.LAYOUT, {codes}));
     }}
 
     /** A builder holding these options. */
@@ -476,11 +482,11 @@ def java_options(o, types, enums):
         c = consts[f.name]
         out.append("\n" + (javadoc(f.doc, "    ") if f.doc else ""))
         if kind == "i32":
-            out.append(f"    public {jt} {name}() {{\n        return {jt}.fromCode(struct.getI32({c}));\n    }}\n")
+            out.append(f"    public {jt} {name}() {{\n        return {jt}.fromCode(struct.getI32(Fields.{c}));\n    }}\n")
         else:
             getter = {"size": "getSize", "f32": "getF32", "bool": "getBool", "u64": "getU64",
                       "string": "getString"}[kind]
-            out.append(f"    public {jt} {name}() {{\n        return struct.{getter}({c});\n    }}\n")
+            out.append(f"    public {jt} {name}() {{\n        return struct.{getter}(Fields.{c});\n    }}\n")
     out.append(f"""
     /** Builds {{@link {t}}}; sizes must not be negative. */
     public static final class Builder {{
@@ -499,12 +505,12 @@ def java_options(o, types, enums):
         out.append("\n" + (javadoc(f.doc, "        ") if f.doc else ""))
         out.append(f"        public Builder {name}({jt} {name}) {{\n")
         if kind == "i32":
-            out.append(f"            struct.setI32({c}, Objects.requireNonNull({name}, \"{name}\").code);\n")
+            out.append(f"            struct.setI32(Fields.{c}, Objects.requireNonNull({name}, \"{name}\").code);\n")
         elif kind == "size":
-            out.append(f"            struct.setSize({c}, {name}, \"{name}\");\n")
+            out.append(f"            struct.setSize(Fields.{c}, {name}, \"{name}\");\n")
         else:
             setter = {"f32": "setF32", "bool": "setBool", "u64": "setU64", "string": "setString"}[kind]
-            out.append(f"            struct.{setter}({c}, {name});\n")
+            out.append(f"            struct.{setter}(Fields.{c}, {name});\n")
         out.append("            return this;\n        }\n")
     out.append(f"""
         public {t} build() {{

@@ -35,21 +35,54 @@ func TestStatusesMatchTheLibrary(t *testing.T) {
 	}
 }
 
-// TestEnumsMatchTheLibrary checks the methods against the library: each one has defaults,
-// and the number after the last does not (a method the binding lacks would have).
+// checkEnum asks the library about every value of one enum and about the number after the
+// last: the values must be accepted and that number refused (the library accepting it means
+// a value the binding lacks).
+func checkEnum[E ~int32](t *testing.T, what string, all []E, try func(E) error) {
+	t.Helper()
+	last := E(-1)
+	for _, v := range all {
+		if err := try(v); err != nil {
+			t.Errorf("%s %d: %v %s", what, v, err, regenerate)
+		}
+		last = max(last, v)
+	}
+	if err := try(last + 1); !errors.Is(err, StatusInvalidArgument) {
+		t.Errorf("the library accepts %s %d, which the Go binding lacks (%v) %s", what, last+1, err, regenerate)
+	}
+}
+
+// TestEnumsMatchTheLibrary: methods through their defaults, optimizers and ∇τ modes through
+// one short run each.
 func TestEnumsMatchTheLibrary(t *testing.T) {
-	last := Method(-1)
-	for _, m := range allMethods {
-		if _, err := DefaultUnlearnOptions(m); err != nil {
-			t.Errorf("method %d: %v %s", m, err, regenerate)
-		}
-		if m > last {
-			last = m
-		}
+	checkEnum(t, "method", allMethods, func(m Method) error {
+		_, err := DefaultUnlearnOptions(m)
+		return err
+	})
+	d := newDigits(t, 3)
+	m, _ := newDigitsModel(t, 1)
+	topts, err := DefaultTrainOptions()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := DefaultUnlearnOptions(last + 1); !errors.Is(err, StatusInvalidArgument) {
-		t.Errorf("the library accepts method %d, which the Go binding lacks %s", last+1, regenerate)
+	topts.Epochs, topts.Device = 1, "cpu"
+	checkEnum(t, "optimizer", allOptimizers, func(o Optimizer) error {
+		opts := topts
+		opts.Optimizer = o
+		_, err := m.Train(nil, d.forget, &opts)
+		return err
+	})
+	uopts, err := DefaultUnlearnOptions(MethodNablaTau)
+	if err != nil {
+		t.Fatal(err)
 	}
+	uopts.MaxSteps, uopts.Device = 1, "cpu"
+	checkEnum(t, "∇τ mode", allNablaTauModes, func(mode NablaTauMode) error {
+		opts := uopts
+		opts.Mode = mode
+		_, err := m.Unlearn(nil, d.forget, d.retain, d.val, &opts)
+		return err
+	})
 }
 
 // goFieldsByTag maps the `c` tag of every field of a Go options struct to the field.
@@ -108,7 +141,7 @@ func asC(v reflect.Value) any {
 
 // checkOptions is the options check shared by both structs. toC gives the C struct the
 // library's _default fills (def) and the one the binding builds from a Go value (got).
-func checkOptions(t *testing.T, name string, defaults reflect.Value,
+func checkOptions(t *testing.T, name, cName string, defaults reflect.Value,
 	toC func(o reflect.Value) (def, got map[string]any, err error)) {
 	t.Helper()
 	fields := goFieldsByTag(defaults.Type())
@@ -127,11 +160,11 @@ func checkOptions(t *testing.T, name string, defaults reflect.Value,
 			continue
 		}
 		if _, ok := fields[n]; !ok {
-			t.Errorf("%s.%s (in include/gradtau.h) has no field in the Go %s %s", "C", n, name, regenerate)
+			t.Errorf("%s.%s (in include/gradtau.h) has no field in the Go %s %s", cName, n, name, regenerate)
 			continue
 		}
 		if !reflect.DeepEqual(def[n], got[n]) {
-			t.Errorf("%s.%s: the library's default is %v, the Go default passes %v", name, n, def[n], got[n])
+			t.Errorf("%s.%s: the library's default is %v, the Go default passes %v", cName, n, def[n], got[n])
 		}
 	}
 	for tag := range fields {
@@ -169,7 +202,7 @@ func TestUnlearnOptionsMatchTheHeaderAndDefaults(t *testing.T) {
 		if defaults.Method != m {
 			t.Fatalf("defaults of method %d say method %d", m, defaults.Method)
 		}
-		checkOptions(t, "UnlearnOptions", reflect.ValueOf(defaults), func(o reflect.Value) (map[string]any, map[string]any, error) {
+		checkOptions(t, "UnlearnOptions", "gradtau_unlearn_options", reflect.ValueOf(defaults), func(o reflect.Value) (map[string]any, map[string]any, error) {
 			opts := o.Interface().(UnlearnOptions)
 			return cUnlearnOptions(m, &opts)
 		})
@@ -181,7 +214,7 @@ func TestTrainOptionsMatchTheHeaderAndDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkOptions(t, "TrainOptions", reflect.ValueOf(defaults), func(o reflect.Value) (map[string]any, map[string]any, error) {
+	checkOptions(t, "TrainOptions", "gradtau_train_options", reflect.ValueOf(defaults), func(o reflect.Value) (map[string]any, map[string]any, error) {
 		opts := o.Interface().(TrainOptions)
 		return cTrainOptions(&opts)
 	})

@@ -13,8 +13,6 @@ import java.util.Objects;
  * Options of {@code gradtau_train}. Initialise with {@code gradtau_train_options_default}.
  */
 public final class TrainOptions {
-    static final OptionsStruct.Layout LAYOUT = OptionsStruct.layout("gradtau_train_options");
-
     /** Every field of the C struct these options expose: C name to accessor name. */
     static final Map<String, String> FIELDS = Map.ofEntries(
             Map.entry("optimizer", "optimizer"),
@@ -29,28 +27,38 @@ public final class TrainOptions {
             Map.entry("device", "device"),
             Map.entry("keep_partial", "keepPartial"));
 
-    private static final OptionsStruct.Field OPTIMIZER =
-            LAYOUT.field("optimizer", OptionsStruct.Kind.I32);
-    private static final OptionsStruct.Field LR =
-            LAYOUT.field("lr", OptionsStruct.Kind.F32);
-    private static final OptionsStruct.Field WEIGHT_DECAY =
-            LAYOUT.field("weight_decay", OptionsStruct.Kind.F32);
-    private static final OptionsStruct.Field MOMENTUM =
-            LAYOUT.field("momentum", OptionsStruct.Kind.F32);
-    private static final OptionsStruct.Field NESTEROV =
-            LAYOUT.field("nesterov", OptionsStruct.Kind.BOOL);
-    private static final OptionsStruct.Field EPOCHS =
-            LAYOUT.field("epochs", OptionsStruct.Kind.SIZE);
-    private static final OptionsStruct.Field BATCH_SIZE =
-            LAYOUT.field("batch_size", OptionsStruct.Kind.SIZE);
-    private static final OptionsStruct.Field CLIP_NORM =
-            LAYOUT.field("clip_norm", OptionsStruct.Kind.F32);
-    private static final OptionsStruct.Field SEED =
-            LAYOUT.field("seed", OptionsStruct.Kind.U64);
-    private static final OptionsStruct.Field DEVICE =
-            LAYOUT.field("device", OptionsStruct.Kind.STRING);
-    private static final OptionsStruct.Field KEEP_PARTIAL =
-            LAYOUT.field("keep_partial", OptionsStruct.Kind.BOOL);
+    /**
+     * The struct's layout as libgradtau_jni.so reports it; a holder class, so that it is read
+     * only once the native library has loaded (a failed load then reports itself the same way
+     * on every call instead of leaving this class unusable).
+     */
+    static final class Fields {
+        static final OptionsStruct.Layout LAYOUT = OptionsStruct.layout("gradtau_train_options");
+        static final OptionsStruct.Field OPTIMIZER =
+                LAYOUT.field("optimizer", OptionsStruct.Kind.I32);
+        static final OptionsStruct.Field LR =
+                LAYOUT.field("lr", OptionsStruct.Kind.F32);
+        static final OptionsStruct.Field WEIGHT_DECAY =
+                LAYOUT.field("weight_decay", OptionsStruct.Kind.F32);
+        static final OptionsStruct.Field MOMENTUM =
+                LAYOUT.field("momentum", OptionsStruct.Kind.F32);
+        static final OptionsStruct.Field NESTEROV =
+                LAYOUT.field("nesterov", OptionsStruct.Kind.BOOL);
+        static final OptionsStruct.Field EPOCHS =
+                LAYOUT.field("epochs", OptionsStruct.Kind.SIZE);
+        static final OptionsStruct.Field BATCH_SIZE =
+                LAYOUT.field("batch_size", OptionsStruct.Kind.SIZE);
+        static final OptionsStruct.Field CLIP_NORM =
+                LAYOUT.field("clip_norm", OptionsStruct.Kind.F32);
+        static final OptionsStruct.Field SEED =
+                LAYOUT.field("seed", OptionsStruct.Kind.U64);
+        static final OptionsStruct.Field DEVICE =
+                LAYOUT.field("device", OptionsStruct.Kind.STRING);
+        static final OptionsStruct.Field KEEP_PARTIAL =
+                LAYOUT.field("keep_partial", OptionsStruct.Kind.BOOL);
+
+        private Fields() {}
+    }
 
     private final OptionsStruct struct;
 
@@ -70,7 +78,8 @@ public final class TrainOptions {
 
     /** A builder starting from {@code gradtau_train_options_default}. */
     public static Builder builder() {
-        return new Builder(OptionsStruct.defaults(LAYOUT, 0));
+        Native.ensureLoaded();
+        return new Builder(OptionsStruct.defaults(Fields.LAYOUT, 0));
     }
 
     /** A builder holding these options. */
@@ -82,62 +91,62 @@ public final class TrainOptions {
      * A {@code GRADTAU_OPTIMIZER_*} value.
      */
     public Optimizer optimizer() {
-        return Optimizer.fromCode(struct.getI32(OPTIMIZER));
+        return Optimizer.fromCode(struct.getI32(Fields.OPTIMIZER));
     }
 
     public float lr() {
-        return struct.getF32(LR);
+        return struct.getF32(Fields.LR);
     }
 
     public float weightDecay() {
-        return struct.getF32(WEIGHT_DECAY);
+        return struct.getF32(Fields.WEIGHT_DECAY);
     }
 
     /**
      * SGD only.
      */
     public float momentum() {
-        return struct.getF32(MOMENTUM);
+        return struct.getF32(Fields.MOMENTUM);
     }
 
     /**
      * SGD only.
      */
     public boolean nesterov() {
-        return struct.getBool(NESTEROV);
+        return struct.getBool(Fields.NESTEROV);
     }
 
     public long epochs() {
-        return struct.getSize(EPOCHS);
+        return struct.getSize(Fields.EPOCHS);
     }
 
     public long batchSize() {
-        return struct.getSize(BATCH_SIZE);
+        return struct.getSize(Fields.BATCH_SIZE);
     }
 
     /**
      * Clip the global gradient norm to this value; 0 = no clipping.
      */
     public float clipNorm() {
-        return struct.getF32(CLIP_NORM);
+        return struct.getF32(Fields.CLIP_NORM);
     }
 
     public long seed() {
-        return struct.getU64(SEED);
+        return struct.getU64(Fields.SEED);
     }
 
     /**
      * As in {@code gradtau_unlearn_options}; NULL means {@code "cpu"}.
      */
     public String device() {
-        return struct.getString(DEVICE);
+        return struct.getString(Fields.DEVICE);
     }
 
     /**
      * As in {@code gradtau_unlearn_options}.
      */
     public boolean keepPartial() {
-        return struct.getBool(KEEP_PARTIAL);
+        return struct.getBool(Fields.KEEP_PARTIAL);
     }
 
     /** Builds {@link TrainOptions}; sizes must not be negative. */
@@ -152,17 +161,17 @@ public final class TrainOptions {
          * A {@code GRADTAU_OPTIMIZER_*} value.
          */
         public Builder optimizer(Optimizer optimizer) {
-            struct.setI32(OPTIMIZER, Objects.requireNonNull(optimizer, "optimizer").code);
+            struct.setI32(Fields.OPTIMIZER, Objects.requireNonNull(optimizer, "optimizer").code);
             return this;
         }
 
         public Builder lr(float lr) {
-            struct.setF32(LR, lr);
+            struct.setF32(Fields.LR, lr);
             return this;
         }
 
         public Builder weightDecay(float weightDecay) {
-            struct.setF32(WEIGHT_DECAY, weightDecay);
+            struct.setF32(Fields.WEIGHT_DECAY, weightDecay);
             return this;
         }
 
@@ -170,7 +179,7 @@ public final class TrainOptions {
          * SGD only.
          */
         public Builder momentum(float momentum) {
-            struct.setF32(MOMENTUM, momentum);
+            struct.setF32(Fields.MOMENTUM, momentum);
             return this;
         }
 
@@ -178,17 +187,17 @@ public final class TrainOptions {
          * SGD only.
          */
         public Builder nesterov(boolean nesterov) {
-            struct.setBool(NESTEROV, nesterov);
+            struct.setBool(Fields.NESTEROV, nesterov);
             return this;
         }
 
         public Builder epochs(long epochs) {
-            struct.setSize(EPOCHS, epochs, "epochs");
+            struct.setSize(Fields.EPOCHS, epochs, "epochs");
             return this;
         }
 
         public Builder batchSize(long batchSize) {
-            struct.setSize(BATCH_SIZE, batchSize, "batchSize");
+            struct.setSize(Fields.BATCH_SIZE, batchSize, "batchSize");
             return this;
         }
 
@@ -196,12 +205,12 @@ public final class TrainOptions {
          * Clip the global gradient norm to this value; 0 = no clipping.
          */
         public Builder clipNorm(float clipNorm) {
-            struct.setF32(CLIP_NORM, clipNorm);
+            struct.setF32(Fields.CLIP_NORM, clipNorm);
             return this;
         }
 
         public Builder seed(long seed) {
-            struct.setU64(SEED, seed);
+            struct.setU64(Fields.SEED, seed);
             return this;
         }
 
@@ -209,7 +218,7 @@ public final class TrainOptions {
          * As in {@code gradtau_unlearn_options}; NULL means {@code "cpu"}.
          */
         public Builder device(String device) {
-            struct.setString(DEVICE, device);
+            struct.setString(Fields.DEVICE, device);
             return this;
         }
 
@@ -217,7 +226,7 @@ public final class TrainOptions {
          * As in {@code gradtau_unlearn_options}.
          */
         public Builder keepPartial(boolean keepPartial) {
-            struct.setBool(KEEP_PARTIAL, keepPartial);
+            struct.setBool(Fields.KEEP_PARTIAL, keepPartial);
             return this;
         }
 

@@ -16,8 +16,6 @@ import java.util.Objects;
  * does not use are ignored.
  */
 public final class UnlearnOptions {
-    static final OptionsStruct.Layout LAYOUT = OptionsStruct.layout("gradtau_unlearn_options");
-
     /** Every field of the C struct these options expose: C name to accessor name. */
     static final Map<String, String> FIELDS = Map.ofEntries(
             Map.entry("method", "method"),
@@ -38,40 +36,50 @@ public final class UnlearnOptions {
             Map.entry("keep_partial", "keepPartial"),
             Map.entry("max_steps", "maxSteps"));
 
-    private static final OptionsStruct.Field METHOD =
-            LAYOUT.field("method", OptionsStruct.Kind.I32);
-    private static final OptionsStruct.Field NABLA_TAU_MODE =
-            LAYOUT.field("nabla_tau_mode", OptionsStruct.Kind.I32);
-    private static final OptionsStruct.Field BATCH_SIZE =
-            LAYOUT.field("batch_size", OptionsStruct.Kind.SIZE);
-    private static final OptionsStruct.Field LR =
-            LAYOUT.field("lr", OptionsStruct.Kind.F32);
-    private static final OptionsStruct.Field WEIGHT_DECAY =
-            LAYOUT.field("weight_decay", OptionsStruct.Kind.F32);
-    private static final OptionsStruct.Field LR_END_FACTOR =
-            LAYOUT.field("lr_end_factor", OptionsStruct.Kind.F32);
-    private static final OptionsStruct.Field ALPHA0 =
-            LAYOUT.field("alpha0", OptionsStruct.Kind.F32);
-    private static final OptionsStruct.Field ALPHA_MAX =
-            LAYOUT.field("alpha_max", OptionsStruct.Kind.F32);
-    private static final OptionsStruct.Field EPOCHS =
-            LAYOUT.field("epochs", OptionsStruct.Kind.SIZE);
-    private static final OptionsStruct.Field TAU_EVERY =
-            LAYOUT.field("tau_every", OptionsStruct.Kind.SIZE);
-    private static final OptionsStruct.Field NORM_TRAINING =
-            LAYOUT.field("norm_training", OptionsStruct.Kind.BOOL);
-    private static final OptionsStruct.Field STOP_MARGIN =
-            LAYOUT.field("stop_margin", OptionsStruct.Kind.F32);
-    private static final OptionsStruct.Field RETAIN_WEIGHT =
-            LAYOUT.field("retain_weight", OptionsStruct.Kind.F32);
-    private static final OptionsStruct.Field SEED =
-            LAYOUT.field("seed", OptionsStruct.Kind.U64);
-    private static final OptionsStruct.Field DEVICE =
-            LAYOUT.field("device", OptionsStruct.Kind.STRING);
-    private static final OptionsStruct.Field KEEP_PARTIAL =
-            LAYOUT.field("keep_partial", OptionsStruct.Kind.BOOL);
-    private static final OptionsStruct.Field MAX_STEPS =
-            LAYOUT.field("max_steps", OptionsStruct.Kind.SIZE);
+    /**
+     * The struct's layout as libgradtau_jni.so reports it; a holder class, so that it is read
+     * only once the native library has loaded (a failed load then reports itself the same way
+     * on every call instead of leaving this class unusable).
+     */
+    static final class Fields {
+        static final OptionsStruct.Layout LAYOUT = OptionsStruct.layout("gradtau_unlearn_options");
+        static final OptionsStruct.Field METHOD =
+                LAYOUT.field("method", OptionsStruct.Kind.I32);
+        static final OptionsStruct.Field NABLA_TAU_MODE =
+                LAYOUT.field("nabla_tau_mode", OptionsStruct.Kind.I32);
+        static final OptionsStruct.Field BATCH_SIZE =
+                LAYOUT.field("batch_size", OptionsStruct.Kind.SIZE);
+        static final OptionsStruct.Field LR =
+                LAYOUT.field("lr", OptionsStruct.Kind.F32);
+        static final OptionsStruct.Field WEIGHT_DECAY =
+                LAYOUT.field("weight_decay", OptionsStruct.Kind.F32);
+        static final OptionsStruct.Field LR_END_FACTOR =
+                LAYOUT.field("lr_end_factor", OptionsStruct.Kind.F32);
+        static final OptionsStruct.Field ALPHA0 =
+                LAYOUT.field("alpha0", OptionsStruct.Kind.F32);
+        static final OptionsStruct.Field ALPHA_MAX =
+                LAYOUT.field("alpha_max", OptionsStruct.Kind.F32);
+        static final OptionsStruct.Field EPOCHS =
+                LAYOUT.field("epochs", OptionsStruct.Kind.SIZE);
+        static final OptionsStruct.Field TAU_EVERY =
+                LAYOUT.field("tau_every", OptionsStruct.Kind.SIZE);
+        static final OptionsStruct.Field NORM_TRAINING =
+                LAYOUT.field("norm_training", OptionsStruct.Kind.BOOL);
+        static final OptionsStruct.Field STOP_MARGIN =
+                LAYOUT.field("stop_margin", OptionsStruct.Kind.F32);
+        static final OptionsStruct.Field RETAIN_WEIGHT =
+                LAYOUT.field("retain_weight", OptionsStruct.Kind.F32);
+        static final OptionsStruct.Field SEED =
+                LAYOUT.field("seed", OptionsStruct.Kind.U64);
+        static final OptionsStruct.Field DEVICE =
+                LAYOUT.field("device", OptionsStruct.Kind.STRING);
+        static final OptionsStruct.Field KEEP_PARTIAL =
+                LAYOUT.field("keep_partial", OptionsStruct.Kind.BOOL);
+        static final OptionsStruct.Field MAX_STEPS =
+                LAYOUT.field("max_steps", OptionsStruct.Kind.SIZE);
+
+        private Fields() {}
+    }
 
     private final OptionsStruct struct;
 
@@ -97,7 +105,8 @@ public final class UnlearnOptions {
     /** A builder starting from {@code gradtau_unlearn_options_default}. */
     public static Builder builder(Method method) {
         Objects.requireNonNull(method, "method");
-        return new Builder(OptionsStruct.defaults(LAYOUT, method.code));
+        Native.ensureLoaded();
+        return new Builder(OptionsStruct.defaults(Fields.LAYOUT, method.code));
     }
 
     /** A builder holding these options. */
@@ -109,14 +118,14 @@ public final class UnlearnOptions {
      * A {@code GRADTAU_METHOD_*} value.
      */
     public Method method() {
-        return Method.fromCode(struct.getI32(METHOD));
+        return Method.fromCode(struct.getI32(Fields.METHOD));
     }
 
     /**
      * ∇τ only: a {@code GRADTAU_NABLA_TAU_MODE_*} value.
      */
     public NablaTauMode mode() {
-        return NablaTauMode.fromCode(struct.getI32(NABLA_TAU_MODE));
+        return NablaTauMode.fromCode(struct.getI32(Fields.NABLA_TAU_MODE));
     }
 
     /**
@@ -124,7 +133,7 @@ public final class UnlearnOptions {
      * half the forget set, at least 32). Baselines: must be positive.
      */
     public long batchSize() {
-        return struct.getSize(BATCH_SIZE);
+        return struct.getSize(Fields.BATCH_SIZE);
     }
 
     /**
@@ -133,18 +142,18 @@ public final class UnlearnOptions {
      * over the forget-epochs.
      */
     public float lr() {
-        return struct.getF32(LR);
+        return struct.getF32(Fields.LR);
     }
 
     public float weightDecay() {
-        return struct.getF32(WEIGHT_DECAY);
+        return struct.getF32(Fields.WEIGHT_DECAY);
     }
 
     /**
      * ∇τ only: the learning rate decays linearly to {@code lr * lr_end_factor}.
      */
     public float lrEndFactor() {
-        return struct.getF32(LR_END_FACTOR);
+        return struct.getF32(Fields.LR_END_FACTOR);
     }
 
     /**
@@ -152,7 +161,7 @@ public final class UnlearnOptions {
      * 5/3 · forget fraction; adaptive: 0.4).
      */
     public float alpha0() {
-        return struct.getF32(ALPHA0);
+        return struct.getF32(Fields.ALPHA0);
     }
 
     /**
@@ -160,7 +169,7 @@ public final class UnlearnOptions {
      * [α₀, 1]; NaN picks 0.8 (or α₀ if larger). Set it to α₀ to keep α on its schedule.
      */
     public float alphaMax() {
-        return struct.getF32(ALPHA_MAX);
+        return struct.getF32(Fields.ALPHA_MAX);
     }
 
     /**
@@ -169,39 +178,39 @@ public final class UnlearnOptions {
      * Baselines: must be positive.
      */
     public long epochs() {
-        return struct.getSize(EPOCHS);
+        return struct.getSize(Fields.EPOCHS);
     }
 
     /**
      * ∇τ paper mode only: τ is recomputed every this many forget-epochs.
      */
     public long tauEvery() {
-        return struct.getSize(TAU_EVERY);
+        return struct.getSize(Fields.TAU_EVERY);
     }
 
     /**
      * ∇τ only: run normalisation layers in training mode.
      */
     public boolean normTraining() {
-        return struct.getBool(NORM_TRAINING);
+        return struct.getBool(Fields.NORM_TRAINING);
     }
 
     /**
      * ∇τ adaptive mode only: the membership-test margin under which forgetting stops.
      */
     public float stopMargin() {
-        return struct.getF32(STOP_MARGIN);
+        return struct.getF32(Fields.STOP_MARGIN);
     }
 
     /**
      * NegGrad+ only: weight of the retain term, in [0, 1].
      */
     public float retainWeight() {
-        return struct.getF32(RETAIN_WEIGHT);
+        return struct.getF32(Fields.RETAIN_WEIGHT);
     }
 
     public long seed() {
-        return struct.getU64(SEED);
+        return struct.getU64(Fields.SEED);
     }
 
     /**
@@ -209,7 +218,7 @@ public final class UnlearnOptions {
      * NULL means {@code "auto"}.
      */
     public String device() {
-        return struct.getString(DEVICE);
+        return struct.getString(Fields.DEVICE);
     }
 
     /**
@@ -217,14 +226,14 @@ public final class UnlearnOptions {
      * bound buffers (the status still reports the cancellation or error).
      */
     public boolean keepPartial() {
-        return struct.getBool(KEEP_PARTIAL);
+        return struct.getBool(Fields.KEEP_PARTIAL);
     }
 
     /**
      * ∇τ only: stop after this many steps (the report says {@code truncated}); 0 = no limit.
      */
     public long maxSteps() {
-        return struct.getSize(MAX_STEPS);
+        return struct.getSize(Fields.MAX_STEPS);
     }
 
     /** Builds {@link UnlearnOptions}; sizes must not be negative. */
@@ -239,7 +248,7 @@ public final class UnlearnOptions {
          * ∇τ only: a {@code GRADTAU_NABLA_TAU_MODE_*} value.
          */
         public Builder mode(NablaTauMode mode) {
-            struct.setI32(NABLA_TAU_MODE, Objects.requireNonNull(mode, "mode").code);
+            struct.setI32(Fields.NABLA_TAU_MODE, Objects.requireNonNull(mode, "mode").code);
             return this;
         }
 
@@ -248,7 +257,7 @@ public final class UnlearnOptions {
          * half the forget set, at least 32). Baselines: must be positive.
          */
         public Builder batchSize(long batchSize) {
-            struct.setSize(BATCH_SIZE, batchSize, "batchSize");
+            struct.setSize(Fields.BATCH_SIZE, batchSize, "batchSize");
             return this;
         }
 
@@ -258,12 +267,12 @@ public final class UnlearnOptions {
          * over the forget-epochs.
          */
         public Builder lr(float lr) {
-            struct.setF32(LR, lr);
+            struct.setF32(Fields.LR, lr);
             return this;
         }
 
         public Builder weightDecay(float weightDecay) {
-            struct.setF32(WEIGHT_DECAY, weightDecay);
+            struct.setF32(Fields.WEIGHT_DECAY, weightDecay);
             return this;
         }
 
@@ -271,7 +280,7 @@ public final class UnlearnOptions {
          * ∇τ only: the learning rate decays linearly to {@code lr * lr_end_factor}.
          */
         public Builder lrEndFactor(float lrEndFactor) {
-            struct.setF32(LR_END_FACTOR, lrEndFactor);
+            struct.setF32(Fields.LR_END_FACTOR, lrEndFactor);
             return this;
         }
 
@@ -280,7 +289,7 @@ public final class UnlearnOptions {
          * 5/3 · forget fraction; adaptive: 0.4).
          */
         public Builder alpha0(float alpha0) {
-            struct.setF32(ALPHA0, alpha0);
+            struct.setF32(Fields.ALPHA0, alpha0);
             return this;
         }
 
@@ -289,7 +298,7 @@ public final class UnlearnOptions {
          * [α₀, 1]; NaN picks 0.8 (or α₀ if larger). Set it to α₀ to keep α on its schedule.
          */
         public Builder alphaMax(float alphaMax) {
-            struct.setF32(ALPHA_MAX, alphaMax);
+            struct.setF32(Fields.ALPHA_MAX, alphaMax);
             return this;
         }
 
@@ -299,7 +308,7 @@ public final class UnlearnOptions {
          * Baselines: must be positive.
          */
         public Builder epochs(long epochs) {
-            struct.setSize(EPOCHS, epochs, "epochs");
+            struct.setSize(Fields.EPOCHS, epochs, "epochs");
             return this;
         }
 
@@ -307,7 +316,7 @@ public final class UnlearnOptions {
          * ∇τ paper mode only: τ is recomputed every this many forget-epochs.
          */
         public Builder tauEvery(long tauEvery) {
-            struct.setSize(TAU_EVERY, tauEvery, "tauEvery");
+            struct.setSize(Fields.TAU_EVERY, tauEvery, "tauEvery");
             return this;
         }
 
@@ -315,7 +324,7 @@ public final class UnlearnOptions {
          * ∇τ only: run normalisation layers in training mode.
          */
         public Builder normTraining(boolean normTraining) {
-            struct.setBool(NORM_TRAINING, normTraining);
+            struct.setBool(Fields.NORM_TRAINING, normTraining);
             return this;
         }
 
@@ -323,7 +332,7 @@ public final class UnlearnOptions {
          * ∇τ adaptive mode only: the membership-test margin under which forgetting stops.
          */
         public Builder stopMargin(float stopMargin) {
-            struct.setF32(STOP_MARGIN, stopMargin);
+            struct.setF32(Fields.STOP_MARGIN, stopMargin);
             return this;
         }
 
@@ -331,12 +340,12 @@ public final class UnlearnOptions {
          * NegGrad+ only: weight of the retain term, in [0, 1].
          */
         public Builder retainWeight(float retainWeight) {
-            struct.setF32(RETAIN_WEIGHT, retainWeight);
+            struct.setF32(Fields.RETAIN_WEIGHT, retainWeight);
             return this;
         }
 
         public Builder seed(long seed) {
-            struct.setU64(SEED, seed);
+            struct.setU64(Fields.SEED, seed);
             return this;
         }
 
@@ -345,7 +354,7 @@ public final class UnlearnOptions {
          * NULL means {@code "auto"}.
          */
         public Builder device(String device) {
-            struct.setString(DEVICE, device);
+            struct.setString(Fields.DEVICE, device);
             return this;
         }
 
@@ -354,7 +363,7 @@ public final class UnlearnOptions {
          * bound buffers (the status still reports the cancellation or error).
          */
         public Builder keepPartial(boolean keepPartial) {
-            struct.setBool(KEEP_PARTIAL, keepPartial);
+            struct.setBool(Fields.KEEP_PARTIAL, keepPartial);
             return this;
         }
 
@@ -362,7 +371,7 @@ public final class UnlearnOptions {
          * ∇τ only: stop after this many steps (the report says {@code truncated}); 0 = no limit.
          */
         public Builder maxSteps(long maxSteps) {
-            struct.setSize(MAX_STEPS, maxSteps, "maxSteps");
+            struct.setSize(Fields.MAX_STEPS, maxSteps, "maxSteps");
             return this;
         }
 

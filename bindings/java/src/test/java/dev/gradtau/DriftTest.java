@@ -16,6 +16,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -109,15 +110,55 @@ class DriftTest {
         }
         int next = last + 1;
         GradtauException e = assertThrows(GradtauException.class,
-                () -> OptionsStruct.defaults(UnlearnOptions.LAYOUT, next),
+                () -> OptionsStruct.defaults(UnlearnOptions.Fields.LAYOUT, next),
                 "the library has defaults for method " + next + ", which Java lacks" + REGENERATE);
         assertEquals(Status.INVALID_ARGUMENT, e.status());
     }
 
+    interface Attempt {
+        void run(int code);
+    }
+
+    /**
+     * Every value of an enum is accepted by the library and the number after the last is
+     * refused (the library accepting it means a value Java lacks).
+     */
+    private static void checkEnum(String what, int[] codes, Attempt attempt) {
+        int last = -1;
+        for (int code : codes) {
+            attempt.run(code);
+            last = Math.max(last, code);
+        }
+        int next = last + 1;
+        GradtauException e = assertThrows(GradtauException.class, () -> attempt.run(next),
+                "the library accepts " + what + " " + next + ", which Java lacks" + REGENERATE);
+        assertEquals(Status.INVALID_ARGUMENT, e.status());
+    }
+
+    @Test
+    void optimizersAndModesMatchTheLibrary() {
+        try (Fixtures.Sets sets = Fixtures.Sets.forgetClass(3);
+                Fixtures.HostModel h = Fixtures.HostModel.digits(1)) {
+            checkEnum("optimizer", Arrays.stream(Optimizer.values()).mapToInt(o -> o.code).toArray(),
+                    code -> {
+                        TrainOptions o = TrainOptions.builder().epochs(1).device("cpu").build();
+                        o.struct().setI32(TrainOptions.Fields.OPTIMIZER, code);
+                        h.model.train(sets.forget, o);
+                    });
+            checkEnum("nabla_tau_mode",
+                    Arrays.stream(NablaTauMode.values()).mapToInt(m -> m.code).toArray(),
+                    code -> {
+                        UnlearnOptions o = UnlearnOptions.builder().maxSteps(1).device("cpu").build();
+                        o.struct().setI32(UnlearnOptions.Fields.NABLA_TAU_MODE, code);
+                        h.model.unlearn(sets.forget, sets.retain, sets.val(), o);
+                    });
+        }
+    }
+
     @Test
     void optionFieldsMatchTheHeader() throws IOException {
-        checkFields("gradtau_unlearn_options", UnlearnOptions.LAYOUT, UnlearnOptions.FIELDS);
-        checkFields("gradtau_train_options", TrainOptions.LAYOUT, TrainOptions.FIELDS);
+        checkFields("gradtau_unlearn_options", UnlearnOptions.Fields.LAYOUT, UnlearnOptions.FIELDS);
+        checkFields("gradtau_train_options", TrainOptions.Fields.LAYOUT, TrainOptions.FIELDS);
     }
 
     private static void checkFields(String struct, OptionsStruct.Layout layout,
@@ -133,14 +174,14 @@ class DriftTest {
     @Test
     void unlearnBuildersReachEveryField() throws ReflectiveOperationException {
         for (dev.gradtau.Method m : dev.gradtau.Method.values()) {
-            checkReach(UnlearnOptions.LAYOUT, UnlearnOptions.FIELDS, UnlearnOptions.class,
+            checkReach(UnlearnOptions.Fields.LAYOUT, UnlearnOptions.FIELDS, UnlearnOptions.class,
                     () -> UnlearnOptions.builder(m), m.code);
         }
     }
 
     @Test
     void trainBuildersReachEveryField() throws ReflectiveOperationException {
-        checkReach(TrainOptions.LAYOUT, TrainOptions.FIELDS, TrainOptions.class,
+        checkReach(TrainOptions.Fields.LAYOUT, TrainOptions.FIELDS, TrainOptions.class,
                 TrainOptions::builder, 0);
     }
 
