@@ -151,6 +151,9 @@ def parse_header(text):
         if not d:
             fail(f"{m.group(1)} has no {m.group(1)}_default function")
         params = [tuple(p.strip().rsplit(" ", 1)) for p in d.group(1).split(",")][:-1]
+        if len(params) > 1 or any(pt not in {e.c_type for e in enums[1:]} for pt, _ in params):
+            # OptionsStruct.defaults and the JNI table pass one int32 enum argument.
+            fail(f"{m.group(1)}_default takes {params}; the bindings handle at most one enum argument")
         options.append(Options(m.group(1), comment_before(lines, i), fields, params))
     if not options:
         fail("no options struct in the header")
@@ -229,7 +232,7 @@ def go_header():
 def go_status(status):
     out = [go_header(), "\n// Every status of include/gradtau.h; the numbers come from the header.\nconst (\n"]
     for v in status.values:
-        out.append(go_doc([f"Status{go_camel(v.name)}: {v.doc[0]}"] + v.doc[1:], "\t") if v.doc else "")
+        out.append(go_doc(wrap(f"Status{go_camel(v.name)}: {' '.join(v.doc)}"), "\t") if v.doc else "")
         out.append(f"\tStatus{go_camel(v.name)} Status = C.GRADTAU_{v.name}\n")
     out.append(")\n\n// knownStatuses lists every constant above, in the header's order.\nvar knownStatuses = []Status{\n")
     out += [f"\tStatus{go_camel(v.name)},\n" for v in status.values]
@@ -246,7 +249,7 @@ def go_enums(enums):
         out.append(f"type {t} int32\n\n// The {e.prefix}* values of include/gradtau.h.\nconst (\n")
         for v in e.values:
             name = prefix + go_camel(v.name)
-            out.append(go_doc([f"{name}: {v.doc[0]}"] + v.doc[1:], "\t") if v.doc else "")
+            out.append(go_doc(wrap(f"{name}: {' '.join(v.doc)}"), "\t") if v.doc else "")
             out.append(f"\t{name} {t} = C.{e.prefix}{v.name}\n")
         out.append(")\n\n")
         out.append(f"// all{t}s lists every {t} of the header, in its order.\nvar all{t}s = []{t}{{")
@@ -332,6 +335,8 @@ def javadoc(lines, indent):
                 out.append(p.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"))
         return "".join(out)
     body = ["<p>" if not l else inline(l) for l in lines]
+    if len(body) == 1 and len(indent) + len(body[0]) + 7 <= 100:
+        return f"{indent}/** {body[0]} */\n"
     return indent + "/**\n" + "".join(f"{indent} *{(' ' + l) if l else ''}\n" for l in body) + indent + " */\n"
 
 

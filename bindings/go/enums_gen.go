@@ -34,7 +34,8 @@ type NablaTauMode int32
 
 // The GRADTAU_NABLA_TAU_MODE_* values of include/gradtau.h.
 const (
-	// ModeAdaptive: Distribution-matching target, non-decaying α, audit-based switch-off (the default).
+	// ModeAdaptive: Distribution-matching target, non-decaying α, audit-based switch-off (the
+	// default).
 	ModeAdaptive NablaTauMode = C.GRADTAU_NABLA_TAU_MODE_ADAPTIVE
 	// ModePaper: The authors' recipe, faithfully.
 	ModePaper NablaTauMode = C.GRADTAU_NABLA_TAU_MODE_PAPER

@@ -15,8 +15,8 @@ const (
 	StatusOK Status = C.GRADTAU_OK
 	// StatusNullPointer: A required pointer argument was NULL.
 	StatusNullPointer Status = C.GRADTAU_NULL_POINTER
-	// StatusInvalidArgument: An argument is outside what the call accepts (length overflow, negative label, unknown
-	// enum value, empty set, bad option value, invalid UTF-8, ...).
+	// StatusInvalidArgument: An argument is outside what the call accepts (length overflow,
+	// negative label, unknown enum value, empty set, bad option value, invalid UTF-8, ...).
 	StatusInvalidArgument Status = C.GRADTAU_INVALID_ARGUMENT
 	// StatusShape: Two shapes or lengths that must agree do not.
 	StatusShape Status = C.GRADTAU_SHAPE
@@ -24,9 +24,11 @@ const (
 	StatusNonFinite Status = C.GRADTAU_NON_FINITE
 	// StatusSpec: The model spec (JSON) is malformed.
 	StatusSpec Status = C.GRADTAU_SPEC
-	// StatusBinding: A parameter has no bound buffer, a buffer has the wrong length, or a name is unknown.
+	// StatusBinding: A parameter has no bound buffer, a buffer has the wrong length, or a name is
+	// unknown.
 	StatusBinding Status = C.GRADTAU_BINDING
-	// StatusDeviceUnavailable: The requested device cannot be used (CUDA compiled out, no driver, no GPU).
+	// StatusDeviceUnavailable: The requested device cannot be used (CUDA compiled out, no driver,
+	// no GPU).
 	StatusDeviceUnavailable Status = C.GRADTAU_DEVICE_UNAVAILABLE
 	// StatusUnsupported: An operation is not implemented on the device its data lives on.
 	StatusUnsupported Status = C.GRADTAU_UNSUPPORTED
@@ -36,14 +38,14 @@ const (
 	StatusIO Status = C.GRADTAU_IO
 	// StatusCUDA: A CUDA driver, NVRTC or cuBLAS call failed.
 	StatusCUDA Status = C.GRADTAU_CUDA
-	// StatusBusy: Another call is running on the same model handle (from another thread, or re-entered
-	// from a progress callback); nothing was done.
+	// StatusBusy: Another call is running on the same model handle (from another thread, or re-
+	// entered from a progress callback); nothing was done.
 	StatusBusy Status = C.GRADTAU_BUSY
 	// StatusPanic: gradtau hit an internal bug (a Rust panic), caught at the boundary. The handles
 	// involved stay valid and the bound buffers untouched, but please report it.
 	StatusPanic Status = C.GRADTAU_PANIC
-	// StatusABIMismatch: An options struct's `struct_size` does not match this library: initialise it with
-	// its `*_default()` function and compile against the header of this library.
+	// StatusABIMismatch: An options struct's `struct_size` does not match this library: initialise
+	// it with its `*_default()` function and compile against the header of this library.
 	StatusABIMismatch Status = C.GRADTAU_ABI_MISMATCH
 )
 

@@ -490,14 +490,33 @@ JNIEXPORT void JNICALL Java_dev_gradtau_Native_modelInitWeights(JNIEnv *env, jcl
 
 /* ---- options ------------------------------------------------------------------------- */
 
+static const jni_options_struct *find_options_struct(const char *name) {
+    for (size_t i = 0; i < sizeof option_structs / sizeof option_structs[0]; i++)
+        if (strcmp(option_structs[i].name, name) == 0) return &option_structs[i];
+    return NULL;
+}
+
+static int is_string(const jni_option_field *f) { return strcmp(f->kind, "string") == 0; }
+
+/* The string field of `st` whose name is the Java String `name`, or NULL. */
+static const jni_option_field *find_string_field(JNIEnv *env, const jni_options_struct *st,
+                                                 jstring name) {
+    const char *n = (*env)->GetStringUTFChars(env, name, NULL);
+    if (n == NULL) return NULL;
+    const jni_option_field *found = NULL;
+    for (size_t i = 0; i < st->count; i++)
+        if (is_string(&st->fields[i]) && strcmp(st->fields[i].name, n) == 0)
+            found = &st->fields[i];
+    (*env)->ReleaseStringUTFChars(env, name, n);
+    return found;
+}
+
 /* The options struct called `name` (a Java String), or NULL with an exception pending. */
 static const jni_options_struct *options_struct(JNIEnv *env, jstring name) {
     if (require(env, name, "struct name")) return NULL;
     const char *n = (*env)->GetStringUTFChars(env, name, NULL);
     if (n == NULL) return NULL;
-    const jni_options_struct *found = NULL;
-    for (size_t i = 0; i < sizeof option_structs / sizeof option_structs[0]; i++)
-        if (strcmp(option_structs[i].name, n) == 0) found = &option_structs[i];
+    const jni_options_struct *found = find_options_struct(n);
     (*env)->ReleaseStringUTFChars(env, name, n);
     if (found == NULL)
         (*env)->ThrowNew(env, J.illegal_argument, "libgradtau_jni.so knows no such options struct");
@@ -532,8 +551,6 @@ JNIEXPORT jobjectArray JNICALL Java_dev_gradtau_Native_optionFields(JNIEnv *env,
     }
     return out;
 }
-
-static int is_string(const jni_option_field *f) { return strcmp(f->kind, "string") == 0; }
 
 /* Runs the struct's _default function into `bytes` (exactly the struct's size). String fields
  * are returned as name/value pairs and NULLed in the bytes: a pointer means nothing in Java. */
@@ -589,14 +606,33 @@ static void free_strings(option_strings *s) {
     s->count = 0;
 }
 
-/* Builds the C struct named `name` from Java's bytes and string fields into `out`. Every string
- * field is NULL unless Java set it. Returns 1 with an exception pending on failure. */
+/* Points the string field `f` of the struct at `out` to a C copy of the NUL-terminated byte[]
+ * `value`, kept in `strings` until free_strings. Returns 1 with an exception pending. */
+static int set_string(JNIEnv *env, const jni_option_field *f, jbyteArray value, char *out,
+                      option_strings *strings) {
+    if (strings->count == sizeof strings->values / sizeof strings->values[0]) {
+        (*env)->ThrowNew(env, J.illegal_argument, "too many string options");
+        return 1;
+    }
+    char *v = c_string(env, value, "option value");
+    if (v == NULL) return 1;
+    strings->values[strings->count++] = v;
+    memcpy(out + f->offset, &v, sizeof v);
+    return 0;
+}
+
+/* Builds the C struct named `name` into `out` from Java's bytes (OptionsStruct), then sets
+ * the string fields Java names; every other string field is NULL. Returns 1 with an exception
+ * pending on failure (nothing left to free). */
 static int read_options(JNIEnv *env, const char *name, jbyteArray bytes, jobjectArray string_names,
                         jobjectArray string_values, any_options *out, option_strings *strings) {
-    const jni_options_struct *st = NULL;
-    for (size_t i = 0; i < sizeof option_structs / sizeof option_structs[0]; i++)
-        if (strcmp(option_structs[i].name, name) == 0) st = &option_structs[i];
-    if (st == NULL || require(env, bytes, "options") || require(env, string_names, "options") ||
+    const jni_options_struct *st = find_options_struct(name);
+    strings->count = 0;
+    if (st == NULL) {
+        (*env)->ThrowNew(env, J.illegal_argument, "libgradtau_jni.so knows no such options struct");
+        return 1;
+    }
+    if (require(env, bytes, "options") || require(env, string_names, "options") ||
         require(env, string_values, "options"))
         return 1;
     jsize n = (*env)->GetArrayLength(env, string_names);
@@ -610,28 +646,20 @@ static int read_options(JNIEnv *env, const char *name, jbyteArray bytes, jobject
     for (size_t i = 0; i < st->count; i++)
         if (is_string(&st->fields[i]))
             memcpy((char *)out + st->fields[i].offset, &null_string, sizeof null_string);
-    strings->count = 0;
     for (jsize k = 0; k < n; k++) {
         jstring key = (*env)->GetObjectArrayElement(env, string_names, k);
         if (require(env, key, "option name")) break;
-        const char *key_utf = (*env)->GetStringUTFChars(env, key, NULL);
-        const jni_option_field *f = NULL;
-        for (size_t i = 0; key_utf != NULL && i < st->count; i++)
-            if (is_string(&st->fields[i]) && strcmp(st->fields[i].name, key_utf) == 0)
-                f = &st->fields[i];
-        if (key_utf != NULL) (*env)->ReleaseStringUTFChars(env, key, key_utf);
+        const jni_option_field *f = find_string_field(env, st, key);
         (*env)->DeleteLocalRef(env, key);
-        if (f == NULL || strings->count == sizeof strings->values / sizeof strings->values[0]) {
+        if (f == NULL) {
             if (!(*env)->ExceptionCheck(env))
                 (*env)->ThrowNew(env, J.illegal_argument, "unknown string option");
             break;
         }
         jbyteArray value = (*env)->GetObjectArrayElement(env, string_values, k);
-        char *v = c_string(env, value, "option value");
+        int failed = set_string(env, f, value, (char *)out, strings);
         (*env)->DeleteLocalRef(env, value);
-        if (v == NULL) break;
-        strings->values[strings->count++] = v;
-        memcpy((char *)out + f->offset, &v, sizeof v);
+        if (failed) break;
     }
     if ((*env)->ExceptionCheck(env)) {
         free_strings(strings);

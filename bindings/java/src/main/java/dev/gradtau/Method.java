@@ -6,21 +6,13 @@ package dev.gradtau;
  * {@code gradtau_method}: Which unlearning method {@code gradtau_unlearn} runs (a {@code GRADTAU_METHOD_*} value).
  */
 public enum Method {
-    /**
-     * ∇τ (the default).
-     */
+    /** ∇τ (the default). */
     NABLA_TAU(0),
-    /**
-     * Fine-tuning on the retain set.
-     */
+    /** Fine-tuning on the retain set. */
     FINETUNE(1),
-    /**
-     * Gradient ascent on the forget set.
-     */
+    /** Gradient ascent on the forget set. */
     NEGGRAD(2),
-    /**
-     * Weighted ascent on the forget set plus descent on the retain set.
-     */
+    /** Weighted ascent on the forget set plus descent on the retain set. */
     NEGGRAD_PLUS(3);
 
     /** The number the C ABI uses. */

@@ -2,17 +2,11 @@
 // Regenerate with `python3 scripts/gen_bindings.py` after the header changes.
 package dev.gradtau;
 
-/**
- * {@code gradtau_nabla_tau_mode}: The variant of ∇τ (a {@code GRADTAU_NABLA_TAU_MODE_*} value).
- */
+/** {@code gradtau_nabla_tau_mode}: The variant of ∇τ (a {@code GRADTAU_NABLA_TAU_MODE_*} value). */
 public enum NablaTauMode {
-    /**
-     * Distribution-matching target, non-decaying α, audit-based switch-off (the default).
-     */
+    /** Distribution-matching target, non-decaying α, audit-based switch-off (the default). */
     ADAPTIVE(0),
-    /**
-     * The authors' recipe, faithfully.
-     */
+    /** The authors' recipe, faithfully. */
     PAPER(1);
 
     /** The number the C ABI uses. */

@@ -6,17 +6,11 @@ package dev.gradtau;
  * {@code gradtau_optimizer}: The optimizer of {@code gradtau_train} (a {@code GRADTAU_OPTIMIZER_*} value).
  */
 public enum Optimizer {
-    /**
-     * SGD, with {@code momentum} and {@code nesterov} from the options.
-     */
+    /** SGD, with {@code momentum} and {@code nesterov} from the options. */
     SGD(0),
-    /**
-     * Adam (L2 weight decay added to the gradient).
-     */
+    /** Adam (L2 weight decay added to the gradient). */
     ADAM(1),
-    /**
-     * AdamW (decoupled weight decay; the default).
-     */
+    /** AdamW (decoupled weight decay; the default). */
     ADAMW(2);
 
     /** The number the C ABI uses. */

@@ -9,54 +9,32 @@ package dev.gradtau;
  * a retired code is never reused for another meaning.
  */
 public enum Status {
-    /**
-     * Success; the out-parameters were written.
-     */
+    /** Success; the out-parameters were written. */
     OK(0),
-    /**
-     * A required pointer argument was NULL.
-     */
+    /** A required pointer argument was NULL. */
     NULL_POINTER(1),
     /**
      * An argument is outside what the call accepts (length overflow, negative label, unknown
      * enum value, empty set, bad option value, invalid UTF-8, ...).
      */
     INVALID_ARGUMENT(2),
-    /**
-     * Two shapes or lengths that must agree do not.
-     */
+    /** Two shapes or lengths that must agree do not. */
     SHAPE(3),
-    /**
-     * A value is NaN or infinite where finite numbers are required.
-     */
+    /** A value is NaN or infinite where finite numbers are required. */
     NON_FINITE(4),
-    /**
-     * The model spec (JSON) is malformed.
-     */
+    /** The model spec (JSON) is malformed. */
     SPEC(5),
-    /**
-     * A parameter has no bound buffer, a buffer has the wrong length, or a name is unknown.
-     */
+    /** A parameter has no bound buffer, a buffer has the wrong length, or a name is unknown. */
     BINDING(6),
-    /**
-     * The requested device cannot be used (CUDA compiled out, no driver, no GPU).
-     */
+    /** The requested device cannot be used (CUDA compiled out, no driver, no GPU). */
     DEVICE_UNAVAILABLE(7),
-    /**
-     * An operation is not implemented on the device its data lives on.
-     */
+    /** An operation is not implemented on the device its data lives on. */
     UNSUPPORTED(8),
-    /**
-     * The progress callback returned non-zero; the bound buffers are untouched.
-     */
+    /** The progress callback returned non-zero; the bound buffers are untouched. */
     CANCELLED(9),
-    /**
-     * Reading or writing a file failed, or its contents are malformed.
-     */
+    /** Reading or writing a file failed, or its contents are malformed. */
     IO(10),
-    /**
-     * A CUDA driver, NVRTC or cuBLAS call failed.
-     */
+    /** A CUDA driver, NVRTC or cuBLAS call failed. */
     CUDA(11),
     /**
      * Another call is running on the same model handle (from another thread, or re-entered

@@ -87,9 +87,7 @@ public final class TrainOptions {
         return new Builder(struct.copy());
     }
 
-    /**
-     * A {@code GRADTAU_OPTIMIZER_*} value.
-     */
+    /** A {@code GRADTAU_OPTIMIZER_*} value. */
     public Optimizer optimizer() {
         return Optimizer.fromCode(struct.getI32(Fields.OPTIMIZER));
     }
@@ -102,16 +100,12 @@ public final class TrainOptions {
         return struct.getF32(Fields.WEIGHT_DECAY);
     }
 
-    /**
-     * SGD only.
-     */
+    /** SGD only. */
     public float momentum() {
         return struct.getF32(Fields.MOMENTUM);
     }
 
-    /**
-     * SGD only.
-     */
+    /** SGD only. */
     public boolean nesterov() {
         return struct.getBool(Fields.NESTEROV);
     }
@@ -124,9 +118,7 @@ public final class TrainOptions {
         return struct.getSize(Fields.BATCH_SIZE);
     }
 
-    /**
-     * Clip the global gradient norm to this value; 0 = no clipping.
-     */
+    /** Clip the global gradient norm to this value; 0 = no clipping. */
     public float clipNorm() {
         return struct.getF32(Fields.CLIP_NORM);
     }
@@ -135,16 +127,12 @@ public final class TrainOptions {
         return struct.getU64(Fields.SEED);
     }
 
-    /**
-     * As in {@code gradtau_unlearn_options}; NULL means {@code "cpu"}.
-     */
+    /** As in {@code gradtau_unlearn_options}; NULL means {@code "cpu"}. */
     public String device() {
         return struct.getString(Fields.DEVICE);
     }
 
-    /**
-     * As in {@code gradtau_unlearn_options}.
-     */
+    /** As in {@code gradtau_unlearn_options}. */
     public boolean keepPartial() {
         return struct.getBool(Fields.KEEP_PARTIAL);
     }
@@ -157,9 +145,7 @@ public final class TrainOptions {
             this.struct = struct;
         }
 
-        /**
-         * A {@code GRADTAU_OPTIMIZER_*} value.
-         */
+        /** A {@code GRADTAU_OPTIMIZER_*} value. */
         public Builder optimizer(Optimizer optimizer) {
             struct.setI32(Fields.OPTIMIZER, Objects.requireNonNull(optimizer, "optimizer").code);
             return this;
@@ -175,17 +161,13 @@ public final class TrainOptions {
             return this;
         }
 
-        /**
-         * SGD only.
-         */
+        /** SGD only. */
         public Builder momentum(float momentum) {
             struct.setF32(Fields.MOMENTUM, momentum);
             return this;
         }
 
-        /**
-         * SGD only.
-         */
+        /** SGD only. */
         public Builder nesterov(boolean nesterov) {
             struct.setBool(Fields.NESTEROV, nesterov);
             return this;
@@ -201,9 +183,7 @@ public final class TrainOptions {
             return this;
         }
 
-        /**
-         * Clip the global gradient norm to this value; 0 = no clipping.
-         */
+        /** Clip the global gradient norm to this value; 0 = no clipping. */
         public Builder clipNorm(float clipNorm) {
             struct.setF32(Fields.CLIP_NORM, clipNorm);
             return this;
@@ -214,17 +194,13 @@ public final class TrainOptions {
             return this;
         }
 
-        /**
-         * As in {@code gradtau_unlearn_options}; NULL means {@code "cpu"}.
-         */
+        /** As in {@code gradtau_unlearn_options}; NULL means {@code "cpu"}. */
         public Builder device(String device) {
             struct.setString(Fields.DEVICE, device);
             return this;
         }
 
-        /**
-         * As in {@code gradtau_unlearn_options}.
-         */
+        /** As in {@code gradtau_unlearn_options}. */
         public Builder keepPartial(boolean keepPartial) {
             struct.setBool(Fields.KEEP_PARTIAL, keepPartial);
             return this;

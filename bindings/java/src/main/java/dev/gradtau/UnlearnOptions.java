@@ -114,16 +114,12 @@ public final class UnlearnOptions {
         return new Builder(struct.copy());
     }
 
-    /**
-     * A {@code GRADTAU_METHOD_*} value.
-     */
+    /** A {@code GRADTAU_METHOD_*} value. */
     public Method method() {
         return Method.fromCode(struct.getI32(Fields.METHOD));
     }
 
-    /**
-     * ∇τ only: a {@code GRADTAU_NABLA_TAU_MODE_*} value.
-     */
+    /** ∇τ only: a {@code GRADTAU_NABLA_TAU_MODE_*} value. */
     public NablaTauMode mode() {
         return NablaTauMode.fromCode(struct.getI32(Fields.NABLA_TAU_MODE));
     }
@@ -149,9 +145,7 @@ public final class UnlearnOptions {
         return struct.getF32(Fields.WEIGHT_DECAY);
     }
 
-    /**
-     * ∇τ only: the learning rate decays linearly to {@code lr * lr_end_factor}.
-     */
+    /** ∇τ only: the learning rate decays linearly to {@code lr * lr_end_factor}. */
     public float lrEndFactor() {
         return struct.getF32(Fields.LR_END_FACTOR);
     }
@@ -181,30 +175,22 @@ public final class UnlearnOptions {
         return struct.getSize(Fields.EPOCHS);
     }
 
-    /**
-     * ∇τ paper mode only: τ is recomputed every this many forget-epochs.
-     */
+    /** ∇τ paper mode only: τ is recomputed every this many forget-epochs. */
     public long tauEvery() {
         return struct.getSize(Fields.TAU_EVERY);
     }
 
-    /**
-     * ∇τ only: run normalisation layers in training mode.
-     */
+    /** ∇τ only: run normalisation layers in training mode. */
     public boolean normTraining() {
         return struct.getBool(Fields.NORM_TRAINING);
     }
 
-    /**
-     * ∇τ adaptive mode only: the membership-test margin under which forgetting stops.
-     */
+    /** ∇τ adaptive mode only: the membership-test margin under which forgetting stops. */
     public float stopMargin() {
         return struct.getF32(Fields.STOP_MARGIN);
     }
 
-    /**
-     * NegGrad+ only: weight of the retain term, in [0, 1].
-     */
+    /** NegGrad+ only: weight of the retain term, in [0, 1]. */
     public float retainWeight() {
         return struct.getF32(Fields.RETAIN_WEIGHT);
     }
@@ -229,9 +215,7 @@ public final class UnlearnOptions {
         return struct.getBool(Fields.KEEP_PARTIAL);
     }
 
-    /**
-     * ∇τ only: stop after this many steps (the report says {@code truncated}); 0 = no limit.
-     */
+    /** ∇τ only: stop after this many steps (the report says {@code truncated}); 0 = no limit. */
     public long maxSteps() {
         return struct.getSize(Fields.MAX_STEPS);
     }
@@ -244,9 +228,7 @@ public final class UnlearnOptions {
             this.struct = struct;
         }
 
-        /**
-         * ∇τ only: a {@code GRADTAU_NABLA_TAU_MODE_*} value.
-         */
+        /** ∇τ only: a {@code GRADTAU_NABLA_TAU_MODE_*} value. */
         public Builder mode(NablaTauMode mode) {
             struct.setI32(Fields.NABLA_TAU_MODE, Objects.requireNonNull(mode, "mode").code);
             return this;
@@ -276,9 +258,7 @@ public final class UnlearnOptions {
             return this;
         }
 
-        /**
-         * ∇τ only: the learning rate decays linearly to {@code lr * lr_end_factor}.
-         */
+        /** ∇τ only: the learning rate decays linearly to {@code lr * lr_end_factor}. */
         public Builder lrEndFactor(float lrEndFactor) {
             struct.setF32(Fields.LR_END_FACTOR, lrEndFactor);
             return this;
@@ -312,33 +292,25 @@ public final class UnlearnOptions {
             return this;
         }
 
-        /**
-         * ∇τ paper mode only: τ is recomputed every this many forget-epochs.
-         */
+        /** ∇τ paper mode only: τ is recomputed every this many forget-epochs. */
         public Builder tauEvery(long tauEvery) {
             struct.setSize(Fields.TAU_EVERY, tauEvery, "tauEvery");
             return this;
         }
 
-        /**
-         * ∇τ only: run normalisation layers in training mode.
-         */
+        /** ∇τ only: run normalisation layers in training mode. */
         public Builder normTraining(boolean normTraining) {
             struct.setBool(Fields.NORM_TRAINING, normTraining);
             return this;
         }
 
-        /**
-         * ∇τ adaptive mode only: the membership-test margin under which forgetting stops.
-         */
+        /** ∇τ adaptive mode only: the membership-test margin under which forgetting stops. */
         public Builder stopMargin(float stopMargin) {
             struct.setF32(Fields.STOP_MARGIN, stopMargin);
             return this;
         }
 
-        /**
-         * NegGrad+ only: weight of the retain term, in [0, 1].
-         */
+        /** NegGrad+ only: weight of the retain term, in [0, 1]. */
         public Builder retainWeight(float retainWeight) {
             struct.setF32(Fields.RETAIN_WEIGHT, retainWeight);
             return this;
