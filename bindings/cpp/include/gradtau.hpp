@@ -66,6 +66,14 @@ struct Deleter {
     void operator()(T *p) const noexcept { Free(p); }
 };
 
+/// The address to hand gradtau for a result vector: an empty result (an empty data set)
+/// gets `scratch`, which nothing reads, because an empty vector's data() may be NULL and
+/// gradtau's output parameters refuse NULL even with length 0.
+template <class T>
+T *out_ptr(std::vector<T> &out, T &scratch) noexcept {
+    return out.empty() ? &scratch : out.data();
+}
+
 }  // namespace detail
 
 /// A non-owning view of `size` contiguous elements (a minimal std::span for C++17).
@@ -174,7 +182,8 @@ public:
 
     std::vector<std::int32_t> labels() const {
         std::vector<std::int32_t> out(size());
-        detail::check(gradtau_dataset_labels(get(), out.data(), out.size()));
+        std::int32_t scratch = 0;
+        detail::check(gradtau_dataset_labels(get(), detail::out_ptr(out, scratch), out.size()));
         return out;
     }
 
@@ -382,14 +391,16 @@ public:
         std::size_t per = 1;
         for (std::size_t d : output_shape()) per *= d;
         std::vector<float> out(data.size() * per);
-        detail::check(gradtau_predict(get(), data.get(), out.data(), out.size()));
+        float scratch = 0;
+        detail::check(gradtau_predict(get(), data.get(), detail::out_ptr(out, scratch), out.size()));
         return out;
     }
 
     /// The per-sample training loss of every sample.
     std::vector<float> losses(const Dataset &data) {
         std::vector<float> out(data.size());
-        detail::check(gradtau_losses(get(), data.get(), out.data(), out.size()));
+        float scratch = 0;
+        detail::check(gradtau_losses(get(), data.get(), detail::out_ptr(out, scratch), out.size()));
         return out;
     }
 
