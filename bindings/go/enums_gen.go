@@ -9,6 +9,39 @@ package gradtau
 */
 import "C"
 
+// Output mirrors gradtau_output: What `gradtau_model_infer` writes (a `GRADTAU_OUTPUT_*`
+// value).
+type Output int32
+
+// The GRADTAU_OUTPUT_* values of include/gradtau.h.
+const (
+	// OutputRaw: The model's raw outputs (logits for a classifier, values for a regressor).
+	OutputRaw Output = C.GRADTAU_OUTPUT_RAW
+	// OutputProbabilities: Probabilities: softmax over the last dimension for a `cross_entropy`
+	// model, a sigmoid per value for `bce_with_logits`; `GRADTAU_INVALID_ARGUMENT` for an `mse`
+	// model.
+	OutputProbabilities Output = C.GRADTAU_OUTPUT_PROBABILITIES
+)
+
+// allOutputs lists every Output of the header, in its order.
+var allOutputs = []Output{OutputRaw, OutputProbabilities}
+
+// PublishPhase mirrors gradtau_publish_phase: When a `gradtau_publish_fn` is called (a
+// `GRADTAU_PUBLISH_*` value).
+type PublishPhase int32
+
+// The GRADTAU_PUBLISH_* values of include/gradtau.h.
+const (
+	// PublishPhaseBegin: Before gradtau writes new weights into the bound buffers.
+	PublishPhaseBegin PublishPhase = C.GRADTAU_PUBLISH_BEGIN
+	// PublishPhaseEnd: After the write (or after a failed write, which leaves the old weights in
+	// place).
+	PublishPhaseEnd PublishPhase = C.GRADTAU_PUBLISH_END
+)
+
+// allPublishPhases lists every PublishPhase of the header, in its order.
+var allPublishPhases = []PublishPhase{PublishPhaseBegin, PublishPhaseEnd}
+
 // Method mirrors gradtau_method: Which unlearning method `gradtau_unlearn` runs (a
 // `GRADTAU_METHOD_*` value).
 type Method int32
