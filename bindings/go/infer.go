@@ -62,7 +62,7 @@ func (m *Model) infer(op string, data *Dataset, perOutput bool,
 	}
 	out := make([]float32, total)
 	err = call(op, func() C.gradtau_status {
-		return f(ptr, sets[0], floatPtr(out), C.size_t(len(out)))
+		return f(ptr, sets[0], outFloatPtr(out), C.size_t(len(out)))
 	})
 	runtime.KeepAlive(out)
 	runtime.KeepAlive(m)

@@ -385,7 +385,7 @@ public final class Model implements AutoCloseable {
         Objects.requireNonNull(kind, "kind");
         checkCount(count);
         return read(NO_DATA, p -> Native.infer(p[0], inputs, null, 0, inputs.length, count,
-                kind.ordinal()));
+                kind.code));
     }
 
     /**
@@ -398,7 +398,7 @@ public final class Model implements AutoCloseable {
         Objects.requireNonNull(kind, "kind");
         checkCount(count);
         return withInputs(inputs, (array, direct, offset, len) -> read(NO_DATA,
-                p -> Native.infer(p[0], array, direct, offset, len, count, kind.ordinal())));
+                p -> Native.infer(p[0], array, direct, offset, len, count, kind.code)));
     }
 
     /**
@@ -495,7 +495,6 @@ public final class Model implements AutoCloseable {
 
     // What a publish hook threw at BEGIN on this thread, attached to the CANCELLED it caused.
     private static final ThreadLocal<Throwable> HOOK_FAILURE = new ThreadLocal<>();
-    private static final PublishPhase[] PHASES = PublishPhase.values();
 
     /**
      * Called by the JNI glue around a publish, on the thread of the writing call. Nothing may
@@ -504,11 +503,10 @@ public final class Model implements AutoCloseable {
      */
     @SuppressWarnings("unused")
     private static boolean dispatchPublish(PublishHook hook, int phase) {
-        PublishPhase p = PHASES[phase];
         try {
-            return hook.onPublish(p);
+            return hook.onPublish(PublishPhase.fromCode(phase));
         } catch (Throwable t) {
-            if (p == PublishPhase.BEGIN) {
+            if (phase == PublishPhase.BEGIN.code) {
                 HOOK_FAILURE.set(t);
             }
             return false;
@@ -518,17 +516,23 @@ public final class Model implements AutoCloseable {
     private Report runTrain(Dataset data, TrainOptions options, Progress progress) {
         Objects.requireNonNull(data, "data");
         Objects.requireNonNull(options, "options");
-        byte[] device = options.device() == null ? null : Native.cString(options.device(), "device");
+        OptionsStruct o = options.struct();
+        byte[] bytes = o.bytes();
+        String[] stringFields = o.stringFields();
+        byte[][] stringValues = o.stringValues();
         return write("train", new NativeHandle[] {data.handle()},
-                p -> Native.train(p[0], p[1], options.ints(), options.floats(), device, progress));
+                p -> Native.train(p[0], p[1], bytes, stringFields, stringValues, progress));
     }
 
     private Report runUnlearn(Dataset forget, Dataset retain, Dataset val, UnlearnOptions options,
             Progress progress) {
-        byte[] device = options.device() == null ? null : Native.cString(options.device(), "device");
+        OptionsStruct o = options.struct();
+        byte[] bytes = o.bytes();
+        String[] stringFields = o.stringFields();
+        byte[][] stringValues = o.stringValues();
         return write("unlearn", new NativeHandle[] {forget.handle(), retain.handle(), val.handle()},
-                p -> Native.unlearn(p[0], p[1], p[2], p[3], options.ints(), options.floats(),
-                        device, progress));
+                p -> Native.unlearn(p[0], p[1], p[2], p[3], bytes, stringFields, stringValues,
+                        progress));
     }
 
     private static final NativeHandle[] NO_DATA = new NativeHandle[0];
