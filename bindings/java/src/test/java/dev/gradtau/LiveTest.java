@@ -5,10 +5,12 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.lang.ref.WeakReference;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.FloatBuffer;
@@ -31,7 +33,7 @@ import org.junit.jupiter.api.Timeout;
  * Stress tests of a model that serves while it unlearns: reader threads during a run never get
  * BUSY and never see a mix of two models; the publish hook brackets the write; a host engine
  * reading buffers shared by two handles is protected by its own lock taken in the hook; the
- * thread cap does not change the result.
+ * thread cap does not change the result; the hook lives exactly as long as its model.
  */
 @Timeout(value = 300, unit = TimeUnit.SECONDS)
 class LiveTest {
@@ -256,6 +258,56 @@ class LiveTest {
             // Nothing is left pending on this thread: the next call works normally.
             assertEquals(SAMPLES * 10, h.model.infer(requests, SAMPLES, Output.RAW).length);
         }
+    }
+
+    @Test
+    void closingDuringAHookedRunStillPublishesThroughTheHook() throws Exception {
+        Fixtures.HostModel h = trained();
+        int[] before = h.snapshot();
+        List<PublishPhase> calls = Collections.synchronizedList(new ArrayList<>());
+        h.model.setPublishHook(phase -> calls.add(phase));
+        CountDownLatch inside = new CountDownLatch(1);
+        CountDownLatch release = new CountDownLatch(1);
+        Thread runner = new Thread(() -> h.model.unlearn(sets.forget, sets.retain, sets.val(), opts(3),
+                step -> {
+                    inside.countDown();
+                    try {
+                        return release.await(60, TimeUnit.SECONDS);
+                    } catch (InterruptedException e) {
+                        return false;
+                    }
+                }));
+        runner.start();
+        try {
+            assertTrue(inside.await(60, TimeUnit.SECONDS));
+            h.model.close(); // freed, with its hook, once the run returns
+            assertThrows(IllegalStateException.class, () -> h.model.infer(requests, SAMPLES, Output.RAW));
+            assertThrows(IllegalStateException.class, () -> h.model.setPublishHook(null));
+        } finally {
+            release.countDown();
+            runner.join(60_000);
+        }
+        assertEquals(List.of(PublishPhase.BEGIN, PublishPhase.END), calls);
+        assertFalse(Arrays.equals(before, h.snapshot()));
+    }
+
+    /** A model whose hook refers to the model itself, then dropped without close(). */
+    private static WeakReference<Model> droppedHookedModel() {
+        Model m = Model.fromJson(Digits.mlpSpec());
+        m.setPublishHook(phase -> m.threads() >= 0);
+        return new WeakReference<>(m);
+    }
+
+    @Test
+    void aHookThatRefersToItsModelDoesNotKeepItAlive() throws Exception {
+        // The native side holds the hook weakly (the model holds it strongly), so the cycle
+        // model -> hook -> model is collectable and the Cleaner frees both.
+        WeakReference<Model> ref = droppedHookedModel();
+        for (int i = 0; i < 200 && ref.get() != null; i++) {
+            System.gc();
+            Thread.sleep(10);
+        }
+        assertNull(ref.get(), "a model whose hook refers to it was never collected");
     }
 
     /** A checksum of buffers, weighted so that a mix of two models is told apart. */
