@@ -263,7 +263,7 @@ public final class Model implements AutoCloseable {
      *     {@link Status#BUSY}, {@link Status#CANCELLED} if the publish hook refused
      */
     public void initWeights(long seed) {
-        write("initWeights", new NativeHandle[0], p -> {
+        write("initWeights", NO_DATA, p -> {
             Native.modelInitWeights(p[0], seed);
             return null;
         });
@@ -305,11 +305,14 @@ public final class Model implements AutoCloseable {
 
     /**
      * Unlearns {@code forget} from the bound weights, using {@code retain} and {@code val}
-     * (held-out data the model never trained on). The new weights are written into the bound
-     * buffers only if the run succeeds.
+     * (held-out data the model never trained on). The run computes on a private copy of the
+     * weights, so reads meanwhile see the weights from before it; the new weights are published
+     * into the bound buffers (through the {@link PublishHook}, if one is set) only if the run
+     * succeeds.
      *
-     * @throws GradtauException {@link Status#CANCELLED} if {@code progress} returned false,
-     *     {@link Status#BUSY}, {@link Status#BINDING}, {@link Status#SHAPE},
+     * @throws GradtauException {@link Status#CANCELLED} if {@code progress} returned false or
+     *     the publish hook refused, {@link Status#BUSY} if another writing call is in progress
+     *     on this model, {@link Status#BINDING}, {@link Status#SHAPE},
      *     {@link Status#INVALID_ARGUMENT}, {@link Status#NON_FINITE}, ...
      * @throws RuntimeException whatever {@code progress} threw (the run was cancelled)
      */
