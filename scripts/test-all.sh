@@ -39,6 +39,9 @@ LD_LIBRARY_PATH=$NVRTC_PATH cargo test --release --features cuda --lib \
 step "C and C++: header drift, exported symbols, C tests under sanitizers, C++ GoogleTest, CMake package"
 scripts/test-native.sh
 
+step "Bindings: generated Go/Java code and option/status lists match include/gradtau.h"
+scripts/check-bindings.sh
+
 step "Go: cgo bindings (go vet, go test -race, GC-forcing run)"
 scripts/test-go.sh
 

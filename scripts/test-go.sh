@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The Go bindings (bindings/go), end to end and offline:
+#   0. scripts/check-bindings.sh (the generated *_gen.go files match include/gradtau.h)
 #   1. cargo build --release --lib (libgradtau.so / .a)
 #   2. gofmt check and go vet
 #   3. go test -race with GODEBUG=cgocheck=1
 #   4. go test -race once more with -tags gradtau_gcdebug (runtime.GC() after every C call)
-# Needs: cargo, Go >= 1.21 with cgo and a C compiler. No module downloads: the bindings use
+# Needs: cargo, python3, Go >= 1.21 with cgo and a C compiler. No module downloads: the bindings use
 # the standard library only, and GOTOOLCHAIN=local keeps go from fetching a toolchain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,9 @@ export CARGO_TARGET_DIR=$TARGET
 LIB=$TARGET/release
 
 step() { printf '\n==== %s\n' "$*"; }
+
+step "generated bindings vs include/gradtau.h"
+scripts/check-bindings.sh
 
 step "cargo build --release --lib"
 cargo build --release --lib

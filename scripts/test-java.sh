@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The Java bindings end to end:
+#   0. scripts/check-bindings.sh (the generated classes and JNI field table match the header)
 #   1. cargo build --release --lib (libgradtau.so)
 #   2. compile the JNI glue bindings/java/src/main/c/gradtau_jni.c into libgradtau_jni.so next
 #      to libgradtau.so (-Wall -Wextra -Werror; rpath $ORIGIN finds libgradtau.so) and check
 #      that it exports only Java_ / JNI_ symbols
 #   3. mvn -B test in bindings/java (JUnit 5 via Surefire, with -Xcheck:jni)
-# Needs: cargo, gcc, a JDK 17+ (JAVA_HOME, or javac on PATH), Maven 3.8+. Maven fetches the
+# Needs: cargo, python3 and gofmt (scripts/check-bindings.sh), gcc, a JDK 17+ (JAVA_HOME, or javac on PATH), Maven 3.8+. Maven fetches the
 # pinned plugins and JUnit on its first run; later runs work offline (MAVEN_ARGS=-o).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +33,9 @@ if [ ! -f "$JAVA_HOME/include/jni.h" ]; then
   echo "$JAVA_HOME/include/jni.h not found: JAVA_HOME must point at a JDK, not a JRE" >&2
   exit 1
 fi
+
+step "generated bindings vs include/gradtau.h"
+scripts/check-bindings.sh
 
 step "cargo build --release --lib"
 cargo build --release --lib

@@ -195,7 +195,7 @@ func (d *Dataset) Labels() ([]int32, error) {
 	n := int(C.gradtau_dataset_len(ptr))
 	labels := make([]int32, n)
 	err = call(op, func() C.gradtau_status {
-		return C.gradtau_dataset_labels(ptr, int32Ptr(labels), C.size_t(n))
+		return C.gradtau_dataset_labels(ptr, outInt32Ptr(labels), C.size_t(n))
 	})
 	runtime.KeepAlive(labels)
 	runtime.KeepAlive(d)
@@ -294,7 +294,25 @@ func sizes(op, what string, v []int) ([]C.size_t, error) {
 	return out, nil
 }
 
-// The pointer helpers map an empty slice to NULL, which the ABI reads as an empty buffer.
+// outFloatPtr and outInt32Ptr give the address of a result slice that gradtau writes. An
+// empty result (an empty data set) still gets a non-NULL address, one scratch element that
+// nothing reads, because gradtau's output parameters refuse NULL even with length 0.
+func outFloatPtr(s []float32) *C.float {
+	if len(s) == 0 {
+		return new(C.float)
+	}
+	return (*C.float)(unsafe.Pointer(&s[0]))
+}
+
+func outInt32Ptr(s []int32) *C.int32_t {
+	if len(s) == 0 {
+		return new(C.int32_t)
+	}
+	return (*C.int32_t)(unsafe.Pointer(&s[0]))
+}
+
+// The input pointer helpers map an empty slice to NULL, which the ABI reads as an empty
+// buffer.
 func floatPtr(s []float32) *C.float {
 	if len(s) == 0 {
 		return nil

@@ -10,29 +10,10 @@ import (
 	"fmt"
 )
 
-// Status is a gradtau_status code. The numbers are part of the C ABI and never change.
-// Status implements error so that errors.Is(err, StatusBusy) matches any *Error with that
+// Status is a gradtau_status code. The numbers are part of the C ABI and never change; the
+// constants (status_gen.go) are generated from include/gradtau.h. Status implements error so that errors.Is(err, StatusBusy) matches any *Error with that
 // status.
 type Status int32
-
-// Every status of include/gradtau.h.
-const (
-	StatusOK                Status = C.GRADTAU_OK
-	StatusNullPointer       Status = C.GRADTAU_NULL_POINTER
-	StatusInvalidArgument   Status = C.GRADTAU_INVALID_ARGUMENT
-	StatusShape             Status = C.GRADTAU_SHAPE
-	StatusNonFinite         Status = C.GRADTAU_NON_FINITE
-	StatusSpec              Status = C.GRADTAU_SPEC
-	StatusBinding           Status = C.GRADTAU_BINDING
-	StatusDeviceUnavailable Status = C.GRADTAU_DEVICE_UNAVAILABLE
-	StatusUnsupported       Status = C.GRADTAU_UNSUPPORTED
-	StatusCancelled         Status = C.GRADTAU_CANCELLED
-	StatusIO                Status = C.GRADTAU_IO
-	StatusCUDA              Status = C.GRADTAU_CUDA
-	StatusBusy              Status = C.GRADTAU_BUSY
-	StatusPanic             Status = C.GRADTAU_PANIC
-	StatusABIMismatch       Status = C.GRADTAU_ABI_MISMATCH
-)
 
 // String is the C name of the status ("GRADTAU_BUSY"), or "GRADTAU_UNKNOWN_STATUS".
 func (s Status) String() string {

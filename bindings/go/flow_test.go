@@ -256,3 +256,37 @@ func TestValueDataset(t *testing.T) {
 	_, err = NewValueDataset(x, []int{6, 4}, y, []int{4, 3})
 	wantStatus(t, err, StatusShape)
 }
+
+// TestEmptyBatch: an empty data set (the C header allows NULL with length 0) gives empty
+// results, not StatusNullPointer.
+func TestEmptyBatch(t *testing.T) {
+	d := newDigits(t, 3)
+	m, _ := newDigitsModel(t, 1)
+	empty, err := d.train.Subset(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer empty.Close()
+	built, err := NewClassDataset(nil, []int{0, 64}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer built.Close()
+	for _, set := range []*Dataset{empty, built} {
+		if set.Len() != 0 {
+			t.Fatalf("Len %d", set.Len())
+		}
+		labels, err := set.Labels()
+		if err != nil || len(labels) != 0 {
+			t.Fatalf("Labels: %v %v", labels, err)
+		}
+		out, err := m.Predict(set)
+		if err != nil || len(out) != 0 {
+			t.Fatalf("Predict: %v %v", out, err)
+		}
+		out, err = m.Losses(set)
+		if err != nil || len(out) != 0 {
+			t.Fatalf("Losses: %v %v", out, err)
+		}
+	}
+}

@@ -10,18 +10,6 @@ import (
 	"runtime"
 )
 
-// Output is what Infer returns for each sample.
-type Output int32
-
-// The outputs of include/gradtau.h.
-const (
-	// OutputRaw: the model's raw outputs (logits for a classifier, values for a regressor).
-	OutputRaw Output = C.GRADTAU_OUTPUT_RAW
-	// OutputProbabilities: softmax over the last dimension for a cross_entropy model, a
-	// sigmoid per value for bce_with_logits; a StatusInvalidArgument error for mse.
-	OutputProbabilities Output = C.GRADTAU_OUTPUT_PROBABILITIES
-)
-
 // Infer runs the model with its bound weights on count unlabelled samples: inputs holds
 // them row-major, [count, InputShape()...], exactly count * prod(InputShape()) floats. It
 // returns [count, OutputShape()...] row-major, raw or as probabilities as kind says.
@@ -128,7 +116,7 @@ func (m *Model) infer(op string, data *Dataset, perOutput bool,
 	}
 	out := make([]float32, total)
 	err = call(op, func() C.gradtau_status {
-		return f(ptr, sets[0], floatPtr(out), C.size_t(len(out)))
+		return f(ptr, sets[0], outFloatPtr(out), C.size_t(len(out)))
 	})
 	runtime.KeepAlive(out)
 	runtime.KeepAlive(m)

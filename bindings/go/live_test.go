@@ -195,7 +195,7 @@ func TestPublishHook(t *testing.T) {
 		if err != nil {
 			hookErr = err
 		}
-		if p == PublishBegin {
+		if p == PublishPhaseBegin {
 			atBegin = out
 			// A writer from the hook is refused, not deadlocked.
 			if err := m.InitWeights(1); !errors.Is(err, StatusBusy) {
@@ -216,7 +216,7 @@ func TestPublishHook(t *testing.T) {
 		t.Fatal(hookErr)
 	}
 	after, _ := m.Infer(in, n, OutputRaw)
-	if len(phases) != 2 || phases[0] != PublishBegin || phases[1] != PublishEnd {
+	if len(phases) != 2 || phases[0] != PublishPhaseBegin || phases[1] != PublishPhaseEnd {
 		t.Fatalf("phases %v", phases)
 	}
 	if !floatsEqual(atBegin, before) || !floatsEqual(atEnd, after) || floatsEqual(before, after) {
@@ -227,7 +227,7 @@ func TestPublishHook(t *testing.T) {
 	calls := 0
 	if err := m.SetPublishHook(func(p PublishPhase) bool {
 		calls++
-		return p != PublishBegin
+		return p != PublishPhaseBegin
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +296,7 @@ func TestSharedBuffersHookProtectedReader(t *testing.T) {
 	var host sync.RWMutex // the host's lock around its engine's reads of the buffers
 	begins, ends := 0, 0
 	if err := writer.SetPublishHook(func(p PublishPhase) bool {
-		if p == PublishBegin {
+		if p == PublishPhaseBegin {
 			host.Lock()
 			begins++
 		} else {

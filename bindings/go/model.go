@@ -29,9 +29,9 @@ import (
 //   - Neither side starves the other: reads hold the model only while they copy the
 //     weights, and a waiting publish holds off new reads for the length of one copy.
 //   - A host whose own engine reads the bound buffers publishes safely with SetPublishHook
-//     (take its lock at PublishBegin, release it at PublishEnd), or by double buffering:
-//     bind a second copy of the weights, unlearn into it, then swap its own pointer when
-//     the call returns.
+//     (take its lock at PublishPhaseBegin, release it at PublishPhaseEnd), or by double
+//     buffering: bind a second copy of the weights, unlearn into it, then swap its own
+//     pointer when the call returns.
 //   - SetThreads caps the CPU threads of every call on a model (by default each call may
 //     use every core), so a run can be given one core while serving keeps the others.
 //   - Close returns a StatusBusy error, and frees nothing, while any other call on the model

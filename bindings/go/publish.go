@@ -15,32 +15,10 @@ import (
 	"runtime/cgo"
 )
 
-// PublishPhase says when a publish hook is called.
-type PublishPhase int32
-
-// The phases of include/gradtau.h.
-const (
-	// PublishBegin: gradtau is about to write new weights into the bound buffers.
-	PublishBegin PublishPhase = C.GRADTAU_PUBLISH_BEGIN
-	// PublishEnd: the buffers hold the new weights (or, after a failed write, still the
-	// old ones).
-	PublishEnd PublishPhase = C.GRADTAU_PUBLISH_END
-)
-
-func (p PublishPhase) String() string {
-	switch p {
-	case PublishBegin:
-		return "PublishBegin"
-	case PublishEnd:
-		return "PublishEnd"
-	}
-	return "PublishPhase(?)"
-}
-
 // PublishHook is called around every publish of new weights into a model's bound buffers.
-// At PublishBegin, returning false keeps the old weights (the writing call then returns a
-// StatusCancelled error); PublishEnd follows only a true at PublishBegin and its result is
-// ignored.
+// At PublishPhaseBegin, returning false keeps the old weights (the writing call then
+// returns a StatusCancelled error); PublishPhaseEnd follows only a true at
+// PublishPhaseBegin, and its result is ignored.
 type PublishHook func(phase PublishPhase) bool
 
 // publishHook is what the cgo.Handle registered as the hook's user_data refers to.
@@ -72,13 +50,13 @@ func (h *publishHook) delete() {
 }
 
 // SetPublishHook installs fn as the model's publish hook (nil removes it). gradtau calls it
-// on the goroutine of the writing call (Train, Unlearn, InitWeights): with PublishBegin
-// before it writes the bound buffers (take the write lock of the engine that reads them;
-// return false to keep the old weights) and with PublishEnd after (release it). It runs
-// outside gradtau's own lock, so it may call the read methods of the same model; a writing
-// call from it gets StatusBusy. A panic in fn is held until gradtau has returned (a panic at
-// PublishBegin keeps the old weights) and then re-raised by the writing call, so it never
-// unwinds through gradtau's frames.
+// on the goroutine of the writing call (Train, Unlearn, InitWeights): with
+// PublishPhaseBegin before it writes the bound buffers (take the write lock of the engine
+// that reads them; return false to keep the old weights) and with PublishPhaseEnd after
+// (release it). It runs outside gradtau's own lock, so it may call the read methods of the
+// same model; a writing call from it gets StatusBusy. A panic in fn is held until gradtau
+// has returned (a panic at PublishPhaseBegin keeps the old weights) and then re-raised by
+// the writing call, so it never unwinds through gradtau's frames.
 //
 // The hook stays installed until it is replaced or the model is closed; a hook that refers
 // to its model keeps the model reachable until Close. A writing call: StatusBusy while a

@@ -22,44 +22,6 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/cgo"
-	"unsafe"
-)
-
-// Method is the unlearning method of Unlearn.
-type Method int32
-
-// The methods of include/gradtau.h.
-const (
-	// MethodNablaTau is ∇τ (the default).
-	MethodNablaTau Method = C.GRADTAU_METHOD_NABLA_TAU
-	// MethodFinetune fine-tunes on the retain set.
-	MethodFinetune Method = C.GRADTAU_METHOD_FINETUNE
-	// MethodNegGrad is gradient ascent on the forget set.
-	MethodNegGrad Method = C.GRADTAU_METHOD_NEGGRAD
-	// MethodNegGradPlus is weighted ascent on forget plus descent on retain.
-	MethodNegGradPlus Method = C.GRADTAU_METHOD_NEGGRAD_PLUS
-)
-
-// NablaTauMode is the variant of ∇τ.
-type NablaTauMode int32
-
-// The ∇τ modes.
-const (
-	// ModeAdaptive: distribution-matching target, non-decaying α, audit-based switch-off
-	// (the default).
-	ModeAdaptive NablaTauMode = C.GRADTAU_NABLA_TAU_MODE_ADAPTIVE
-	// ModePaper: the authors' recipe, faithfully.
-	ModePaper NablaTauMode = C.GRADTAU_NABLA_TAU_MODE_PAPER
-)
-
-// Optimizer is the optimizer of Train.
-type Optimizer int32
-
-// The optimizers.
-const (
-	OptimizerSGD   Optimizer = C.GRADTAU_OPTIMIZER_SGD
-	OptimizerAdam  Optimizer = C.GRADTAU_OPTIMIZER_ADAM
-	OptimizerAdamW Optimizer = C.GRADTAU_OPTIMIZER_ADAMW
 )
 
 // Progress is what the progress function is told after every optimisation step.
@@ -86,66 +48,6 @@ type Progress struct {
 // before the run); its writing methods return StatusBusy. A panic is caught, cancels the run, and is re-raised once
 // gradtau has returned, so it never unwinds through gradtau's frames.
 type ProgressFunc func(Progress) error
-
-// UnlearnOptions mirrors gradtau_unlearn_options. Start from DefaultUnlearnOptions; fields
-// a method does not use are ignored.
-type UnlearnOptions struct {
-	Method Method
-	// Mode is the ∇τ variant.
-	Mode NablaTauMode
-	// BatchSize: ∇τ reads 0 as its own rule; baselines need a positive value.
-	BatchSize int
-	// LR is the AdamW learning rate. ∇τ: NaN (its default) picks the mode's rule (paper:
-	// 1e-3; adaptive: 1e-3 × 10 × forget fraction, within [1e-3, 3e-3]).
-	LR          float32
-	WeightDecay float32
-	// LREndFactor (∇τ): the rate decays linearly to LR * LREndFactor.
-	LREndFactor float32
-	// Alpha0 (∇τ): the initial forget weight in [0, 1]; NaN picks the mode's default
-	// (paper: 5/3 · forget fraction; adaptive: 0.4).
-	Alpha0 float32
-	// AlphaMax (∇τ adaptive): the largest value α's controller may raise α to, in
-	// [Alpha0, 1]; NaN picks 0.8. Set it to Alpha0 to keep α on its schedule.
-	AlphaMax float32
-	// Epochs: ∇τ forget-epochs, 0 picks its rule; baselines need a positive value.
-	Epochs int
-	// TauEvery (∇τ paper mode): τ is recomputed every this many forget-epochs.
-	TauEvery int
-	// NormTraining (∇τ): run normalisation layers in training mode.
-	NormTraining bool
-	// StopMargin (∇τ adaptive): the membership-test margin under which forgetting stops.
-	StopMargin float32
-	// RetainWeight (NegGrad+): weight of the retain term, in [0, 1].
-	RetainWeight float32
-	Seed         uint64
-	// Device is "auto", "cpu", "cuda" or "cuda:N"; "" means "auto".
-	Device string
-	// KeepPartial: a cancelled or failed run still writes the weights it reached.
-	KeepPartial bool
-	// MaxSteps (∇τ): stop after this many steps (Report.Truncated); 0 = no limit.
-	MaxSteps int
-	// Progress, if set, is called after every step.
-	Progress ProgressFunc
-}
-
-// TrainOptions mirrors gradtau_train_options. Start from DefaultTrainOptions.
-type TrainOptions struct {
-	Optimizer   Optimizer
-	LR          float32
-	WeightDecay float32
-	// Momentum and Nesterov apply to SGD only.
-	Momentum  float32
-	Nesterov  bool
-	Epochs    int
-	BatchSize int
-	// ClipNorm clips the global gradient norm; 0 = no clipping.
-	ClipNorm float32
-	Seed     uint64
-	// Device as in UnlearnOptions; "" means "cpu".
-	Device      string
-	KeepPartial bool
-	Progress    ProgressFunc
-}
 
 // Report is what a completed run did (copied out of the C report, which is freed at once).
 type Report struct {
@@ -180,65 +82,6 @@ type AuditRow struct {
 	MIAEntropy float64
 }
 
-// DefaultUnlearnOptions returns the library's defaults for method.
-func DefaultUnlearnOptions(method Method) (UnlearnOptions, error) {
-	var c C.gradtau_unlearn_options
-	if err := call("unlearn_options_default", func() C.gradtau_status {
-		return C.gradtau_unlearn_options_default(C.gradtau_method(method), &c)
-	}); err != nil {
-		return UnlearnOptions{}, err
-	}
-	o := UnlearnOptions{
-		Method:       Method(c.method),
-		Mode:         NablaTauMode(c.nabla_tau_mode),
-		BatchSize:    int(c.batch_size),
-		LR:           float32(c.lr),
-		WeightDecay:  float32(c.weight_decay),
-		LREndFactor:  float32(c.lr_end_factor),
-		Alpha0:       float32(c.alpha0),
-		AlphaMax:     float32(c.alpha_max),
-		Epochs:       int(c.epochs),
-		TauEvery:     int(c.tau_every),
-		NormTraining: bool(c.norm_training),
-		StopMargin:   float32(c.stop_margin),
-		RetainWeight: float32(c.retain_weight),
-		Seed:         uint64(c.seed),
-		KeepPartial:  bool(c.keep_partial),
-		MaxSteps:     int(c.max_steps),
-	}
-	if c.device != nil {
-		o.Device = C.GoString(c.device)
-	}
-	return o, nil
-}
-
-// DefaultTrainOptions returns the training defaults (AdamW, lr 1e-3, weight decay 0.01,
-// 10 epochs, batch 64, CPU).
-func DefaultTrainOptions() (TrainOptions, error) {
-	var c C.gradtau_train_options
-	if err := call("train_options_default", func() C.gradtau_status {
-		return C.gradtau_train_options_default(&c)
-	}); err != nil {
-		return TrainOptions{}, err
-	}
-	o := TrainOptions{
-		Optimizer:   Optimizer(c.optimizer),
-		LR:          float32(c.lr),
-		WeightDecay: float32(c.weight_decay),
-		Momentum:    float32(c.momentum),
-		Nesterov:    bool(c.nesterov),
-		Epochs:      int(c.epochs),
-		BatchSize:   int(c.batch_size),
-		ClipNorm:    float32(c.clip_norm),
-		Seed:        uint64(c.seed),
-		KeepPartial: bool(c.keep_partial),
-	}
-	if c.device != nil {
-		o.Device = C.GoString(c.device)
-	}
-	return o, nil
-}
-
 func nonNegative(op string, fields ...any) error {
 	for i := 0; i < len(fields); i += 2 {
 		if v := fields[i+1].(int); v < 0 {
@@ -248,68 +91,51 @@ func nonNegative(op string, fields ...any) error {
 	return nil
 }
 
-// cDevice returns the device string in C memory (NULL for ""), freed by the caller after
-// the call: the options struct is Go memory and may only hold C pointers.
-func cDevice(s string) *C.char {
+// cString returns s in C memory (NULL for ""), freed by the caller after the call: an options
+// struct is Go memory and may only hold C pointers.
+func cString(s string) *C.char {
 	if s == "" {
 		return nil
 	}
 	return C.CString(s)
 }
 
-func (o *UnlearnOptions) toC(op string) (C.gradtau_unlearn_options, error) {
-	var c C.gradtau_unlearn_options
-	if err := nonNegative(op, "BatchSize", o.BatchSize, "Epochs", o.Epochs,
-		"TauEvery", o.TauEvery, "MaxSteps", o.MaxSteps); err != nil {
-		return c, err
+// goString copies a C string (NULL reads as "").
+func goString(p *C.char) string {
+	if p == nil {
+		return ""
 	}
-	// The _default call sets struct_size (the ABI check); the method is validated by
-	// gradtau_unlearn itself, so an unknown one is not rejected here.
+	return C.GoString(p)
+}
+
+// unlearnOptionsToC fills the C struct from opts: _default first (struct_size, the ABI check;
+// the method is validated by gradtau_unlearn itself, so an unknown one is not rejected here),
+// then every field. The returned function frees its C strings.
+func unlearnOptionsToC(op string, opts *UnlearnOptions) (*C.gradtau_unlearn_options, func(), error) {
+	var c C.gradtau_unlearn_options
 	if err := call(op, func() C.gradtau_status {
 		return C.gradtau_unlearn_options_default(C.GRADTAU_METHOD_NABLA_TAU, &c)
 	}); err != nil {
-		return c, err
+		return nil, nil, err
 	}
-	c.method = C.gradtau_method(o.Method)
-	c.nabla_tau_mode = C.gradtau_nabla_tau_mode(o.Mode)
-	c.batch_size = C.size_t(o.BatchSize)
-	c.lr = C.float(o.LR)
-	c.weight_decay = C.float(o.WeightDecay)
-	c.lr_end_factor = C.float(o.LREndFactor)
-	c.alpha0 = C.float(o.Alpha0)
-	c.alpha_max = C.float(o.AlphaMax)
-	c.epochs = C.size_t(o.Epochs)
-	c.tau_every = C.size_t(o.TauEvery)
-	c.norm_training = C.bool(o.NormTraining)
-	c.stop_margin = C.float(o.StopMargin)
-	c.retain_weight = C.float(o.RetainWeight)
-	c.seed = C.uint64_t(o.Seed)
-	c.keep_partial = C.bool(o.KeepPartial)
-	c.max_steps = C.size_t(o.MaxSteps)
-	c.device = cDevice(o.Device)
-	return c, nil
+	free, err := opts.copyTo(op, &c)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &c, free, nil
 }
 
-func (o *TrainOptions) toC(op string) (C.gradtau_train_options, error) {
+// trainOptionsToC is unlearnOptionsToC for gradtau_train_options.
+func trainOptionsToC(op string, opts *TrainOptions) (*C.gradtau_train_options, func(), error) {
 	var c C.gradtau_train_options
-	if err := nonNegative(op, "Epochs", o.Epochs, "BatchSize", o.BatchSize); err != nil {
-		return c, err
-	}
 	if err := call(op, func() C.gradtau_status { return C.gradtau_train_options_default(&c) }); err != nil {
-		return c, err
+		return nil, nil, err
 	}
-	c.optimizer = C.gradtau_optimizer(o.Optimizer)
-	c.lr = C.float(o.LR)
-	c.weight_decay = C.float(o.WeightDecay)
-	c.momentum = C.float(o.Momentum)
-	c.nesterov = C.bool(o.Nesterov)
-	c.epochs = C.size_t(o.Epochs)
-	c.batch_size = C.size_t(o.BatchSize)
-	c.clip_norm = C.float(o.ClipNorm)
-	c.seed = C.uint64_t(o.Seed)
-	c.keep_partial = C.bool(o.KeepPartial)
-	c.device = cDevice(o.Device)
-	return c, nil
+	free, err := opts.copyTo(op, &c)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &c, free, nil
 }
 
 // progressState is what the cgo.Handle passed as user_data refers to: one per run.
@@ -450,12 +276,12 @@ func (m *Model) Unlearn(ctx context.Context, forget, retain, val *Dataset, opts 
 	var copts *C.gradtau_unlearn_options
 	var progress ProgressFunc
 	if opts != nil {
-		c, err := opts.toC(op)
+		c, free, err := unlearnOptionsToC(op, opts)
 		if err != nil {
 			return Report{}, err
 		}
-		defer C.free(unsafe.Pointer(c.device))
-		copts, progress = &c, opts.Progress
+		defer free()
+		copts, progress = c, opts.Progress
 	}
 	r, err := runWithProgress(ctx, op, progress, func(h C.uintptr_t, out **C.gradtau_report) C.gradtau_status {
 		return C.gradtau_go_unlearn(ptr, sets[0], sets[1], sets[2], copts, h, out)
@@ -484,12 +310,12 @@ func (m *Model) Train(ctx context.Context, data *Dataset, opts *TrainOptions) (R
 	var copts *C.gradtau_train_options
 	var progress ProgressFunc
 	if opts != nil {
-		c, err := opts.toC(op)
+		c, free, err := trainOptionsToC(op, opts)
 		if err != nil {
 			return Report{}, err
 		}
-		defer C.free(unsafe.Pointer(c.device))
-		copts, progress = &c, opts.Progress
+		defer free()
+		copts, progress = c, opts.Progress
 	}
 	r, err := runWithProgress(ctx, op, progress, func(h C.uintptr_t, out **C.gradtau_report) C.gradtau_status {
 		return C.gradtau_go_train(ptr, sets[0], copts, h, out)

@@ -139,6 +139,23 @@ TEST(Dataset, ChecksShapesAndLabels) {
     EXPECT_THROW(v.labels(), gradtau::Error);
 }
 
+// An empty batch (the C header allows NULL with length 0) gives empty results, not
+// GRADTAU_NULL_POINTER: an empty std::vector's data() may be NULL.
+TEST(Dataset, EmptyBatchGivesEmptyResults) {
+    Bound b(1);
+    auto split = gradtau::digits_split(0);
+    std::vector<std::size_t> none;
+    auto empty = split.train.subset(none);
+    EXPECT_EQ(empty.size(), 0u);
+    EXPECT_TRUE(empty.labels().empty());
+    EXPECT_TRUE(b.model.predict(empty).empty());
+    EXPECT_TRUE(b.model.losses(empty).empty());
+    std::array<std::size_t, 2> shape{0, 64};
+    auto built = gradtau::Dataset::classes({}, shape, {});
+    EXPECT_EQ(built.size(), 0u);
+    EXPECT_TRUE(b.model.predict(built).empty());
+}
+
 TEST(Flow, TrainAuditUnlearnAudit) {
     Bound b(1);
     Sets s;

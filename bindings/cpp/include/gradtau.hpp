@@ -66,6 +66,14 @@ struct Deleter {
     void operator()(T *p) const noexcept { Free(p); }
 };
 
+/// The address to hand gradtau for a result vector: an empty result (an empty data set)
+/// gets `scratch`, which nothing reads, because an empty vector's data() may be NULL and
+/// gradtau's output parameters refuse NULL even with length 0.
+template <class T>
+T *out_ptr(std::vector<T> &out, T &scratch) noexcept {
+    return out.empty() ? &scratch : out.data();
+}
+
 }  // namespace detail
 
 /// A non-owning view of `size` contiguous elements (a minimal std::span for C++17).
@@ -174,7 +182,16 @@ public:
 
     std::vector<std::int32_t> labels() const {
         std::vector<std::int32_t> out(size());
-        detail::check(gradtau_dataset_labels(get(), out.data(), out.size()));
+        std::int32_t scratch = 0;
+        detail::check(gradtau_dataset_labels(get(), detail::out_ptr(out, scratch), out.size()));
+        return out;
+    }
+
+    /// The inputs of every sample, row-major; `per_sample` is the product of the sample
+    /// shape (a model's input shape).
+    std::vector<float> inputs(std::size_t per_sample) const {
+        std::vector<float> out(size() * per_sample);
+        detail::check(gradtau_dataset_inputs(get(), out.data(), out.size()));
         return out;
     }
 
@@ -374,14 +391,16 @@ public:
         std::size_t per = 1;
         for (std::size_t d : output_shape()) per *= d;
         std::vector<float> out(data.size() * per);
-        detail::check(gradtau_predict(get(), data.get(), out.data(), out.size()));
+        float scratch = 0;
+        detail::check(gradtau_predict(get(), data.get(), detail::out_ptr(out, scratch), out.size()));
         return out;
     }
 
     /// The per-sample training loss of every sample.
     std::vector<float> losses(const Dataset &data) {
         std::vector<float> out(data.size());
-        detail::check(gradtau_losses(get(), data.get(), out.data(), out.size()));
+        float scratch = 0;
+        detail::check(gradtau_losses(get(), data.get(), detail::out_ptr(out, scratch), out.size()));
         return out;
     }
 
@@ -443,6 +462,16 @@ private:
     std::unique_ptr<PublishFn> hook_;
     std::unique_ptr<gradtau_model, detail::Deleter<gradtau_model, gradtau_model_free>> handle_;
 };
+
+/// Reads a data set for `model` from files (.npy, or IDX plain or gzip): inputs, and class
+/// labels or float targets as the model's loss needs.
+inline Dataset load_dataset(const Model &model, const std::string &inputs_path,
+                            const std::string &targets_path) {
+    gradtau_dataset *d = nullptr;
+    detail::check(
+        gradtau_dataset_load(model.get(), inputs_path.c_str(), targets_path.c_str(), &d));
+    return Dataset(d);
+}
 
 }  // namespace gradtau
 

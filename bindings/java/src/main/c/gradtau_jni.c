@@ -19,18 +19,33 @@
 #include <gradtau.h>
 #include <jni.h>
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Index layout of the option arrays; mirrored by UnlearnOptions / TrainOptions in Java. */
-enum {
-    U_METHOD, U_MODE, U_BATCH_SIZE, U_EPOCHS, U_TAU_EVERY, U_NORM_TRAINING, U_SEED,
-    U_KEEP_PARTIAL, U_MAX_STEPS, U_INTS
-};
-enum { UF_LR, UF_WEIGHT_DECAY, UF_LR_END_FACTOR, UF_ALPHA0, UF_STOP_MARGIN, UF_RETAIN_WEIGHT, UF_ALPHA_MAX, UF_FLOATS };
-enum { T_OPTIMIZER, T_NESTEROV, T_EPOCHS, T_BATCH_SIZE, T_SEED, T_KEEP_PARTIAL, T_INTS };
-enum { TF_LR, TF_WEIGHT_DECAY, TF_MOMENTUM, TF_CLIP_NORM, TF_FLOATS };
+/* The options structs, described field by field for Java (see OptionsStruct.java): the table
+ * itself is generated from include/gradtau.h into gradtau_jni_options.h, so no field is
+ * listed by hand here. */
+typedef struct jni_option_field {
+    const char *name;
+    const char *kind; /* "i32", "f32", "bool", "size", "u64" or "string" (const char *) */
+    size_t offset;
+    size_t size;
+} jni_option_field;
+
+typedef struct jni_options_struct {
+    const char *name; /* "gradtau_unlearn_options" */
+    size_t size;
+    const jni_option_field *fields;
+    size_t count;
+    gradtau_status (*fill_default)(int32_t arg, void *out);
+} jni_options_struct;
+
+#define JNI_OPTION_FIELD(type, field, kind) \
+    {#field, kind, offsetof(type, field), sizeof(((type *)0)->field)}
+
+#include "gradtau_jni_options.h"
 
 static struct {
     jclass string;
@@ -49,6 +64,8 @@ static struct {
     jmethodID param_info_init;
     jclass native;
     jmethodID dispatch_progress;
+    jclass option_field;
+    jmethodID option_field_init;
 } J;
 
 static jclass global_class(JNIEnv *env, const char *name) {
@@ -92,6 +109,9 @@ JNIEXPORT jint JNICALL JNI_OnLoad(JavaVM *vm, void *reserved) {
     NEED(J.dispatch_progress = (*env)->GetStaticMethodID(
              env, J.native, "dispatchProgress",
              "(Ldev/gradtau/Progress;Ljava/lang/String;JJJJFFFFF)Z"));
+    NEED(J.option_field = global_class(env, "dev/gradtau/OptionsStruct$Field"));
+    NEED(J.option_field_init = (*env)->GetMethodID(env, J.option_field, "<init>",
+                                                   "(Ljava/lang/String;Ljava/lang/String;JJ)V"));
 #undef NEED
     return JNI_VERSION_1_8;
 }
@@ -470,86 +490,182 @@ JNIEXPORT void JNICALL Java_dev_gradtau_Native_modelInitWeights(JNIEnv *env, jcl
 
 /* ---- options ------------------------------------------------------------------------- */
 
-/* Reads an options array of exactly `want` entries; NULL with an exception otherwise. */
-static int read_longs(JNIEnv *env, jlongArray a, jlong *out, jsize want) {
-    if (require(env, a, "options")) return 1;
-    if ((*env)->GetArrayLength(env, a) != want) {
-        (*env)->ThrowNew(env, J.illegal_argument, "options array of the wrong length");
-        return 1;
-    }
-    (*env)->GetLongArrayRegion(env, a, 0, want, out);
-    return 0;
+static const jni_options_struct *find_options_struct(const char *name) {
+    for (size_t i = 0; i < sizeof option_structs / sizeof option_structs[0]; i++)
+        if (strcmp(option_structs[i].name, name) == 0) return &option_structs[i];
+    return NULL;
 }
 
-static int read_floats(JNIEnv *env, jfloatArray a, jfloat *out, jsize want) {
-    if (require(env, a, "options")) return 1;
-    if ((*env)->GetArrayLength(env, a) != want) {
-        (*env)->ThrowNew(env, J.illegal_argument, "options array of the wrong length");
-        return 1;
-    }
-    (*env)->GetFloatArrayRegion(env, a, 0, want, out);
-    return 0;
+static int is_string(const jni_option_field *f) { return strcmp(f->kind, "string") == 0; }
+
+/* The string field of `st` whose name is the Java String `name`, or NULL. */
+static const jni_option_field *find_string_field(JNIEnv *env, const jni_options_struct *st,
+                                                 jstring name) {
+    const char *n = (*env)->GetStringUTFChars(env, name, NULL);
+    if (n == NULL) return NULL;
+    const jni_option_field *found = NULL;
+    for (size_t i = 0; i < st->count; i++)
+        if (is_string(&st->fields[i]) && strcmp(st->fields[i].name, n) == 0)
+            found = &st->fields[i];
+    (*env)->ReleaseStringUTFChars(env, name, n);
+    return found;
 }
 
-static int write_options(JNIEnv *env, jlongArray ints_out, const jlong *ints, jsize n_ints,
-                         jfloatArray floats_out, const jfloat *floats, jsize n_floats) {
-    if (require(env, ints_out, "ints") || require(env, floats_out, "floats")) return 1;
-    if ((*env)->GetArrayLength(env, ints_out) != n_ints ||
-        (*env)->GetArrayLength(env, floats_out) != n_floats) {
-        (*env)->ThrowNew(env, J.illegal_argument, "options array of the wrong length");
-        return 1;
-    }
-    (*env)->SetLongArrayRegion(env, ints_out, 0, n_ints, ints);
-    (*env)->SetFloatArrayRegion(env, floats_out, 0, n_floats, floats);
-    return 0;
+/* The options struct called `name` (a Java String), or NULL with an exception pending. */
+static const jni_options_struct *options_struct(JNIEnv *env, jstring name) {
+    if (require(env, name, "struct name")) return NULL;
+    const char *n = (*env)->GetStringUTFChars(env, name, NULL);
+    if (n == NULL) return NULL;
+    const jni_options_struct *found = find_options_struct(n);
+    (*env)->ReleaseStringUTFChars(env, name, n);
+    if (found == NULL)
+        (*env)->ThrowNew(env, J.illegal_argument, "libgradtau_jni.so knows no such options struct");
+    return found;
 }
 
-JNIEXPORT void JNICALL Java_dev_gradtau_Native_unlearnDefaults(JNIEnv *env, jclass cls,
-                                                               jint method, jlongArray ints_out,
-                                                               jfloatArray floats_out) {
+JNIEXPORT jlong JNICALL Java_dev_gradtau_Native_optionsSize(JNIEnv *env, jclass cls,
+                                                           jstring name) {
     (void)cls;
-    gradtau_unlearn_options o;
-    if (check(env, gradtau_unlearn_options_default(method, &o))) return;
-    jlong ints[U_INTS];
-    ints[U_METHOD] = o.method;
-    ints[U_MODE] = o.nabla_tau_mode;
-    ints[U_BATCH_SIZE] = (jlong)o.batch_size;
-    ints[U_EPOCHS] = (jlong)o.epochs;
-    ints[U_TAU_EVERY] = (jlong)o.tau_every;
-    ints[U_NORM_TRAINING] = o.norm_training;
-    ints[U_SEED] = (jlong)o.seed;
-    ints[U_KEEP_PARTIAL] = o.keep_partial;
-    ints[U_MAX_STEPS] = (jlong)o.max_steps;
-    jfloat floats[UF_FLOATS];
-    floats[UF_LR] = o.lr;
-    floats[UF_WEIGHT_DECAY] = o.weight_decay;
-    floats[UF_LR_END_FACTOR] = o.lr_end_factor;
-    floats[UF_ALPHA0] = o.alpha0;
-    floats[UF_STOP_MARGIN] = o.stop_margin;
-    floats[UF_RETAIN_WEIGHT] = o.retain_weight;
-    floats[UF_ALPHA_MAX] = o.alpha_max;
-    write_options(env, ints_out, ints, U_INTS, floats_out, floats, UF_FLOATS);
+    const jni_options_struct *st = options_struct(env, name);
+    return st ? (jlong)st->size : 0;
 }
 
-JNIEXPORT void JNICALL Java_dev_gradtau_Native_trainDefaults(JNIEnv *env, jclass cls,
-                                                             jlongArray ints_out,
-                                                             jfloatArray floats_out) {
+JNIEXPORT jobjectArray JNICALL Java_dev_gradtau_Native_optionFields(JNIEnv *env, jclass cls,
+                                                                   jstring name) {
     (void)cls;
-    gradtau_train_options o;
-    if (check(env, gradtau_train_options_default(&o))) return;
-    jlong ints[T_INTS];
-    ints[T_OPTIMIZER] = o.optimizer;
-    ints[T_NESTEROV] = o.nesterov;
-    ints[T_EPOCHS] = (jlong)o.epochs;
-    ints[T_BATCH_SIZE] = (jlong)o.batch_size;
-    ints[T_SEED] = (jlong)o.seed;
-    ints[T_KEEP_PARTIAL] = o.keep_partial;
-    jfloat floats[TF_FLOATS];
-    floats[TF_LR] = o.lr;
-    floats[TF_WEIGHT_DECAY] = o.weight_decay;
-    floats[TF_MOMENTUM] = o.momentum;
-    floats[TF_CLIP_NORM] = o.clip_norm;
-    write_options(env, ints_out, ints, T_INTS, floats_out, floats, TF_FLOATS);
+    const jni_options_struct *st = options_struct(env, name);
+    if (st == NULL) return NULL;
+    jobjectArray out = (*env)->NewObjectArray(env, (jsize)st->count, J.option_field, NULL);
+    for (size_t i = 0; out != NULL && i < st->count; i++) {
+        const jni_option_field *f = &st->fields[i];
+        jstring fname = utf8_string(env, f->name);
+        jstring kind = fname ? utf8_string(env, f->kind) : NULL;
+        jobject obj = kind ? (*env)->NewObject(env, J.option_field, J.option_field_init, fname,
+                                               kind, (jlong)f->offset, (jlong)f->size)
+                           : NULL;
+        if (obj != NULL) (*env)->SetObjectArrayElement(env, out, (jsize)i, obj);
+        if (fname != NULL) (*env)->DeleteLocalRef(env, fname);
+        if (kind != NULL) (*env)->DeleteLocalRef(env, kind);
+        if (obj == NULL) return NULL; /* exception pending */
+        (*env)->DeleteLocalRef(env, obj);
+    }
+    return out;
+}
+
+/* Runs the struct's _default function into `bytes` (exactly the struct's size). String fields
+ * are returned as name/value pairs and NULLed in the bytes: a pointer means nothing in Java. */
+JNIEXPORT jobjectArray JNICALL Java_dev_gradtau_Native_optionsDefault(JNIEnv *env, jclass cls,
+                                                                     jstring name, jint arg,
+                                                                     jbyteArray bytes) {
+    (void)cls;
+    const jni_options_struct *st = options_struct(env, name);
+    if (st == NULL || require(env, bytes, "bytes")) return NULL;
+    if ((size_t)(*env)->GetArrayLength(env, bytes) != st->size) {
+        (*env)->ThrowNew(env, J.illegal_argument, "options byte array of the wrong size");
+        return NULL;
+    }
+    any_options o;
+    if (check(env, st->fill_default(arg, &o))) return NULL;
+    size_t strings = 0;
+    for (size_t i = 0; i < st->count; i++)
+        if (is_string(&st->fields[i])) {
+            const char *v;
+            memcpy(&v, (char *)&o + st->fields[i].offset, sizeof v);
+            strings += v != NULL;
+        }
+    jobjectArray pairs = (*env)->NewObjectArray(env, (jsize)(2 * strings), J.string, NULL);
+    if (pairs == NULL) return NULL;
+    for (size_t i = 0, k = 0; i < st->count; i++) {
+        const jni_option_field *f = &st->fields[i];
+        if (!is_string(f)) continue;
+        const char *v;
+        memcpy(&v, (char *)&o + f->offset, sizeof v);
+        if (v == NULL) continue;
+        jstring key = utf8_string(env, f->name);
+        jstring value = key ? utf8_string(env, v) : NULL;
+        if (value == NULL) return NULL;
+        (*env)->SetObjectArrayElement(env, pairs, (jsize)k++, key);
+        (*env)->SetObjectArrayElement(env, pairs, (jsize)k++, value);
+        (*env)->DeleteLocalRef(env, key);
+        (*env)->DeleteLocalRef(env, value);
+        v = NULL;
+        memcpy((char *)&o + f->offset, &v, sizeof v);
+    }
+    (*env)->SetByteArrayRegion(env, bytes, 0, (jsize)st->size, (const jbyte *)&o);
+    return pairs;
+}
+
+/* The C strings a run's options point at; freed by free_strings after the call. */
+typedef struct option_strings {
+    char *values[8];
+    size_t count;
+} option_strings;
+
+static void free_strings(option_strings *s) {
+    for (size_t i = 0; i < s->count; i++) free(s->values[i]);
+    s->count = 0;
+}
+
+/* Points the string field `f` of the struct at `out` to a C copy of the NUL-terminated byte[]
+ * `value`, kept in `strings` until free_strings. Returns 1 with an exception pending. */
+static int set_string(JNIEnv *env, const jni_option_field *f, jbyteArray value, char *out,
+                      option_strings *strings) {
+    if (strings->count == sizeof strings->values / sizeof strings->values[0]) {
+        (*env)->ThrowNew(env, J.illegal_argument, "too many string options");
+        return 1;
+    }
+    char *v = c_string(env, value, "option value");
+    if (v == NULL) return 1;
+    strings->values[strings->count++] = v;
+    memcpy(out + f->offset, &v, sizeof v);
+    return 0;
+}
+
+/* Builds the C struct named `name` into `out` from Java's bytes (OptionsStruct), then sets
+ * the string fields Java names; every other string field is NULL. Returns 1 with an exception
+ * pending on failure (nothing left to free). */
+static int read_options(JNIEnv *env, const char *name, jbyteArray bytes, jobjectArray string_names,
+                        jobjectArray string_values, any_options *out, option_strings *strings) {
+    const jni_options_struct *st = find_options_struct(name);
+    strings->count = 0;
+    if (st == NULL) {
+        (*env)->ThrowNew(env, J.illegal_argument, "libgradtau_jni.so knows no such options struct");
+        return 1;
+    }
+    if (require(env, bytes, "options") || require(env, string_names, "options") ||
+        require(env, string_values, "options"))
+        return 1;
+    jsize n = (*env)->GetArrayLength(env, string_names);
+    if ((size_t)(*env)->GetArrayLength(env, bytes) != st->size ||
+        (*env)->GetArrayLength(env, string_values) != n) {
+        (*env)->ThrowNew(env, J.illegal_argument, "options of the wrong size");
+        return 1;
+    }
+    (*env)->GetByteArrayRegion(env, bytes, 0, (jsize)st->size, (jbyte *)out);
+    const char *null_string = NULL;
+    for (size_t i = 0; i < st->count; i++)
+        if (is_string(&st->fields[i]))
+            memcpy((char *)out + st->fields[i].offset, &null_string, sizeof null_string);
+    for (jsize k = 0; k < n; k++) {
+        jstring key = (*env)->GetObjectArrayElement(env, string_names, k);
+        if (require(env, key, "option name")) break;
+        const jni_option_field *f = find_string_field(env, st, key);
+        (*env)->DeleteLocalRef(env, key);
+        if (f == NULL) {
+            if (!(*env)->ExceptionCheck(env))
+                (*env)->ThrowNew(env, J.illegal_argument, "unknown string option");
+            break;
+        }
+        jbyteArray value = (*env)->GetObjectArrayElement(env, string_values, k);
+        int failed = set_string(env, f, value, (char *)out, strings);
+        (*env)->DeleteLocalRef(env, value);
+        if (failed) break;
+    }
+    if ((*env)->ExceptionCheck(env)) {
+        free_strings(strings);
+        return 1;
+    }
+    return 0;
 }
 
 /* ---- runs ---------------------------------------------------------------------------- */
@@ -621,38 +737,22 @@ static jobject make_report(JNIEnv *env, gradtau_report *r) {
 
 JNIEXPORT jobject JNICALL Java_dev_gradtau_Native_unlearn(JNIEnv *env, jclass cls, jlong model,
                                                           jlong forget, jlong retain, jlong val,
-                                                          jlongArray ints, jfloatArray floats,
-                                                          jbyteArray device, jobject progress) {
+                                                          jbyteArray options,
+                                                          jobjectArray string_names,
+                                                          jobjectArray string_values,
+                                                          jobject progress) {
     (void)cls;
-    jlong i[U_INTS];
-    jfloat f[UF_FLOATS];
-    if (read_longs(env, ints, i, U_INTS) || read_floats(env, floats, f, UF_FLOATS)) return NULL;
-    gradtau_unlearn_options o;
-    if (check(env, gradtau_unlearn_options_default((gradtau_method)i[U_METHOD], &o))) return NULL;
-    o.nabla_tau_mode = (gradtau_nabla_tau_mode)i[U_MODE];
-    o.batch_size = (size_t)i[U_BATCH_SIZE];
-    o.epochs = (size_t)i[U_EPOCHS];
-    o.tau_every = (size_t)i[U_TAU_EVERY];
-    o.norm_training = i[U_NORM_TRAINING] != 0;
-    o.seed = (uint64_t)i[U_SEED];
-    o.keep_partial = i[U_KEEP_PARTIAL] != 0;
-    o.max_steps = (size_t)i[U_MAX_STEPS];
-    o.lr = f[UF_LR];
-    o.weight_decay = f[UF_WEIGHT_DECAY];
-    o.lr_end_factor = f[UF_LR_END_FACTOR];
-    o.alpha0 = f[UF_ALPHA0];
-    o.stop_margin = f[UF_STOP_MARGIN];
-    o.retain_weight = f[UF_RETAIN_WEIGHT];
-    o.alpha_max = f[UF_ALPHA_MAX];
-    char *dev = NULL;
-    if (device != NULL && (dev = c_string(env, device, "device")) == NULL) return NULL;
-    o.device = dev;
+    any_options o;
+    option_strings strings;
+    if (read_options(env, "gradtau_unlearn_options", options, string_names, string_values, &o,
+                     &strings))
+        return NULL;
     progress_ctx ctx = {env, progress, NULL, NULL, NULL};
     gradtau_report *report = NULL;
     gradtau_status s = gradtau_unlearn(MODEL(model), DATASET(forget), DATASET(retain),
-                                       DATASET(val), &o, progress ? trampoline : NULL, &ctx,
-                                       &report);
-    free(dev);
+                                       DATASET(val), &o.unlearn, progress ? trampoline : NULL,
+                                       &ctx, &report);
+    free_strings(&strings);
     if (finish_run(env, &ctx, s)) {
         gradtau_report_free(report);
         return NULL;
@@ -661,33 +761,21 @@ JNIEXPORT jobject JNICALL Java_dev_gradtau_Native_unlearn(JNIEnv *env, jclass cl
 }
 
 JNIEXPORT jobject JNICALL Java_dev_gradtau_Native_train(JNIEnv *env, jclass cls, jlong model,
-                                                        jlong data, jlongArray ints,
-                                                        jfloatArray floats, jbyteArray device,
+                                                        jlong data, jbyteArray options,
+                                                        jobjectArray string_names,
+                                                        jobjectArray string_values,
                                                         jobject progress) {
     (void)cls;
-    jlong i[T_INTS];
-    jfloat f[TF_FLOATS];
-    if (read_longs(env, ints, i, T_INTS) || read_floats(env, floats, f, TF_FLOATS)) return NULL;
-    gradtau_train_options o;
-    if (check(env, gradtau_train_options_default(&o))) return NULL;
-    o.optimizer = (gradtau_optimizer)i[T_OPTIMIZER];
-    o.nesterov = i[T_NESTEROV] != 0;
-    o.epochs = (size_t)i[T_EPOCHS];
-    o.batch_size = (size_t)i[T_BATCH_SIZE];
-    o.seed = (uint64_t)i[T_SEED];
-    o.keep_partial = i[T_KEEP_PARTIAL] != 0;
-    o.lr = f[TF_LR];
-    o.weight_decay = f[TF_WEIGHT_DECAY];
-    o.momentum = f[TF_MOMENTUM];
-    o.clip_norm = f[TF_CLIP_NORM];
-    char *dev = NULL;
-    if (device != NULL && (dev = c_string(env, device, "device")) == NULL) return NULL;
-    o.device = dev;
+    any_options o;
+    option_strings strings;
+    if (read_options(env, "gradtau_train_options", options, string_names, string_values, &o,
+                     &strings))
+        return NULL;
     progress_ctx ctx = {env, progress, NULL, NULL, NULL};
     gradtau_report *report = NULL;
-    gradtau_status s = gradtau_train(MODEL(model), DATASET(data), &o,
+    gradtau_status s = gradtau_train(MODEL(model), DATASET(data), &o.train,
                                      progress ? trampoline : NULL, &ctx, &report);
-    free(dev);
+    free_strings(&strings);
     if (finish_run(env, &ctx, s)) {
         gradtau_report_free(report);
         return NULL;

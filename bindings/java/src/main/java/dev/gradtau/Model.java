@@ -344,11 +344,14 @@ public final class Model implements AutoCloseable {
     private Report runTrain(Dataset data, TrainOptions options, Progress progress) {
         Objects.requireNonNull(data, "data");
         Objects.requireNonNull(options, "options");
-        byte[] device = options.device() == null ? null : Native.cString(options.device(), "device");
+        OptionsStruct o = options.struct();
+        byte[] bytes = o.bytes();
+        String[] stringFields = o.stringFields();
+        byte[][] stringValues = o.stringValues();
         NativeHandle[] hs = {handle, data.handle()};
         long[] p = acquireAll(hs);
         try {
-            return Native.train(p[0], p[1], options.ints(), options.floats(), device, progress);
+            return Native.train(p[0], p[1], bytes, stringFields, stringValues, progress);
         } finally {
             releaseAll(hs);
             // The bound buffers (reachable from this) must outlive the native call.
@@ -358,11 +361,14 @@ public final class Model implements AutoCloseable {
 
     private Report runUnlearn(Dataset forget, Dataset retain, Dataset val, UnlearnOptions options,
             Progress progress) {
-        byte[] device = options.device() == null ? null : Native.cString(options.device(), "device");
+        OptionsStruct o = options.struct();
+        byte[] bytes = o.bytes();
+        String[] stringFields = o.stringFields();
+        byte[][] stringValues = o.stringValues();
         NativeHandle[] hs = {handle, forget.handle(), retain.handle(), val.handle()};
         long[] p = acquireAll(hs);
         try {
-            return Native.unlearn(p[0], p[1], p[2], p[3], options.ints(), options.floats(), device,
+            return Native.unlearn(p[0], p[1], p[2], p[3], bytes, stringFields, stringValues,
                     progress);
         } finally {
             releaseAll(hs);

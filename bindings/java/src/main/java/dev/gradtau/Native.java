@@ -128,15 +128,23 @@ final class Native {
 
     static native void modelInitWeights(long model, long seed);
 
-    static native void unlearnDefaults(int method, long[] ints, float[] floats);
+    /** {@code sizeof} the options struct called {@code struct}. */
+    static native long optionsSize(String struct);
 
-    static native void trainDefaults(long[] ints, float[] floats);
+    /** Every field of the options struct {@code struct}, in the header's order. */
+    static native OptionsStruct.Field[] optionFields(String struct);
 
-    static native Report unlearn(long model, long forget, long retain, long val, long[] ints,
-            float[] floats, byte[] device, Progress progress);
+    /**
+     * Fills {@code bytes} with {@code <struct>_default(arg, ...)}; returns the string fields it
+     * set as name/value pairs.
+     */
+    static native String[] optionsDefault(String struct, int arg, byte[] bytes);
 
-    static native Report train(long model, long data, long[] ints, float[] floats, byte[] device,
-            Progress progress);
+    static native Report unlearn(long model, long forget, long retain, long val, byte[] options,
+            String[] stringFields, byte[][] stringValues, Progress progress);
+
+    static native Report train(long model, long data, byte[] options, String[] stringFields,
+            byte[][] stringValues, Progress progress);
 
     static native AuditRow audit(long model, long retain, long forget, long test, long seed);
 

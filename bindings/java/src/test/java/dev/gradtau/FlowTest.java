@@ -33,7 +33,7 @@ class FlowTest {
             assertEquals(codes[i], want[i].code());
             assertEquals("GRADTAU_" + want[i].name(), Gradtau.statusName(codes[i]));
         }
-        assertEquals(Status.UNKNOWN, Status.fromCode(15));
+        assertEquals(Status.UNKNOWN, Status.fromCode(9999));
         assertEquals(Status.UNKNOWN, Status.fromCode(-1));
     }
 
@@ -102,6 +102,22 @@ class FlowTest {
             GradtauException e = org.junit.jupiter.api.Assertions.assertThrows(
                     GradtauException.class, v::labels);
             assertEquals(Status.INVALID_ARGUMENT, e.status());
+        }
+    }
+
+    /** An empty batch (NULL with length 0 in C) gives empty results, not NULL_POINTER. */
+    @Test
+    void emptyBatchGivesEmptyResults() {
+        try (Fixtures.HostModel h = Fixtures.HostModel.digits(1);
+                Digits.Split split = Digits.split(0);
+                Dataset empty = split.train().subset(new long[0]);
+                Dataset built = Dataset.ofClasses(new float[0], new long[] {0, 64}, new int[0])) {
+            for (Dataset d : new Dataset[] {empty, built}) {
+                assertEquals(0, d.size());
+                assertArrayEquals(new int[0], d.labels());
+                assertArrayEquals(new float[0], h.model.predict(d));
+                assertArrayEquals(new float[0], h.model.losses(d));
+            }
         }
     }
 
