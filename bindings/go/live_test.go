@@ -442,6 +442,18 @@ func TestInferWithoutLabels(t *testing.T) {
 	if _, err := m.Infer(in, n, OutputRaw); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Infer after Close: %v", err)
 	}
+	if _, err := m.Classify(in, n); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Classify after Close: %v", err)
+	}
+	if _, err := LoadDataset(m, "x.npy", "y.npy"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("LoadDataset with a closed model: %v", err)
+	}
+	if err := sub.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.Inputs(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Inputs after Close: %v", err)
+	}
 	if m.Threads() != 0 || !errors.Is(m.SetThreads(1), ErrClosed) || !errors.Is(m.SetPublishHook(nil), ErrClosed) {
 		t.Fatal("the thread cap or the hook of a closed model")
 	}
