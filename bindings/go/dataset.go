@@ -220,7 +220,7 @@ func (d *Dataset) Inputs() ([]float32, error) {
 	}
 	out := make([]float32, n)
 	err = call(op, func() C.gradtau_status {
-		return C.gradtau_dataset_inputs(ptr, floatPtr(out), C.size_t(len(out)))
+		return C.gradtau_dataset_inputs(ptr, outFloatPtr(out), C.size_t(len(out)))
 	})
 	runtime.KeepAlive(out)
 	runtime.KeepAlive(d)

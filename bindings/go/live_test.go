@@ -432,6 +432,14 @@ func TestInferWithoutLabels(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Close()
+	empty, err := copySet.Subset(nil)
+	if err != nil {
+		t.Fatalf("empty subset: %v", err)
+	}
+	defer empty.Close()
+	if in, err := empty.Inputs(); err != nil || in == nil || len(in) != 0 {
+		t.Fatalf("inputs of an empty set: %v, %v", in, err)
+	}
 	subIn, err := sub.Inputs()
 	if err != nil || !floatsEqual(subIn, append(append([]float32{}, in[128:192]...), in[:64]...)) {
 		t.Fatalf("subset inputs: %v", err)
