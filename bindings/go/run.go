@@ -45,8 +45,9 @@ type Progress struct {
 // error cancels the run: the call returns a StatusCancelled *Error whose Cause is that
 // error (errors.Is sees both), and the bound buffers stay bit-for-bit unchanged unless
 // KeepPartial. It may call the read methods of the same model (they see the weights from
-// before the run); its writing methods return StatusBusy. A panic is caught, cancels the run, and is re-raised once
-// gradtau has returned, so it never unwinds through gradtau's frames.
+// before the run); its writing methods return StatusBusy. A panic is caught, cancels the
+// run, and is re-raised once gradtau has returned, so it never unwinds through gradtau's
+// frames.
 type ProgressFunc func(Progress) error
 
 // Report is what a completed run did (copied out of the C report, which is freed at once).
