@@ -57,9 +57,11 @@ func NewBuffer(n int) (*Buffer, error) {
 func (b *Buffer) Len() int { return b.n }
 
 // Float32s is the buffer's memory as a slice, or nil after Close. The slice aliases C
-// memory: it must not be used after Close, and must not be written (or read, if a run may
-// write it) while a Train, Unlearn or InitWeights call on a model binding it is running.
-// The race detector cannot see gradtau's side of such a race.
+// memory: it must not be used after Close. It must not be written while any call on a
+// model binding it is in flight (reads copy it), and must not be read while a Train,
+// Unlearn or InitWeights on such a model may publish, unless the reader holds a lock that
+// the model's publish hook takes (see Model.SetPublishHook). The race detector cannot see
+// gradtau's side of such a race.
 func (b *Buffer) Float32s() []float32 {
 	b.mu.Lock()
 	defer b.mu.Unlock()

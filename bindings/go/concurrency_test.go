@@ -60,18 +60,28 @@ func TestConcurrentModels(t *testing.T) {
 	}
 }
 
-// TestBusy: while a run on a model waits inside its progress callback, every mutating
-// call on that model — from another goroutine or re-entered from the callback — gets
-// StatusBusy at once, Close refuses, and a different model is unaffected.
-func TestBusy(t *testing.T) {
+// TestWritersExclusiveReadsGoOn: while a run on a model waits inside its progress
+// callback, every writing call on that model, from another goroutine or re-entered from the
+// callback, gets StatusBusy at once and Close refuses; every read goes on, from another
+// goroutine and from the callback, and sees the weights from before the run.
+func TestWritersExclusiveReadsGoOn(t *testing.T) {
 	d := newDigits(t, 3)
 	m, w := newDigitsModel(t, 1)
 	other, _ := newDigitsModel(t, 2)
 	before := w.Snapshot()
+	logitsBefore, err := m.Predict(d.test)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inputs, err := d.test.Inputs()
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	inside := make(chan struct{})
 	proceed := make(chan struct{})
-	var reentrant, reentrantClose error
+	var reentrant, reentrantClose, reentrantReadErr error
+	var reentrantRead []float32
 	opts, _ := DefaultUnlearnOptions(MethodNablaTau)
 	opts.MaxSteps = 4
 	first := true
@@ -80,6 +90,7 @@ func TestBusy(t *testing.T) {
 			first = false
 			reentrant = m.InitWeights(9)
 			reentrantClose = m.Close()
+			reentrantRead, reentrantReadErr = m.Predict(d.test)
 			close(inside)
 			<-proceed
 		}
@@ -92,20 +103,42 @@ func TestBusy(t *testing.T) {
 	}()
 	<-inside
 
-	_, err := m.Unlearn(context.Background(), d.forget, d.retain, d.val, nil)
+	// Writers: refused at once.
+	_, err = m.Unlearn(context.Background(), d.forget, d.retain, d.val, nil)
 	wantStatus(t, err, StatusBusy)
-	_, err = m.Audit(d.retain, d.forget, d.test, 0)
+	_, err = m.Train(context.Background(), d.train, nil)
 	wantStatus(t, err, StatusBusy)
-	_, err = m.Predict(d.test)
-	wantStatus(t, err, StatusBusy)
-	_, err = m.Losses(d.forget)
-	wantStatus(t, err, StatusBusy)
+	wantStatus(t, m.InitWeights(3), StatusBusy)
 	wantStatus(t, m.Bind("0.bias", w.Buffer("0.bias")), StatusBusy)
+	wantStatus(t, m.UnbindAll(), StatusBusy)
+	wantStatus(t, m.SetPublishHook(func(PublishPhase) bool { return true }), StatusBusy)
 	wantStatus(t, m.Close(), StatusBusy)
 	wantStatus(t, d.forget.Close(), StatusBusy)
-	// Const queries run concurrently with the run.
+
+	// Reads: served, from the weights before the run.
+	if _, err := m.Audit(d.retain, d.forget, d.test, 0); err != nil {
+		t.Fatal(err)
+	}
+	logits, err := m.Predict(d.test)
+	if err != nil || !floatsEqual(logits, logitsBefore) {
+		t.Fatalf("Predict during the run: %v (equal to before: %v)", err, floatsEqual(logits, logitsBefore))
+	}
+	if _, err := m.Losses(d.forget); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := m.Infer(inputs, d.test.Len(), OutputRaw)
+	if err != nil || !floatsEqual(raw, logitsBefore) {
+		t.Fatalf("Infer during the run: %v", err)
+	}
+	if _, err := m.Classify(inputs, d.test.Len()); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := m.Params(); err != nil {
 		t.Fatal(err)
+	}
+	// The thread cap is a setting, allowed at any time.
+	if err := m.SetThreads(1); err != nil || m.Threads() != 1 {
+		t.Fatalf("SetThreads during a run: %v, cap %d", err, m.Threads())
 	}
 	if _, err := other.Audit(d.retain, d.forget, d.test, 0); err != nil {
 		t.Fatal(err)
@@ -119,14 +152,17 @@ func TestBusy(t *testing.T) {
 	}
 	wantStatus(t, reentrant, StatusBusy)
 	wantStatus(t, reentrantClose, StatusBusy)
+	if reentrantReadErr != nil || !floatsEqual(reentrantRead, logitsBefore) {
+		t.Fatalf("Predict from the progress callback: %v", reentrantReadErr)
+	}
 	if snapshotsEqual(before, w.Snapshot()) {
 		t.Fatal("the run did not write its result")
 	}
-	// Nothing is stuck: the model works again.
-	if _, err := m.Audit(d.retain, d.forget, d.test, 0); err != nil {
-		t.Fatal(err)
+	// Nothing is stuck: the writer side was released and the reads see the new model.
+	if logits, err := m.Predict(d.test); err != nil || floatsEqual(logits, logitsBefore) {
+		t.Fatalf("Predict after the run: %v", err)
 	}
-	if _, err := m.Predict(d.test); err != nil {
+	if err := m.InitWeights(9); err != nil {
 		t.Fatal(err)
 	}
 }

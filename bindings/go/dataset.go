@@ -21,10 +21,13 @@ type Dataset struct {
 	// Close can never free the set under a running call.
 	mu  sync.RWMutex
 	ptr *C.gradtau_dataset
+	// sample is the per-sample input shape, known to every constructor, which Inputs needs
+	// to size its result (the C ABI has no query for it). Immutable.
+	sample []int
 }
 
-func newDataset(ptr *C.gradtau_dataset) *Dataset {
-	d := &Dataset{ptr: ptr}
+func newDataset(ptr *C.gradtau_dataset, sample []int) *Dataset {
+	d := &Dataset{ptr: ptr, sample: append([]int{}, sample...)}
 	runtime.SetFinalizer(d, (*Dataset).Close)
 	return d
 }
@@ -50,7 +53,7 @@ func NewClassDataset(inputs []float32, shape []int, labels []int32) (*Dataset, e
 	if err != nil {
 		return nil, err
 	}
-	return newDataset(ptr), nil
+	return newDataset(ptr, sampleOf(shape)), nil
 }
 
 // NewValueDataset builds a set with float targets (for mse and bce_with_logits models);
@@ -78,7 +81,7 @@ func NewValueDataset(inputs []float32, shape []int, targets []float32, targetSha
 	if err != nil {
 		return nil, err
 	}
-	return newDataset(ptr), nil
+	return newDataset(ptr, sampleOf(shape)), nil
 }
 
 // DigitsSplit returns the embedded UCI digits data (1797 8x8 images in [0, 1], labels 0-9)
@@ -92,7 +95,67 @@ func DigitsSplit(seed uint64) (train, val, test *Dataset, err error) {
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return newDataset(tr), newDataset(va), newDataset(te), nil
+	sample, err := digitsSampleShape()
+	if err != nil {
+		C.gradtau_dataset_free(tr)
+		C.gradtau_dataset_free(va)
+		C.gradtau_dataset_free(te)
+		return nil, nil, nil, err
+	}
+	return newDataset(tr, sample), newDataset(va, sample), newDataset(te, sample), nil
+}
+
+var digitsSample struct {
+	sync.Once
+	shape []int
+	err   error
+}
+
+// digitsSampleShape is the input shape of DigitsMLPSpec, which DigitsSplit's samples have:
+// asked of the library once rather than written down a second time here.
+func digitsSampleShape() ([]int, error) {
+	digitsSample.Do(func() {
+		m, err := NewModel(DigitsMLPSpec())
+		if err != nil {
+			digitsSample.err = err
+			return
+		}
+		digitsSample.shape, digitsSample.err = m.InputShape()
+		_ = m.Close()
+	})
+	return digitsSample.shape, digitsSample.err
+}
+
+// LoadDataset reads a data set for m from files: inputs from inputsPath (.npy float32 or
+// float64 [N, InputShape()...], or an IDX image file, plain or gzip, scaled to [0, 1]) and
+// targets from targetsPath (class labels as .npy integers or an IDX label file for a
+// cross_entropy model; float .npy [N, OutputShape()...] otherwise). A file that cannot be
+// read or parsed is a StatusIO error naming it; samples that do not fit the model, or counts
+// that differ, StatusShape. A read of the model: allowed during a run on it.
+func LoadDataset(m *Model, inputsPath, targetsPath string) (*Dataset, error) {
+	const op = "dataset_load"
+	ptr, err := m.acquire(op)
+	if err != nil {
+		return nil, err
+	}
+	defer m.mu.RUnlock()
+	var s *C.size_t
+	var rank C.size_t
+	if err := call(op, func() C.gradtau_status { return C.gradtau_model_input_shape(ptr, &s, &rank) }); err != nil {
+		return nil, err
+	}
+	sample := goSizes(s, rank)
+	cx := C.CString(inputsPath)
+	defer C.free(unsafe.Pointer(cx))
+	cy := C.CString(targetsPath)
+	defer C.free(unsafe.Pointer(cy))
+	var out *C.gradtau_dataset
+	err = call(op, func() C.gradtau_status { return C.gradtau_dataset_load(ptr, cx, cy, &out) })
+	runtime.KeepAlive(m)
+	if err != nil {
+		return nil, err
+	}
+	return newDataset(out, sample), nil
 }
 
 // acquire pins the set open for one C call; release with d.mu.RUnlock.
@@ -142,6 +205,31 @@ func (d *Dataset) Labels() ([]int32, error) {
 	return labels, nil
 }
 
+// Inputs copies the inputs of every sample, row-major [Len(), sample shape...]: the
+// samples of a set (the embedded digits, say) reused as unlabelled requests for Infer.
+func (d *Dataset) Inputs() ([]float32, error) {
+	const op = "dataset_inputs"
+	ptr, err := d.acquire(op)
+	if err != nil {
+		return nil, err
+	}
+	defer d.mu.RUnlock()
+	n, err := product(op, "the inputs of the set", int(C.gradtau_dataset_len(ptr)), d.sample)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]float32, n)
+	err = call(op, func() C.gradtau_status {
+		return C.gradtau_dataset_inputs(ptr, outFloatPtr(out), C.size_t(len(out)))
+	})
+	runtime.KeepAlive(out)
+	runtime.KeepAlive(d)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // Subset returns a new set with the samples at indices (copied, in that order; repeats
 // allowed).
 func (d *Dataset) Subset(indices []int) (*Dataset, error) {
@@ -164,7 +252,7 @@ func (d *Dataset) Subset(indices []int) (*Dataset, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newDataset(out), nil
+	return newDataset(out, d.sample), nil
 }
 
 // Close frees the set. It returns a StatusBusy error, and frees nothing, while another
@@ -184,6 +272,14 @@ func (d *Dataset) Close() error {
 		afterCall()
 	}
 	return nil
+}
+
+// sampleOf is the per-sample part of a data set shape [N, ...].
+func sampleOf(shape []int) []int {
+	if len(shape) == 0 {
+		return nil
+	}
+	return shape[1:]
 }
 
 // sizes converts Go ints to size_t, refusing negative values before they wrap around.

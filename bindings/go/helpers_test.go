@@ -153,3 +153,16 @@ func crossEntropy(logits []float32, label int) float64 {
 	}
 	return top + math.Log(sum) - float64(logits[label])
 }
+
+// floatsEqual compares bit for bit (a NaN equals itself, 0 and -0 differ).
+func floatsEqual(a, b []float32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+			return false
+		}
+	}
+	return true
+}

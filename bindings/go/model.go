@@ -15,21 +15,49 @@ import (
 // Model is an architecture compiled from a JSON spec plus the buffers bound to its
 // parameters.
 //
-// Concurrency: any number of goroutines may call methods on one Model. gradtau runs the
-// calls that use the bound buffers (Bind, UnbindAll, InitWeights, Train, Unlearn, Audit,
-// Predict, Losses) one at a time per model: a second one while another runs returns a
-// StatusBusy error at once instead of waiting. Different models run in parallel.
+// Concurrency: a Model serves while it learns.
+//   - Reads (Infer, Classify, Predict, Losses, Audit, LoadDataset and the queries Params,
+//     ParamIndex, InputShape, OutputShape, Loss, Threads) may run on any number of
+//     goroutines at once, each with its own scratch memory, also while a run is in
+//     progress on the same model.
+//   - Train and Unlearn compute on a private copy of the weights, so reads during a run see
+//     the weights from before it, and publish the result at the end, atomically: a read
+//     sees the old model or the new one, never a mix.
+//   - Writers (Train, Unlearn, Bind, UnbindAll, InitWeights, SetPublishHook) run one at a
+//     time per model: a second one returns a StatusBusy error at once instead of waiting;
+//     reads never get StatusBusy.
+//   - Neither side starves the other: reads hold the model only while they copy the
+//     weights, and a waiting publish holds off new reads for the length of one copy.
+//   - A host whose own engine reads the bound buffers publishes safely with SetPublishHook
+//     (take its lock at PublishPhaseBegin, release it at PublishPhaseEnd), or by double
+//     buffering: bind a second copy of the weights, unlearn into it, then swap its own
+//     pointer when the call returns.
+//   - SetThreads caps the CPU threads of every call on a model (by default each call may
+//     use every core), so a run can be given one core while serving keeps the others.
+//   - Close returns a StatusBusy error, and frees nothing, while any other call on the model
+//     is in flight.
+//
+// Different models are independent and may be trained or unlearned in parallel.
 type Model struct {
 	// mu is held for reading around every C call that uses ptr and for writing by Close,
 	// so Close can never free the model under a running call. Close only tries the lock
-	// (and reports busy), so a progress callback that closes its own model cannot deadlock.
+	// (and reports busy), so a callback that closes its own model cannot deadlock, and no
+	// goroutine ever waits for mu's write side, so readers never queue behind it.
 	mu  sync.RWMutex
 	ptr *C.gradtau_model
 
+	// writeMu is held by the one writing call in flight. gradtau refuses a second writer
+	// itself; the Go side takes the same exclusion first because its own state changes
+	// with the writer: which Buffers are bound (Bind must record them in the order gradtau
+	// applied them) and which publish hook is installed (its handle may only be deleted once
+	// no run can call it). A writer only tries it, so a second one gets StatusBusy at once,
+	// as from gradtau.
+	writeMu sync.Mutex
 	// bound holds a reference to every Buffer gradtau has the pointer of, so that memory
-	// stays allocated while gradtau may touch it.
-	bindMu sync.Mutex
-	bound  map[string]*Buffer
+	// stays allocated while gradtau may touch it. Guarded by writeMu (or mu's write side).
+	bound map[string]*Buffer
+	// hook is the installed publish hook (see SetPublishHook). Guarded like bound.
+	hook *publishHook
 }
 
 // ParamInfo describes one parameter (or buffer, such as a batchnorm running mean).
@@ -85,6 +113,29 @@ func (m *Model) acquire(op string) (*C.gradtau_model, error) {
 		return nil, ErrClosed
 	}
 	return m.ptr, nil
+}
+
+// acquireWrite pins the model open and takes its writer side for one writing call; the
+// returned func releases both, then re-raises a panic of the publish hook (which ran on this
+// goroutine, inside the C call, where it could not unwind).
+func (m *Model) acquireWrite(op string) (*C.gradtau_model, func(), error) {
+	ptr, err := m.acquire(op)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !m.writeMu.TryLock() {
+		m.mu.RUnlock()
+		return nil, nil, busy(op, "another writing call (Train, Unlearn, Bind, UnbindAll, "+
+			"InitWeights, SetPublishHook) is running on the model")
+	}
+	return ptr, func() {
+		hookPanic := m.hook.takePanic()
+		m.writeMu.Unlock()
+		m.mu.RUnlock()
+		if hookPanic != nil {
+			panic(hookPanic.value)
+		}
+	}, nil
 }
 
 // Params describes every parameter, in spec order.
@@ -180,28 +231,25 @@ func (m *Model) Loss() (string, error) {
 }
 
 // Bind lends buf as the parameter name; binding a name again replaces the earlier buffer.
-// gradtau reads it during InitWeights, Train, Unlearn and Audit and writes it only when
-// such a call succeeds. A wrong length or unknown name is a StatusBinding error.
+// gradtau reads it during the read calls and once at the start of a run, and writes it
+// only when Train, Unlearn or InitWeights publishes its result. A wrong length or unknown
+// name is a StatusBinding error. A writing call.
 func (m *Model) Bind(name string, buf *Buffer) error {
 	const op = "model_bind"
 	if buf == nil {
 		return &Error{Status: StatusNullPointer, Op: op, Message: "nil *Buffer"}
 	}
-	ptr, err := m.acquire(op)
+	ptr, done, err := m.acquireWrite(op)
 	if err != nil {
 		return err
 	}
-	defer m.mu.RUnlock()
+	defer done()
 	data, err := buf.acquire()
 	if err != nil {
 		return err
 	}
 	cname := C.CString(name)
 	defer C.free(unsafe.Pointer(cname))
-	// Held across the C call so that two concurrent Binds of one name cannot record their
-	// buffers in the opposite order from the one gradtau applied.
-	m.bindMu.Lock()
-	defer m.bindMu.Unlock()
 	err = call(op, func() C.gradtau_status {
 		// A zero-length Buffer passes NULL, which gradtau_model_bind refuses with
 		// StatusNullPointer (no parameter is empty, so nothing legitimate is lost).
@@ -219,16 +267,14 @@ func (m *Model) Bind(name string, buf *Buffer) error {
 	return nil
 }
 
-// UnbindAll makes gradtau forget every bound buffer.
+// UnbindAll makes gradtau forget every bound buffer. A writing call.
 func (m *Model) UnbindAll() error {
 	const op = "model_unbind_all"
-	ptr, err := m.acquire(op)
+	ptr, done, err := m.acquireWrite(op)
 	if err != nil {
 		return err
 	}
-	defer m.mu.RUnlock()
-	m.bindMu.Lock()
-	defer m.bindMu.Unlock()
+	defer done()
 	err = call(op, func() C.gradtau_status { return C.gradtau_model_unbind_all(ptr) })
 	runtime.KeepAlive(m)
 	if err != nil {
@@ -272,22 +318,24 @@ func (m *Model) NewWeights() (*Weights, error) {
 	return w, nil
 }
 
-// InitWeights writes PyTorch's default initialisation (seeded) into every bound buffer.
+// InitWeights writes PyTorch's default initialisation (seeded) into every bound buffer,
+// published like the result of a run (through the publish hook, if one is set). A writing
+// call.
 func (m *Model) InitWeights(seed uint64) error {
 	const op = "model_init_weights"
-	ptr, err := m.acquire(op)
+	ptr, done, err := m.acquireWrite(op)
 	if err != nil {
 		return err
 	}
-	defer m.mu.RUnlock()
+	defer done()
 	err = call(op, func() C.gradtau_status { return C.gradtau_model_init_weights(ptr, C.uint64_t(seed)) })
 	runtime.KeepAlive(m)
 	return err
 }
 
-// Close frees the model and drops its references to the bound buffers (the host's data in
-// them is untouched). While another call on the model is running it returns a StatusBusy
-// error and frees nothing; a second Close is a no-op.
+// Close frees the model, drops its references to the bound buffers (the host's data in
+// them is untouched) and forgets its publish hook. While another call on the model is
+// running it returns a StatusBusy error and frees nothing; a second Close is a no-op.
 func (m *Model) Close() error {
 	if m == nil {
 		return nil
@@ -302,12 +350,46 @@ func (m *Model) Close() error {
 	C.gradtau_model_free(m.ptr)
 	m.ptr = nil
 	runtime.SetFinalizer(m, nil)
-	// Only after the free: until then gradtau holds the pointers.
-	m.bindMu.Lock()
+	// Only after the free: until then gradtau holds the pointers. mu's write side excludes
+	// every writer, so bound and hook need no other lock here.
 	m.releaseBindings()
-	m.bindMu.Unlock()
+	m.hook.delete()
+	m.hook = nil
 	afterCall()
 	return nil
+}
+
+// SetThreads caps the CPU threads of every later call on the model (Train, Unlearn,
+// InitWeights and the reads); 0, the default, means no cap: every core, or
+// MATMUL_NUM_THREADS when set. A call already running keeps its cap. Allowed at any time,
+// also while other calls run, so a service can give a run one core and keep the others
+// for serving.
+func (m *Model) SetThreads(n int) error {
+	const op = "model_set_threads"
+	if n < 0 {
+		return invalid(op, "the thread cap is negative (%d)", n)
+	}
+	ptr, err := m.acquire(op)
+	if err != nil {
+		return err
+	}
+	defer m.mu.RUnlock()
+	err = call(op, func() C.gradtau_status { return C.gradtau_model_set_threads(ptr, C.size_t(n)) })
+	runtime.KeepAlive(m)
+	return err
+}
+
+// Threads is the cap set by SetThreads (0: none), or 0 after Close.
+func (m *Model) Threads() int {
+	ptr, err := m.acquire("model_threads")
+	if err != nil {
+		return 0
+	}
+	defer m.mu.RUnlock()
+	n := int(C.gradtau_model_threads(ptr))
+	runtime.KeepAlive(m)
+	afterCall()
+	return n
 }
 
 func goSizes(p *C.size_t, n C.size_t) []int {

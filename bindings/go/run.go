@@ -44,9 +44,10 @@ type Progress struct {
 // ProgressFunc is called after every step, on the goroutine that made the call. A non-nil
 // error cancels the run: the call returns a StatusCancelled *Error whose Cause is that
 // error (errors.Is sees both), and the bound buffers stay bit-for-bit unchanged unless
-// KeepPartial. It must not call Train, Unlearn, InitWeights, Bind or Audit on the same model
-// (they return StatusBusy). A panic is caught, cancels the run, and is re-raised once
-// gradtau has returned, so it never unwinds through gradtau's frames.
+// KeepPartial. It may call the read methods of the same model (they see the weights from
+// before the run); its writing methods return StatusBusy. A panic is caught, cancels the
+// run, and is re-raised once gradtau has returned, so it never unwinds through gradtau's
+// frames.
 type ProgressFunc func(Progress) error
 
 // Report is what a completed run did (copied out of the C report, which is freed at once).
@@ -263,11 +264,11 @@ func acquireSets(op string, names []string, sets []*Dataset) ([]*C.gradtau_datas
 // run at the next step boundary (the error then has Cause ctx.Err()).
 func (m *Model) Unlearn(ctx context.Context, forget, retain, val *Dataset, opts *UnlearnOptions) (Report, error) {
 	const op = "unlearn"
-	ptr, err := m.acquire(op)
+	ptr, done, err := m.acquireWrite(op)
 	if err != nil {
 		return Report{}, err
 	}
-	defer m.mu.RUnlock()
+	defer done()
 	sets, release, err := acquireSets(op, []string{"forget", "retain", "val"}, []*Dataset{forget, retain, val})
 	if err != nil {
 		return Report{}, err
@@ -297,11 +298,11 @@ func (m *Model) Unlearn(ctx context.Context, forget, retain, val *Dataset, opts 
 // reference). Buffers, cancellation and errors as in Unlearn; opts nil means the defaults.
 func (m *Model) Train(ctx context.Context, data *Dataset, opts *TrainOptions) (Report, error) {
 	const op = "train"
-	ptr, err := m.acquire(op)
+	ptr, done, err := m.acquireWrite(op)
 	if err != nil {
 		return Report{}, err
 	}
-	defer m.mu.RUnlock()
+	defer done()
 	sets, release, err := acquireSets(op, []string{"data"}, []*Dataset{data})
 	if err != nil {
 		return Report{}, err
