@@ -22,7 +22,10 @@ import dev.gradtau.UnlearnOptions;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
+import java.net.HttpURLConnection;
 import java.net.InetSocketAddress;
+import java.net.URI;
+import java.net.URL;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
@@ -43,6 +46,8 @@ public final class Server {
     private static final int VALIDATION = 2000;
     /** Request threads: a few predicting clients, the unlearning request and the odd query. */
     private static final int HTTP_THREADS = 8;
+    /** Requests the service sends itself before it reports ready (see warmUp). */
+    private static final int WARM_UP_REQUESTS = 3000;
 
     private final Model model;
     // The weights, owned here and lent to gradtau; the byte views are what /weights_hash reads.
@@ -265,8 +270,33 @@ public final class Server {
             }
         });
         server.start();
+        warmUp(port);
         System.out.println("listening on " + port);
         System.out.flush();
+    }
+
+    /**
+     * Sends the service a few thousand requests of its own before it reports that it is ready,
+     * so that the JIT has compiled the request path (the HTTP server's and this class's) before
+     * clients arrive: a JVM service's readiness step, like a load balancer's warm-up.
+     */
+    private static void warmUp(int port) throws IOException {
+        URL url = URI.create("http://127.0.0.1:" + port + "/predict").toURL();
+        byte[] body = Integer.toString(VALIDATION).getBytes(StandardCharsets.UTF_8);
+        for (int i = 0; i < WARM_UP_REQUESTS; i++) {
+            HttpURLConnection c = (HttpURLConnection) url.openConnection();
+            c.setRequestMethod("POST");
+            c.setDoOutput(true);
+            try (OutputStream out = c.getOutputStream()) {
+                out.write(body);
+            }
+            try (InputStream in = c.getInputStream()) {
+                in.readAllBytes(); // read fully, so that the connection is kept alive and reused
+            }
+            if (c.getResponseCode() != 200) {
+                throw new IOException("warm-up request answered " + c.getResponseCode());
+            }
+        }
     }
 
     private static String need(String value, String flag) {
