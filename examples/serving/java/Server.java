@@ -97,8 +97,9 @@ public final class Server {
         model.initWeights(1);
         model.train(train, TrainOptions.builder().epochs(3).seed(1).build());
         train.close();
-        // Training at start-up had every core (nobody was served yet); from now on a run gets
-        // runThreads of them and serving keeps the rest.
+        // Training at start-up had every core (nobody was served yet). From now on every call on
+        // the model, the unlearning run as each prediction, uses at most runThreads cores, so a
+        // run leaves the others to serving.
         model.setThreads(runThreads);
     }
 
