@@ -110,7 +110,12 @@ fn the_documented_library_file_names_follow_cargo_toml_and_the_abi() {
     let header = read("include/gradtau.h");
     let abi = versions_after(&header, "#define GRADTAU_ABI_VERSION ");
     assert_eq!(abi.len(), 1, "GRADTAU_ABI_VERSION in include/gradtau.h");
-    for doc in ["README.md", "docs/C_AND_CPP.md"] {
+    for doc in [
+        "README.md",
+        "docs/C_AND_CPP.md",
+        "bindings/go/README.md",
+        "bindings/java/README.md",
+    ] {
         let text = read(doc);
         for found in versions_after(&text, "libgradtau.so.") {
             match found.matches('.').count() {
