@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""JAX side of the benchmark (see src/bin/gradtau-bench.rs and scripts/bench_torch_cpu.py).
+"""JAX side of the benchmark (see crates/gradtau-bench/src/main.rs and scripts/bench_torch_cpu.py).
 
 Same models, shapes, initialisation scheme and optimizer (AdamW, lr 1e-3, weight decay 0.01,
 PyTorch's formulation), on the CPU. Each step is one jit-compiled function (forward, backward

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch side of the training-step benchmark (see src/bin/gradtau-bench.rs).
+"""PyTorch side of the training-step benchmark (see crates/gradtau-bench/src/main.rs).
 
 Same models, shapes, initialisation scheme and optimizer (AdamW, lr 1e-3, weight decay 0.01)
 as the Rust side, on the CPU with a fixed number of threads. Prints one JSON object per line:

@@ -48,6 +48,9 @@ scripts/test-go.sh
 step "Java: JNI glue + JUnit 5 (Maven Surefire)"
 scripts/test-java.sh
 
+step "Packaging: install to a fresh prefix; C (pkg-config), C++ (CMake), Go and Maven projects outside the repository"
+scripts/test-packaging.sh
+
 step "MIA logistic regression vs scikit-learn"
 if python3 -c 'import sklearn, numpy' 2>/dev/null; then
   python3 scripts/check_mia_sklearn.py

@@ -25,7 +25,9 @@ scripts/check-bindings.sh
 step "cargo build --release --lib"
 cargo build --release --lib
 
-export GOFLAGS=-mod=mod GOTOOLCHAIN=local GOPROXY=off CGO_ENABLED=1
+# -tags gradtau_devtree: link this checkout's cargo build, not an installed gradtau.pc (the
+# installed package is tested from outside the repository by scripts/test-packaging.sh).
+export GOFLAGS="-mod=mod -tags=gradtau_devtree" GOTOOLCHAIN=local GOPROXY=off CGO_ENABLED=1
 # The package's own #cgo flags point at $ROOT/target/release; this adds the actual target
 # dir (a CARGO_TARGET_DIR elsewhere) in front of it.
 export CGO_LDFLAGS="-L$LIB -Wl,-rpath,$LIB ${CGO_LDFLAGS:-}"
@@ -38,13 +40,13 @@ if [ -n "$unformatted" ]; then
   exit 1
 fi
 go vet ./...
-go vet -tags gradtau_gcdebug ./...
+go vet -tags gradtau_devtree,gradtau_gcdebug ./...
 
 step "go test -race (GODEBUG=cgocheck=1)"
 GODEBUG=cgocheck=1 go test -race -count=1 ./...
 
 step "go test -race -tags gradtau_gcdebug (GC after every C call)"
-GODEBUG=cgocheck=1 go test -race -count=1 -tags gradtau_gcdebug ./...
+GODEBUG=cgocheck=1 go test -race -count=1 -tags gradtau_devtree,gradtau_gcdebug ./...
 
 echo
 echo "test-go: ok"

@@ -1,3 +1,3 @@
-module github.com/gradtau/gradtau-go
+module github.com/gradtau/gradtau/bindings/go
 
 go 1.21

@@ -1,11 +1,12 @@
-//go:build gradtau_pkgconfig
+//go:build !gradtau_devtree
 
 package gradtau
 
-// Linking against an installed package: with -tags gradtau_pkgconfig the flags come from
-// gradtau.pc, so set PKG_CONFIG_PATH=/opt/gradtau/lib/pkgconfig. The Rust library has no
-// SONAME; add CGO_LDFLAGS="-Wl,-rpath,/opt/gradtau/lib" (or ship libgradtau.so next to the
-// binary) so the program finds it at run time.
+// Linking against an installed gradtau (the default): the flags come from gradtau.pc, so
+// PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig is all a user sets. gradtau.pc carries an rpath to
+// its lib/ folder, so the program finds libgradtau.so.<abi> at run time without
+// LD_LIBRARY_PATH. Inside a checkout, -tags gradtau_devtree links the cargo build instead
+// (link_devtree.go).
 
 /*
 #cgo pkg-config: gradtau

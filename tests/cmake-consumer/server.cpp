@@ -1,4 +1,6 @@
-// The C++ consumer: binds its own weight vectors, trains briefly, unlearns, audits.
+// A C++ "server" built against an installed gradtau package with find_package, from outside
+// the repository: it binds its own weight vectors, trains on the embedded digits data,
+// removes class 3 with ∇τ and checks the audit.
 #include <gradtau.hpp>
 
 #include <cstdio>
@@ -14,24 +16,31 @@ int main() {
             weights.emplace_back(p.numel);
             model.bind(p.name, weights.back());
         }
-        model.init_weights(0);
-        auto data = gradtau::digits_split(0);
+        model.init_weights(1);
+        auto data = gradtau::digits_split(3);
         auto train = gradtau::train_options();
-        train.epochs = 3;
+        train.epochs = 25;
+        train.seed = 1;
         model.train(data.train, train);
         std::vector<std::size_t> forget_idx, retain_idx;
-        for (std::size_t i = 0; i < data.train.size(); i++)
-            (i < 60 ? forget_idx : retain_idx).push_back(i);
+        auto labels = data.train.labels();
+        for (std::size_t i = 0; i < labels.size(); i++)
+            (labels[i] == 3 ? forget_idx : retain_idx).push_back(i);
         auto forget = data.train.subset(forget_idx), retain = data.train.subset(retain_idx);
+        auto before = model.audit(retain, forget, data.test);
         auto opts = gradtau::unlearn_options();
-        opts.device = "cpu";
-        opts.max_steps = 4;
+        opts.seed = 3;
         auto report = model.unlearn(forget, retain, data.val, opts);
-        auto row = model.audit(retain, forget, data.test);
-        std::printf("gradtau %s: %zu steps, retain accuracy %.3f, weights[0][0] = %f\n",
-                    gradtau::version().c_str(), report.steps(), row.retain_accuracy,
-                    static_cast<double>(weights[0][0]));
-        return report.steps() == 4 && row.retain_accuracy > 0.5 ? 0 : 1;
+        auto after = model.audit(retain, forget, data.test);
+        std::printf("gradtau %s (C++): %zu steps; forget accuracy %.3f -> %.3f, retain %.3f -> %.3f, "
+                    "MIA (loss) %.3f\n",
+                    gradtau::version().c_str(), report.steps(), before.forget_accuracy,
+                    after.forget_accuracy, before.retain_accuracy, after.retain_accuracy,
+                    after.mia_loss);
+        bool ok = before.forget_accuracy > 0.95 && before.retain_accuracy > 0.95 &&
+                  after.forget_accuracy < 0.2 && after.retain_accuracy > 0.9 && report.steps() > 0;
+        if (!ok) std::fprintf(stderr, "the audit does not show class 3 forgotten and the rest kept\n");
+        return ok ? 0 : 1;
     } catch (const gradtau::Error &e) {
         std::fprintf(stderr, "gradtau error: %s\n", e.what());
         return 1;

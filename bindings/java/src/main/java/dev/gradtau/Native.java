@@ -25,7 +25,7 @@ final class Native {
             if (!path.isEmpty()) {
                 System.load(path);
             } else {
-                System.loadLibrary("gradtau_jni");
+                NativeLoader.load();
             }
         } catch (UnsatisfiedLinkError | SecurityException e) {
             String where = path.isEmpty()

@@ -413,8 +413,8 @@ const UNLEARN_VAL: usize = 2000;
 /// examples/fashion_reproduction.rs).
 fn spec(model: &str) -> &'static str {
     match model {
-        "mlp" => include_str!("../../data/specs/fashion_mlp.json"),
-        _ => include_str!("../../data/specs/fashion_cnn.json"),
+        "mlp" => include_str!("../../../data/specs/fashion_mlp.json"),
+        _ => include_str!("../../../data/specs/fashion_cnn.json"),
     }
 }
 

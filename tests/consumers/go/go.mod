@@ -1,0 +1,3 @@
+module example.com/gradtau-consumer
+
+go 1.21
