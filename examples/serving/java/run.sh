@@ -1,21 +1,20 @@
 #!/usr/bin/env bash
-# Builds what the Java example service needs from this checkout when it is missing or out of
-# date (libgradtau.so, the JNI glue next to it, the binding's jar, Server.class), then runs the
-# service with the arguments given (--port P ...). Build output goes to stderr; the service's
-# stdout carries "listening on P".
+# Builds the Java example service the way a user outside this repository would: gradtau
+# installed from this checkout (into target/serving-prefix, the README's "Install" commands,
+# shared with the C++ service), the binding's jar with both native libraries inside, and
+# Server.java compiled against that jar alone; then runs the service with the arguments given
+# (--port P ...). Each step is skipped when its output is newer than its inputs. Build output
+# goes to stderr; the service's stdout carries "listening on P".
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
+[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 case "$TARGET" in /*) ;; *) TARGET=$ROOT/$TARGET ;; esac
-LIB=$TARGET/release
+PREFIX=$TARGET/serving-prefix
 BINDING=$ROOT/bindings/java
 CLASSES=$TARGET/serving-java
 
-if [ -z "${JAVA_HOME:-}" ]; then
-  JAVA_HOME=$(dirname "$(dirname "$(readlink -f "$(command -v javac)")")")
-fi
-
-# Whether $1 is missing or older than any of the other paths (files or folders of sources).
+# Whether $1 is missing or older than any file under the other paths.
 stale() {
   local out=$1
   shift
@@ -24,18 +23,14 @@ stale() {
 }
 
 {
-  [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
-  (cd "$ROOT" && CARGO_TARGET_DIR=$TARGET cargo build --release --lib)
-  if stale "$LIB/libgradtau_jni.so" "$BINDING/src/main/c" "$ROOT/include/gradtau.h" "$LIB/libgradtau.so"; then
-    gcc -std=c11 -O2 -Wall -Wextra -Werror -fPIC -shared \
-      -I"$ROOT/include" -I"$JAVA_HOME/include" -I"$JAVA_HOME/include/linux" \
-      "$BINDING/src/main/c/gradtau_jni.c" -o "$LIB/libgradtau_jni.so" \
-      -L"$LIB" -lgradtau -Wl,-rpath,'$ORIGIN'
-  fi
+  cmake -S "$ROOT/cmake" -B "$TARGET/serving-package" -DGRADTAU_CARGO_TARGET_DIR="$TARGET" >/dev/null
+  cmake --build "$TARGET/serving-package"
+  cmake --install "$TARGET/serving-package" --prefix "$PREFIX" >/dev/null
   jar=$(ls -t "$BINDING"/target/gradtau-*.jar 2>/dev/null | head -n 1 || true)
-  if [ -z "$jar" ] || stale "$jar" "$BINDING/src/main" "$BINDING/pom.xml"; then
+  if [ -z "$jar" ] || stale "$jar" "$BINDING/src/main" "$BINDING/pom.xml" "$PREFIX/lib"; then
     # shellcheck disable=SC2086
-    mvn -q -B ${MAVEN_ARGS:-} -f "$BINDING/pom.xml" package -DskipTests
+    mvn -q -B ${MAVEN_ARGS:-} -f "$BINDING/pom.xml" package -DskipTests \
+      -Dgradtau.native.dir="$PREFIX/lib"
     jar=$(ls -t "$BINDING"/target/gradtau-*.jar | head -n 1)
   fi
   if stale "$CLASSES/Server.class" "$ROOT/examples/serving/java/Server.java" "$jar"; then
@@ -44,5 +39,5 @@ stale() {
   fi
 } 1>&2
 
-exec java -Dgradtau.jni.path="$LIB/libgradtau_jni.so" -cp "$jar:$CLASSES" Server \
-  --spec "$ROOT/data/specs/fashion_mlp.json" "$@"
+cd "$ROOT"
+exec java -cp "$jar:$CLASSES" Server --spec "$ROOT/data/specs/fashion_mlp.json" "$@"
