@@ -48,6 +48,9 @@ scripts/test-go.sh
 step "Java: JNI glue + JUnit 5 (Maven Surefire)"
 scripts/test-java.sh
 
+step "Serving: C++, Go and Java example services predicting while the model unlearns (load driver)"
+scripts/test-serving.sh
+
 step "Packaging: install to a fresh prefix; C (pkg-config), C++ (CMake), Go and Maven projects outside the repository"
 scripts/test-packaging.sh
 

@@ -22,8 +22,19 @@ for s in "${services[@]}"; do
   run=examples/serving/$s/run.sh
   [ -x "$run" ] || { echo "no $run"; exit 1; }
   printf '\n-- %s service\n' "$s"
-  python3 examples/serving/load_driver.py --service "$run" --service-arg --data \
-    --service-arg "$DATA" --json "$OUT/$s.json"
+  python3 examples/serving/load_driver.py --service "$run" --service-arg=--data \
+    --service-arg="$DATA" --idle "${SERVING_IDLE:-12}" --after "${SERVING_AFTER:-8}" \
+    --json "$OUT/$s.json"
   ran=$((ran + 1))
 done
+# The three services run the same computation through three bindings: the same weights.
+files=()
+for s in "${services[@]}"; do files+=("$OUT/$s.json"); done
+hashes=$(python3 -c 'import json, sys; print(" ".join(json.load(open(f))["weights_hash"] for f in sys.argv[1:]))' \
+  "${files[@]}")
+echo "unlearned weights per service (${services[*]}): $hashes"
+if [ "$(tr ' ' '\n' <<<"$hashes" | sort -u | wc -l)" != 1 ]; then
+  echo "the services' unlearned weights differ" >&2
+  exit 1
+fi
 echo "serving examples: $ran passed, 0 failed"

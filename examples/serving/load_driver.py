@@ -261,6 +261,7 @@ def main():
             phases["during"]["p99_ms"] / max(phases["before"]["p99_ms"], 1e-9), 3),
         "unlearn_loaded_over_idle": round(report["seconds"] / max(idle["seconds"], 1e-9), 3),
         "weights_equal_to_idle_run": idle["weights_hash"] == report["weights_hash"],
+        "weights_hash": report["weights_hash"],
     }
     print(f"{args.service}: {len(records)} predictions, {counts['errors']} errors, "
           f"{counts['busy']} busy, {counts['torn']} torn "

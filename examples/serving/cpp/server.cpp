@@ -159,7 +159,7 @@ public:
     /// FNV-1a 64 over the bytes of every weight buffer, in parameter order. Called when no
     /// run publishes (after /unlearn returned), so the buffers are stable.
     std::string weights_hash() const {
-        std::uint64_t h = 1469598103934665603ull;
+        std::uint64_t h = 14695981039346656037ull;
         for (const auto &w : weights_) {
             const auto *b = reinterpret_cast<const unsigned char *>(w.data());
             for (std::size_t i = 0; i < w.size() * sizeof(float); i++) {

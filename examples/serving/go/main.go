@@ -1,6 +1,6 @@
 // Command gradtau-serving is a net/http inference service that keeps answering while its
 // model unlearns (the protocol is in examples/serving/README.md). It is written the way a
-// user of the Go package would write it: the public API of github.com/gradtau/gradtau-go
+// user of the Go package would write it: the public API of github.com/gradtau/gradtau/bindings/go
 // and the standard library only.
 //
 // One *gradtau.Model serves every request goroutine: predictions are gradtau reads and run
@@ -28,7 +28,7 @@ import (
 	"sync"
 	"time"
 
-	gradtau "github.com/gradtau/gradtau-go"
+	gradtau "github.com/gradtau/gradtau/bindings/go"
 )
 
 type config struct {

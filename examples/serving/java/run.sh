@@ -7,12 +7,9 @@
 # goes to stderr; the service's stdout carries "listening on P".
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
-[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-case "$TARGET" in /*) ;; *) TARGET=$ROOT/$TARGET ;; esac
-PREFIX=$TARGET/serving-prefix
+PREFIX=$("$ROOT/examples/serving/install.sh")
 BINDING=$ROOT/bindings/java
-CLASSES=$TARGET/serving-java
+CLASSES=$(dirname "$PREFIX")/serving-java
 
 # Whether $1 is missing or older than any file under the other paths.
 stale() {
@@ -23,9 +20,6 @@ stale() {
 }
 
 {
-  cmake -S "$ROOT/cmake" -B "$TARGET/serving-package" -DGRADTAU_CARGO_TARGET_DIR="$TARGET" >/dev/null
-  cmake --build "$TARGET/serving-package"
-  cmake --install "$TARGET/serving-package" --prefix "$PREFIX" >/dev/null
   jar=$(ls -t "$BINDING"/target/gradtau-*.jar 2>/dev/null | head -n 1 || true)
   if [ -z "$jar" ] || stale "$jar" "$BINDING/src/main" "$BINDING/pom.xml" "$PREFIX/lib"; then
     # shellcheck disable=SC2086
