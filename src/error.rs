@@ -44,6 +44,11 @@ pub enum Error {
     /// A CUDA driver, NVRTC or cuBLAS call failed.
     #[error("cuda: {0}")]
     Cuda(String),
+
+    /// The run would need more memory than its budget allows (or than the address space
+    /// holds), or an allocation could not be made; names the node and the bytes.
+    #[error("resource limit: {0}")]
+    ResourceLimit(String),
 }
 
 impl Error {

@@ -267,6 +267,7 @@ unsafe fn to_method(o: &gradtau_unlearn_options) -> FfiResult<Method> {
         seed: o.seed,
         device,
         keep_partial: o.keep_partial,
+        overlap: Default::default(),
     };
     Ok(match o.method {
         GRADTAU_METHOD_NABLA_TAU => Method::NablaTau(NablaTauOptions {
@@ -289,6 +290,7 @@ unsafe fn to_method(o: &gradtau_unlearn_options) -> FfiResult<Method> {
             device,
             keep_partial: o.keep_partial,
             max_steps: (o.max_steps != 0).then_some(o.max_steps),
+            overlap: Default::default(),
         }),
         GRADTAU_METHOD_FINETUNE => Method::FineTune(base),
         GRADTAU_METHOD_NEGGRAD => Method::NegGrad(base),
@@ -404,8 +406,14 @@ fn write_report(report: RunReport, out: *mut *mut gradtau_report) {
 /// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_ABI_MISMATCH`,
 /// `GRADTAU_INVALID_ARGUMENT` (bad option, empty set, label out of range), `GRADTAU_SHAPE`
 /// (samples do not fit the model), `GRADTAU_NON_FINITE` (NaN in weights or data, or a run
-/// that diverged), `GRADTAU_BINDING` (a parameter is unbound), `GRADTAU_CANCELLED`,
-/// `GRADTAU_BUSY`, `GRADTAU_DEVICE_UNAVAILABLE`, `GRADTAU_CUDA`, `GRADTAU_PANIC`.
+/// whose loss, weights or final outputs became NaN or infinite: the message names the step,
+/// and the buffers are untouched even with `keep_partial`), `GRADTAU_BINDING` (a parameter
+/// is unbound), `GRADTAU_CANCELLED`, `GRADTAU_BUSY`, `GRADTAU_DEVICE_UNAVAILABLE`,
+/// `GRADTAU_CUDA`, `GRADTAU_RESOURCE_LIMIT` (the run would not fit in the model's memory
+/// budget, see `gradtau_model_set_memory_limit`), `GRADTAU_PANIC`. Options are validated
+/// first (`GRADTAU_INVALID_ARGUMENT` names the field and its range), and a forget set that
+/// shares samples with the retain set (or, for ∇τ, the validation set) is refused with
+/// `GRADTAU_INVALID_ARGUMENT` and the count.
 #[no_mangle]
 pub unsafe extern "C" fn gradtau_unlearn(
     model: *mut gradtau_model,
@@ -501,6 +509,8 @@ pub unsafe extern "C" fn gradtau_train(
 
 /// Audits the model's bound weights: accuracy on `retain`, `forget` and `test`, and the
 /// membership-inference attack (forget = members, `test` = non-members), seeded by `seed`.
+/// With fewer than 3 forget (or test) samples the attack cannot run and both `mia_*` fields
+/// are NaN; the accuracies are still computed.
 /// Reads the buffers, never writes them. On success writes `*row_out`.
 ///
 /// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT`, `GRADTAU_SHAPE`,
@@ -677,8 +687,14 @@ unsafe fn infer_into(
 /// `out_len` must be exactly `N * prod(output_shape)`. Normalisation layers run in evaluation
 /// mode. `out` is written only on success; the bound weights are only read.
 ///
+/// Outputs that come out NaN or infinite (finite weights whose values overflow, e.g. after a
+/// diverged run made elsewhere) are not returned: the call fails with `GRADTAU_NON_FINITE`,
+/// the message names the first such sample, and `out` is untouched.
+///
 /// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT`, `GRADTAU_SHAPE`,
-/// `GRADTAU_NON_FINITE`, `GRADTAU_BINDING`, `GRADTAU_BUSY`, `GRADTAU_PANIC`.
+/// `GRADTAU_NON_FINITE` (NaN in the inputs or weights, or non-finite outputs),
+/// `GRADTAU_BINDING`, `GRADTAU_BUSY`, `GRADTAU_RESOURCE_LIMIT` (a batch of 256 would not fit
+/// in the model's memory budget), `GRADTAU_PANIC`.
 #[no_mangle]
 pub unsafe extern "C" fn gradtau_predict(
     model: *mut gradtau_model,
@@ -697,10 +713,13 @@ pub unsafe extern "C" fn gradtau_predict(
 
 /// The per-sample training loss of every sample of `data` under the model's bound weights
 /// (cross-entropy, MSE or BCE-with-logits, as the spec says), written to `out` (`out_len`
-/// must equal the number of samples). Evaluation mode; `out` is written only on success.
+/// must equal the number of samples). Evaluation mode; `out` is written only on success. A
+/// NaN or infinite loss fails with `GRADTAU_NON_FINITE` naming the sample, as in
+/// `gradtau_predict`.
 ///
 /// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT`, `GRADTAU_SHAPE`,
-/// `GRADTAU_NON_FINITE`, `GRADTAU_BINDING`, `GRADTAU_BUSY`, `GRADTAU_PANIC`.
+/// `GRADTAU_NON_FINITE`, `GRADTAU_BINDING`, `GRADTAU_BUSY`, `GRADTAU_RESOURCE_LIMIT`,
+/// `GRADTAU_PANIC`.
 #[no_mangle]
 pub unsafe extern "C" fn gradtau_losses(
     model: *mut gradtau_model,

@@ -46,6 +46,10 @@ pub enum gradtau_status {
     /// An options struct's `struct_size` does not match this library: initialise it with
     /// its `*_default()` function and compile against the header of this library.
     GRADTAU_ABI_MISMATCH = 14,
+    /// The call would need more memory than the model's memory limit allows (see
+    /// `gradtau_model_set_memory_limit`), or an allocation failed; nothing was done and the
+    /// bound buffers are untouched. The message names the node and the bytes.
+    GRADTAU_RESOURCE_LIMIT = 15,
 }
 
 use gradtau_status::*;
@@ -68,6 +72,7 @@ impl gradtau_status {
             12 => GRADTAU_BUSY,
             13 => GRADTAU_PANIC,
             14 => GRADTAU_ABI_MISMATCH,
+            15 => GRADTAU_RESOURCE_LIMIT,
             _ => return None,
         })
     }
@@ -89,6 +94,7 @@ impl gradtau_status {
             GRADTAU_BUSY => c"GRADTAU_BUSY",
             GRADTAU_PANIC => c"GRADTAU_PANIC",
             GRADTAU_ABI_MISMATCH => c"GRADTAU_ABI_MISMATCH",
+            GRADTAU_RESOURCE_LIMIT => c"GRADTAU_RESOURCE_LIMIT",
         }
     }
 }
@@ -128,6 +134,7 @@ impl From<Error> for Failure {
             Error::Cancelled => GRADTAU_CANCELLED,
             Error::Io(_) => GRADTAU_IO,
             Error::Cuda(_) => GRADTAU_CUDA,
+            Error::ResourceLimit(_) => GRADTAU_RESOURCE_LIMIT,
         };
         Failure::new(status, e.to_string())
     }
@@ -344,12 +351,12 @@ mod tests {
     #[test]
     fn codes_round_trip_and_names_are_distinct() {
         let mut names = std::collections::HashSet::new();
-        for code in 0..=14 {
+        for code in 0..=15 {
             let s = gradtau_status::from_code(code).unwrap();
             assert_eq!(s as i32, code);
             assert!(names.insert(s.name()));
         }
-        assert!(gradtau_status::from_code(15).is_none());
+        assert!(gradtau_status::from_code(16).is_none());
         let unknown = unsafe { CStr::from_ptr(gradtau_status_name(-3)) };
         assert_eq!(unknown.to_str().unwrap(), "GRADTAU_UNKNOWN_STATUS");
     }
