@@ -680,7 +680,7 @@ fn spec_cases() -> Vec<(String, gradtau_status, String, String)> {
         out.push((
             format!("hostile spec: {name}"),
             GRADTAU_RESOURCE_LIMIT,
-            "`big`".into(),
+            "`big".into(),
             spec,
         ));
     }

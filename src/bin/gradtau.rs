@@ -118,7 +118,7 @@ struct UnlearnArgs {
     #[arg(long)]
     batch_size: Option<usize>,
     /// Override the learning rate.
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_hyphen_values = true)]
     lr: Option<f32>,
     /// Accept forget samples that also occur in the retain (or validation) set; refused by
     /// default.
@@ -131,8 +131,8 @@ struct UnlearnArgs {
 #[derive(Args)]
 struct LimitArgs {
     /// Memory budget of the run, in bytes or with a K, M, G or T suffix (powers of 1024);
-    /// default: 3/4 of the available memory.
-    #[arg(long)]
+    /// default: GRADTAU_MEMORY_LIMIT, else 3/4 of the available memory.
+    #[arg(long, allow_hyphen_values = true)]
     memory_limit: Option<String>,
 }
 
@@ -214,9 +214,9 @@ struct TrainArgs {
     epochs: usize,
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
-    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1e-3, allow_hyphen_values = true)]
     lr: f32,
-    #[arg(long, default_value_t = 0.01, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.01, allow_hyphen_values = true)]
     weight_decay: f32,
     /// adamw, adam, sgd (momentum 0.9).
     #[arg(long, default_value = "adamw")]

@@ -172,6 +172,8 @@ pub struct Footprint {
     pub workspace: u128,
     /// The node with the largest share (activations plus workspace), with that share.
     pub largest: Option<(String, u128)>,
+    /// The largest parameter tensor, with its bytes (one copy).
+    pub largest_parameter: Option<(String, u128)>,
 }
 
 /// Per-sample sizes of one node, in values.
@@ -441,12 +443,18 @@ pub fn footprint(model: &Model, work: Workload) -> Option<Footprint> {
     let total = parameters
         .checked_add(activations)?
         .checked_add(workspace)?;
+    let largest_parameter = model
+        .params()
+        .iter()
+        .max_by_key(|p| p.numel())
+        .map(|p| (format!("`{}`", p.name), p.numel() as u128 * F32));
     Some(Footprint {
         total,
         parameters,
         activations,
         workspace,
         largest,
+        largest_parameter,
     })
 }
 
@@ -475,9 +483,19 @@ pub fn check(model: &Model, work: Workload, budget: Budget, what: &str) -> Resul
         )));
     };
     if f.total > budget.bytes as u128 {
-        let node = f.largest.as_ref().map_or(String::new(), |(n, s)| {
-            format!("; the largest part is node {n} with {}", human_bytes(*s))
-        });
+        // Name what dominates: a node's activations, or a parameter's copies.
+        let node = match (&f.largest, &f.largest_parameter) {
+            (_, Some((p, b))) if f.parameters >= f.activations + f.workspace => {
+                format!(
+                    "; the largest parameter is {p} with {} per copy",
+                    human_bytes(*b)
+                )
+            }
+            (Some((n, s)), _) => {
+                format!("; the largest part is node {n} with {}", human_bytes(*s))
+            }
+            _ => String::new(),
+        };
         let source = if budget.explicit {
             "set by the caller"
         } else {
