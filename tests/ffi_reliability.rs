@@ -124,12 +124,15 @@ fn train_defaults() -> gradtau_train_options {
     unsafe { o.assume_init() }
 }
 
+/// Makes one call on the host's model and sets.
+type Call = Box<dyn Fn(&Host, &Sets) -> gradtau_status>;
+
 /// One bad call: what it is, the status it must return and a word its message must hold.
 struct Case {
     what: String,
     status: gradtau_status,
     subject: String,
-    call: Box<dyn Fn(&Host, &Sets) -> gradtau_status>,
+    call: Call,
 }
 
 struct Sets {
@@ -918,7 +921,7 @@ fn generated_specs_give_a_status_never_an_abort() {
                 let mut o = train_defaults();
                 o.epochs = 1;
                 o.batch_size = batch;
-                let s = unsafe {
+                unsafe {
                     gradtau_train(
                         host.model,
                         data.0,
@@ -927,8 +930,7 @@ fn generated_specs_give_a_status_never_an_abort() {
                         ptr::null_mut(),
                         ptr::null_mut(),
                     )
-                };
-                s
+                }
             }
         };
         assert_ne!(status, GRADTAU_PANIC, "spec {i}: {spec}: {}", last_error());

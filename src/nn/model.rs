@@ -604,8 +604,7 @@ impl Model {
             "predict",
         )?;
         let per: usize = self.output_shape.iter().product();
-        let mut out =
-            crate::tensor::try_alloc(n.checked_mul(per).unwrap_or(usize::MAX), "the predictions")?;
+        let mut out = crate::tensor::try_alloc(n.saturating_mul(per), "the predictions")?;
         let mut tape = Tape::no_grad();
         let mut rng = Rng::new(0);
         for start in (0..n).step_by(batch_size.max(1)) {

@@ -14,7 +14,7 @@
 //!   validation set) unless the options allow it ([`check_overlap`]),
 //!
 //! and stops with [`Error::NonFinite`] naming the step when a loss or a weight becomes NaN or
-//! infinite, or when the final weights give non-finite outputs ([`check_divergence`]); a
+//! infinite, or when the final weights give non-finite outputs (`check_divergence`); a
 //! diverged run never writes its weights back, `keep_partial` or not.
 
 pub mod baselines;
