@@ -95,10 +95,7 @@ fn hostile_specs_are_a_resource_limit_never_an_abort() {
         let Error::ResourceLimit(msg) = &err else {
             panic!("{name}: expected a resource limit, got {err}");
         };
-        assert!(
-            msg.contains("`big`"),
-            "{name}: the node is not named: {msg}"
-        );
+        assert!(msg.contains("`big"), "{name}: the node is not named: {msg}");
         assert!(
             msg.contains("bytes") || msg.contains("address space"),
             "{name}: no size in: {msg}"

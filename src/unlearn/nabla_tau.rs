@@ -714,6 +714,7 @@ pub fn nabla_tau(
     opts: &NablaTauOptions,
     progress: &mut ProgressFn<'_>,
 ) -> Result<RunReport> {
+    opts.validate()?;
     check_inputs(
         model,
         weights,
@@ -723,7 +724,6 @@ pub fn nabla_tau(
             (sets.val, "validation"),
         ],
     )?;
-    opts.validate()?;
     check_overlap(
         (sets.forget, "forget"),
         (sets.retain, "retain"),

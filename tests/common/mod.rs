@@ -96,5 +96,12 @@ pub fn rerun_in_child(name: &str, extra_env: &[(&str, &str)]) -> String {
         stdout.contains("1 passed"),
         "child {name} ran no test:\n{stdout}"
     );
+    // What the child reported (counts), for a run with --nocapture.
+    for line in stdout
+        .lines()
+        .filter(|l| l.contains("checked") || l.contains("specs:"))
+    {
+        println!("child: {line}");
+    }
     stderr
 }
