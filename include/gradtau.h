@@ -114,6 +114,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// The fewest forget (and test) samples the membership attack runs on: its 20 % test part
+// must hold both classes, with at least two samples, and its training part too. Below this
+// the attack scores are NaN and [`AuditRow::mia_samples`] is 0; the accuracies are still
+// computed. Even above it, a score from a handful of samples is noise: its standard error is
+// about `0.5 / sqrt(0.4 · mia_samples)` (0.25 at 10 samples), which is why the row reports
+// the count.
+#define MIN_MIA_SAMPLES 3
+
 // Major version of the library (semantic versioning; follows Cargo.toml).
 #define GRADTAU_VERSION_MAJOR 0
 
@@ -131,6 +139,12 @@
 // Samples per forward pass of the read methods: large enough to amortise per-batch work,
 // small enough that a big request does not hold gigabytes of activations.
 #define INFER_BATCH 256
+
+// The budget used where the available memory cannot be read (no `/proc/meminfo`): 8 GiB.
+#define FALLBACK_LIMIT (8 << 30)
+
+// Samples of the probe set the final weights are evaluated on.
+#define PROBE_SAMPLES 256
 
 // The result of every fallible call. The numbers are part of the ABI: they never change and
 // a retired code is never reused for another meaning.
@@ -173,6 +187,10 @@ enum gradtau_status
     // An options struct's `struct_size` does not match this library: initialise it with
     // its `*_default()` function and compile against the header of this library.
     GRADTAU_ABI_MISMATCH = 14,
+    // The call would need more memory than the model's memory limit allows (see
+    // `gradtau_model_set_memory_limit`), or an allocation failed; nothing was done and the
+    // bound buffers are untouched. The message names the node and the bytes.
+    GRADTAU_RESOURCE_LIMIT = 15,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -583,10 +601,23 @@ gradtau_status gradtau_losses(struct gradtau_model *model,
 // new model that the caller owns and frees with `gradtau_model_free`.
 //
 // Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT` (not UTF-8),
-// `GRADTAU_SPEC` (malformed spec), `GRADTAU_SHAPE` (layers that do not fit together).
+// `GRADTAU_SPEC` (malformed spec), `GRADTAU_SHAPE` (layers that do not fit together),
+// `GRADTAU_RESOURCE_LIMIT` (a layer's size overflows, or one sample's pass with fresh
+// weights would not fit in the default memory budget).
 gradtau_status gradtau_model_new(const char *spec_json,
                                  size_t spec_len,
                                  struct gradtau_model **model_out);
+
+// Sets the memory budget, in bytes, of every later call on `model` that computes (train,
+// unlearn, audit, predict, losses). Before it allocates anything, such a call estimates its
+// peak memory (parameters, optimizer state, activations and gradients of its batches,
+// workspace) and returns `GRADTAU_RESOURCE_LIMIT`, naming the largest node and the bytes,
+// when the estimate is above the budget. `bytes` 0 restores the default: 3/4 of the memory
+// the machine reports available when the call starts (8 GiB where that cannot be read).
+// May be called at any time; a call already running keeps the budget it started with.
+//
+// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`.
+gradtau_status gradtau_model_set_memory_limit(struct gradtau_model *model, uint64_t bytes);
 
 // Frees a model. NULL is a no-op, so freeing a NULL handle twice is safe; freeing the same
 // non-NULL handle twice, or using it afterwards, is undefined behaviour. Must not run
@@ -710,8 +741,14 @@ gradtau_status gradtau_train_options_default(struct gradtau_train_options *optio
 // Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_ABI_MISMATCH`,
 // `GRADTAU_INVALID_ARGUMENT` (bad option, empty set, label out of range), `GRADTAU_SHAPE`
 // (samples do not fit the model), `GRADTAU_NON_FINITE` (NaN in weights or data, or a run
-// that diverged), `GRADTAU_BINDING` (a parameter is unbound), `GRADTAU_CANCELLED`,
-// `GRADTAU_BUSY`, `GRADTAU_DEVICE_UNAVAILABLE`, `GRADTAU_CUDA`, `GRADTAU_PANIC`.
+// whose loss, weights or final outputs became NaN or infinite: the message names the step,
+// and the buffers are untouched even with `keep_partial`), `GRADTAU_BINDING` (a parameter
+// is unbound), `GRADTAU_CANCELLED`, `GRADTAU_BUSY`, `GRADTAU_DEVICE_UNAVAILABLE`,
+// `GRADTAU_CUDA`, `GRADTAU_RESOURCE_LIMIT` (the run would not fit in the model's memory
+// budget, see `gradtau_model_set_memory_limit`), `GRADTAU_PANIC`. Options are validated
+// first (`GRADTAU_INVALID_ARGUMENT` names the field and its range), and a forget set that
+// shares samples with the retain set (or, for ∇τ, the validation set) is refused with
+// `GRADTAU_INVALID_ARGUMENT` and the count.
 gradtau_status gradtau_unlearn(struct gradtau_model *model,
                                const struct gradtau_dataset *forget,
                                const struct gradtau_dataset *retain,
@@ -735,6 +772,8 @@ gradtau_status gradtau_train(struct gradtau_model *model,
 
 // Audits the model's bound weights: accuracy on `retain`, `forget` and `test`, and the
 // membership-inference attack (forget = members, `test` = non-members), seeded by `seed`.
+// With fewer than 3 forget (or test) samples the attack cannot run and both `mia_*` fields
+// are NaN; the accuracies are still computed.
 // Reads the buffers, never writes them. On success writes `*row_out`.
 //
 // Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT`, `GRADTAU_SHAPE`,

@@ -49,6 +49,11 @@ pub enum Error {
     /// one; nothing was done.
     #[error("busy: {0}")]
     Busy(String),
+
+    /// The run would need more memory than its budget allows (or than the address space
+    /// holds), or an allocation could not be made; names the node and the bytes.
+    #[error("resource limit: {0}")]
+    ResourceLimit(String),
 }
 
 impl Error {

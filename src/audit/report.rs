@@ -29,7 +29,18 @@ pub struct AuditRow {
     pub mia_loss: f64,
     /// Attack accuracy on the softmax entropy.
     pub mia_entropy: f64,
+    /// Samples per side the attack was run on (the smaller of the forget and test sets); 0
+    /// when there were fewer than [`MIN_MIA_SAMPLES`] and both attack scores are NaN.
+    pub mia_samples: usize,
 }
+
+/// The fewest forget (and test) samples the membership attack runs on: its 20 % test part
+/// must hold both classes, with at least two samples, and its training part too. Below this
+/// the attack scores are NaN and [`AuditRow::mia_samples`] is 0; the accuracies are still
+/// computed. Even above it, a score from a handful of samples is noise: its standard error is
+/// about `0.5 / sqrt(0.4 · mia_samples)` (0.25 at 10 samples), which is why the row reports
+/// the count.
+pub const MIN_MIA_SAMPLES: usize = 3;
 
 const BATCH: usize = 512;
 
@@ -55,6 +66,17 @@ pub fn audit_model(
     let (test_accuracy, test_logits) = set_accuracy(model, weights, sets.test)?;
     let lf = model.losses(weights, sets.forget, BATCH)?;
     let lt = model.losses(weights, sets.test, BATCH)?;
+    let mia_samples = lf.len().min(lt.len());
+    if mia_samples < MIN_MIA_SAMPLES {
+        return Ok(AuditRow {
+            retain_accuracy,
+            forget_accuracy,
+            test_accuracy,
+            mia_loss: f64::NAN,
+            mia_entropy: f64::NAN,
+            mia_samples: 0,
+        });
+    }
     let mia_loss = mia_score(&lf, &lt, seed)?.accuracy_mean;
     let mia_entropy = match (forget_logits, test_logits) {
         (Some(f), Some(t)) => {
@@ -68,5 +90,6 @@ pub fn audit_model(
         test_accuracy,
         mia_loss,
         mia_entropy,
+        mia_samples,
     })
 }

@@ -95,7 +95,8 @@ unsafe fn inputs_tensor(
 /// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT` (unknown `kind`,
 /// probabilities of an `mse` model), `GRADTAU_SHAPE` (lengths that do not match),
 /// `GRADTAU_NON_FINITE` (NaN or infinity in the inputs or the weights, or outputs that
-/// overflow), `GRADTAU_BINDING` (a parameter is unbound), `GRADTAU_PANIC`.
+/// overflow), `GRADTAU_BINDING` (a parameter is unbound), `GRADTAU_RESOURCE_LIMIT` (a batch
+/// too large for the model's memory budget), `GRADTAU_PANIC`.
 #[no_mangle]
 pub unsafe extern "C" fn gradtau_model_infer(
     model: *const gradtau_model,
@@ -159,8 +160,14 @@ pub unsafe extern "C" fn gradtau_model_classify(
 /// `data` are not used (`gradtau_model_infer` needs none). Evaluation mode; `out` is written
 /// only on success. A read call, like `gradtau_model_infer`.
 ///
+/// Outputs that come out NaN or infinite (finite weights whose values overflow, e.g. after a
+/// diverged run made elsewhere) are not returned: the call fails with `GRADTAU_NON_FINITE`,
+/// the message names the first such sample, and `out` is untouched.
+///
 /// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT`, `GRADTAU_SHAPE`,
-/// `GRADTAU_NON_FINITE`, `GRADTAU_BINDING`, `GRADTAU_PANIC`.
+/// `GRADTAU_NON_FINITE` (NaN in the inputs or weights, or non-finite outputs),
+/// `GRADTAU_BINDING`, `GRADTAU_RESOURCE_LIMIT` (a batch of 256 would not fit in the model's
+/// memory budget), `GRADTAU_PANIC`.
 #[no_mangle]
 pub unsafe extern "C" fn gradtau_predict(
     model: *mut gradtau_model,
@@ -182,10 +189,11 @@ pub unsafe extern "C" fn gradtau_predict(
 /// The per-sample training loss of every sample of `data` under the model's bound weights
 /// (cross-entropy, MSE or BCE-with-logits, as the spec says), written to `out` (`out_len`
 /// must equal the number of samples). Evaluation mode; `out` is written only on success. A
-/// read call, like `gradtau_model_infer`.
+/// read call, like `gradtau_model_infer`. A NaN or infinite loss fails with
+/// `GRADTAU_NON_FINITE` naming the sample, as in `gradtau_predict`.
 ///
 /// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT`, `GRADTAU_SHAPE`,
-/// `GRADTAU_NON_FINITE`, `GRADTAU_BINDING`, `GRADTAU_PANIC`.
+/// `GRADTAU_NON_FINITE`, `GRADTAU_BINDING`, `GRADTAU_RESOURCE_LIMIT`, `GRADTAU_PANIC`.
 #[no_mangle]
 pub unsafe extern "C" fn gradtau_losses(
     model: *mut gradtau_model,

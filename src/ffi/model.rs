@@ -109,7 +109,9 @@ pub struct gradtau_param_info {
 /// new model that the caller owns and frees with `gradtau_model_free`.
 ///
 /// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT` (not UTF-8),
-/// `GRADTAU_SPEC` (malformed spec), `GRADTAU_SHAPE` (layers that do not fit together).
+/// `GRADTAU_SPEC` (malformed spec), `GRADTAU_SHAPE` (layers that do not fit together),
+/// `GRADTAU_RESOURCE_LIMIT` (a layer's size overflows, or one sample's pass with fresh
+/// weights would not fit in the default memory budget).
 #[no_mangle]
 pub unsafe extern "C" fn gradtau_model_new(
     spec_json: *const c_char,
@@ -136,6 +138,27 @@ pub unsafe extern "C" fn gradtau_model_new(
         let handle = Box::new(gradtau_model { live, names });
         // SAFETY: `out` was checked non-NULL; the caller promises it is writable.
         unsafe { out.write(Box::into_raw(handle)) };
+        Ok(())
+    })
+}
+
+/// Sets the memory budget, in bytes, of every later call on `model` that computes (train,
+/// unlearn, audit, predict, losses). Before it allocates anything, such a call estimates its
+/// peak memory (parameters, optimizer state, activations and gradients of its batches,
+/// workspace) and returns `GRADTAU_RESOURCE_LIMIT`, naming the largest node and the bytes,
+/// when the estimate is above the budget. `bytes` 0 restores the default: 3/4 of the memory
+/// the machine reports available when the call starts (8 GiB where that cannot be read).
+/// May be called at any time; a call already running keeps the budget it started with.
+///
+/// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`.
+#[no_mangle]
+pub unsafe extern "C" fn gradtau_model_set_memory_limit(
+    model: *mut gradtau_model,
+    bytes: u64,
+) -> gradtau_status {
+    run(|| {
+        let m = unsafe { borrow(model.cast_const(), "model") }?;
+        m.live.model().set_memory_limit((bytes != 0).then_some(bytes));
         Ok(())
     })
 }

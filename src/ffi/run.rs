@@ -265,6 +265,7 @@ unsafe fn to_method(o: &gradtau_unlearn_options) -> FfiResult<Method> {
         seed: o.seed,
         device,
         keep_partial: o.keep_partial,
+        overlap: Default::default(),
     };
     Ok(match o.method {
         GRADTAU_METHOD_NABLA_TAU => Method::NablaTau(NablaTauOptions {
@@ -287,6 +288,7 @@ unsafe fn to_method(o: &gradtau_unlearn_options) -> FfiResult<Method> {
             device,
             keep_partial: o.keep_partial,
             max_steps: (o.max_steps != 0).then_some(o.max_steps),
+            overlap: Default::default(),
         }),
         GRADTAU_METHOD_FINETUNE => Method::FineTune(base),
         GRADTAU_METHOD_NEGGRAD => Method::NegGrad(base),
@@ -379,8 +381,14 @@ fn write_report(report: RunReport, out: *mut *mut gradtau_report) {
 /// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_ABI_MISMATCH`,
 /// `GRADTAU_INVALID_ARGUMENT` (bad option, empty set, label out of range), `GRADTAU_SHAPE`
 /// (samples do not fit the model), `GRADTAU_NON_FINITE` (NaN in weights or data, or a run
-/// that diverged), `GRADTAU_BINDING` (a parameter is unbound), `GRADTAU_CANCELLED`,
-/// `GRADTAU_BUSY`, `GRADTAU_DEVICE_UNAVAILABLE`, `GRADTAU_CUDA`, `GRADTAU_PANIC`.
+/// whose loss, weights or final outputs became NaN or infinite: the message names the step,
+/// and the buffers are untouched even with `keep_partial`), `GRADTAU_BINDING` (a parameter
+/// is unbound), `GRADTAU_CANCELLED`, `GRADTAU_BUSY`, `GRADTAU_DEVICE_UNAVAILABLE`,
+/// `GRADTAU_CUDA`, `GRADTAU_RESOURCE_LIMIT` (the run would not fit in the model's memory
+/// budget, see `gradtau_model_set_memory_limit`), `GRADTAU_PANIC`. Options are validated
+/// first (`GRADTAU_INVALID_ARGUMENT` names the field and its range), and a forget set that
+/// shares samples with the retain set (or, for ∇τ, the validation set) is refused with
+/// `GRADTAU_INVALID_ARGUMENT` and the count.
 #[no_mangle]
 pub unsafe extern "C" fn gradtau_unlearn(
     model: *mut gradtau_model,
@@ -462,6 +470,8 @@ pub unsafe extern "C" fn gradtau_train(
 
 /// Audits the model's bound weights: accuracy on `retain`, `forget` and `test`, and the
 /// membership-inference attack (forget = members, `test` = non-members), seeded by `seed`.
+/// With fewer than 3 forget (or test) samples the attack cannot run and both `mia_*` fields
+/// are NaN; the accuracies are still computed.
 /// Reads the buffers, never writes them. On success writes `*row_out`.
 ///
 /// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT`, `GRADTAU_SHAPE`,

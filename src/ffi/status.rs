@@ -2,9 +2,10 @@
 //! pointer conversions every export goes through.
 
 use crate::error::Error;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::Once;
 
 /// The result of every fallible call. The numbers are part of the ABI: they never change and
 /// a retired code is never reused for another meaning.
@@ -45,6 +46,10 @@ pub enum gradtau_status {
     /// An options struct's `struct_size` does not match this library: initialise it with
     /// its `*_default()` function and compile against the header of this library.
     GRADTAU_ABI_MISMATCH = 14,
+    /// The call would need more memory than the model's memory limit allows (see
+    /// `gradtau_model_set_memory_limit`), or an allocation failed; nothing was done and the
+    /// bound buffers are untouched. The message names the node and the bytes.
+    GRADTAU_RESOURCE_LIMIT = 15,
 }
 
 use gradtau_status::*;
@@ -67,6 +72,7 @@ impl gradtau_status {
             12 => GRADTAU_BUSY,
             13 => GRADTAU_PANIC,
             14 => GRADTAU_ABI_MISMATCH,
+            15 => GRADTAU_RESOURCE_LIMIT,
             _ => return None,
         })
     }
@@ -88,6 +94,7 @@ impl gradtau_status {
             GRADTAU_BUSY => c"GRADTAU_BUSY",
             GRADTAU_PANIC => c"GRADTAU_PANIC",
             GRADTAU_ABI_MISMATCH => c"GRADTAU_ABI_MISMATCH",
+            GRADTAU_RESOURCE_LIMIT => c"GRADTAU_RESOURCE_LIMIT",
         }
     }
 }
@@ -128,6 +135,7 @@ impl From<Error> for Failure {
             Error::Io(_) => GRADTAU_IO,
             Error::Cuda(_) => GRADTAU_CUDA,
             Error::Busy(_) => GRADTAU_BUSY,
+            Error::ResourceLimit(_) => GRADTAU_RESOURCE_LIMIT,
         };
         Failure::new(status, e.to_string())
     }
@@ -159,10 +167,74 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+thread_local! {
+    /// How many gradtau exports are running on this thread (exports may nest, e.g. a
+    /// progress callback that queries a model).
+    static EXPORT_DEPTH: Cell<usize> = const { Cell::new(0) };
+    /// The message and location of a panic raised inside an export, recorded by the hook.
+    static PANIC_SEEN: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+static QUIET_HOOK: Once = Once::new();
+
+/// Installs, once per process, a panic hook that keeps panics raised inside a gradtau export
+/// off the host's stderr: the default hook prints every panic, even one the boundary catches,
+/// and gradtau runs inside other people's processes. A panic outside any export (the host's
+/// own, or a Rust host calling the Rust API directly) goes to the hook that was installed
+/// before, so the host keeps its own behaviour. A host that installs its own hook later
+/// replaces this one; gradtau then still returns `GRADTAU_PANIC` with the message.
+fn install_quiet_hook() {
+    QUIET_HOOK.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if EXPORT_DEPTH.with(Cell::get) > 0 {
+                let at = info
+                    .location()
+                    .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                    .unwrap_or_default();
+                let text = format!("{}{at}", panic_message(info.payload()));
+                PANIC_SEEN.with(|p| *p.borrow_mut() = Some(text));
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Marks the current thread as inside an export for as long as it lives.
+struct InExport;
+
+impl InExport {
+    fn enter() -> Self {
+        install_quiet_hook();
+        EXPORT_DEPTH.with(|d| d.set(d.get() + 1));
+        InExport
+    }
+}
+
+impl Drop for InExport {
+    fn drop(&mut self) {
+        EXPORT_DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+    }
+}
+
+/// Runs `body` inside the panic boundary: the panic's message (with its location when the
+/// hook saw it) on a panic.
+fn catch<T>(body: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    let _inside = InExport::enter();
+    PANIC_SEEN.with(|p| p.borrow_mut().take());
+    panic::catch_unwind(AssertUnwindSafe(body)).map_err(|payload| {
+        PANIC_SEEN
+            .with(|p| p.borrow_mut().take())
+            .unwrap_or_else(|| panic_message(&*payload))
+    })
+}
+
 /// The panic boundary of every fallible export: runs `body`, turns its error or a panic into
-/// a status, and keeps the last-error message in step (cleared on success).
+/// a status, and keeps the last-error message in step (cleared on success). Nothing is
+/// printed (see [`install_quiet_hook`]).
 pub(crate) fn run(body: impl FnOnce() -> FfiResult<()>) -> gradtau_status {
-    match panic::catch_unwind(AssertUnwindSafe(body)) {
+    match catch(body) {
         Ok(Ok(())) => {
             clear_last_error();
             GRADTAU_OK
@@ -171,19 +243,16 @@ pub(crate) fn run(body: impl FnOnce() -> FfiResult<()>) -> gradtau_status {
             set_last_error(&f.message);
             f.status
         }
-        Err(payload) => {
-            set_last_error(&format!(
-                "internal error (panic): {}",
-                panic_message(&*payload)
-            ));
+        Err(message) => {
+            set_last_error(&format!("internal error (panic): {message}"));
             GRADTAU_PANIC
         }
     }
 }
 
-/// The panic boundary of infallible getters: a panic gives `fallback`.
+/// The panic boundary of infallible getters: a panic gives `fallback` (and prints nothing).
 pub(crate) fn value<T>(fallback: T, body: impl FnOnce() -> T) -> T {
-    panic::catch_unwind(AssertUnwindSafe(body)).unwrap_or(fallback)
+    catch(body).unwrap_or(fallback)
 }
 
 /// A shared reference from a handle or struct pointer; NULL is an error.
@@ -283,12 +352,12 @@ mod tests {
     #[test]
     fn codes_round_trip_and_names_are_distinct() {
         let mut names = std::collections::HashSet::new();
-        for code in 0..=14 {
+        for code in 0..=15 {
             let s = gradtau_status::from_code(code).unwrap();
             assert_eq!(s as i32, code);
             assert!(names.insert(s.name()));
         }
-        assert!(gradtau_status::from_code(15).is_none());
+        assert!(gradtau_status::from_code(16).is_none());
         let unknown = unsafe { CStr::from_ptr(gradtau_status_name(-3)) };
         assert_eq!(unknown.to_str().unwrap(), "GRADTAU_UNKNOWN_STATUS");
     }
@@ -303,6 +372,40 @@ mod tests {
         assert_eq!(run(|| Ok(())), GRADTAU_OK);
         assert_eq!(last(), "");
         assert_eq!(value(5, || panic!("x")), 5);
+    }
+
+    /// Set in the child process of `panics_inside_an_export_print_nothing`.
+    const CHILD: &str = "GRADTAU_QUIET_PANIC_CHILD";
+
+    #[test]
+    fn panics_inside_an_export_print_nothing() {
+        if std::env::var_os(CHILD).is_some() {
+            // The child: a panic through the boundary, then one outside any export.
+            assert_eq!(run(|| panic!("quiet boom")), GRADTAU_PANIC);
+            let m = last();
+            assert!(m.contains("quiet boom") && m.contains("status.rs:"), "{m}");
+            assert_eq!(value(1, || panic!("quiet getter")), 1);
+            let loud = panic::catch_unwind(|| panic!("loud host panic"));
+            assert!(loud.is_err());
+            return;
+        }
+        // The test harness captures panic output per test thread, so the real stderr is only
+        // seen from another process: this test binary, running just this test.
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "ffi::status::tests::panics_inside_an_export_print_nothing",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "child failed: {stderr}");
+        assert!(!stderr.contains("quiet"), "library panic printed: {stderr}");
+        // A panic outside gradtau still reaches the previous (default) hook.
+        assert!(stderr.contains("loud host panic"), "{stderr}");
     }
 
     #[test]

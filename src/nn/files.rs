@@ -36,10 +36,30 @@ impl Model {
     pub fn read_dataset(&self, x: &Path, y: &Path, what: &str) -> Result<Dataset> {
         let inputs = self.read_inputs(x)?;
         let n = inputs.dim(0);
+        let mismatch = |m: usize, kind: &str| {
+            Error::shape(
+                "dataset",
+                format!(
+                    "{what} set: {} holds {n} samples but {} holds {m} {kind}",
+                    x.display(),
+                    y.display()
+                ),
+            )
+        };
         let targets = match self.loss_kind() {
-            LossKind::CrossEntropy => Targets::Classes(io::read_array_labels(y)?),
+            LossKind::CrossEntropy => {
+                let labels = io::read_array_labels(y)?;
+                if labels.len() != n {
+                    return Err(mismatch(labels.len(), "labels"));
+                }
+                Targets::Classes(labels)
+            }
             _ => {
                 let (t, _) = io::read_array_f32(y)?;
+                let per: usize = self.output_shape().iter().product();
+                if Some(t.len()) != n.checked_mul(per) {
+                    return Err(mismatch(t.len() / per.max(1), "targets"));
+                }
                 let mut s = vec![n];
                 s.extend_from_slice(self.output_shape());
                 Targets::Values(
@@ -48,19 +68,15 @@ impl Model {
                 )
             }
         };
-        if targets.len() != n {
-            return Err(Error::shape(
-                "data set",
-                format!(
-                    "the {what} set has {n} samples in {} but {} targets in {}",
-                    x.display(),
-                    targets.len(),
-                    y.display()
-                ),
-            ));
-        }
         let d = Dataset::new(inputs, targets)?;
-        self.check_dataset(&d, what)?;
+        self.check_dataset(&d, what).map_err(|e| match e {
+            Error::InvalidArgument(m) => Error::InvalidArgument(format!(
+                "{m} (files {} and {})",
+                x.display(),
+                y.display()
+            )),
+            other => other,
+        })?;
         Ok(d)
     }
 }

@@ -1,12 +1,15 @@
 //! Models described by a JSON spec: parsing ([`spec`]), compiling and running ([`model`]),
-//! and binding parameters to caller-owned buffers ([`binding`]).
+//! binding parameters to caller-owned buffers ([`binding`]), and the memory each call needs
+//! ([`budget`]).
 
 pub mod binding;
 mod files;
+pub mod budget;
 pub mod model;
 pub mod outputs;
 pub mod spec;
 
 pub use binding::Bindings;
+pub use budget::{Footprint, Workload};
 pub use model::{Forward, ForwardMode, Model, ParamInfo};
 pub use spec::{LossKind, ModelSpec, NodeOp};

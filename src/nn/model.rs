@@ -1,6 +1,7 @@
 //! A model built from a [`ModelSpec`]: parameter layout, initialisation, forward pass on a
 //! tape, per-sample losses and batched inference.
 
+use super::budget::{self, Budget, Footprint, MemoryLimit, NodeSize, Workload};
 use super::spec::{LossKind, ModelSpec, NodeOp};
 use crate::autograd::{Tape, Var};
 use crate::backend::Device;
@@ -74,6 +75,10 @@ pub struct Model {
     /// pool first and the ReLU on its output (see [`relu_pool_swaps`]).
     relu_after_pool: Vec<bool>,
     output_shape: Vec<usize>,
+    /// Per-node sizes inferred from the spec, for the resource guard.
+    node_sizes: Vec<NodeSize>,
+    /// The memory budget of the calls on this model (see [`budget`]).
+    memory_limit: MemoryLimit,
 }
 
 /// Marks the ReLU nodes that can run after the max-pool reading them instead of before.
@@ -110,8 +115,14 @@ fn relu_pool_swaps(spec: &ModelSpec, node_inputs: &[Vec<Source>]) -> Vec<bool> {
 impl Model {
     /// Compiles a spec and checks that every layer's shapes fit, by running one sample
     /// through the model; shape errors name the node.
+    ///
+    /// Sizes are computed from the spec first, with checked arithmetic: a layer whose
+    /// output overflows the address space is an [`Error::ResourceLimit`], and so is a model
+    /// whose one-sample pass (with its freshly initialised weights) would not fit in the
+    /// default memory budget.
     pub fn new(spec: ModelSpec) -> Result<Self> {
         check_sizes(&spec)?;
+        let node_sizes = budget::node_sizes(&spec)?;
         let mut params = Vec::new();
         let mut node_params = Vec::new();
         let mut node_inputs = Vec::new();
@@ -159,15 +170,57 @@ impl Model {
             node_inputs,
             relu_after_pool,
             output_shape: Vec::new(),
+            node_sizes,
+            memory_limit: MemoryLimit::default(),
         };
+        budget::check(
+            &model,
+            Workload::inference(1),
+            Budget::resolve(None),
+            "compiling the model (one sample)",
+        )?;
         let weights = model.init_weights(0);
         let mut tape = Tape::no_grad();
         let mut shape = vec![1];
         shape.extend_from_slice(&model.spec.input_shape);
-        let x = Tensor::zeros(&shape);
+        let x = Tensor::try_zeros(&shape)?;
         let f = model.forward(&mut tape, &weights, x, ForwardMode::EVAL, &mut Rng::new(0))?;
         model.output_shape = tape.value(f.out).shape()[1..].to_vec();
+        // The forward pass accepted every node, so the inference reached them all; should it
+        // ever stop short, the missing nodes are counted at the output's size.
+        while model.node_sizes.len() < model.spec.nodes.len() {
+            let numel = model.output_shape.iter().product();
+            model.node_sizes.push(NodeSize {
+                shape: model.output_shape.clone(),
+                numel,
+                workspace: 0,
+            });
+        }
         Ok(model)
+    }
+
+    /// Sets the memory budget of every later call on this model, in bytes; `None` restores
+    /// the default (3/4 of the memory the machine reports available when a call starts).
+    /// Takes `&self` because the C ABI shares a model between concurrent calls; a call
+    /// already running keeps the budget it started with.
+    pub fn set_memory_limit(&self, bytes: Option<u64>) {
+        self.memory_limit.set(bytes);
+    }
+
+    /// The budget set with [`Model::set_memory_limit`] (`None`: the default).
+    pub fn memory_limit(&self) -> Option<u64> {
+        self.memory_limit.get()
+    }
+
+    /// Checks that `work` fits in this model's memory budget before anything is allocated;
+    /// `what` names the call in the error. Returns the estimate.
+    pub fn check_memory(&self, work: Workload, what: &str) -> Result<Footprint> {
+        budget::check(self, work, Budget::resolve(self.memory_limit.get()), what)
+    }
+
+    /// Per-node sizes inferred from the spec.
+    pub(crate) fn node_sizes(&self) -> &[NodeSize] {
+        &self.node_sizes
     }
 
     /// Parses a JSON spec and compiles it.
@@ -539,11 +592,19 @@ impl Model {
 
     /// Model outputs for every sample, computed in batches without recording gradients, on
     /// the weights' device (each batch goes there, the outputs come back to the host).
+    /// Outputs that come out NaN or infinite (finite weights whose values overflow) are an
+    /// [`Error::NonFinite`] naming the sample, not a result.
+    ///
+    /// The batch is checked against the model's memory budget first (see [`budget`]).
     pub fn predict(&self, weights: &[Tensor], x: &Tensor, batch_size: usize) -> Result<Tensor> {
         let dev = weights_device(weights);
         let n = x.dim(0);
+        self.check_memory(
+            Workload::inference(batch_size.clamp(1, n.max(1))),
+            "predict",
+        )?;
         let per: usize = self.output_shape.iter().product();
-        let mut out = Vec::with_capacity(n * per);
+        let mut out = crate::tensor::try_alloc(n.saturating_mul(per), "the predictions")?;
         let mut tape = Tape::no_grad();
         let mut rng = Rng::new(0);
         for start in (0..n).step_by(batch_size.max(1)) {
@@ -553,12 +614,21 @@ impl Model {
             out.extend(tape.value(f.out).to_vec()?);
             tape.clear();
         }
+        if let Some(i) = out.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite(format!(
+                "predict: output {} of sample {} is {} (the weights and inputs are finite, but the values overflow)",
+                i % per.max(1),
+                i / per.max(1),
+                out[i]
+            )));
+        }
         let mut shape = vec![n];
         shape.extend_from_slice(&self.output_shape);
         Tensor::from_vec(out, &shape)
     }
 
-    /// Per-sample losses of every sample, in evaluation mode, on the weights' device.
+    /// Per-sample losses of every sample, in evaluation mode, on the weights' device; a NaN or
+    /// infinite loss is an [`Error::NonFinite`] naming the sample.
     pub fn losses(
         &self,
         weights: &[Tensor],
@@ -566,7 +636,11 @@ impl Model {
         batch_size: usize,
     ) -> Result<Vec<f32>> {
         let dev = weights_device(weights);
-        let mut out = Vec::with_capacity(data.len());
+        self.check_memory(
+            Workload::inference(batch_size.clamp(1, data.len().max(1))),
+            "losses",
+        )?;
+        let mut out = crate::tensor::try_alloc(data.len(), "the losses")?;
         let mut tape = Tape::no_grad();
         let mut rng = Rng::new(0);
         let bs = batch_size.max(1);
@@ -583,6 +657,12 @@ impl Model {
             let l = self.per_sample_loss(&mut tape, f.out, &yb)?;
             out.extend(tape.value(l).to_vec()?);
             tape.clear();
+        }
+        if let Some(i) = out.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite(format!(
+                "losses: the loss of sample {i} is {} (the model's outputs overflow)",
+                out[i]
+            )));
         }
         Ok(out)
     }

@@ -23,7 +23,31 @@ pub fn checked_numel(shape: &[usize]) -> Result<usize> {
         .ok_or_else(|| Error::invalid(format!("shape {shape:?} has too many elements")))
 }
 
+/// An empty host buffer with room for `n` values, or [`Error::ResourceLimit`] naming `what`
+/// when the allocator cannot provide it (instead of aborting the process).
+pub fn try_alloc(n: usize, what: &str) -> Result<Vec<f32>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        Error::ResourceLimit(format!(
+            "could not allocate {} bytes for {what}",
+            (n as u128) * std::mem::size_of::<f32>() as u128
+        ))
+    })?;
+    Ok(v)
+}
+
 impl Tensor {
+    /// Zeros on the CPU, or [`Error::ResourceLimit`] when the shape overflows or the
+    /// memory cannot be allocated.
+    pub fn try_zeros(shape: &[usize]) -> Result<Self> {
+        let n = checked_numel(shape).map_err(|_| {
+            Error::ResourceLimit(format!("shape {shape:?} does not fit in the address space"))
+        })?;
+        let mut v = try_alloc(n, "a tensor")?;
+        v.resize(n, 0.0);
+        Ok(Self::cpu(v, shape.to_vec()))
+    }
+
     /// Wraps host data; fails if `data.len()` does not match `shape`.
     pub fn from_vec(data: Vec<f32>, shape: &[usize]) -> Result<Self> {
         let n = checked_numel(shape)?;

@@ -1,14 +1,15 @@
 //! The baselines ∇τ is judged against: fine-tuning on the retain set, NegGrad (ascent on the
 //! forget set) and NegGrad+ (fixed-weight ascent on forget plus descent on retain).
 
+use super::train::{bad_option, check_lr, check_positive, check_weight_decay};
 use super::{
-    apply_buffer_updates, check_inputs, report, transact, Progress, ProgressFn, RunReport, StepCtx,
-    UnlearnSets,
+    apply_buffer_updates, check_divergence, check_inputs, check_overlap, report, transact,
+    OverlapPolicy, Progress, ProgressFn, RunReport, StepCtx, UnlearnSets, Workload,
 };
 use crate::autograd::Tape;
 use crate::backend::DeviceRequest;
 use crate::data::BatchCycler;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::nn::{ForwardMode, Model};
 use crate::optim::{Adam, AdamConfig, LrSchedule, Optimizer};
 use crate::rng::Rng;
@@ -28,6 +29,8 @@ pub struct BaselineOptions {
     pub seed: u64,
     pub device: DeviceRequest,
     pub keep_partial: bool,
+    /// Whether the forget and retain sets may share samples (default: refused).
+    pub overlap: OverlapPolicy,
 }
 
 impl BaselineOptions {
@@ -42,6 +45,7 @@ impl BaselineOptions {
             seed: 0,
             device: DeviceRequest::Auto,
             keep_partial: false,
+            overlap: OverlapPolicy::Refuse,
         }
     }
 
@@ -64,16 +68,24 @@ impl BaselineOptions {
     }
 }
 
-fn check(o: &BaselineOptions) -> Result<()> {
-    if o.epochs == 0 || o.batch_size == 0 {
-        return Err(Error::invalid("epochs and batch_size must be positive"));
+impl BaselineOptions {
+    /// Checks every field (each run calls it first); errors name the field and its range.
+    pub fn validate(&self) -> Result<()> {
+        const O: &str = "baseline";
+        check_positive(O, "epochs", self.epochs)?;
+        check_positive(O, "batch_size", self.batch_size)?;
+        check_lr(O, "lr", self.lr)?;
+        check_weight_decay(O, self.weight_decay)?;
+        if !(0.0..=1.0).contains(&self.retain_weight) {
+            return Err(bad_option(
+                O,
+                "retain_weight",
+                "in [0, 1]",
+                self.retain_weight,
+            ));
+        }
+        Ok(())
     }
-    if !(o.lr.is_finite() && o.lr > 0.0 && (0.0..=1.0).contains(&o.retain_weight)) {
-        return Err(Error::invalid(
-            "lr must be positive and retain_weight in [0, 1]",
-        ));
-    }
-    Ok(())
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -91,7 +103,7 @@ fn run(
     kind: Kind,
     progress: &mut ProgressFn<'_>,
 ) -> Result<RunReport> {
-    check(o)?;
+    o.validate()?;
     let name = match kind {
         Kind::FineTune => "finetune",
         Kind::NegGrad => "neggrad",
@@ -106,109 +118,135 @@ fn run(
             &[(sets.forget, "forget"), (sets.retain, "retain")],
         )?,
     }
-    transact(weights, o.keep_partial, o.device, |w, dev| {
-        let start = Instant::now();
-        let mut rng = Rng::new(o.seed);
-        let mut forget = BatchCycler::new(sets.forget.len(), o.batch_size, rng.fork());
-        let mut retain = BatchCycler::new(sets.retain.len(), o.batch_size, rng.fork());
-        let per_epoch = if kind == Kind::NegGrad {
-            forget.batches_per_pass()
-        } else {
-            retain.batches_per_pass()
-        };
-        let total = per_epoch * o.epochs;
-        let mut ctx = StepCtx {
-            model,
-            mode: ForwardMode::EVAL,
-            device: dev,
-            rng: rng.fork(),
-        };
-        let mut opt = Adam::new(AdamConfig {
-            weight_decay: o.weight_decay,
-            ..AdamConfig::adamw(o.lr)
-        });
-        let sched = LrSchedule::Linear {
-            start: 1.0,
-            end: 0.1,
-            total_steps: total,
-        };
-        let mut tape = Tape::new();
-        for step in 0..total {
-            let lr = sched.lr(o.lr, step);
-            opt.set_lr(lr);
-            let mut updates = Vec::new();
-            let (mut fv, mut rv) = (f32::NAN, f32::NAN);
-            let forget_term = if kind == Kind::FineTune {
-                None
+    if kind == Kind::NegGradPlus {
+        check_overlap((sets.forget, "forget"), (sets.retain, "retain"), o.overlap)?;
+    }
+    let longest = match kind {
+        Kind::FineTune => sets.retain.len(),
+        Kind::NegGrad => sets.forget.len(),
+        Kind::NegGradPlus => sets.forget.len().max(sets.retain.len()),
+    };
+    let batches = if kind == Kind::NegGradPlus { 2 } else { 1 };
+    model.check_memory(
+        Workload::training(o.batch_size.min(longest), batches, 2),
+        name,
+    )?;
+    let probe = if kind == Kind::FineTune {
+        sets.retain
+    } else {
+        sets.forget
+    };
+    transact(
+        weights,
+        o.keep_partial,
+        o.device,
+        (model, probe),
+        |w, dev| {
+            let start = Instant::now();
+            let mut rng = Rng::new(o.seed);
+            let mut forget = BatchCycler::new(sets.forget.len(), o.batch_size, rng.fork());
+            let mut retain = BatchCycler::new(sets.retain.len(), o.batch_size, rng.fork());
+            let per_epoch = if kind == Kind::NegGrad {
+                forget.batches_per_pass()
             } else {
-                let idx = forget.next_batch().to_vec();
-                let lf = ctx.mean_loss(&mut tape, w, sets.forget, &idx, &mut updates)?;
-                fv = tape.value(lf).item()?;
-                let wgt = if kind == Kind::NegGrad {
-                    1.0
+                retain.batches_per_pass()
+            };
+            let total = per_epoch * o.epochs;
+            let mut ctx = StepCtx {
+                model,
+                mode: ForwardMode::EVAL,
+                device: dev,
+                rng: rng.fork(),
+            };
+            let mut opt = Adam::new(AdamConfig {
+                weight_decay: o.weight_decay,
+                ..AdamConfig::adamw(o.lr)
+            });
+            let sched = LrSchedule::Linear {
+                start: 1.0,
+                end: 0.1,
+                total_steps: total,
+            };
+            let mut tape = Tape::new();
+            for step in 0..total {
+                let lr = sched.lr(o.lr, step);
+                opt.set_lr(lr);
+                let mut updates = Vec::new();
+                let (mut fv, mut rv) = (f32::NAN, f32::NAN);
+                let forget_term = if kind == Kind::FineTune {
+                    None
                 } else {
-                    1.0 - o.retain_weight
-                };
-                Some(tape.scale(lf, -wgt)?)
-            };
-            let retain_term = if kind == Kind::NegGrad {
-                None
-            } else {
-                let idx = retain.next_batch().to_vec();
-                let lr_ = ctx.mean_loss(&mut tape, w, sets.retain, &idx, &mut updates)?;
-                rv = tape.value(lr_).item()?;
-                let wgt = if kind == Kind::FineTune {
-                    1.0
-                } else {
-                    o.retain_weight
-                };
-                Some(tape.scale(lr_, wgt)?)
-            };
-            let loss = match (forget_term, retain_term) {
-                (Some(a), Some(b)) => tape.add(a, b)?,
-                (Some(a), None) | (None, Some(a)) => a,
-                (None, None) => unreachable!("every baseline has a term"),
-            };
-            if !tape.value(loss).item()?.is_finite() {
-                return Err(Error::NonFinite(format!(
-                    "{name}: loss became non-finite at step {step}"
-                )));
-            }
-            let grads = tape.backward(loss)?;
-            opt.step(w, &grads)?;
-            apply_buffer_updates(w, updates);
-            report(
-                progress,
-                &Progress {
-                    method: name,
-                    epoch: step / per_epoch,
-                    epochs: o.epochs,
-                    step,
-                    total_steps: total,
-                    forget_loss: fv,
-                    retain_loss: rv,
-                    alpha: if kind == Kind::FineTune {
-                        0.0
+                    let idx = forget.next_batch().to_vec();
+                    let lf = ctx.mean_loss(&mut tape, w, sets.forget, &idx, &mut updates)?;
+                    fv = tape.value(lf).item()?;
+                    let wgt = if kind == Kind::NegGrad {
+                        1.0
                     } else {
                         1.0 - o.retain_weight
+                    };
+                    Some(tape.scale(lf, -wgt)?)
+                };
+                let retain_term = if kind == Kind::NegGrad {
+                    None
+                } else {
+                    let idx = retain.next_batch().to_vec();
+                    let lr_ = ctx.mean_loss(&mut tape, w, sets.retain, &idx, &mut updates)?;
+                    rv = tape.value(lr_).item()?;
+                    let wgt = if kind == Kind::FineTune {
+                        1.0
+                    } else {
+                        o.retain_weight
+                    };
+                    Some(tape.scale(lr_, wgt)?)
+                };
+                let loss = match (forget_term, retain_term) {
+                    (Some(a), Some(b)) => tape.add(a, b)?,
+                    (Some(a), None) | (None, Some(a)) => a,
+                    (None, None) => unreachable!("every baseline has a term"),
+                };
+                let losses = [
+                    ("forget", (kind != Kind::FineTune).then_some(fv)),
+                    ("retain", (kind != Kind::NegGrad).then_some(rv)),
+                ];
+                // No update from a non-finite loss.
+                check_divergence(model, name, step, &losses, &[])?;
+                let grads = tape.backward(loss)?;
+                opt.step(w, &grads)?;
+                apply_buffer_updates(w, updates);
+                check_divergence(model, name, step, &[], w)?;
+                report(
+                    progress,
+                    &Progress {
+                        method: name,
+                        epoch: step / per_epoch,
+                        epochs: o.epochs,
+                        step,
+                        total_steps: total,
+                        forget_loss: fv,
+                        retain_loss: rv,
+                        alpha: if kind == Kind::FineTune {
+                            0.0
+                        } else {
+                            1.0 - o.retain_weight
+                        },
+                        tau: f32::NAN,
+                        lr,
                     },
-                    tau: f32::NAN,
-                    lr,
-                },
-            )?;
-        }
-        Ok(RunReport {
-            method: name.into(),
-            epochs: o.epochs,
-            steps: total,
-            lr: o.lr,
-            seconds: start.elapsed().as_secs_f64(),
-            final_alpha: f32::NAN,
-            final_tau: f32::NAN,
-            forget_stopped_at: None,
-            truncated: false,
-        })
-    })
+                )?;
+            }
+            Ok(RunReport {
+                method: name.into(),
+                epochs: o.epochs,
+                steps: total,
+                lr: o.lr,
+                seconds: start.elapsed().as_secs_f64(),
+                final_alpha: f32::NAN,
+                final_tau: f32::NAN,
+                forget_stopped_at: None,
+                truncated: false,
+            })
+        },
+    )
 }
 
 /// Fine-tuning on the retain set only.

@@ -5,6 +5,17 @@
 //! copy and replaces the caller's weights only when it finishes without error or
 //! cancellation (unless `keep_partial` is set). Everything here sits on the public
 //! model/autograd/optimizer API.
+//!
+//! Every routine also, before it allocates anything:
+//! - validates its options (`validate()` on each options struct; errors name the field and
+//!   the allowed range),
+//! - checks its peak memory against the model's budget ([`Model::check_memory`]),
+//! - refuses a forget set that shares samples with the retain set (or, for ∇τ, with the
+//!   validation set) unless the options allow it ([`check_overlap`]),
+//!
+//! and stops with [`Error::NonFinite`] naming the step when a loss or a weight becomes NaN or
+//! infinite, or when the final weights give non-finite outputs (`check_divergence`); a
+//! diverged run never writes its weights back, `keep_partial` or not.
 
 pub mod baselines;
 pub mod nabla_tau;
@@ -18,6 +29,7 @@ use crate::autograd::{Tape, Var};
 use crate::backend::{Device, DeviceRequest};
 use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};
+pub use crate::nn::Workload;
 use crate::nn::{Bindings, ForwardMode, Model};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
@@ -117,6 +129,15 @@ impl Method {
         }
     }
 
+    /// Checks the method's options (every run does this first; a front end may call it
+    /// before it reads any data).
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            Method::NablaTau(o) => o.validate(),
+            Method::FineTune(o) | Method::NegGrad(o) | Method::NegGradPlus(o) => o.validate(),
+        }
+    }
+
     /// Runs the method on `weights` (transactional, see the module docs).
     pub fn run(
         &self,
@@ -172,11 +193,15 @@ pub(crate) fn check_inputs(
 }
 
 /// Runs `body` on a copy of `weights` and commits the copy only on success (or, with
-/// `keep_partial`, also after an error or cancellation).
+/// `keep_partial`, also after an error or cancellation, except divergence). A run that
+/// succeeded is probed once more: the final weights must give finite outputs on up to
+/// [`PROBE_SAMPLES`] samples of `probe` (a last step can leave finite weights whose outputs
+/// overflow).
 pub(crate) fn transact<F>(
     weights: &mut Vec<Tensor>,
     keep_partial: bool,
     device: DeviceRequest,
+    probe: (&Model, &Dataset),
     body: F,
 ) -> Result<RunReport>
 where
@@ -188,7 +213,11 @@ where
         .iter()
         .map(|w| w.to_device(dev))
         .collect::<Result<Vec<_>>>()?;
-    let result = body(&mut work, dev);
+    let result = body(&mut work, dev)
+        .and_then(|r| check_final_outputs(probe.0, &r, &work, probe.1).map(|()| r));
+    if matches!(result, Err(Error::NonFinite(_))) {
+        return result;
+    }
     if result.is_ok() || keep_partial {
         let back = work
             .iter()
@@ -203,6 +232,157 @@ where
         }
     }
     result
+}
+
+/// Samples of the probe set the final weights are evaluated on.
+pub const PROBE_SAMPLES: usize = 256;
+
+/// Stops a run whose loss or weights became non-finite at `step`. `losses` lists the losses
+/// the step computed (`None` for a term the step skipped). Weights on the CPU are scanned
+/// every step (a pass over the parameters, small next to a step); weights on a GPU are
+/// checked through the next step's loss and the final probe instead of a copy to the host
+/// per step. Every training loop calls this after its optimizer step.
+pub(crate) fn check_divergence(
+    model: &Model,
+    method: &str,
+    step: usize,
+    losses: &[(&str, Option<f32>)],
+    weights: &[Tensor],
+) -> Result<()> {
+    for (what, v) in losses {
+        if let Some(v) = v.filter(|v| !v.is_finite()) {
+            return Err(Error::NonFinite(format!(
+                "{method}: the {what} loss became {v} at step {step}: the run diverged (try a smaller learning rate); the weights were left as they were"
+            )));
+        }
+    }
+    for (p, w) in model.params().iter().zip(weights) {
+        if w.device() == Device::Cpu && !w.all_finite()? {
+            return Err(Error::NonFinite(format!(
+                "{method}: parameter `{}` became NaN or infinite at step {step}: the run diverged (try a smaller learning rate); the weights were left as they were",
+                p.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The final weights of a finished run must give finite outputs (see [`transact`]).
+fn check_final_outputs(
+    model: &Model,
+    report: &RunReport,
+    weights: &[Tensor],
+    probe: &Dataset,
+) -> Result<()> {
+    let n = probe.len().min(PROBE_SAMPLES);
+    if n == 0 {
+        return Ok(());
+    }
+    let idx: Vec<usize> = (0..n).collect();
+    let (x, _) = probe.gather(&idx)?;
+    match model.predict(weights, &x, PROBE_SAMPLES) {
+        Err(Error::NonFinite(detail)) => Err(Error::NonFinite(format!(
+            "{}: after the last step (step {}) the weights give non-finite outputs ({detail}): the run diverged (try a smaller learning rate); the weights were left as they were",
+            report.method,
+            report.steps.saturating_sub(1)
+        ))),
+        other => other.map(|_| ()),
+    }
+}
+
+/// Whether a forget set may share samples with the retain set (or, for ∇τ, with the
+/// validation set).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OverlapPolicy {
+    /// A shared sample is an error, with the count (the default): a sample kept in the
+    /// retain set re-teaches what the forget term removes, and a validation set that holds
+    /// forget samples makes ∇τ aim the forget losses at themselves.
+    #[default]
+    Refuse,
+    /// Shared samples are accepted (for data sets with legitimate exact duplicates).
+    Allow,
+}
+
+/// Fails when `a` and `b` are the same data set or share samples (identical input values
+/// and target), naming both sets and the number of shared samples. Rows are compared by a
+/// hash of their bytes, then byte for byte.
+pub fn check_overlap(
+    a: (&Dataset, &str),
+    b: (&Dataset, &str),
+    policy: OverlapPolicy,
+) -> Result<()> {
+    if policy == OverlapPolicy::Allow {
+        return Ok(());
+    }
+    let shared = shared_rows(a.0, b.0)?;
+    if shared > 0 {
+        return Err(Error::invalid(format!(
+            "the {} set and the {} set share {shared} sample(s) (same inputs and target); remove them from one of the sets, or allow the overlap in the options",
+            a.1, b.1
+        )));
+    }
+    Ok(())
+}
+
+/// One data set as bit patterns: each sample's inputs followed by its target.
+struct Rows {
+    bits: Vec<u32>,
+    per: usize,
+}
+
+impl Rows {
+    fn new(d: &Dataset) -> Result<Self> {
+        let n = d.len().max(1);
+        let x = d.x.to_vec()?;
+        let y: Vec<u32> = match &d.y {
+            Targets::Classes(c) => c.clone(),
+            Targets::Values(t) => t.to_vec()?.iter().map(|v| v.to_bits()).collect(),
+        };
+        let (px, py) = (x.len() / n, y.len() / n);
+        let mut bits = Vec::with_capacity(x.len() + y.len());
+        for i in 0..d.len() {
+            bits.extend(x[i * px..(i + 1) * px].iter().map(|v| v.to_bits()));
+            bits.extend_from_slice(&y[i * py..(i + 1) * py]);
+        }
+        Ok(Rows { bits, per: px + py })
+    }
+
+    fn row(&self, i: usize) -> &[u32] {
+        &self.bits[i * self.per..(i + 1) * self.per]
+    }
+
+    fn len(&self) -> usize {
+        self.bits.len() / self.per.max(1)
+    }
+}
+
+/// How many rows of `b` also occur in `a`.
+fn shared_rows(a: &Dataset, b: &Dataset) -> Result<usize> {
+    use std::collections::HashMap;
+    use std::hash::{Hash, Hasher};
+    if a.sample_shape() != b.sample_shape() || a.is_empty() || b.is_empty() {
+        return Ok(0);
+    }
+    let (ra, rb) = (Rows::new(a)?, Rows::new(b)?);
+    if ra.per != rb.per || ra.per == 0 {
+        return Ok(0);
+    }
+    let key = |r: &[u32]| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        r.hash(&mut h);
+        h.finish()
+    };
+    let mut seen: HashMap<u64, Vec<usize>> = HashMap::with_capacity(ra.len());
+    for i in 0..ra.len() {
+        seen.entry(key(ra.row(i))).or_default().push(i);
+    }
+    Ok((0..rb.len())
+        .filter(|&j| {
+            let r = rb.row(j);
+            seen.get(&key(r))
+                .is_some_and(|c| c.iter().any(|&i| ra.row(i) == r))
+        })
+        .count())
 }
 
 /// What every optimisation step of a run shares: the model, how its normalisation and

@@ -55,8 +55,10 @@
 //!   spends the remaining budget repairing the retain set, with steps that skip the forget
 //!   batch.
 
+use super::train::{bad_option, check_lr, check_positive, check_weight_decay};
 use super::{
-    check_inputs, report, transact, Progress, ProgressFn, RunReport, StepCtx, UnlearnSets,
+    check_inputs, check_overlap, report, transact, OverlapPolicy, Progress, ProgressFn, RunReport,
+    StepCtx, UnlearnSets, Workload,
 };
 use crate::autograd::{Tape, Var};
 use crate::backend::{Device, DeviceRequest};
@@ -114,6 +116,9 @@ pub struct NablaTauOptions {
     pub keep_partial: bool,
     /// Stop after this many steps (for benchmarks); the report says it was truncated.
     pub max_steps: Option<usize>,
+    /// Whether the forget set may share samples with the retain set or the validation set
+    /// (default: refused, see [`OverlapPolicy`]).
+    pub overlap: OverlapPolicy,
 }
 
 impl Default for NablaTauOptions {
@@ -134,11 +139,64 @@ impl Default for NablaTauOptions {
             device: DeviceRequest::Auto,
             keep_partial: false,
             max_steps: None,
+            overlap: OverlapPolicy::Refuse,
         }
     }
 }
 
 impl NablaTauOptions {
+    /// Checks every field (each run calls it first); errors name the field and its range.
+    /// `alpha_max` is checked against the α₀ actually used once the schedule is derived.
+    pub fn validate(&self) -> Result<()> {
+        const O: &str = "nabla_tau";
+        if let Some(b) = self.batch_size {
+            check_positive(O, "batch_size", b)?;
+        }
+        if let Some(lr) = self.lr {
+            check_lr(O, "lr", lr)?;
+        }
+        check_weight_decay(O, self.weight_decay)?;
+        if !(self.lr_end_factor > 0.0 && self.lr_end_factor <= 1.0) {
+            return Err(bad_option(
+                O,
+                "lr_end_factor",
+                "in (0, 1]",
+                self.lr_end_factor,
+            ));
+        }
+        for (field, a) in [("alpha0", self.alpha0), ("alpha_max", self.alpha_max)] {
+            if let Some(a) = a.filter(|a| !(0.0..=1.0).contains(a)) {
+                return Err(bad_option(O, field, "in [0, 1]", a));
+            }
+        }
+        if let (Some(a0), Some(am)) = (self.alpha0, self.alpha_max) {
+            if am < a0 {
+                return Err(bad_option(
+                    O,
+                    "alpha_max",
+                    &format!("in [alpha0, 1] = [{a0}, 1]"),
+                    am,
+                ));
+            }
+        }
+        if let Some(e) = self.epochs {
+            check_positive(O, "epochs", e)?;
+        }
+        check_positive(O, "tau_every", self.tau_every)?;
+        if !(0.0..0.5).contains(&self.stop_margin) {
+            return Err(bad_option(
+                O,
+                "stop_margin",
+                "in [0, 0.5)",
+                self.stop_margin,
+            ));
+        }
+        if let Some(m) = self.max_steps {
+            check_positive(O, "max_steps", m)?;
+        }
+        Ok(())
+    }
+
     /// The authors' recipe.
     pub fn paper() -> Self {
         NablaTauOptions {
@@ -656,6 +714,7 @@ pub fn nabla_tau(
     opts: &NablaTauOptions,
     progress: &mut ProgressFn<'_>,
 ) -> Result<RunReport> {
+    opts.validate()?;
     check_inputs(
         model,
         weights,
@@ -665,25 +724,16 @@ pub fn nabla_tau(
             (sets.val, "validation"),
         ],
     )?;
-    if opts.batch_size == Some(0) || opts.tau_every == 0 {
-        return Err(Error::invalid(
-            "nabla_tau: batch_size and tau_every must be positive",
-        ));
-    }
-    if let Some(lr) = opts.lr {
-        if !(lr.is_finite() && lr > 0.0) {
-            return Err(Error::invalid(format!(
-                "nabla_tau: learning rate must be positive, got {lr}"
-            )));
-        }
-    }
-    if let Some(a) = opts.alpha0 {
-        if !(0.0..=1.0).contains(&a) {
-            return Err(Error::invalid(format!(
-                "nabla_tau: alpha0 must be in [0, 1], got {a}"
-            )));
-        }
-    }
+    check_overlap(
+        (sets.forget, "forget"),
+        (sets.retain, "retain"),
+        opts.overlap,
+    )?;
+    check_overlap(
+        (sets.forget, "forget"),
+        (sets.val, "validation"),
+        opts.overlap,
+    )?;
     let Schedule {
         batch,
         alpha0,
@@ -696,13 +746,16 @@ pub fn nabla_tau(
             "nabla_tau: alpha_max must be in [alpha0, 1] = [{alpha0}, 1], got {alpha_max}"
         )));
     }
+    let longest = sets.forget.len().max(sets.retain.len());
+    model.check_memory(Workload::training(batch.min(longest), 2, 2), "nabla_tau")?;
     let adaptive = opts.mode == NablaTauMode::Adaptive;
     let removed = if adaptive && model.loss_kind() == LossKind::CrossEntropy {
         removed_classes(sets.forget, sets.retain)
     } else {
         Vec::new()
     };
-    transact(weights, opts.keep_partial, opts.device, |w, dev| {
+    let probe = (model, sets.forget);
+    transact(weights, opts.keep_partial, opts.device, probe, |w, dev| {
         let start = Instant::now();
         let mut rng = Rng::new(opts.seed);
         let mut forget_order = rng.permutation(sets.forget.len());
@@ -909,9 +962,16 @@ pub fn nabla_tau(
                 // Retain term.
                 let mean_r = ctx.mean_loss(&mut tape, w, sets.retain, &ridx, &mut updates)?;
                 let retain_value = tape.value(mean_r).item()?;
-                if (alpha != 0.0 && !forget_value.is_finite()) || !retain_value.is_finite() {
-                    return Err(Error::NonFinite(format!("losses became non-finite at step {step} (forget {forget_value}, retain {retain_value})")));
-                }
+                super::check_divergence(
+                    model,
+                    "nabla_tau",
+                    step,
+                    &[
+                        ("forget", (alpha != 0.0).then_some(forget_value)),
+                        ("retain", Some(retain_value)),
+                    ],
+                    w,
+                )?;
                 let retain_term = tape.scale(mean_r, 1.0 - alpha)?;
                 let loss = match forget_term {
                     Some(ft) => {

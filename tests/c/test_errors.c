@@ -44,6 +44,7 @@ static void status_names(void) {
     CHECK(strcmp(gradtau_status_name(GRADTAU_OK), "GRADTAU_OK") == 0);
     CHECK(strcmp(gradtau_status_name(GRADTAU_BUSY), "GRADTAU_BUSY") == 0);
     CHECK(strcmp(gradtau_status_name(GRADTAU_ABI_MISMATCH), "GRADTAU_ABI_MISMATCH") == 0);
+    CHECK(strcmp(gradtau_status_name(GRADTAU_RESOURCE_LIMIT), "GRADTAU_RESOURCE_LIMIT") == 0);
     CHECK(strcmp(gradtau_status_name(999), "GRADTAU_UNKNOWN_STATUS") == 0);
     CHECK(strcmp(gradtau_status_name(-1), "GRADTAU_UNKNOWN_STATUS") == 0);
     /* The numbers are ABI: pin them. */
@@ -51,7 +52,8 @@ static void status_names(void) {
           GRADTAU_SHAPE == 3 && GRADTAU_NON_FINITE == 4 && GRADTAU_SPEC == 5 &&
           GRADTAU_BINDING == 6 && GRADTAU_DEVICE_UNAVAILABLE == 7 && GRADTAU_UNSUPPORTED == 8 &&
           GRADTAU_CANCELLED == 9 && GRADTAU_IO == 10 && GRADTAU_CUDA == 11 &&
-          GRADTAU_BUSY == 12 && GRADTAU_PANIC == 13 && GRADTAU_ABI_MISMATCH == 14);
+          GRADTAU_BUSY == 12 && GRADTAU_PANIC == 13 && GRADTAU_ABI_MISMATCH == 14 &&
+          GRADTAU_RESOURCE_LIMIT == 15);
 }
 
 static void model_errors(void) {

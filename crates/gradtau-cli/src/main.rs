@@ -1,5 +1,10 @@
 //! The `gradtau` command: unlearning, auditing and training on files, and a demo on the
 //! embedded digits data.
+//!
+//! Output files are never written in place: every output path is checked before the run
+//! (its directory exists and takes a new file), the results go to temporary files in the
+//! target directories, which are synced and then renamed over the targets, so a target is
+//! always either its old contents or the complete new ones (see [`Outputs`]).
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use gradtau::audit::report::{audit_model, AuditRow, AuditSets};
@@ -9,11 +14,12 @@ use gradtau::nn::Model;
 use gradtau::optim::LrSchedule;
 use gradtau::rng::Rng;
 use gradtau::unlearn::{
-    self, BaselineOptions, Control, Method, NablaTauOptions, OptimizerKind, Progress, RunReport,
-    TrainRecipe, UnlearnSets,
+    self, BaselineOptions, Control, Method, NablaTauOptions, OptimizerKind, OverlapPolicy,
+    Progress, RunReport, TrainRecipe, UnlearnSets,
 };
 use gradtau::{DeviceRequest, Error, Result, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -112,8 +118,60 @@ struct UnlearnArgs {
     #[arg(long)]
     batch_size: Option<usize>,
     /// Override the learning rate.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     lr: Option<f32>,
+    /// Accept forget samples that also occur in the retain (or validation) set; refused by
+    /// default.
+    #[arg(long)]
+    allow_overlap: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+#[derive(Args)]
+struct LimitArgs {
+    /// Memory budget of the run, in bytes or with a K, M, G or T suffix (powers of 1024);
+    /// default: GRADTAU_MEMORY_LIMIT, else 3/4 of the available memory.
+    #[arg(long, allow_hyphen_values = true)]
+    memory_limit: Option<String>,
+}
+
+impl LimitArgs {
+    fn apply(&self, model: &Model) -> Result<()> {
+        if let Some(text) = &self.memory_limit {
+            model.set_memory_limit(Some(parse_bytes(text)?));
+        }
+        Ok(())
+    }
+}
+
+/// `1234`, `512M`, `8G`: bytes, with an optional binary suffix.
+fn parse_bytes(text: &str) -> Result<u64> {
+    let t = text.trim();
+    let (digits, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => 64,
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .filter(|_| shift < 64)
+        .and_then(|n| n.checked_mul(1u64 << shift))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "--memory-limit {text}: expected a positive number of bytes, optionally with K, M, G or T"
+            ))
+        })
 }
 
 #[derive(Args)]
@@ -134,6 +192,8 @@ struct AuditArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 #[derive(Args)]
@@ -154,9 +214,9 @@ struct TrainArgs {
     epochs: usize,
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, allow_hyphen_values = true)]
     lr: f32,
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.01, allow_hyphen_values = true)]
     weight_decay: f32,
     /// adamw, adam, sgd (momentum 0.9).
     #[arg(long, default_value = "adamw")]
@@ -168,6 +228,8 @@ struct TrainArgs {
     seed: u64,
     #[arg(long, default_value = "auto")]
     device: String,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 fn main() -> ExitCode {
@@ -262,6 +324,7 @@ fn read_weights(model: &Model, path: &Path) -> Result<Vec<Tensor>> {
     Ok(out)
 }
 
+/// Writes safetensors to `path` (a temporary file of [`Outputs`]).
 fn write_weights(model: &Model, weights: &[Tensor], path: &Path) -> Result<()> {
     let data: Vec<Vec<f32>> = weights.iter().map(|w| w.to_vec()).collect::<Result<_>>()?;
     io::save_safetensors(
@@ -274,19 +337,153 @@ fn write_weights(model: &Model, weights: &[Tensor], path: &Path) -> Result<()> {
     )
 }
 
+/// The output files of one command, all replaced together at the end.
+///
+/// Before the run, [`Outputs::check`] makes sure each target's directory exists and takes a
+/// new file, so a run is not wasted on an output that cannot be written. After the run each
+/// result is written to a temporary file next to its target (same directory, so same file
+/// system and the rename is atomic), synced to disk, and only when every temporary file is
+/// complete are they renamed over their targets, then the directories synced. A kill or a
+/// full disk before the renames leaves every target as it was (and at most a stray
+/// `.gradtau-tmp-*` file, removed when the write fails normally); each rename is atomic, so a
+/// target is never seen half-written.
+///
+/// What remains non-atomic is the pair: two renames are two system calls, and a kill between
+/// them (a window of microseconds, after all writing is done) leaves the new `--out` next to
+/// the old `--report`. POSIX has no multi-file rename; the alternatives (a directory swap, or
+/// a manifest file) would change what the user sees on disk. The report is renamed last and
+/// names the weights it describes by path and run, so a stale report is detectable.
+/// `--out` equal to `--weights` is safe: the weights are read whole before the run, and the
+/// old file stays until the rename.
+struct Outputs {
+    pending: Vec<(PathBuf, PathBuf)>,
+}
+
+impl Outputs {
+    /// Checks each `(flag, path)` target: a file (or nothing yet) in an existing, writable
+    /// directory.
+    fn check(targets: &[(&str, &Path)]) -> Result<()> {
+        for (flag, path) in targets {
+            if path.is_dir() {
+                return Err(Error::Io(format!(
+                    "{flag} {}: is a directory, expected a file path",
+                    path.display()
+                )));
+            }
+            let dir = parent_dir(path);
+            if !dir.is_dir() {
+                return Err(Error::Io(format!(
+                    "{flag} {}: the directory {} does not exist",
+                    path.display(),
+                    dir.display()
+                )));
+            }
+            let probe = temp_path(path, "probe");
+            File::create(&probe)
+                .and_then(|_| std::fs::remove_file(&probe))
+                .map_err(|e| {
+                    Error::Io(format!(
+                        "{flag} {}: cannot create a file in {}: {e}",
+                        path.display(),
+                        dir.display()
+                    ))
+                })?;
+        }
+        Ok(())
+    }
+
+    fn new() -> Self {
+        Outputs {
+            pending: Vec::new(),
+        }
+    }
+
+    /// Writes one result with `write` into a synced temporary file next to `target`.
+    fn stage(&mut self, target: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+        let tmp = temp_path(target, "new");
+        let staged = write(&tmp).and_then(|()| {
+            File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::Io(format!("{}: sync failed: {e}", tmp.display())))
+        });
+        if let Err(e) = staged {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        self.pending.push((tmp, target.to_path_buf()));
+        Ok(())
+    }
+
+    /// Renames every staged file over its target, in staging order.
+    fn commit(mut self) -> Result<()> {
+        for (tmp, target) in std::mem::take(&mut self.pending) {
+            std::fs::rename(&tmp, &target).map_err(|e| {
+                Error::Io(format!(
+                    "{}: could not replace it with {}: {e}",
+                    target.display(),
+                    tmp.display()
+                ))
+            })?;
+            // The rename itself is durable once the directory is synced.
+            if let Ok(d) = File::open(parent_dir(&target)) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Outputs {
+    /// Staged files that were never committed (a later write failed) are removed.
+    fn drop(&mut self) {
+        for (tmp, _) in &self.pending {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// `dir/.name.gradtau-tmp-<pid>-<tag>`: hidden, next to the target, unique per process.
+fn temp_path(target: &Path, tag: &str) -> PathBuf {
+    let name = target
+        .file_name()
+        .map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
+    parent_dir(target).join(format!(".{name}.gradtau-tmp-{}-{tag}", std::process::id()))
+}
+
+/// Writes text through [`Outputs::stage`].
+fn write_text(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|e| Error::Io(format!("{}: {e}", path.display())))
+}
+
 // ---------------------------------------------------------------- commands
 
-fn method_for(
-    arg: MethodArg,
-    seed: u64,
-    device: DeviceRequest,
+/// What the command line overrides in a method's defaults.
+#[derive(Clone, Copy, Default)]
+struct Overrides {
     epochs: Option<usize>,
     batch: Option<usize>,
     lr: Option<f32>,
-) -> Method {
+    overlap: OverlapPolicy,
+}
+
+fn method_for(arg: MethodArg, seed: u64, device: DeviceRequest, over: Overrides) -> Method {
+    let Overrides {
+        epochs,
+        batch,
+        lr,
+        overlap,
+    } = over;
     let tune_b = |mut o: BaselineOptions| {
         o.seed = seed;
         o.device = device;
+        o.overlap = overlap;
         if let Some(e) = epochs {
             o.epochs = e;
         }
@@ -304,6 +501,7 @@ fn method_for(
         o.epochs = epochs.or(o.epochs);
         o.batch_size = batch.or(o.batch_size);
         o.lr = lr.or(o.lr);
+        o.overlap = overlap;
         o
     };
     match arg {
@@ -317,12 +515,29 @@ fn method_for(
 
 fn unlearn_cmd(a: UnlearnArgs) -> Result<()> {
     let device = DeviceRequest::parse(&a.device)?;
+    let over = Overrides {
+        epochs: a.epochs,
+        batch: a.batch_size,
+        lr: a.lr,
+        overlap: if a.allow_overlap {
+            OverlapPolicy::Allow
+        } else {
+            OverlapPolicy::Refuse
+        },
+    };
+    let method = method_for(a.method, a.seed, device, over);
+    method.validate()?;
+    let mut targets = vec![("--out", a.out.as_path())];
+    if let Some(r) = &a.report {
+        targets.push(("--report", r.as_path()));
+    }
+    Outputs::check(&targets)?;
     let model = read_model(&a.spec)?;
+    a.limits.apply(&model)?;
     let weights = read_weights(&model, &a.weights)?;
     let forget = model.read_dataset(&a.sets.forget_x, &a.sets.forget_y, "forget")?;
     let retain = model.read_dataset(&a.sets.retain_x, &a.sets.retain_y, "retain")?;
     let val = model.read_dataset(&a.val_x, &a.val_y, "validation")?;
-    let method = method_for(a.method, a.seed, device, a.epochs, a.batch_size, a.lr);
     let audit_sets = AuditSets {
         retain: &retain,
         forget: &forget,
@@ -343,7 +558,23 @@ fn unlearn_cmd(a: UnlearnArgs) -> Result<()> {
     )?;
     pb.finish();
     let after = audit_model(&model, &w, audit_sets, a.seed)?;
-    write_weights(&model, &w, &a.out)?;
+    let mut outputs = Outputs::new();
+    outputs.stage(&a.out, |p| write_weights(&model, &w, p))?;
+    if let Some(path) = &a.report {
+        let json = serde_json::json!({
+            "method": method.name(),
+            "options": format!("{method:?}"),
+            "device": a.device,
+            "seed": a.seed,
+            "weights": a.out.display().to_string(),
+            "run": run_json(&report),
+            "before": row_json(&before),
+            "after": row_json(&after),
+        });
+        let text = serde_json::to_string_pretty(&json).expect("json");
+        outputs.stage(path, |p| write_text(p, &text))?;
+    }
+    outputs.commit()?;
     print_table(
         "metrics (MIA: forget vs the validation set)",
         &[
@@ -352,18 +583,7 @@ fn unlearn_cmd(a: UnlearnArgs) -> Result<()> {
         ],
     );
     eprintln!("wrote {}", a.out.display());
-    if let Some(path) = a.report {
-        let json = serde_json::json!({
-            "method": method.name(),
-            "options": format!("{method:?}"),
-            "device": a.device,
-            "seed": a.seed,
-            "run": run_json(&report),
-            "before": row_json(&before),
-            "after": row_json(&after),
-        });
-        std::fs::write(&path, serde_json::to_string_pretty(&json).expect("json"))
-            .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+    if let Some(path) = &a.report {
         eprintln!("wrote {}", path.display());
     }
     Ok(())
@@ -371,6 +591,7 @@ fn unlearn_cmd(a: UnlearnArgs) -> Result<()> {
 
 fn audit_cmd(a: AuditArgs) -> Result<()> {
     let model = read_model(&a.spec)?;
+    a.limits.apply(&model)?;
     let weights = read_weights(&model, &a.weights)?;
     let forget = model.read_dataset(&a.sets.forget_x, &a.sets.forget_y, "forget")?;
     let retain = model.read_dataset(&a.sets.retain_x, &a.sets.retain_y, "retain")?;
@@ -397,12 +618,6 @@ fn audit_cmd(a: AuditArgs) -> Result<()> {
 }
 
 fn train_cmd(a: TrainArgs) -> Result<()> {
-    let model = read_model(&a.spec)?;
-    let data = model.read_dataset(&a.x, &a.y, "training")?;
-    let mut w = match &a.init {
-        Some(p) => read_weights(&model, p)?,
-        None => model.init_weights(a.seed),
-    };
     let optimizer = match a.optimizer.as_str() {
         "adamw" => OptimizerKind::AdamW,
         "adam" => OptimizerKind::Adam,
@@ -415,6 +630,26 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
                 "--optimizer {o}: expected adamw, adam or sgd"
             )))
         }
+    };
+    // The recipe is checked before any data is read (the schedule's length is set below).
+    let mut recipe = TrainRecipe {
+        optimizer,
+        lr: a.lr,
+        weight_decay: a.weight_decay,
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        seed: a.seed,
+        device: DeviceRequest::parse(&a.device)?,
+        ..Default::default()
+    };
+    recipe.validate()?;
+    Outputs::check(&[("--out", a.out.as_path())])?;
+    let model = read_model(&a.spec)?;
+    a.limits.apply(&model)?;
+    let data = model.read_dataset(&a.x, &a.y, "training")?;
+    let mut w = match &a.init {
+        Some(p) => read_weights(&model, p)?,
+        None => model.init_weights(a.seed),
     };
     let steps = data.len().div_ceil(a.batch_size.max(1)) * a.epochs;
     let schedule = match a.schedule.as_str() {
@@ -434,21 +669,13 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
             )))
         }
     };
-    let recipe = TrainRecipe {
-        optimizer,
-        lr: a.lr,
-        weight_decay: a.weight_decay,
-        epochs: a.epochs,
-        batch_size: a.batch_size,
-        schedule,
-        seed: a.seed,
-        device: DeviceRequest::parse(&a.device)?,
-        ..Default::default()
-    };
+    recipe.schedule = schedule;
     let pb = progress_bar("train");
     let r = unlearn::train(&model, &mut w, &data, &recipe, &mut feed(&pb))?;
     pb.finish();
-    write_weights(&model, &w, &a.out)?;
+    let mut outputs = Outputs::new();
+    outputs.stage(&a.out, |p| write_weights(&model, &w, p))?;
+    outputs.commit()?;
     eprintln!(
         "trained {} steps in {:.1} s; wrote {}",
         r.steps,
@@ -462,6 +689,9 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
 
 fn demo(a: DemoArgs) -> Result<()> {
     let device = DeviceRequest::parse(&a.device)?;
+    if let Some(path) = &a.json {
+        Outputs::check(&[("--json", path.as_path())])?;
+    }
     // 70 % train, 10 % validation (∇τ's target), 20 % test (the audit's non-members).
     let (train, val, test) = digits::train_val_test(a.seed)?;
     let model = Model::from_json(digits::MLP_SPEC)?;
@@ -536,7 +766,7 @@ fn demo(a: DemoArgs) -> Result<()> {
             ("NegGrad+", MethodArg::NeggradPlus),
         ];
         for (name, m) in methods {
-            let method = method_for(m, a.seed, device, None, None, None);
+            let method = method_for(m, a.seed, device, Overrides::default());
             let pb = progress_bar(method.name());
             let mut w = original.clone();
             let r: RunReport = method.run(&model, &mut w, sets, &mut feed(&pb))?;
@@ -559,8 +789,10 @@ fn demo(a: DemoArgs) -> Result<()> {
         }));
     }
     if let Some(path) = a.json {
-        std::fs::write(&path, serde_json::to_string_pretty(&tables).expect("json"))
-            .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+        let text = serde_json::to_string_pretty(&tables).expect("json");
+        let mut outputs = Outputs::new();
+        outputs.stage(&path, |p| write_text(p, &text))?;
+        outputs.commit()?;
     }
     Ok(())
 }
@@ -569,6 +801,19 @@ fn demo(a: DemoArgs) -> Result<()> {
 
 fn print_table(title: &str, rows: &[(&str, &AuditRow, f64)]) {
     println!("\n{title}");
+    if let Some((_, r, _)) = rows.first() {
+        if r.mia_samples == 0 {
+            println!(
+                "note: the membership attack needs at least {} forget and test samples; its scores are not computed (NaN)",
+                gradtau::audit::report::MIN_MIA_SAMPLES
+            );
+        } else if r.mia_samples < 100 {
+            println!(
+                "note: the membership attack ran on {} samples per side; at this size its scores are mostly noise",
+                r.mia_samples
+            );
+        }
+    }
     println!(
         "{:<16} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}",
         "", "retain", "forget", "test", "MIA-loss", "MIA-ent", "seconds"
@@ -599,6 +844,7 @@ fn row_json(r: &AuditRow) -> serde_json::Value {
         "test_accuracy": r.test_accuracy,
         "mia_loss": r.mia_loss,
         "mia_entropy": r.mia_entropy,
+        "mia_samples": r.mia_samples,
     })
 }
 
