@@ -47,6 +47,10 @@ const (
 	// StatusABIMismatch: An options struct's `struct_size` does not match this library: initialise
 	// it with its `*_default()` function and compile against the header of this library.
 	StatusABIMismatch Status = C.GRADTAU_ABI_MISMATCH
+	// StatusResourceLimit: The call would need more memory than the model's memory limit allows
+	// (see `gradtau_model_set_memory_limit`), or an allocation failed; nothing was done and the
+	// bound buffers are untouched. The message names the node and the bytes.
+	StatusResourceLimit Status = C.GRADTAU_RESOURCE_LIMIT
 )
 
 // knownStatuses lists every constant above, in the header's order.
@@ -66,4 +70,5 @@ var knownStatuses = []Status{
 	StatusBusy,
 	StatusPanic,
 	StatusABIMismatch,
+	StatusResourceLimit,
 }

@@ -51,6 +51,12 @@ public enum Status {
      * its {@code *_default()} function and compile against the header of this library.
      */
     ABI_MISMATCH(14),
+    /**
+     * The call would need more memory than the model's memory limit allows (see
+     * {@code gradtau_model_set_memory_limit}), or an allocation failed; nothing was done and the
+     * bound buffers are untouched. The message names the node and the bytes.
+     */
+    RESOURCE_LIMIT(15),
     /** A number this version of the bindings does not know (a newer library). */
     UNKNOWN(-1);
 
