@@ -318,6 +318,9 @@ typedef struct gradtau_audit_row {
     double mia_entropy;
 } gradtau_audit_row;
 
+// Why a run ended (a `GRADTAU_STOP_*` value). The numbers are part of the ABI.
+typedef int32_t gradtau_stop_reason;
+
 // ∇τ (the default).
 #define GRADTAU_METHOD_NABLA_TAU 0
 
@@ -344,6 +347,17 @@ typedef struct gradtau_audit_row {
 
 // AdamW (decoupled weight decay; the default).
 #define GRADTAU_OPTIMIZER_ADAMW 2
+
+// It ran every planned epoch (baselines and training always do; ∇τ's class removal too,
+// whose forget term may have switched off earlier, see `gradtau_report_forget_stopped_at`).
+#define GRADTAU_STOP_BUDGET 0
+
+// ∇τ adaptive mode, random forgetting: the membership stop test passed and was confirmed,
+// and the run ended before its planned epochs.
+#define GRADTAU_STOP_FORGOTTEN 1
+
+// Cut short by `max_steps`.
+#define GRADTAU_STOP_MAX_STEPS 2
 
 
 
@@ -607,8 +621,16 @@ float gradtau_report_final_tau(const struct gradtau_report *report);
 // never did (or the report is NULL).
 int64_t gradtau_report_forget_stopped_at(const struct gradtau_report *report);
 
-// True when the run was cut short by `max_steps`.
+// True when the run was cut short by `max_steps` (the stop reason is
+// `GRADTAU_STOP_MAX_STEPS`).
 bool gradtau_report_truncated(const struct gradtau_report *report);
+
+// Why the run ended: a `GRADTAU_STOP_*` value, or -1 if `report` is NULL.
+gradtau_stop_reason gradtau_report_stop_reason(const struct gradtau_report *report);
+
+// The name of a stop reason (`"GRADTAU_STOP_FORGOTTEN"`), or `"GRADTAU_STOP_UNKNOWN"` for a
+// number this library does not define. Never NULL; static storage. Thread-safe.
+const char *gradtau_stop_reason_name(gradtau_stop_reason reason);
 
 // Frees a report. NULL is a no-op; freeing the same non-NULL report twice is undefined
 // behaviour.
