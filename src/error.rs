@@ -44,6 +44,11 @@ pub enum Error {
     /// A CUDA driver, NVRTC or cuBLAS call failed.
     #[error("cuda: {0}")]
     Cuda(String),
+
+    /// An internal invariant broke: a bug in gradtau (or in a caller's own `BackwardOp`),
+    /// not a problem with the caller's arguments.
+    #[error("internal error (a bug; please report it): {0}")]
+    Internal(String),
 }
 
 impl Error {
