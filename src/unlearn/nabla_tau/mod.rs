@@ -88,7 +88,7 @@ pub use schedule::{adaptive_lr, schedule, Schedule};
 
 /// Where a run stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
+enum Phase {
     /// Each step pushes the forget batch's losses up and the retain batch's down.
     Forgetting,
     /// The stop test has passed (class removal): the steps only repair the retain set and
@@ -341,7 +341,7 @@ fn run(
                 // so class removal spends the rest of its budget repairing.
                 if p.removed.is_empty() {
                     stop = StopReason::Forgotten;
-                    break;
+                    break 'epochs;
                 }
             }
         }
@@ -364,8 +364,8 @@ fn run(
                 .as_ref()
                 .map_or(ForgetTarget::MeanAbove { tau }, Monitor::forget_target);
             let a = alpha.value();
-            let (lf, lr_) = train_step(&mut ctx, &mut tape, &mut opt, w, sets, &batch, a, target)?;
-            report(progress, &p.progress(epoch, step, (lf, lr_), (a, tau, lr)))?;
+            let losses = train_step(&mut ctx, &mut tape, &mut opt, w, sets, &batch, a, target)?;
+            report(progress, &p.progress(epoch, step, losses, (a, tau, lr)))?;
             step += 1;
         }
         if phase == Phase::Forgetting {
