@@ -47,7 +47,7 @@ pub fn threshold_attack_accuracy(members: &[f32], others: &[f32]) -> f32 {
 
 /// Accuracy margin above 0.5 below which the best-threshold membership test counts as
 /// "cannot tell" for samples of sizes `n` and `m`: half the KS distance of
-/// [`KS_COEFFICIENT`] (a best-threshold balanced accuracy is 0.5 + D/2), so small sets are
+/// `KS_COEFFICIENT` (a best-threshold balanced accuracy is 0.5 + D/2), so small sets are
 /// not held to a bar that sampling noise alone would fail; never below `floor`.
 pub fn indistinguishable_margin(n: usize, m: usize, floor: f32) -> f32 {
     if n == 0 || m == 0 {
