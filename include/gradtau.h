@@ -181,8 +181,9 @@ enum gradtau_status
     // Another call is running on the same model handle (from another thread, or re-entered
     // from a progress callback); nothing was done.
     GRADTAU_BUSY = 12,
-    // gradtau hit an internal bug (a Rust panic), caught at the boundary. The handles
-    // involved stay valid and the bound buffers untouched, but please report it.
+    // gradtau hit an internal bug (a Rust panic caught at the boundary, or a broken internal
+    // invariant). The handles involved stay valid and the bound buffers untouched, but
+    // please report it.
     GRADTAU_PANIC = 13,
     // An options struct's `struct_size` does not match this library: initialise it with
     // its `*_default()` function and compile against the header of this library.
@@ -381,6 +382,9 @@ typedef struct gradtau_audit_row {
     double mia_entropy;
 } gradtau_audit_row;
 
+// Why a run ended (a `GRADTAU_STOP_*` value). The numbers are part of the ABI.
+typedef int32_t gradtau_stop_reason;
+
 // The model's raw outputs (logits for a classifier, values for a regressor).
 #define GRADTAU_OUTPUT_RAW 0
 
@@ -420,6 +424,17 @@ typedef struct gradtau_audit_row {
 
 // AdamW (decoupled weight decay; the default).
 #define GRADTAU_OPTIMIZER_ADAMW 2
+
+// It ran every planned epoch (baselines and training always do; ∇τ's class removal too,
+// whose forget term may have switched off earlier, see `gradtau_report_forget_stopped_at`).
+#define GRADTAU_STOP_BUDGET 0
+
+// ∇τ adaptive mode, random forgetting: the membership stop test passed and was confirmed,
+// and the run ended before its planned epochs.
+#define GRADTAU_STOP_FORGOTTEN 1
+
+// Cut short by `max_steps`.
+#define GRADTAU_STOP_MAX_STEPS 2
 
 
 
@@ -547,7 +562,8 @@ gradtau_status gradtau_digits_split(uint64_t seed,
 // Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT` (unknown `kind`,
 // probabilities of an `mse` model), `GRADTAU_SHAPE` (lengths that do not match),
 // `GRADTAU_NON_FINITE` (NaN or infinity in the inputs or the weights, or outputs that
-// overflow), `GRADTAU_BINDING` (a parameter is unbound), `GRADTAU_PANIC`.
+// overflow), `GRADTAU_BINDING` (a parameter is unbound), `GRADTAU_RESOURCE_LIMIT` (a batch
+// too large for the model's memory budget), `GRADTAU_PANIC`.
 gradtau_status gradtau_model_infer(const struct gradtau_model *model,
                                    const float *inputs,
                                    size_t inputs_len,
@@ -575,8 +591,14 @@ gradtau_status gradtau_model_classify(const struct gradtau_model *model,
 // `data` are not used (`gradtau_model_infer` needs none). Evaluation mode; `out` is written
 // only on success. A read call, like `gradtau_model_infer`.
 //
+// Outputs that come out NaN or infinite (finite weights whose values overflow, e.g. after a
+// diverged run made elsewhere) are not returned: the call fails with `GRADTAU_NON_FINITE`,
+// the message names the first such sample, and `out` is untouched.
+//
 // Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT`, `GRADTAU_SHAPE`,
-// `GRADTAU_NON_FINITE`, `GRADTAU_BINDING`, `GRADTAU_PANIC`.
+// `GRADTAU_NON_FINITE` (NaN in the inputs or weights, or non-finite outputs),
+// `GRADTAU_BINDING`, `GRADTAU_RESOURCE_LIMIT` (a batch of 256 would not fit in the model's
+// memory budget), `GRADTAU_PANIC`.
 gradtau_status gradtau_predict(struct gradtau_model *model,
                                const struct gradtau_dataset *data,
                                float *out,
@@ -585,10 +607,11 @@ gradtau_status gradtau_predict(struct gradtau_model *model,
 // The per-sample training loss of every sample of `data` under the model's bound weights
 // (cross-entropy, MSE or BCE-with-logits, as the spec says), written to `out` (`out_len`
 // must equal the number of samples). Evaluation mode; `out` is written only on success. A
-// read call, like `gradtau_model_infer`.
+// read call, like `gradtau_model_infer`. A NaN or infinite loss fails with
+// `GRADTAU_NON_FINITE` naming the sample, as in `gradtau_predict`.
 //
 // Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT`, `GRADTAU_SHAPE`,
-// `GRADTAU_NON_FINITE`, `GRADTAU_BINDING`, `GRADTAU_PANIC`.
+// `GRADTAU_NON_FINITE`, `GRADTAU_BINDING`, `GRADTAU_RESOURCE_LIMIT`, `GRADTAU_PANIC`.
 gradtau_status gradtau_losses(struct gradtau_model *model,
                               const struct gradtau_dataset *data,
                               float *out,
@@ -812,8 +835,16 @@ float gradtau_report_final_tau(const struct gradtau_report *report);
 // never did (or the report is NULL).
 int64_t gradtau_report_forget_stopped_at(const struct gradtau_report *report);
 
-// True when the run was cut short by `max_steps`.
+// True when the run was cut short by `max_steps` (the stop reason is
+// `GRADTAU_STOP_MAX_STEPS`).
 bool gradtau_report_truncated(const struct gradtau_report *report);
+
+// Why the run ended: a `GRADTAU_STOP_*` value, or -1 if `report` is NULL.
+gradtau_stop_reason gradtau_report_stop_reason(const struct gradtau_report *report);
+
+// The name of a stop reason (`"GRADTAU_STOP_FORGOTTEN"`), or `"GRADTAU_STOP_UNKNOWN"` for a
+// number this library does not define. Never NULL; static storage. Thread-safe.
+const char *gradtau_stop_reason_name(gradtau_stop_reason reason);
 
 // Frees a report. NULL is a no-op; freeing the same non-NULL report twice is undefined
 // behaviour.

@@ -54,6 +54,11 @@ pub enum Error {
     /// holds), or an allocation could not be made; names the node and the bytes.
     #[error("resource limit: {0}")]
     ResourceLimit(String),
+
+    /// An internal invariant broke: a bug in gradtau (or in a caller's own `BackwardOp`),
+    /// not a problem with the caller's arguments.
+    #[error("internal error (a bug; please report it): {0}")]
+    Internal(String),
 }
 
 impl Error {

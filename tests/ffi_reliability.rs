@@ -9,6 +9,7 @@ use common::{digits_sets, hostile_specs, is_child, random_set, rerun_in_child};
 use gradtau::data::{digits, Dataset};
 use gradtau::ffi::dataset::*;
 use gradtau::ffi::model::*;
+use gradtau::ffi::infer::*;
 use gradtau::ffi::run::*;
 use gradtau::ffi::status::*;
 use gradtau::ffi::{gradtau_dataset, gradtau_model, gradtau_status};

@@ -171,9 +171,9 @@ fn random_forgetting_on_fashion_mnist_behaves_like_retraining() {
     // attack 0.558 → 0.536 (retrain 0.483), only 29 % of it. The forget set stays a few
     // points better recognised than unseen data, and its losses lower: twice the forget-epochs,
     // batches of 64 or a 3× rate each moved the attack by less than 0.01, and a wider Huber
-    // clamp made it worse. Before the margin term (see nabla_tau.rs) the forget accuracy
-    // ended at 89.7 % (53 % of the gap) against 85.9 % on validation data; the median forget
-    // loss matched the validation set's (0.008 vs 0.009) but the upper tail stayed light
+    // clamp made it worse. Before the margin term (see nabla_tau/objective.rs) the forget
+    // accuracy ended at 89.7 % (53 % of the gap) against 85.9 % on validation data; the median
+    // forget loss matched the validation set's (0.008 vs 0.009) but the upper tail stayed light
     // (third quartile 0.14 vs 0.20). The half-way bar is held by the digits test
     // (tests/unlearn_digits.rs); here the bars sit below what is measured, to catch a
     // regression, not to claim more than that.

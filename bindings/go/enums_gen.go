@@ -93,3 +93,23 @@ const (
 
 // allOptimizers lists every Optimizer of the header, in its order.
 var allOptimizers = []Optimizer{OptimizerSGD, OptimizerAdam, OptimizerAdamW}
+
+// StopReason mirrors gradtau_stop_reason: Why a run ended (a `GRADTAU_STOP_*` value). The
+// numbers are part of the ABI.
+type StopReason int32
+
+// The GRADTAU_STOP_* values of include/gradtau.h.
+const (
+	// StopReasonBudget: It ran every planned epoch (baselines and training always do; ∇τ's class
+	// removal too, whose forget term may have switched off earlier, see
+	// `gradtau_report_forget_stopped_at`).
+	StopReasonBudget StopReason = C.GRADTAU_STOP_BUDGET
+	// StopReasonForgotten: ∇τ adaptive mode, random forgetting: the membership stop test passed
+	// and was confirmed, and the run ended before its planned epochs.
+	StopReasonForgotten StopReason = C.GRADTAU_STOP_FORGOTTEN
+	// StopReasonMaxSteps: Cut short by `max_steps`.
+	StopReasonMaxSteps StopReason = C.GRADTAU_STOP_MAX_STEPS
+)
+
+// allStopReasons lists every StopReason of the header, in its order.
+var allStopReasons = []StopReason{StopReasonBudget, StopReasonForgotten, StopReasonMaxSteps}

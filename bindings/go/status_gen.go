@@ -41,8 +41,9 @@ const (
 	// StatusBusy: Another call is running on the same model handle (from another thread, or re-
 	// entered from a progress callback); nothing was done.
 	StatusBusy Status = C.GRADTAU_BUSY
-	// StatusPanic: gradtau hit an internal bug (a Rust panic), caught at the boundary. The handles
-	// involved stay valid and the bound buffers untouched, but please report it.
+	// StatusPanic: gradtau hit an internal bug (a Rust panic caught at the boundary, or a broken
+	// internal invariant). The handles involved stay valid and the bound buffers untouched, but
+	// please report it.
 	StatusPanic Status = C.GRADTAU_PANIC
 	// StatusABIMismatch: An options struct's `struct_size` does not match this library: initialise
 	// it with its `*_default()` function and compile against the header of this library.

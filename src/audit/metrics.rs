@@ -84,6 +84,37 @@ pub fn softmax_entropy(logits: &Tensor) -> Result<Vec<f32>> {
         .collect())
 }
 
+/// Per row of `logits` `[N, C]` (on any device): the labelled class's logit minus the largest
+/// other one (positive when the sample is classified correctly), and the class of that
+/// largest other logit (the runner-up). ∇τ matches these margins between forget and unseen
+/// data; unlike the functions above it does not check the logits, as it runs inside a step.
+pub fn classification_margins(logits: &Tensor, labels: &[u32]) -> Result<(Vec<f32>, Vec<u32>)> {
+    let c = logits.dim(1);
+    let v = logits.to_vec()?;
+    let mut margin = Vec::with_capacity(labels.len());
+    let mut runner_up = Vec::with_capacity(labels.len());
+    for (row, &y) in v.chunks_exact(c).zip(labels) {
+        let others = row
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|&(k, _)| k != y as usize);
+        let (k, best) = others.fold(
+            (0, f32::NEG_INFINITY),
+            |top, (k, z)| {
+                if z > top.1 {
+                    (k, z)
+                } else {
+                    top
+                }
+            },
+        );
+        margin.push(row[y as usize] - best);
+        runner_up.push(k as u32);
+    }
+    Ok((margin, runner_up))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +157,17 @@ mod tests {
         let want: f64 = -p.iter().map(|q| q * q.ln()).sum::<f64>();
         assert!((h[1] as f64 - want).abs() < 1e-5);
         assert!(h[2] >= 0.0 && h[2] < 1e-20, "one-hot entropy {}", h[2]);
+    }
+
+    #[test]
+    fn margins_and_runner_ups() {
+        let logits = t(&[2.0, 1.0, 0.5, 0.0, 3.0, 1.0], 2, 3);
+        let (m, r) = classification_margins(&logits, &[0, 0]).unwrap();
+        assert_eq!(m, vec![1.0, -3.0]);
+        assert_eq!(r, vec![1, 1]);
+        let (m, r) = classification_margins(&logits, &[2, 1]).unwrap();
+        assert_eq!(m, vec![-1.5, 2.0]);
+        assert_eq!(r, vec![0, 2]);
     }
 
     #[test]

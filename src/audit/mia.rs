@@ -1,4 +1,4 @@
-//! The membership-inference attack of the ∇τ paper (DESIGN.md section 3), as its reference
+//! The membership-inference attack of the ∇τ paper's evaluation protocol, as its reference
 //! code runs it with scikit-learn:
 //!
 //! 1. one feature per sample: the cross-entropy loss, or (second variant) the softmax

@@ -322,9 +322,10 @@ impl Tape {
         if let (Some(p), Some(t0)) = (profile, started) {
             p.push((op.name(), t0.elapsed()));
         }
+        // An op's backward breaking its contract is a bug, not a bad argument of the caller.
         if input_grads.len() != node.inputs.len() {
-            return Err(Error::invalid(format!(
-                "internal: backward of `{}` returned {} gradients for {} inputs",
+            return Err(Error::Internal(format!(
+                "backward of `{}` returned {} gradients for {} inputs",
                 op.name(),
                 input_grads.len(),
                 node.inputs.len()
@@ -337,14 +338,12 @@ impl Tape {
             }
             let want = self.nodes[input.0].value.shape();
             if ig.shape() != want {
-                return Err(Error::shape(
-                    "backward",
-                    format!(
-                        "`{}` produced a gradient of shape {:?} for an input of shape {want:?}",
-                        op.name(),
-                        ig.shape()
-                    ),
-                ));
+                return Err(Error::Internal(format!(
+                    "backward of `{}` produced a gradient of shape {:?} for an input of shape \
+                     {want:?}",
+                    op.name(),
+                    ig.shape()
+                )));
             }
             match &mut grads[input.0] {
                 Some(acc) => {
@@ -445,6 +444,42 @@ mod tests {
         assert_eq!(grads.get(0).unwrap().to_vec().unwrap(), vec![3.0, 4.0]);
         // b's saved state was dropped before a's rule ran, not only at the end of the sweep
         assert!(freed.load(Ordering::SeqCst));
+    }
+
+    /// A backward rule that breaks the tape's contract: one gradient too many, or one of the
+    /// wrong shape.
+    struct Broken {
+        extra: bool,
+    }
+    impl BackwardOp for Broken {
+        fn name(&self) -> &'static str {
+            "broken"
+        }
+        fn backward(&self, c: &BackwardCtx<'_>) -> Result<Vec<Option<Tensor>>> {
+            Ok(if self.extra {
+                vec![Some(c.grad.clone()), None]
+            } else {
+                vec![Some(Tensor::zeros(&[3]))]
+            })
+        }
+    }
+
+    #[test]
+    fn a_broken_backward_rule_is_an_internal_error() {
+        for (extra, what) in [
+            (true, "returned 2 gradients for 1 inputs"),
+            (false, "shape [3]"),
+        ] {
+            let mut tape = Tape::new();
+            let x = tape.var(Tensor::from_slice(&[1.0, 2.0], &[2]).unwrap(), 0);
+            let v = tape.value(x).clone();
+            let y = tape.push(v, &[x], move || Box::new(Broken { extra }));
+            let seed = Tensor::from_slice(&[1.0, 1.0], &[2]).unwrap();
+            match tape.backward_with_seed(y, seed) {
+                Err(Error::Internal(m)) => assert!(m.contains(what) && m.contains("broken"), "{m}"),
+                other => panic!("expected an internal error, got {other:?}"),
+            }
+        }
     }
 
     #[test]

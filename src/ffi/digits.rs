@@ -5,11 +5,11 @@ use super::dataset::gradtau_dataset;
 use super::gradtau_status;
 use super::status::{out_ptr, run};
 use crate::data::digits;
-use once_cell::sync::Lazy;
 use std::ffi::{c_char, CString};
+use std::sync::LazyLock;
 
-static MLP_SPEC: Lazy<CString> =
-    Lazy::new(|| CString::new(digits::MLP_SPEC).expect("the spec holds no NUL"));
+static MLP_SPEC: LazyLock<CString> =
+    LazyLock::new(|| CString::new(digits::MLP_SPEC).expect("the spec holds no NUL"));
 
 /// The demo model spec for the digits data (64-128-128-10 MLP, ReLU, cross-entropy) as a
 /// NUL-terminated JSON string. Static storage. Demo and test convenience.

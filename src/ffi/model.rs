@@ -158,7 +158,9 @@ pub unsafe extern "C" fn gradtau_model_set_memory_limit(
 ) -> gradtau_status {
     run(|| {
         let m = unsafe { borrow(model.cast_const(), "model") }?;
-        m.live.model().set_memory_limit((bytes != 0).then_some(bytes));
+        m.live
+            .model()
+            .set_memory_limit((bytes != 0).then_some(bytes));
         Ok(())
     })
 }

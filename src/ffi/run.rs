@@ -574,10 +574,65 @@ pub unsafe extern "C" fn gradtau_report_forget_stopped_at(report: *const gradtau
     })
 }
 
-/// True when the run was cut short by `max_steps`.
+/// True when the run was cut short by `max_steps` (the stop reason is
+/// `GRADTAU_STOP_MAX_STEPS`).
 #[no_mangle]
 pub unsafe extern "C" fn gradtau_report_truncated(report: *const gradtau_report) -> bool {
-    with_report(report, false, |r| r.report.truncated)
+    with_report(report, false, |r| r.report.truncated())
+}
+
+/// Why a run ended (a `GRADTAU_STOP_*` value). The numbers are part of the ABI.
+pub type gradtau_stop_reason = i32;
+/// It ran every planned epoch (baselines and training always do; ∇τ's class removal too,
+/// whose forget term may have switched off earlier, see `gradtau_report_forget_stopped_at`).
+pub const GRADTAU_STOP_BUDGET: gradtau_stop_reason = 0;
+/// ∇τ adaptive mode, random forgetting: the membership stop test passed and was confirmed,
+/// and the run ended before its planned epochs.
+pub const GRADTAU_STOP_FORGOTTEN: gradtau_stop_reason = 1;
+/// Cut short by `max_steps`.
+pub const GRADTAU_STOP_MAX_STEPS: gradtau_stop_reason = 2;
+
+/// Each stop reason with its C code and name: the one place they are paired.
+const STOP_REASONS: [(crate::unlearn::StopReason, gradtau_stop_reason, &CStr); 3] = [
+    (
+        crate::unlearn::StopReason::Budget,
+        GRADTAU_STOP_BUDGET,
+        c"GRADTAU_STOP_BUDGET",
+    ),
+    (
+        crate::unlearn::StopReason::Forgotten,
+        GRADTAU_STOP_FORGOTTEN,
+        c"GRADTAU_STOP_FORGOTTEN",
+    ),
+    (
+        crate::unlearn::StopReason::MaxSteps,
+        GRADTAU_STOP_MAX_STEPS,
+        c"GRADTAU_STOP_MAX_STEPS",
+    ),
+];
+
+/// Why the run ended: a `GRADTAU_STOP_*` value, or -1 if `report` is NULL.
+#[no_mangle]
+pub unsafe extern "C" fn gradtau_report_stop_reason(
+    report: *const gradtau_report,
+) -> gradtau_stop_reason {
+    with_report(report, -1, |r| {
+        STOP_REASONS
+            .iter()
+            .find(|(s, _, _)| *s == r.report.stop_reason)
+            .map_or(-1, |&(_, code, _)| code)
+    })
+}
+
+/// The name of a stop reason (`"GRADTAU_STOP_FORGOTTEN"`), or `"GRADTAU_STOP_UNKNOWN"` for a
+/// number this library does not define. Never NULL; static storage. Thread-safe.
+#[no_mangle]
+pub extern "C" fn gradtau_stop_reason_name(reason: gradtau_stop_reason) -> *const c_char {
+    STOP_REASONS
+        .iter()
+        .find(|&&(_, code, _)| code == reason)
+        .map_or(c"GRADTAU_STOP_UNKNOWN", |&(_, _, name)| name)
+        .as_ptr()
 }
 
 /// Frees a report. NULL is a no-op; freeing the same non-NULL report twice is undefined

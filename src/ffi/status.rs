@@ -40,8 +40,9 @@ pub enum gradtau_status {
     /// Another call is running on the same model handle (from another thread, or re-entered
     /// from a progress callback); nothing was done.
     GRADTAU_BUSY = 12,
-    /// gradtau hit an internal bug (a Rust panic), caught at the boundary. The handles
-    /// involved stay valid and the bound buffers untouched, but please report it.
+    /// gradtau hit an internal bug (a Rust panic caught at the boundary, or a broken internal
+    /// invariant). The handles involved stay valid and the bound buffers untouched, but
+    /// please report it.
     GRADTAU_PANIC = 13,
     /// An options struct's `struct_size` does not match this library: initialise it with
     /// its `*_default()` function and compile against the header of this library.
@@ -136,6 +137,7 @@ impl From<Error> for Failure {
             Error::Cuda(_) => GRADTAU_CUDA,
             Error::Busy(_) => GRADTAU_BUSY,
             Error::ResourceLimit(_) => GRADTAU_RESOURCE_LIMIT,
+            Error::Internal(_) => GRADTAU_PANIC,
         };
         Failure::new(status, e.to_string())
     }

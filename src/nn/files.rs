@@ -70,11 +70,9 @@ impl Model {
         };
         let d = Dataset::new(inputs, targets)?;
         self.check_dataset(&d, what).map_err(|e| match e {
-            Error::InvalidArgument(m) => Error::InvalidArgument(format!(
-                "{m} (files {} and {})",
-                x.display(),
-                y.display()
-            )),
+            Error::InvalidArgument(m) => {
+                Error::InvalidArgument(format!("{m} (files {} and {})", x.display(), y.display()))
+            }
             other => other,
         })?;
         Ok(d)

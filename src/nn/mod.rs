@@ -3,8 +3,8 @@
 //! ([`budget`]).
 
 pub mod binding;
-mod files;
 pub mod budget;
+mod files;
 pub mod model;
 pub mod outputs;
 pub mod spec;

@@ -243,7 +243,7 @@ fn run(
                 final_alpha: f32::NAN,
                 final_tau: f32::NAN,
                 forget_stopped_at: None,
-                truncated: false,
+                stop_reason: super::StopReason::Budget,
             })
         },
     )

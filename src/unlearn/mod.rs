@@ -98,8 +98,42 @@ pub struct RunReport {
     pub final_tau: f32,
     /// ∇τ adaptive mode: the epoch at which the forget term switched off, if it did.
     pub forget_stopped_at: Option<usize>,
+    /// Why the run ended. Every method reports one: the baselines and `train` have no stop
+    /// test of their own and report [`StopReason::Budget`].
+    pub stop_reason: StopReason,
+}
+
+impl RunReport {
     /// True when the run was cut short by `max_steps`.
-    pub truncated: bool,
+    pub fn truncated(&self) -> bool {
+        self.stop_reason == StopReason::MaxSteps
+    }
+}
+
+/// Why a run ended (a run that fails or is cancelled returns an error, not a report).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum StopReason {
+    /// It ran every planned epoch (∇τ's class removal too, whose forget term may have
+    /// switched off earlier: see `forget_stopped_at`).
+    #[default]
+    Budget,
+    /// ∇τ adaptive mode, random forgetting: the membership stop test passed and was
+    /// confirmed, and the run ended early (further retain-only steps would re-teach the
+    /// forget set).
+    Forgotten,
+    /// Cut short by `max_steps`.
+    MaxSteps,
+}
+
+impl StopReason {
+    /// A lower-case name ("budget", "forgotten", "max_steps"), as reports print it.
+    pub fn name(self) -> &'static str {
+        match self {
+            StopReason::Budget => "budget",
+            StopReason::Forgotten => "forgotten",
+            StopReason::MaxSteps => "max_steps",
+        }
+    }
 }
 
 /// Any of the unlearning methods, with its options.

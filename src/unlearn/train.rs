@@ -252,7 +252,7 @@ pub fn train(
                 final_alpha: f32::NAN,
                 final_tau: f32::NAN,
                 forget_stopped_at: None,
-                truncated: false,
+                stop_reason: super::StopReason::Budget,
             })
         },
     )

@@ -225,6 +225,8 @@ static void run_errors(void) {
     CHECK(isnan(gradtau_report_lr(NULL)));
     CHECK(isnan(gradtau_report_final_alpha(NULL)) && isnan(gradtau_report_final_tau(NULL)));
     CHECK(gradtau_report_forget_stopped_at(NULL) == -1 && !gradtau_report_truncated(NULL));
+    CHECK(gradtau_report_stop_reason(NULL) == -1);
+    CHECK(strcmp(gradtau_stop_reason_name(-1), "GRADTAU_STOP_UNKNOWN") == 0);
     gradtau_report_free(NULL);
     gradtau_report_free(NULL);
 
@@ -353,6 +355,9 @@ static void run_errors(void) {
     CHECK_OK(gradtau_unlearn(h.model, d.forget, d.retain, d.val, &opts, NULL, NULL, &report));
     CHECK(report != sentinel && gradtau_report_steps(report) == 2);
     CHECK(gradtau_report_truncated(report));
+    CHECK(gradtau_report_stop_reason(report) == GRADTAU_STOP_MAX_STEPS);
+    CHECK(strcmp(gradtau_stop_reason_name(gradtau_report_stop_reason(report)),
+                 "GRADTAU_STOP_MAX_STEPS") == 0);
     gradtau_report_free(report);
     opts.nabla_tau_mode = GRADTAU_NABLA_TAU_MODE_ADAPTIVE;
 

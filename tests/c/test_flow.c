@@ -68,6 +68,7 @@ int main(void) {
     CHECK(strcmp(gradtau_report_method(report), "train") == 0);
     CHECK(gradtau_report_steps(report) == tlog.calls && tlog.calls > 0);
     CHECK(gradtau_report_lr(report) == topts.lr);
+    CHECK(gradtau_report_stop_reason(report) == GRADTAU_STOP_BUDGET);
     gradtau_report_free(report);
     CHECK(finite_all(&h));
 
@@ -92,6 +93,8 @@ int main(void) {
     CHECK(ulog.saw_nabla_tau && gradtau_report_steps(report) == ulog.calls && ulog.calls > 0);
     CHECK(gradtau_report_epochs(report) > 0 && gradtau_report_seconds(report) >= 0.0);
     CHECK(!gradtau_report_truncated(report));
+    CHECK(gradtau_report_stop_reason(report) == GRADTAU_STOP_BUDGET ||
+          gradtau_report_stop_reason(report) == GRADTAU_STOP_FORGOTTEN);
     /* Adaptive mode's rate: 1e-3 × 10 × forget fraction, within [1e-3, 3e-3]. */
     CHECK(gradtau_report_lr(report) >= 1e-3f && gradtau_report_lr(report) <= 3e-3f);
     printf("unlearn: %zu steps, %zu epochs, forget term stopped at %lld, alpha %.3f tau %.3f\n",

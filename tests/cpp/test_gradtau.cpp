@@ -184,6 +184,8 @@ TEST(Flow, TrainAuditUnlearnAudit) {
     EXPECT_GT(calls, 0u);
     EXPECT_EQ(report.lr(), first_lr);  // the rate decays from the reported start
     EXPECT_FALSE(report.truncated());
+    EXPECT_NE(report.stop_reason(), gradtau::StopReason::MaxSteps);
+    EXPECT_EQ(std::string(report.stop_reason_name()).rfind("GRADTAU_STOP_", 0), 0u);
     EXPECT_NE(b.buffers, snapshot);  // the caller's own vectors hold the new weights
     auto after = b.model.audit(s.retain, s.forget, s.split.test);
     EXPECT_GT(after.retain_accuracy, 0.85);

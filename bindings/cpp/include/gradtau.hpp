@@ -218,6 +218,16 @@ inline DigitsSplit digits_split(std::uint64_t seed) {
 inline std::string_view digits_mlp_spec() noexcept { return gradtau_digits_mlp_spec(); }
 
 /// What a run did.
+/// Why a run ended; the values are the C `GRADTAU_STOP_*` codes.
+enum class StopReason : std::int32_t {
+    /// Every planned epoch ran.
+    Budget = GRADTAU_STOP_BUDGET,
+    /// ∇τ adaptive mode, random forgetting: the membership stop test passed and was confirmed.
+    Forgotten = GRADTAU_STOP_FORGOTTEN,
+    /// Cut short by `max_steps`.
+    MaxSteps = GRADTAU_STOP_MAX_STEPS,
+};
+
 class Report {
 public:
     explicit Report(gradtau_report *owned) noexcept : handle_(owned) {}
@@ -231,6 +241,14 @@ public:
     float final_alpha() const noexcept { return gradtau_report_final_alpha(get()); }
     float final_tau() const noexcept { return gradtau_report_final_tau(get()); }
     bool truncated() const noexcept { return gradtau_report_truncated(get()); }
+    /// Why the run ended.
+    StopReason stop_reason() const noexcept {
+        return static_cast<StopReason>(gradtau_report_stop_reason(get()));
+    }
+    /// The library's name for it (`"GRADTAU_STOP_FORGOTTEN"`).
+    const char *stop_reason_name() const noexcept {
+        return gradtau_stop_reason_name(gradtau_report_stop_reason(get()));
+    }
     /// The forget-epoch at which ∇τ (adaptive) switched the forget term off, if it did.
     std::optional<std::size_t> forget_stopped_at() const noexcept {
         std::int64_t e = gradtau_report_forget_stopped_at(get());

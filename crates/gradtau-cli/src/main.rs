@@ -582,6 +582,16 @@ fn unlearn_cmd(a: UnlearnArgs) -> Result<()> {
             ("after", &after, report.seconds),
         ],
     );
+    println!(
+        "{}: {} steps of {} planned epochs, ended by {}{}",
+        report.method,
+        report.steps,
+        report.epochs,
+        report.stop_reason.name(),
+        report.forget_stopped_at.map_or(String::new(), |e| format!(
+            " (forget term off at epoch {e})"
+        ))
+    );
     eprintln!("wrote {}", a.out.display());
     if let Some(path) = &a.report {
         eprintln!("wrote {}", path.display());
@@ -856,6 +866,7 @@ fn run_json(r: &RunReport) -> serde_json::Value {
         "lr": r.lr,
         "seconds": r.seconds,
         "forget_stopped_at": r.forget_stopped_at,
-        "truncated": r.truncated,
+        "stop_reason": r.stop_reason.name(),
+        "truncated": r.truncated(),
     })
 }

@@ -120,6 +120,10 @@ fn train_unlearn_audit_on_files() {
     assert_eq!(report["method"], "nabla_tau");
     assert!(report["run"]["steps"].as_u64().unwrap() > 0);
     assert!(report["run"]["seconds"].as_f64().unwrap() >= 0.0);
+    // Why the run ended, named as in the printed summary.
+    let reason = report["run"]["stop_reason"].as_str().unwrap();
+    assert!(["budget", "forgotten"].contains(&reason), "{reason}");
+    assert!(stdout.contains(&format!("ended by {reason}")), "{stdout}");
     // The rate the run started from: adaptive mode's rule gives 1e-3 to 3e-3.
     let lr = report["run"]["lr"].as_f64().unwrap();
     assert!((1e-3..=3e-3 + 1e-9).contains(&lr), "lr {lr}");

@@ -42,8 +42,9 @@ public enum Status {
      */
     BUSY(12),
     /**
-     * gradtau hit an internal bug (a Rust panic), caught at the boundary. The handles
-     * involved stay valid and the bound buffers untouched, but please report it.
+     * gradtau hit an internal bug (a Rust panic caught at the boundary, or a broken internal
+     * invariant). The handles involved stay valid and the bound buffers untouched, but
+     * please report it.
      */
     PANIC(13),
     /**
