@@ -143,6 +143,18 @@
 // The budget used where the available memory cannot be read (no `/proc/meminfo`): 8 GiB.
 #define FALLBACK_LIMIT (8 << 30)
 
+// The oldest default-domain opset the importer reads (attributes moved to inputs across
+// opsets; 13 is where the ops it knows took their present form).
+#define MIN_OPSET 13
+
+#define FLOAT 1
+
+#define INT32 6
+
+#define INT64 7
+
+#define DOUBLE 11
+
 // Samples of the probe set the final weights are evaluated on.
 #define PROBE_SAMPLES 256
 
@@ -737,6 +749,46 @@ gradtau_status gradtau_model_set_threads(struct gradtau_model *model, size_t thr
 
 // The cap set by `gradtau_model_set_threads` (0: none), or 0 if `model` is NULL.
 size_t gradtau_model_threads(const struct gradtau_model *model);
+
+// Compiles a model from the bytes of an ONNX file (`len` bytes at `bytes`; opset 13 and
+// newer; the supported operators are listed in the README). Its parameters are the graph's
+// initializers, under their ONNX names (for a PyTorch export, the `state_dict` names): bind
+// the host's own buffers to them as usual, or call `gradtau_model_load_onnx_weights` to
+// fill the bound buffers with the values the file holds. `loss` is the loss the model was
+// trained with, `"cross_entropy"`, `"mse"` or `"bce_with_logits"` (ONNX does not record
+// it). gradtau copies the bytes; the host may free them when the call returns. On success
+// `*model_out` receives a new model, freed with `gradtau_model_free`.
+//
+// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT` (unknown loss),
+// `GRADTAU_SPEC` (not an ONNX model, or a graph gradtau cannot run: the message names the
+// node, its op type and the reason), `GRADTAU_SHAPE`.
+gradtau_status gradtau_model_from_onnx(const uint8_t *bytes,
+                                       size_t len,
+                                       const char *loss,
+                                       struct gradtau_model **model_out);
+
+// Writes the initializer values of the ONNX file the model was made from into its bound
+// buffers (every parameter must be bound), published like a run's result. A writing call.
+//
+// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT` (the model was
+// not made from an ONNX file), `GRADTAU_BINDING`, `GRADTAU_BUSY`, `GRADTAU_CANCELLED` (the
+// publish hook refused).
+gradtau_status gradtau_model_load_onnx_weights(struct gradtau_model *model);
+
+// The ONNX file the model was made from, with its initializers replaced by the current
+// weights of the bound buffers: same graph, names, opset and metadata. On success
+// `*bytes_out` receives `*len_out` bytes owned by the caller and freed with
+// `gradtau_bytes_free`. A read call: safe during a run (it sees the weights from before).
+//
+// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT` (the model was
+// not made from an ONNX file), `GRADTAU_BINDING`, `GRADTAU_NON_FINITE`.
+gradtau_status gradtau_model_to_onnx(const struct gradtau_model *model,
+                                     uint8_t **bytes_out,
+                                     size_t *len_out);
+
+// Frees bytes returned by gradtau (`gradtau_model_to_onnx`); `len` is the length it
+// returned with them. NULL is a no-op.
+void gradtau_bytes_free(uint8_t *bytes, size_t len);
 
 // Fills `*options_out` with the defaults of `method`.
 //

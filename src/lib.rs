@@ -18,6 +18,7 @@
 //! | [`io`] | `.npy`, IDX (MNIST) and safetensors readers/writers |
 //! | [`audit`] | accuracy, per-sample losses, membership-inference attack |
 //! | [`live`] | a model that serves reads while one writer trains or unlearns it |
+//! | [`onnx`] | ONNX models in, weights written back into the same file |
 //! | [`rng`] | a fixed, portable random generator |
 
 pub mod audit;
@@ -29,6 +30,7 @@ pub mod ffi;
 pub mod io;
 pub mod live;
 pub mod nn;
+pub mod onnx;
 pub mod ops;
 pub mod optim;
 pub mod rng;

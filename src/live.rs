@@ -217,9 +217,12 @@ impl<S: WeightStore> LiveModel<S> {
 
     /// Writes PyTorch's default initialisation (seeded), published like a run's result.
     pub fn init_weights(&self, seed: u64) -> Result<()> {
-        let mut w = self.writer()?;
-        let weights = self.model.init_weights(seed);
-        w.publish(&weights)
+        self.set_weights(&self.model.init_weights(seed))
+    }
+
+    /// Publishes `weights` (loaded from a file, say) like a run's result.
+    pub fn set_weights(&self, weights: &[Tensor]) -> Result<()> {
+        self.writer()?.publish(weights)
     }
 
     /// Unlearns `sets.forget` on a private copy of the weights and publishes the result (also

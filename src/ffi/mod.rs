@@ -11,6 +11,7 @@
 //! | [`status`] | the status enum, the last-error message, the panic boundary, pointer checks |
 //! | [`model`] | `gradtau_model`: spec, parameter queries, binding of host buffers, publish hook, thread cap |
 //! | [`infer`] | the read calls: outputs, probabilities, classes, losses |
+//! | [`onnx`] | models made from ONNX files, and the files written back |
 //! | [`dataset`] | `gradtau_dataset`: inputs and targets copied once from host memory |
 //! | [`run`] | options structs, progress callbacks, `gradtau_unlearn`, `gradtau_train`, `gradtau_audit`, reports |
 //! | [`digits`] | the embedded digits data and MLP spec, for demos and tests |
@@ -24,6 +25,7 @@ pub mod dataset;
 pub mod digits;
 pub mod infer;
 pub mod model;
+pub mod onnx;
 pub mod run;
 pub mod status;
 

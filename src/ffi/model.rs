@@ -82,6 +82,29 @@ impl WeightStore for LentBuffers {
 pub struct gradtau_model {
     pub(crate) live: LiveModel<LentBuffers>,
     names: Vec<CString>,
+    /// For a model made from an ONNX file: the file and its initializer values.
+    pub(crate) onnx: Option<(crate::onnx::OnnxFile, Vec<Tensor>)>,
+}
+
+impl gradtau_model {
+    /// A handle over a compiled model, with no buffer bound yet.
+    pub(crate) fn boxed(
+        model: Model,
+        onnx: Option<(crate::onnx::OnnxFile, Vec<Tensor>)>,
+    ) -> FfiResult<Box<Self>> {
+        let names = model
+            .params()
+            .iter()
+            .map(|p| {
+                CString::new(p.name.as_str()).map_err(|_| {
+                    Failure::invalid(format!("parameter name `{}` holds a NUL", p.name))
+                })
+            })
+            .collect::<FfiResult<Vec<_>>>()?;
+        let slots = vec![None; model.params().len()];
+        let live = LiveModel::new(model, LentBuffers { slots });
+        Ok(Box::new(gradtau_model { live, names, onnx }))
+    }
 }
 
 /// Describes one parameter (or buffer, such as a batchnorm running mean) of a model.
@@ -123,19 +146,7 @@ pub unsafe extern "C" fn gradtau_model_new(
         let bytes = unsafe { slice(spec_json.cast::<u8>(), spec_len, "spec_json") }?;
         let text = std::str::from_utf8(bytes)
             .map_err(|e| Failure::invalid(format!("the spec is not valid UTF-8: {e}")))?;
-        let model = Model::from_json(text)?;
-        let names = model
-            .params()
-            .iter()
-            .map(|p| {
-                CString::new(p.name.as_str()).map_err(|_| {
-                    Failure::invalid(format!("parameter name `{}` holds a NUL", p.name))
-                })
-            })
-            .collect::<FfiResult<Vec<_>>>()?;
-        let slots = vec![None; model.params().len()];
-        let live = LiveModel::new(model, LentBuffers { slots });
-        let handle = Box::new(gradtau_model { live, names });
+        let handle = gradtau_model::boxed(Model::from_json(text)?, None)?;
         // SAFETY: `out` was checked non-NULL; the caller promises it is writable.
         unsafe { out.write(Box::into_raw(handle)) };
         Ok(())

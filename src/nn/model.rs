@@ -130,8 +130,19 @@ impl Model {
             let mut mine = Vec::new();
             for (suffix, shape, trainable) in n.op.params() {
                 mine.push(params.len());
+                let name = n
+                    .param_names
+                    .iter()
+                    .find(|(s, _)| s == suffix)
+                    .map_or_else(|| format!("{}.{suffix}", n.name), |(_, full)| full.clone());
+                if params.iter().any(|p: &ParamInfo| p.name == name) {
+                    return Err(Error::Spec(format!(
+                        "node `{}`: parameter name `{name}` is used twice",
+                        n.name
+                    )));
+                }
                 params.push(ParamInfo {
-                    name: format!("{}.{suffix}", n.name),
+                    name,
                     shape,
                     trainable,
                 });
@@ -261,9 +272,8 @@ impl Model {
         let mut rng = Rng::new(seed);
         let mut out = Vec::with_capacity(self.params.len());
         for (node, idx) in self.spec.nodes.iter().zip(&self.node_params) {
-            for &i in idx {
+            for (&i, (suffix, _, _)) in idx.iter().zip(node.op.params()) {
                 let p = &self.params[i];
-                let suffix = &p.name[node.name.len() + 1..];
                 let t = match (&node.op, suffix) {
                     // kaiming_uniform(a = sqrt 5) on the weight and the matching bias bound
                     // both come out as U(-1/sqrt(fan_in), 1/sqrt(fan_in)).

@@ -203,6 +203,9 @@ pub struct NodeSpec {
     pub op: NodeOp,
     /// Names of the nodes it reads (`"input"` is the model input). Empty: the previous node.
     pub inputs: Vec<String>,
+    /// Parameter names that do not follow `<node>.<param>` (an ONNX initializer called
+    /// `onnx::Gemm_12`, say): (param suffix, full name). Empty: the usual names.
+    pub param_names: Vec<(String, String)>,
 }
 
 /// A parsed, validated model spec.
@@ -356,7 +359,7 @@ fn parse_node(index: usize, v: &Value) -> Result<NodeSpec> {
     let mut f = Fields {
         ctx: format!("node `{name}` ({op_name})"),
         map,
-        used: vec!["name", "op", "inputs"],
+        used: vec!["name", "op", "inputs", "param_names"],
     };
     let op = match op_name.as_str() {
         "linear" => NodeOp::Linear {
@@ -481,6 +484,7 @@ fn parse_node(index: usize, v: &Value) -> Result<NodeSpec> {
             return Err(f.err("eps", format!("must be positive, got {eps}")));
         }
     }
+    let param_names = parse_param_names(&f, &op)?;
     f.finish()?;
     let expected = op.arity();
     let given = if inputs.is_empty() { 1 } else { inputs.len() };
@@ -489,7 +493,46 @@ fn parse_node(index: usize, v: &Value) -> Result<NodeSpec> {
             "node `{name}` ({op_name}): field `inputs` lists {given} input(s), the op takes {expected}"
         )));
     }
-    Ok(NodeSpec { name, op, inputs })
+    Ok(NodeSpec {
+        name,
+        op,
+        inputs,
+        param_names,
+    })
+}
+
+/// The optional `"param_names": {"weight": "full.name", ...}` of a node: keys must be
+/// parameters of the op, names non-empty.
+fn parse_param_names(f: &Fields<'_>, op: &NodeOp) -> Result<Vec<(String, String)>> {
+    let Some(v) = f.map.get("param_names") else {
+        return Ok(Vec::new());
+    };
+    let obj = v.as_object().ok_or_else(|| {
+        f.err(
+            "param_names",
+            format!("must map parameter names to names, got {v}"),
+        )
+    })?;
+    let known: Vec<&str> = op.params().iter().map(|(s, _, _)| *s).collect();
+    let mut out = Vec::new();
+    for (k, v) in obj {
+        if !known.contains(&k.as_str()) {
+            return Err(f.err(
+                "param_names",
+                format!("`{k}` is not a parameter of this op (it has {known:?})"),
+            ));
+        }
+        match v {
+            Value::String(n) if !n.is_empty() => out.push((k.clone(), n.clone())),
+            other => {
+                return Err(f.err(
+                    "param_names",
+                    format!("the name of `{k}` must be a non-empty string, got {other}"),
+                ))
+            }
+        }
+    }
+    Ok(out)
 }
 
 impl ModelSpec {
