@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use gradtau::audit::report::{audit_model, AuditRow, AuditSets};
 use gradtau::data::digits;
 use gradtau::io;
-use gradtau::nn::Model;
+use gradtau::nn::{LossKind, Model};
 use gradtau::optim::LrSchedule;
 use gradtau::rng::Rng;
 use gradtau::unlearn::{
@@ -40,7 +40,7 @@ enum Command {
     /// Train an MLP on the embedded digits data, unlearn a random 10 % and then a whole
     /// class, and print the audit table (original / ∇τ / retrained / baselines).
     Demo(DemoArgs),
-    /// Unlearn the forget set from a model given as spec + safetensors weights.
+    /// Unlearn the forget set from a model given as spec + safetensors weights, or as ONNX.
     Unlearn(UnlearnArgs),
     /// Accuracy per set and membership-inference scores of a model.
     Audit(AuditArgs),
@@ -85,12 +85,8 @@ struct SetArgs {
 
 #[derive(Args)]
 struct UnlearnArgs {
-    /// Model spec (JSON, format gradtau.model/1).
-    #[arg(long)]
-    spec: PathBuf,
-    /// Weights of the trained model (safetensors, names as in the spec).
-    #[arg(long)]
-    weights: PathBuf,
+    #[command(flatten)]
+    model: TrainedModelArgs,
     #[command(flatten)]
     sets: SetArgs,
     /// Held-out validation inputs/labels (never trained on): ∇τ's target.
@@ -98,7 +94,8 @@ struct UnlearnArgs {
     val_x: PathBuf,
     #[arg(long)]
     val_y: PathBuf,
-    /// Where to write the unlearned weights (safetensors).
+    /// Where to write the unlearned model: safetensors weights, or with --onnx the ONNX file
+    /// with its initializers replaced.
     #[arg(long)]
     out: PathBuf,
     /// Write a JSON report (options, steps, seconds, before/after metrics).
@@ -176,10 +173,8 @@ fn parse_bytes(text: &str) -> Result<u64> {
 
 #[derive(Args)]
 struct AuditArgs {
-    #[arg(long)]
-    spec: PathBuf,
-    #[arg(long)]
-    weights: PathBuf,
+    #[command(flatten)]
+    model: TrainedModelArgs,
     #[command(flatten)]
     sets: SetArgs,
     /// Test inputs/labels (non-members for the membership attack).
@@ -196,10 +191,86 @@ struct AuditArgs {
     limits: LimitArgs,
 }
 
+/// A trained model: a spec with safetensors weights, or an ONNX file as a server holds it.
+#[derive(Args)]
+struct TrainedModelArgs {
+    /// Model spec (JSON, format gradtau.model/1).
+    #[arg(long, required_unless_present = "onnx", conflicts_with = "onnx")]
+    spec: Option<PathBuf>,
+    /// Weights of the trained model (safetensors, names as in the spec).
+    #[arg(long, required_unless_present = "onnx", conflicts_with = "onnx")]
+    weights: Option<PathBuf>,
+    /// The model as an ONNX file (opset 13+): graph and weights in one; needs --loss.
+    #[arg(long, requires = "loss")]
+    onnx: Option<PathBuf>,
+    /// With --onnx: the loss the model was trained with (cross_entropy, mse, bce_with_logits).
+    #[arg(long)]
+    loss: Option<String>,
+}
+
+/// A loaded model, its weights, and for an ONNX model the file to write results into.
+struct Loaded {
+    model: Model,
+    weights: Vec<Tensor>,
+    onnx: Option<gradtau::onnx::OnnxFile>,
+}
+
+impl TrainedModelArgs {
+    fn load(&self) -> Result<Loaded> {
+        match (&self.onnx, &self.spec, &self.weights) {
+            (Some(path), _, _) => {
+                let bytes = std::fs::read(path)
+                    .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+                let loss = LossKind::parse(self.loss.as_deref().unwrap_or_default())?;
+                let m = gradtau::onnx::OnnxModel::from_bytes(&bytes, loss)
+                    .map_err(|e| Error::Spec(format!("{}: {e}", path.display())))?;
+                Ok(Loaded {
+                    model: m.model,
+                    weights: m.weights,
+                    onnx: Some(m.file),
+                })
+            }
+            (None, Some(spec), Some(weights)) => {
+                let model = read_model(spec)?;
+                let weights = read_weights(&model, weights)?;
+                Ok(Loaded {
+                    model,
+                    weights,
+                    onnx: None,
+                })
+            }
+            _ => Err(Error::invalid(
+                "give --spec and --weights, or --onnx and --loss",
+            )),
+        }
+    }
+}
+
+impl Loaded {
+    /// Writes `weights` to `path`: into the ONNX file for an ONNX model, else safetensors.
+    fn write(&self, weights: &[Tensor], path: &Path) -> Result<()> {
+        match &self.onnx {
+            Some(file) => {
+                let bytes = file.with_weights(&self.model, weights)?;
+                std::fs::write(path, bytes)
+                    .map_err(|e| Error::Io(format!("{}: {e}", path.display())))
+            }
+            None => write_weights(&self.model, weights, path),
+        }
+    }
+}
+
 #[derive(Args)]
 struct TrainArgs {
+    /// Model spec (JSON); or give --onnx (and --loss) to train an ONNX model from the
+    /// weights its file holds, writing an ONNX file.
+    #[arg(long, required_unless_present = "onnx", conflicts_with = "onnx")]
+    spec: Option<PathBuf>,
+    #[arg(long, requires = "loss", conflicts_with = "init")]
+    onnx: Option<PathBuf>,
+    /// With --onnx: the loss (cross_entropy, mse, bce_with_logits).
     #[arg(long)]
-    spec: PathBuf,
+    loss: Option<String>,
     /// Training inputs and labels/targets.
     #[arg(long)]
     x: PathBuf,
@@ -532,9 +603,9 @@ fn unlearn_cmd(a: UnlearnArgs) -> Result<()> {
         targets.push(("--report", r.as_path()));
     }
     Outputs::check(&targets)?;
-    let model = read_model(&a.spec)?;
-    a.limits.apply(&model)?;
-    let weights = read_weights(&model, &a.weights)?;
+    let loaded = a.model.load()?;
+    let (model, weights) = (&loaded.model, &loaded.weights);
+    a.limits.apply(model)?;
     let forget = model.read_dataset(&a.sets.forget_x, &a.sets.forget_y, "forget")?;
     let retain = model.read_dataset(&a.sets.retain_x, &a.sets.retain_y, "retain")?;
     let val = model.read_dataset(&a.val_x, &a.val_y, "validation")?;
@@ -543,11 +614,11 @@ fn unlearn_cmd(a: UnlearnArgs) -> Result<()> {
         forget: &forget,
         test: &val,
     };
-    let before = audit_model(&model, &weights, audit_sets, a.seed)?;
+    let before = audit_model(model, weights, audit_sets, a.seed)?;
     let pb = progress_bar(method.name());
     let mut w = weights.clone();
     let report = method.run(
-        &model,
+        model,
         &mut w,
         UnlearnSets {
             forget: &forget,
@@ -557,9 +628,9 @@ fn unlearn_cmd(a: UnlearnArgs) -> Result<()> {
         &mut feed(&pb),
     )?;
     pb.finish();
-    let after = audit_model(&model, &w, audit_sets, a.seed)?;
+    let after = audit_model(model, &w, audit_sets, a.seed)?;
     let mut outputs = Outputs::new();
-    outputs.stage(&a.out, |p| write_weights(&model, &w, p))?;
+    outputs.stage(&a.out, |p| loaded.write(&w, p))?;
     if let Some(path) = &a.report {
         let json = serde_json::json!({
             "method": method.name(),
@@ -600,9 +671,8 @@ fn unlearn_cmd(a: UnlearnArgs) -> Result<()> {
 }
 
 fn audit_cmd(a: AuditArgs) -> Result<()> {
-    let model = read_model(&a.spec)?;
+    let Loaded { model, weights, .. } = a.model.load()?;
     a.limits.apply(&model)?;
-    let weights = read_weights(&model, &a.weights)?;
     let forget = model.read_dataset(&a.sets.forget_x, &a.sets.forget_y, "forget")?;
     let retain = model.read_dataset(&a.sets.retain_x, &a.sets.retain_y, "retain")?;
     let test = model.read_dataset(&a.test_x, &a.test_y, "test")?;
@@ -654,13 +724,32 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
     };
     recipe.validate()?;
     Outputs::check(&[("--out", a.out.as_path())])?;
-    let model = read_model(&a.spec)?;
-    a.limits.apply(&model)?;
-    let data = model.read_dataset(&a.x, &a.y, "training")?;
-    let mut w = match &a.init {
-        Some(p) => read_weights(&model, p)?,
-        None => model.init_weights(a.seed),
+    let loaded = match (&a.onnx, &a.spec) {
+        (Some(_), _) => TrainedModelArgs {
+            spec: None,
+            weights: None,
+            onnx: a.onnx.clone(),
+            loss: a.loss.clone(),
+        }
+        .load()?,
+        (None, Some(spec)) => {
+            let model = read_model(spec)?;
+            let weights = match &a.init {
+                Some(p) => read_weights(&model, p)?,
+                None => model.init_weights(a.seed),
+            };
+            Loaded {
+                model,
+                weights,
+                onnx: None,
+            }
+        }
+        (None, None) => return Err(Error::invalid("give --spec, or --onnx and --loss")),
     };
+    let model = &loaded.model;
+    a.limits.apply(model)?;
+    let data = model.read_dataset(&a.x, &a.y, "training")?;
+    let mut w = loaded.weights.clone();
     let steps = data.len().div_ceil(a.batch_size.max(1)) * a.epochs;
     let schedule = match a.schedule.as_str() {
         "constant" => LrSchedule::Constant,
@@ -681,10 +770,10 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
     };
     recipe.schedule = schedule;
     let pb = progress_bar("train");
-    let r = unlearn::train(&model, &mut w, &data, &recipe, &mut feed(&pb))?;
+    let r = unlearn::train(model, &mut w, &data, &recipe, &mut feed(&pb))?;
     pb.finish();
     let mut outputs = Outputs::new();
-    outputs.stage(&a.out, |p| write_weights(&model, &w, p))?;
+    outputs.stage(&a.out, |p| loaded.write(&w, p))?;
     outputs.commit()?;
     eprintln!(
         "trained {} steps in {:.1} s; wrote {}",
