@@ -523,6 +523,16 @@ gradtau_status gradtau_dataset_load(const struct gradtau_model *model,
                                     const char *targets_path,
                                     struct gradtau_dataset **dataset_out);
 
+// The shape of one sample's inputs (without the sample dimension): `*shape_out` receives a
+// pointer to `*rank_out` sizes, owned by the data set and valid until `gradtau_dataset_free`.
+// The product of the sizes times `gradtau_dataset_len` is the length
+// `gradtau_dataset_inputs` needs.
+//
+// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`.
+gradtau_status gradtau_dataset_sample_shape(const struct gradtau_dataset *dataset,
+                                            const size_t **shape_out,
+                                            size_t *rank_out);
+
 // Copies the inputs of every sample, row-major `[N, sample shape...]`, into
 // `inputs_out[0..len]`; `len` must equal the number of input floats (N times the product of
 // the sample shape). Lets a host reuse the samples of a set (the embedded digits, say) as

@@ -184,6 +184,33 @@ pub unsafe extern "C" fn gradtau_dataset_load(
     })
 }
 
+/// The shape of one sample's inputs (without the sample dimension): `*shape_out` receives a
+/// pointer to `*rank_out` sizes, owned by the data set and valid until `gradtau_dataset_free`.
+/// The product of the sizes times `gradtau_dataset_len` is the length
+/// `gradtau_dataset_inputs` needs.
+///
+/// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`.
+#[no_mangle]
+pub unsafe extern "C" fn gradtau_dataset_sample_shape(
+    dataset: *const gradtau_dataset,
+    shape_out: *mut *const usize,
+    rank_out: *mut usize,
+) -> gradtau_status {
+    run(|| {
+        let d = unsafe { borrow(dataset, "dataset") }?;
+        let s = out_ptr(shape_out, "shape_out")?;
+        let r = out_ptr(rank_out, "rank_out")?;
+        let sample = &d.data.x.shape()[1..];
+        // SAFETY: both checked non-NULL; the caller promises they are writable. The shape
+        // lives in the data set, which is immutable until freed.
+        unsafe {
+            s.write(sample.as_ptr());
+            r.write(sample.len());
+        }
+        Ok(())
+    })
+}
+
 /// Copies the inputs of every sample, row-major `[N, sample shape...]`, into
 /// `inputs_out[0..len]`; `len` must equal the number of input floats (N times the product of
 /// the sample shape). Lets a host reuse the samples of a set (the embedded digits, say) as

@@ -14,6 +14,10 @@ enum { SAMPLES = 16, FEATURES = 64, CLASSES = 10 };
 static float *request_inputs(const digits_sets *d) {
     size_t n = gradtau_dataset_len(d->test);
     CHECK(n >= SAMPLES);
+    const size_t *shape = NULL;
+    size_t rank = 0;
+    CHECK_OK(gradtau_dataset_sample_shape(d->test, &shape, &rank));
+    CHECK(rank == 1 && shape[0] == FEATURES);
     float *all = malloc(n * FEATURES * sizeof(float));
     CHECK(all);
     CHECK_OK(gradtau_dataset_inputs(d->test, all, n * FEATURES));
