@@ -19,11 +19,11 @@ pub enum Transpose {
     Yes,
 }
 
-/// Below this many multiply-adds (`m*k*n`, about 2^21 = 128^3, some 35 us on one core) a
-/// product runs on one thread: waking a helper costs microseconds, and each block repacks the
-/// smaller operand, so smaller products gained nothing from a second thread on the shared
-/// 2-core machine this was measured on. The MLP's layer products at batch 128 (8M-25M) are
-/// split; its 10-wide output layer (330K) is not.
+/// Below this many multiply-adds (`m*k*n`, about 128^3, some 35 us on one core) a product
+/// runs on one thread: waking a helper costs microseconds, and each block repacks the smaller
+/// operand. On the shared (loaded) 2-core machine this was measured on, products of 0.3M to
+/// 2M multiply-adds ran 0-15 % slower split in two and 8M ones about as fast, while 25M ones
+/// (the MLP's first layer) ran about 2x faster; the threshold errs towards one thread.
 const PARALLEL_MIN_MACS: usize = 1 << 21;
 
 /// Blocks are whole multiples of this many rows or columns: the widest register tile of

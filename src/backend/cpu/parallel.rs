@@ -30,9 +30,12 @@
 //! A training step makes hundreds of kernel calls of a few tens of microseconds each. Spawning
 //! scoped threads per call (what the kernels did before) paid a thread creation and join on
 //! every one, and matrixmultiply's own threaded GEMM kept a second pool of its own, sized once
-//! for the process and spinning between calls. One pool of parked workers, woken per call,
-//! serves both. The pool is rayon-core's (`ThreadPool::in_place_scope`, which runs the caller's
-//! own part on the calling thread); only the budget and the part claiming are ours.
+//! for the process, that no caller could cap. One pool of parked workers, woken per call,
+//! serves every kernel. The pool itself is rayon-core's (thread start-up, parking, waking,
+//! job queues); ours are the budget, the part claiming, and the small handshake by which a
+//! caller skips helper jobs that have not started instead of waiting for them (see `Call`:
+//! rayon's scopes wait for every job they spawned, which on a loaded machine cost callers a
+//! scheduler time slice per call).
 
 use std::any::Any;
 use std::cell::Cell;
@@ -134,8 +137,9 @@ where
     let n = parts.len();
     let limit = thread_limit();
     let threads = limit.min(n);
-    let pool = match pool() {
-        Some(pool) if threads > 1 => pool,
+    let pool = match (threads > 1).then(pool).flatten() {
+        // The pool is started only once some call can use it.
+        Some(pool) => pool,
         _ => {
             return parts
                 .into_iter()
