@@ -122,7 +122,6 @@ fn the_unlearned_file_runs_in_onnx_runtime_with_gradtau_outputs() {
             .any(|(a, b)| a.to_vec().unwrap() != b.to_vec().unwrap());
         assert!(changed, "{name}: unlearning changed no weight");
         let written = m.to_bytes(&w).unwrap();
-        assert_eq!(written.len() > original.len() / 2, true);
         let path = out_dir.join(format!("{name}.onnx"));
         std::fs::write(&path, &written).unwrap();
         let ours = m.model.predict(&w, &x, 64).unwrap().to_vec().unwrap();

@@ -3,15 +3,16 @@
 //! im2col + GEMM, one sample at a time, samples spread over threads. Per sample the patch
 //! matrix `col: [C_in*kh*kw, OH*OW]` stays in cache, `W @ col` lands directly in the sample's
 //! NCHW output, and the backward products read the sample's output gradient in place, so no
-//! batch-sized scratch buffer or layout permutation is needed. Each thread keeps its GEMMs
-//! single-threaded (see `SERIAL_GEMM`). Measured on the benchmark CNN (batch 128, 28x28,
-//! 2 cores), this ran conv forward+backward 2-4x faster than one batch-wide GEMM over a
-//! `[K, N*OH*OW]` patch matrix, whose scratch buffers and NCHW permutations cost more than
-//! the larger GEMM gained.
+//! batch-sized scratch buffer or layout permutation is needed. The batch is cut into ranges
+//! run on the shared CPU pool under the caller's thread budget; a range's GEMMs get that
+//! range's share of the budget (one thread each when there are at least as many ranges as
+//! threads). Measured on the benchmark CNN (batch 128, 28x28, 2 cores), this ran conv
+//! forward+backward 2-4x faster than one batch-wide GEMM over a `[K, N*OH*OW]` patch matrix,
+//! whose scratch buffers and NCHW permutations cost more than the larger GEMM gained.
 
 use super::{expect_rank, host, same_device};
 use crate::autograd::{BackwardCtx, BackwardOp, Tape, Var};
-use crate::backend::cpu::{matmul as gemm, num_threads, simd, Transpose};
+use crate::backend::cpu::{matmul as gemm, par_map, simd, Transpose};
 use crate::backend::cuda::{self, Conv2dGeometry};
 use crate::backend::Storage;
 use crate::error::{Error, Result};
@@ -194,51 +195,6 @@ impl Geom {
     }
 }
 
-/// Largest `m*k + k*n` for which matrixmultiply 0.3 runs a product on the calling thread
-/// (it grants one extra thread per 2^14 of that sum). Products inside per-sample workers are
-/// kept below it: a worker that reached into matrixmultiply's shared pool would queue behind
-/// the other workers instead of running beside them.
-const SERIAL_GEMM: usize = 1 << 15;
-
-/// Size of the pieces a product `[m, k] x [k, n]` is cut into (along m or along k) so that
-/// each piece stays under [`SERIAL_GEMM`]; `dim` is the dimension being cut, `other` the sum
-/// of the two the cut scales. The pieces are evened out so that none is a sliver.
-fn piece(dim: usize, fixed: usize, other: usize) -> usize {
-    if fixed + dim * other < SERIAL_GEMM {
-        return dim.max(1);
-    }
-    let most = (SERIAL_GEMM.saturating_sub(fixed + 1) / other.max(1)).max(1);
-    dim.div_ceil(dim.div_ceil(most)).max(1)
-}
-
-/// `c = a @ op(b) + beta * c` with `a: [m, k]` row-major, cut into row blocks small enough to
-/// stay single-threaded when `serial` (rows of `a` and `c` are contiguous: blocks need no copy).
-#[allow(clippy::too_many_arguments)]
-fn gemm_rows(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[f32],
-    b: &[f32],
-    tb: Transpose,
-    beta: f32,
-    c: &mut [f32],
-    serial: bool,
-) {
-    if k == 0 || n == 0 || !serial {
-        gemm(m, k, n, 1.0, a, Transpose::No, b, tb, beta, c);
-        return;
-    }
-    let rows = piece(m, k * n, k);
-    for (ab, cb) in a[..m * k]
-        .chunks(rows * k)
-        .zip(c[..m * n].chunks_mut(rows * n))
-    {
-        let r = cb.len() / n.max(1);
-        gemm(r, k, n, 1.0, ab, Transpose::No, b, tb, beta, cb);
-    }
-}
-
 // Image rows are short (often under 16 floats), below the length at which LLVM's loop
 // vectoriser enters its vector loop, and `copy_from_slice` becomes a libc call. Fixed-size
 // chunks of 4 compile to one SSE instruction each.
@@ -332,9 +288,16 @@ fn col2im(dcol: &[f32], g: &Geom, dx: &mut [f32]) {
     }
 }
 
-/// Runs `f(samples, out_chunk)` over contiguous ranges of the batch, one per thread when
-/// `parallel`, where `out_chunk` holds the `per_sample` outputs of those samples (empty
-/// when `out` is). Returns each range's result in order.
+/// How many contiguous ranges a batch-parallel convolution cuts the batch into. Fixed, not
+/// taken from the thread budget, so that the weight gradient (summed per range, then over the
+/// ranges in order) has the same bits at every thread count; several per thread, so that the
+/// ranges balance when a helper starts late.
+const BATCH_RANGES: usize = 16;
+
+/// Runs `f(samples, out_chunk)` over contiguous ranges of the batch, spread over threads
+/// when `parallel` (else one range, the whole batch), where `out_chunk` holds the
+/// `per_sample` outputs of those samples (empty when `out` is). Returns each range's result
+/// in order.
 fn over_batch<R: Send, F>(
     n: usize,
     parallel: bool,
@@ -345,43 +308,36 @@ fn over_batch<R: Send, F>(
 where
     F: Fn(std::ops::Range<usize>, &mut [f32]) -> R + Sync,
 {
-    let threads = if parallel { num_threads().min(n) } else { 1 };
-    if threads <= 1 {
+    if !parallel || n <= 1 {
         return vec![f(0..n, out)];
     }
-    let per = n.div_ceil(threads);
-    std::thread::scope(|s| {
-        let f = &f;
-        let mut rest = out;
-        let mut handles = Vec::with_capacity(threads);
-        for start in (0..n).step_by(per) {
-            let end = (start + per).min(n);
-            let take = if rest.is_empty() {
-                0
-            } else {
-                (end - start) * per_sample
-            };
-            let (chunk, tail) = std::mem::take(&mut rest).split_at_mut(take);
-            rest = tail;
-            handles.push(s.spawn(move || f(start..end, chunk)));
-        }
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
-    })
+    let per = n.div_ceil(BATCH_RANGES.min(n));
+    let mut ranges = Vec::with_capacity(n.div_ceil(per));
+    let mut rest = out;
+    for start in (0..n).step_by(per) {
+        let end = (start + per).min(n);
+        let take = if rest.is_empty() {
+            0
+        } else {
+            (end - start) * per_sample
+        };
+        let (chunk, tail) = std::mem::take(&mut rest).split_at_mut(take);
+        rest = tail;
+        ranges.push((start..end, chunk));
+    }
+    par_map(ranges, |_, (samples, chunk)| f(samples, chunk))
 }
 
-/// Whether to run samples on separate threads, each computing its products on one thread.
-/// That needs every product to be cuttable into single-threaded pieces (the `co*p` terms)
-/// and pays off while one sample's patch matrix stays cache-sized; past that, one sample's
-/// products are large enough to be threaded well inside the GEMM, sample after sample.
+/// Largest patch matrix (`K * OH*OW` floats, 512 KiB) for which samples are spread over
+/// threads, one range of samples per part.
+const BATCH_PARALLEL_MAX_PATCH: usize = 1 << 17;
+
+/// Whether to spread samples over threads. That pays off while one sample's patch matrix
+/// stays cache-sized; past that, one sample's products are large enough to be split well
+/// inside the GEMM, sample after sample. Decided by the geometry only, never by the thread
+/// budget, so that the arithmetic (and so the result) is the same at every budget.
 fn batch_parallel(g: &Geom) -> bool {
-    let (k, p) = (g.k(), g.p());
-    g.n >= 2
-        && num_threads() > 1
-        && g.co * p + g.co.max(p) < SERIAL_GEMM
-        && k * p <= 4 * SERIAL_GEMM
+    g.n >= 2 && g.k() * g.p() <= BATCH_PARALLEL_MAX_PATCH
 }
 
 /// 2-D cross-correlation (what PyTorch calls convolution) with zero padding.
@@ -418,21 +374,7 @@ fn forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams) -> Resul
     let (k, pp, chw) = (g.k(), g.p(), g.c * g.h * g.w);
     let per_out = g.co * pp;
     let parallel = batch_parallel(&g);
-    // Cutting W @ col along k keeps both operands' pieces contiguous once W's column blocks
-    // are copied out (W is small); col is then packed once per sample, not once per piece.
-    let kb = if parallel {
-        piece(k, 0, g.co + pp)
-    } else {
-        k.max(1)
-    };
-    let mut wblocks = Vec::with_capacity(g.co * k);
-    for k0 in (0..k).step_by(kb) {
-        let k1 = (k0 + kb).min(k);
-        for row in wd.chunks_exact(k) {
-            wblocks.extend_from_slice(&row[k0..k1]);
-        }
-    }
-    // Every output element is written below (bias fill or the first GEMM block with beta 0),
+    // Every output element is written below (bias fill or the GEMM with beta 0),
     // except when there is no input channel at all: then the output is zero (or the bias).
     let mut out = if k == 0 {
         crate::backend::cpu::pool::zeroed(g.n * per_out)
@@ -453,24 +395,18 @@ fn forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams) -> Resul
                 }
                 None => 0.0,
             };
-            for k0 in (0..k).step_by(kb) {
-                let k1 = (k0 + kb).min(k);
-                let wb = &wblocks[g.co * k0..g.co * k1];
-                let beta = if k0 == 0 { beta } else { 1.0 };
-                let cb = &col[k0 * pp..k1 * pp];
-                gemm(
-                    g.co,
-                    k1 - k0,
-                    pp,
-                    1.0,
-                    wb,
-                    Transpose::No,
-                    cb,
-                    Transpose::No,
-                    beta,
-                    y,
-                );
-            }
+            gemm(
+                g.co,
+                k,
+                pp,
+                1.0,
+                wd,
+                Transpose::No,
+                &col,
+                Transpose::No,
+                beta,
+                y,
+            );
         }
     });
     Ok((Tensor::cpu(out, g.out_shape()), g))
@@ -516,20 +452,10 @@ impl BackwardOp for Conv2dBackward {
         let wd = host(c.inputs[1], "conv2d")?;
         let gd = host(c.grad, "conv2d")?;
 
-        // W^T as [K, C_out], so dcol's product has contiguous rows to split.
-        let mut wt = crate::backend::cpu::pool::take(if need_x { k * g.co } else { 0 });
-        if need_x {
-            for (o, wrow) in wd.chunks_exact(k.max(1)).enumerate() {
-                for (r, &v) in wrow.iter().enumerate() {
-                    wt[r * g.co + o] = v;
-                }
-            }
-        }
         let parallel = batch_parallel(g);
         let mut dx = crate::backend::cpu::pool::zeroed(if need_x { g.n * chw } else { 0 });
         let partials = over_batch(g.n, parallel, &mut dx, chw, |samples, dx| {
-            // dW^T [K, C_out] = col @ g_n^T: cut along K, col's rows, each piece of col is
-            // packed once.
+            // dW^T [K, C_out] += col @ g_n^T, summed per range, transposed once at the end.
             let mut dwt = crate::backend::cpu::pool::zeroed(if need_w { k * g.co } else { 0 });
             let mut db = crate::backend::cpu::pool::zeroed(if need_b { g.co } else { 0 });
             let mut col = crate::backend::cpu::pool::take(if need_w { k * pp } else { 0 });
@@ -540,29 +466,32 @@ impl BackwardOp for Conv2dBackward {
                 let gs = &gd[s * per_out..][..per_out];
                 if need_w {
                     im2col(&xd[s * chw..][..chw], g, &mut col);
-                    gemm_rows(
+                    gemm(
                         k,
                         pp,
                         g.co,
+                        1.0,
                         &col,
+                        Transpose::No,
                         gs,
                         Transpose::Yes,
                         1.0,
                         &mut dwt,
-                        parallel,
                     );
                 }
                 if need_x {
-                    gemm_rows(
+                    // dcol = W^T @ g_n, W read transposed in place.
+                    gemm(
                         k,
                         g.co,
                         pp,
-                        &wt,
+                        1.0,
+                        wd,
+                        Transpose::Yes,
                         gs,
                         Transpose::No,
                         0.0,
                         &mut dcol,
-                        parallel,
                     );
                     col2im(&dcol, g, &mut dx[(s - start) * chw..][..chw]);
                 }
@@ -701,8 +630,10 @@ mod tests {
             (4, 3, 10, 10, 17, 4, 4, (3, 3), (1, 2)),
             (2, 2, 3, 3, 2, 3, 3, (1, 1), (0, 0)),
             (1, 1, 1, 1, 1, 3, 3, (1, 1), (1, 1)),
-            // The benchmark's second layer: large enough that products are cut in pieces.
+            // The benchmark's second layer (samples spread over threads).
             (2, 16, 14, 14, 32, 3, 3, (1, 1), (1, 1)),
+            // A patch matrix too large to spread samples: per-sample GEMMs, split over threads.
+            (2, 16, 48, 48, 8, 3, 3, (1, 1), (1, 1)),
         ];
         for &(n, c, h, w, co, kh, kw, s, pd) in &cases {
             let x = Tensor::randn(&[n, c, h, w], 1.0, &mut rng);
@@ -742,9 +673,9 @@ mod tests {
     }
 
     #[test]
-    fn backward_matches_naive_sums_on_a_layer_cut_into_pieces() {
-        // Too many inputs for finite differences, but with K*(C_out + P) and K*P + P*C_out
-        // over SERIAL_GEMM, the forward and the weight gradient take the cut-product paths.
+    fn backward_matches_naive_sums_on_the_benchmark_layer() {
+        // Too many inputs for finite differences: the benchmark CNN's second layer, checked
+        // against direct sums.
         let (n, c, h, w, co, k) = (3, 16, 14, 14, 32, 3);
         let mut rng = Rng::new(11);
         let x = Tensor::randn(&[n, c, h, w], 1.0, &mut rng);

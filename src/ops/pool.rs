@@ -7,7 +7,7 @@
 use super::conv::{out_len, PAR_MIN};
 use super::{expect_rank, host};
 use crate::autograd::{BackwardCtx, BackwardOp, Tape, Var};
-use crate::backend::cpu::{num_threads, par_chunks_mut};
+use crate::backend::cpu::parallel::{group_len, par_chunks_mut, par_map, thread_limit};
 use crate::backend::cuda::{self, Pool2dGeometry};
 use crate::backend::Storage;
 use crate::error::{Error, Result};
@@ -117,13 +117,14 @@ impl Geom {
 }
 
 /// Splits `a` and `b` into planes of `ca` and `cb` elements and runs `f(plane, a, b)` on
-/// matching pairs across threads (like `par_chunks_mut`, for two outputs).
+/// matching pairs across threads (like `par_chunks_mut`, for two outputs); each plane is
+/// processed by one thread, so results do not depend on the thread count.
 fn par_planes2<A: Send, B: Send, F>(a: &mut [A], ca: usize, b: &mut [B], cb: usize, f: F)
 where
     F: Fn(usize, &mut [A], &mut [B]) + Sync,
 {
     let planes = a.len().checked_div(ca).unwrap_or(0);
-    let threads = num_threads();
+    let threads = thread_limit();
     if threads <= 1 || a.len() < PAR_MIN || planes < 2 {
         for (i, (pa, pb)) in a
             .chunks_mut(ca.max(1))
@@ -134,19 +135,11 @@ where
         }
         return;
     }
-    let per = planes.div_ceil(threads);
-    std::thread::scope(|s| {
-        let f = &f;
-        for (t, (ga, gb)) in a
-            .chunks_mut(per * ca)
-            .zip(b.chunks_mut(per * cb))
-            .enumerate()
-        {
-            s.spawn(move || {
-                for (j, (pa, pb)) in ga.chunks_mut(ca).zip(gb.chunks_mut(cb)).enumerate() {
-                    f(t * per + j, pa, pb);
-                }
-            });
+    let per = group_len(planes, threads);
+    let groups: Vec<_> = a.chunks_mut(per * ca).zip(b.chunks_mut(per * cb)).collect();
+    par_map(groups, |t, (ga, gb)| {
+        for (j, (pa, pb)) in ga.chunks_mut(ca).zip(gb.chunks_mut(cb)).enumerate() {
+            f(t * per + j, pa, pb);
         }
     });
 }

@@ -1,4 +1,16 @@
-//! Row-major matrix products on top of matrixmultiply's packed, threaded sgemm.
+//! Row-major matrix products: matrixmultiply's packed single-threaded sgemm, with C cut into
+//! blocks that run in parallel under the caller's thread budget.
+//!
+//! matrixmultiply's own threading (a process-wide pool sized once from `MATMUL_NUM_THREADS`)
+//! cannot honour a per-call budget, so it is off, and products large enough to pay for it
+//! are split here: C is cut along its longer side (rows when `m >= n`, else columns) into at
+//! most [`thread_limit`] blocks, each a single-threaded sgemm on the same operands with
+//! offset pointers, run through [`par_map`]. Every element of C is still the same sum in the
+//! same order (matrixmultiply blocks only along k in a fixed way), so the result is bitwise
+//! the same at every thread count. Cutting the longer side means the operand every block
+//! packs in full is the smaller one.
+
+use super::parallel::{par_map, thread_limit};
 
 /// Whether an operand is used as stored or transposed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -6,6 +18,18 @@ pub enum Transpose {
     No,
     Yes,
 }
+
+/// Below this many multiply-adds (`m*k*n`, about 128^3, some 35 us on one core) a product
+/// runs on one thread: waking a helper costs microseconds, and each block repacks the smaller
+/// operand. On the shared (loaded) 2-core machine this was measured on, products of 0.3M to
+/// 2M multiply-adds ran 0-15 % slower split in two and 8M ones about as fast, while 25M ones
+/// (the MLP's first layer) ran about 2x faster; the threshold errs towards one thread.
+const PARALLEL_MIN_MACS: usize = 1 << 21;
+
+/// Blocks are whole multiples of this many rows or columns: the widest register tile of
+/// matrixmultiply's sgemm kernels (AVX-512's 16; AVX's 8 divides it), so that only the last
+/// block can end in a partial tile.
+const BLOCK_ALIGN: usize = 16;
 
 /// `c = alpha * op(a) * op(b) + beta * c`, all row-major and contiguous.
 ///
@@ -37,33 +61,112 @@ pub fn matmul(
         }
         return;
     }
-    let (rsa, csa) = match ta {
-        Transpose::No => (k as isize, 1),
-        Transpose::Yes => (1, m as isize),
+    let p = Product {
+        m,
+        k,
+        n,
+        alpha,
+        a: a.as_ptr(),
+        a_strides: match ta {
+            Transpose::No => (k as isize, 1),
+            Transpose::Yes => (1, m as isize),
+        },
+        b: b.as_ptr(),
+        b_strides: match tb {
+            Transpose::No => (n as isize, 1),
+            Transpose::Yes => (1, k as isize),
+        },
+        beta,
+        c: c.as_mut_ptr(),
     };
-    let (rsb, csb) = match tb {
-        Transpose::No => (n as isize, 1),
-        Transpose::Yes => (1, k as isize),
-    };
-    // SAFETY: the asserts above guarantee every index matrixmultiply derives from these
-    // dimensions and strides lies inside the three slices; `c` is exclusively borrowed.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            alpha,
-            a.as_ptr(),
-            rsa,
-            csa,
-            b.as_ptr(),
-            rsb,
-            csb,
-            beta,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        );
+    let blocks = block_count(m, k, n, thread_limit());
+    if blocks <= 1 {
+        // SAFETY: the asserts above put every element of op(a), op(b) and c inside the
+        // three slices; `c` is exclusively borrowed for this call.
+        unsafe { p.run(0..m, 0..n) };
+        return;
+    }
+    let rows = m >= n;
+    let long = if rows { m } else { n };
+    let step = long.div_ceil(blocks).next_multiple_of(BLOCK_ALIGN);
+    let ranges: Vec<_> = (0..long)
+        .step_by(step)
+        .map(|s| s..(s + step).min(long))
+        .collect();
+    let p = &p;
+    par_map(ranges, |_, r| {
+        // SAFETY: as above for the operands; the blocks cover disjoint row (or column)
+        // ranges of c, so no element of c is written by two threads, and `c` stays
+        // exclusively borrowed until par_map has returned, after every block has finished.
+        unsafe {
+            if rows {
+                p.run(r, 0..n)
+            } else {
+                p.run(0..m, r)
+            }
+        }
+    });
+}
+
+/// How many blocks to cut an `m x k x n` product into under a budget of `limit` threads.
+fn block_count(m: usize, k: usize, n: usize, limit: usize) -> usize {
+    if limit <= 1 || m.saturating_mul(k).saturating_mul(n) < PARALLEL_MIN_MACS {
+        return 1;
+    }
+    // No block thinner than one register tile.
+    limit.min(m.max(n).div_ceil(BLOCK_ALIGN))
+}
+
+/// One validated product, as raw parts that blocks on several threads may share.
+struct Product {
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: *const f32,
+    a_strides: (isize, isize),
+    b: *const f32,
+    b_strides: (isize, isize),
+    beta: f32,
+    c: *mut f32,
+}
+
+// SAFETY: the pointers come from slices borrowed by `matmul` for as long as any block runs
+// (par_map returns only after every block has finished); a and b are only read, and blocks
+// write disjoint parts of c.
+unsafe impl Sync for Product {}
+
+impl Product {
+    /// Computes the block `c[rows, cols]` on the calling thread.
+    ///
+    /// # Safety
+    /// The pointers must cover the whole product (as `matmul` checks), and no other thread
+    /// may touch `c[rows, cols]` meanwhile.
+    unsafe fn run(&self, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>) {
+        let (rsa, csa) = self.a_strides;
+        let (rsb, csb) = self.b_strides;
+        let (r0, c0) = (rows.start as isize, cols.start as isize);
+        debug_assert!(rows.end <= self.m && cols.end <= self.n);
+        // SAFETY: the offsets stay inside op(a)'s rows, op(b)'s columns and c (the caller's
+        // contract), and matrixmultiply reads and writes only the block they describe.
+        unsafe {
+            matrixmultiply::sgemm(
+                rows.len(),
+                self.k,
+                cols.len(),
+                self.alpha,
+                self.a.offset(r0 * rsa),
+                rsa,
+                csa,
+                self.b.offset(c0 * csb),
+                rsb,
+                csb,
+                self.beta,
+                self.c.offset(r0 * self.n as isize + c0),
+                self.n as isize,
+                1,
+            );
+        }
     }
 }
 
@@ -102,31 +205,111 @@ pub fn matmul_reference(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::cpu::with_thread_limit;
     use crate::rng::Rng;
 
+    /// `(m, k, n)` of every shape class: scalars, empty sums and empty outputs, tall-skinny,
+    /// wide, odd sizes, and products large enough to be split by rows and by columns.
+    const SHAPES: &[(usize, usize, usize)] = &[
+        (1, 1, 1),
+        (2, 0, 3),
+        (0, 4, 3),
+        (3, 4, 0),
+        (3, 5, 7),
+        (17, 33, 9),
+        (64, 31, 65),
+        (67, 129, 33),
+        (1000, 40, 3),
+        (3, 40, 1000),
+        (2100, 40, 30),
+        (30, 40, 2100),
+        (130, 70, 257),
+    ];
+
+    fn randn(r: &mut Rng, len: usize) -> Vec<f32> {
+        (0..len).map(|_| r.normal()).collect()
+    }
+
+    fn close(got: &[f32], want: &[f32], tol: f32, what: &str) {
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() <= tol * (1.0 + w.abs()), "{what}: {g} vs {w}");
+        }
+    }
+
+    /// `alpha * op(a) op(b) + beta * c0`, through `matmul` at the current thread limit.
+    #[allow(clippy::too_many_arguments)]
+    fn product(
+        (m, k, n): (usize, usize, usize),
+        alpha: f32,
+        a: &[f32],
+        ta: Transpose,
+        b: &[f32],
+        tb: Transpose,
+        beta: f32,
+        c0: &[f32],
+    ) -> Vec<f32> {
+        let mut c = c0.to_vec();
+        matmul(m, k, n, alpha, a, ta, b, tb, beta, &mut c);
+        c
+    }
+
     #[test]
-    fn matches_reference_for_all_transposes_and_odd_sizes() {
+    fn matches_reference_on_every_shape_class_at_every_limit() {
         let mut r = Rng::new(3);
-        for &(m, k, n) in &[(1, 1, 1), (3, 5, 7), (17, 33, 9), (64, 31, 65)] {
-            let a: Vec<f32> = (0..m * k).map(|_| r.normal()).collect();
-            let b: Vec<f32> = (0..k * n).map(|_| r.normal()).collect();
+        for &(m, k, n) in SHAPES {
+            let a = randn(&mut r, m * k);
+            let b = randn(&mut r, k * n);
+            let c0 = randn(&mut r, m * n);
             for ta in [Transpose::No, Transpose::Yes] {
                 for tb in [Transpose::No, Transpose::Yes] {
-                    let want = matmul_reference(m, k, n, &a, ta, &b, tb);
-                    let mut got = vec![1.0f32; m * n];
-                    matmul(m, k, n, 1.0, &a, ta, &b, tb, 0.0, &mut got);
-                    for (g, w) in got.iter().zip(&want) {
-                        assert!((g - w).abs() < 1e-4 * (1.0 + w.abs()), "{g} vs {w}");
+                    let ab = matmul_reference(m, k, n, &a, ta, &b, tb);
+                    let what = format!("{m}x{k}x{n} {ta:?} {tb:?}");
+                    let mut by_limit = Vec::new();
+                    for limit in [1, 2, 0] {
+                        with_thread_limit(limit, || {
+                            // beta = 0 overwrites whatever c held (NaN included).
+                            let got = product((m, k, n), 1.0, &a, ta, &b, tb, 0.0, &c0);
+                            close(&got, &ab, 1e-4, &what);
+                            let nan = vec![f32::NAN; m * n];
+                            let got = product((m, k, n), 1.0, &a, ta, &b, tb, 0.0, &nan);
+                            close(&got, &ab, 1e-4, &what);
+                            // alpha and a non-zero beta.
+                            let got = product((m, k, n), 2.0, &a, ta, &b, tb, 0.5, &c0);
+                            let want: Vec<f32> =
+                                ab.iter().zip(&c0).map(|(p, c)| 2.0 * p + 0.5 * c).collect();
+                            close(&got, &want, 1e-3, &what);
+                            by_limit.push(got);
+                        });
                     }
-                    // beta = 1 accumulates
-                    let mut acc = want.clone();
-                    matmul(m, k, n, 2.0, &a, ta, &b, tb, 1.0, &mut acc);
-                    for (g, w) in acc.iter().zip(&want) {
-                        assert!((g - 3.0 * w).abs() < 1e-3 * (1.0 + w.abs()));
+                    // Splitting C leaves every element's sum and its order unchanged.
+                    for got in &by_limit[1..] {
+                        let same = got
+                            .iter()
+                            .zip(&by_limit[0])
+                            .all(|(x, y)| x.to_bits() == y.to_bits());
+                        assert!(same, "{what}: bits differ between thread limits");
                     }
                 }
             }
         }
+    }
+
+    #[test]
+    fn large_products_are_split_under_a_budget_and_small_ones_are_not() {
+        // The split shapes of the test above.
+        for &(m, k, n) in &[(2100, 40, 30), (30, 40, 2100), (130, 70, 257)] {
+            assert_eq!(block_count(m, k, n, 1), 1);
+            assert_eq!(block_count(m, k, n, 2), 2);
+        }
+        assert_eq!(block_count(2100, 40, 30, 8), 8);
+        // Never more blocks than register tiles along the longer side.
+        assert_eq!(
+            block_count(40, 1000, 3000, 512),
+            3000usize.div_ceil(BLOCK_ALIGN)
+        );
+        assert_eq!(block_count(67, 129, 33, 2), 1);
+        assert_eq!(block_count(128, 256, 10, 2), 1);
     }
 
     #[test]
@@ -145,5 +328,20 @@ mod tests {
             &mut c,
         );
         assert_eq!(c, vec![0.0; 6]);
+        let mut c = vec![5.0f32; 6];
+        let none: &[f32] = &[];
+        matmul(
+            2,
+            0,
+            3,
+            1.0,
+            none,
+            Transpose::Yes,
+            none,
+            Transpose::Yes,
+            0.5,
+            &mut c,
+        );
+        assert_eq!(c, vec![2.5; 6]);
     }
 }

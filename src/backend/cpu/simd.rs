@@ -28,7 +28,7 @@ pub fn reference_mode() -> bool {
 pub fn has_avx2_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        static HAS: once_cell::sync::Lazy<bool> = once_cell::sync::Lazy::new(|| {
+        static HAS: std::sync::LazyLock<bool> = std::sync::LazyLock::new(|| {
             is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
         });
         *HAS
