@@ -90,7 +90,7 @@ fn the_unlearned_file_runs_in_onnx_runtime_with_gradtau_outputs() {
     let out_dir = std::env::temp_dir().join(format!("gradtau-onnx-{}", std::process::id()));
     std::fs::create_dir_all(&out_dir).unwrap();
     for name in FIXTURES {
-        let (m, original) = load(name);
+        let (m, _) = load(name);
         let model = name.split('.').next().unwrap();
         let x = inputs(model);
         let n = x.dim(0);
