@@ -122,6 +122,10 @@
 // the count.
 #define MIN_MIA_SAMPLES 3
 
+// Upper bound on any thread budget: past this, the kernels' parts get too small to pay for a
+// thread, and a bogus `MATMUL_NUM_THREADS` cannot make the pool huge.
+#define MAX_THREADS 64
+
 // Major version of the library (semantic versioning; follows Cargo.toml).
 #define GRADTAU_VERSION_MAJOR 0
 

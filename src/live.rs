@@ -50,6 +50,11 @@ pub trait WeightStore: Send + Sync {
     /// A copy of the current weights, checked against the model (every parameter present,
     /// finite values).
     fn snapshot(&self, model: &Model) -> Result<Vec<Tensor>>;
+    /// A copy of the current weights for a read call, which may skip the scan for NaN and
+    /// infinity (a read's non-finite outputs are refused anyway).
+    fn read_snapshot(&self, model: &Model) -> Result<Vec<Tensor>> {
+        self.snapshot(model)
+    }
     /// Replaces the weights with `weights`. Must check everything before it writes anything,
     /// so an error leaves the store unchanged.
     fn replace(&mut self, model: &Model, weights: &[Tensor]) -> Result<()>;
@@ -145,9 +150,14 @@ impl<S: WeightStore> LiveModel<S> {
         self.read(|s| s.snapshot(&self.model))
     }
 
+    /// The weights a read computes with.
+    fn read_weights(&self) -> Result<Vec<Tensor>> {
+        self.read(|s| s.read_snapshot(&self.model))
+    }
+
     /// Raw outputs (logits for a classifier) for the samples `x` `[N, input_shape...]`.
     pub fn predict(&self, x: &Tensor) -> Result<Tensor> {
-        let weights = self.weights()?;
+        let weights = self.read_weights()?;
         self.limited(|| self.model.predict(&weights, x, INFER_BATCH))
     }
 
@@ -164,7 +174,7 @@ impl<S: WeightStore> LiveModel<S> {
     /// Per-sample losses of a labelled set.
     pub fn losses(&self, data: &Dataset) -> Result<Vec<f32>> {
         self.model.check_dataset(data, "data")?;
-        let weights = self.weights()?;
+        let weights = self.read_weights()?;
         self.limited(|| self.model.losses(&weights, data, INFER_BATCH))
     }
 
@@ -180,7 +190,7 @@ impl<S: WeightStore> LiveModel<S> {
             }
             self.model.check_dataset(d, what)?;
         }
-        let weights = self.weights()?;
+        let weights = self.read_weights()?;
         self.limited(|| audit_model(&self.model, &weights, sets, seed))
     }
 

@@ -7,7 +7,7 @@ use super::status::{
 };
 use crate::error::Result;
 use crate::live::{LiveModel, PublishHook, PublishPhase, WeightStore};
-use crate::nn::binding::{check_len, param_values, read_params};
+use crate::nn::binding::{check_len, param_values, read_params_checked};
 use crate::nn::Model;
 use crate::tensor::Tensor;
 use crate::unlearn::Control;
@@ -35,15 +35,30 @@ pub(crate) struct LentBuffers {
 unsafe impl Send for LentBuffers {}
 unsafe impl Sync for LentBuffers {}
 
+impl LentBuffers {
+    fn copy_out(&self, model: &Model, check_finite: bool) -> Result<Vec<Tensor>> {
+        read_params_checked(
+            model,
+            |name| {
+                let i = model.param_index(name)?;
+                // SAFETY: `gradtau_model_bind` checked the pointer, alignment and length; other
+                // gradtau calls only read these buffers while this shared borrow lives (writes
+                // take the exclusive lock), and the host promised not to write them meanwhile.
+                self.slots[i]
+                    .map(|l| unsafe { std::slice::from_raw_parts(l.ptr.cast_const(), l.len) })
+            },
+            check_finite,
+        )
+    }
+}
+
 impl WeightStore for LentBuffers {
     fn snapshot(&self, model: &Model) -> Result<Vec<Tensor>> {
-        read_params(model, |name| {
-            let i = model.param_index(name)?;
-            // SAFETY: `gradtau_model_bind` checked the pointer, alignment and length; other
-            // gradtau calls only read these buffers while this shared borrow lives (writes
-            // take the exclusive lock), and the host promised not to write them meanwhile.
-            self.slots[i].map(|l| unsafe { std::slice::from_raw_parts(l.ptr.cast_const(), l.len) })
-        })
+        self.copy_out(model, true)
+    }
+
+    fn read_snapshot(&self, model: &Model) -> Result<Vec<Tensor>> {
+        self.copy_out(model, false)
     }
 
     fn replace(&mut self, model: &Model, weights: &[Tensor]) -> Result<()> {

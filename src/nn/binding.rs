@@ -84,6 +84,17 @@ pub(crate) fn read_params<'b>(
     model: &Model,
     lookup: impl Fn(&str) -> Option<&'b [f32]>,
 ) -> Result<Vec<Tensor>> {
+    read_params_checked(model, lookup, true)
+}
+
+/// [`read_params`], with the scan for NaN and infinity optional: a read call can skip it,
+/// because non-finite weights show up as non-finite outputs, which are refused anyway, and
+/// the scan cost as much as the copy on every single-sample prediction.
+pub(crate) fn read_params_checked<'b>(
+    model: &Model,
+    lookup: impl Fn(&str) -> Option<&'b [f32]>,
+    check_finite: bool,
+) -> Result<Vec<Tensor>> {
     let mut out = Vec::with_capacity(model.params().len());
     for p in model.params() {
         let buf = lookup(&p.name).ok_or_else(|| {
@@ -101,7 +112,7 @@ pub(crate) fn read_params<'b>(
                 p.shape
             )));
         }
-        if let Some(i) = buf.iter().position(|v| !v.is_finite()) {
+        if let Some(i) = buf.iter().position(|v| check_finite && !v.is_finite()) {
             return Err(Error::NonFinite(format!(
                 "parameter `{}` holds NaN or infinity at index {i}",
                 p.name

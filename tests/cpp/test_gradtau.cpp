@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <iterator>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -323,6 +326,54 @@ TEST(Inference, ProbabilitiesClassesAndEmptyBatches) {
         ADD_FAILURE() << "no exception";
     } catch (const gradtau::Error &e) {
         EXPECT_EQ(e.status(), GRADTAU_SHAPE);
+    }
+}
+
+/// The float32 array of a little-endian .npy file (version 1 header).
+std::vector<float> read_npy(const std::string &path) {
+    std::ifstream f(path, std::ios::binary);
+    std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    EXPECT_GT(bytes.size(), 10u) << path;
+    std::size_t header = static_cast<unsigned char>(bytes[8]) |
+                         static_cast<std::size_t>(static_cast<unsigned char>(bytes[9])) << 8;
+    std::vector<float> out((bytes.size() - 10 - header) / sizeof(float));
+    std::memcpy(out.data(), bytes.data() + 10 + header, out.size() * sizeof(float));
+    return out;
+}
+
+TEST(Onnx, AnExportedModelPredictsLikeOnnxRuntimeAndWritesBack) {
+    const std::string dir = GRADTAU_SOURCE_DIR "/tests/fixtures/onnx/";
+    std::ifstream f(dir + "mlp.torchscript.onnx", std::ios::binary);
+    std::vector<std::uint8_t> onnx((std::istreambuf_iterator<char>(f)),
+                                   std::istreambuf_iterator<char>());
+    auto model = gradtau::Model::from_onnx(onnx, "cross_entropy");
+    std::vector<std::vector<float>> buffers;
+    for (const auto &p : model.params()) {
+        buffers.emplace_back(p.numel);
+        model.bind(p.name, buffers.back());
+    }
+    model.load_onnx_weights();
+    const std::vector<float> x = read_npy(dir + "mlp.input.npy");
+    const std::vector<float> want = read_npy(dir + "mlp.torchscript.ort.npy");
+    const std::vector<float> got = model.infer(x, 6);
+    ASSERT_EQ(got.size(), want.size());
+    for (std::size_t i = 0; i < got.size(); i++) EXPECT_NEAR(got[i], want[i], 1e-4f);
+    // Change a weight, write the file, read it back.
+    buffers[0][0] += 1.0f;
+    const auto written = model.to_onnx();
+    auto again = gradtau::Model::from_onnx(written, "cross_entropy");
+    std::vector<std::vector<float>> b2;
+    for (const auto &p : again.params()) {
+        b2.emplace_back(p.numel);
+        again.bind(p.name, b2.back());
+    }
+    again.load_onnx_weights();
+    EXPECT_EQ(b2, buffers);
+    try {
+        gradtau::Model::from_onnx(std::vector<std::uint8_t>{1, 2, 3}, "cross_entropy");
+        ADD_FAILURE() << "no exception";
+    } catch (const gradtau::Error &e) {
+        EXPECT_EQ(e.status(), GRADTAU_SPEC);
     }
 }
 

@@ -324,6 +324,14 @@ public:
         return Model(m);
     }
 
+    /// A model from the bytes of an ONNX file; its parameters are the initializers, under
+    /// their ONNX names. `loss`: "cross_entropy", "mse" or "bce_with_logits".
+    static Model from_onnx(Span<const std::uint8_t> onnx, const std::string &loss) {
+        gradtau_model *m = nullptr;
+        detail::check(gradtau_model_from_onnx(onnx.data(), onnx.size(), loss.c_str(), &m));
+        return Model(m);
+    }
+
     /// Takes ownership of a handle from the C API.
     explicit Model(gradtau_model *owned) noexcept : handle_(owned) {}
 
@@ -447,6 +455,25 @@ public:
     }
 
     std::size_t threads() const noexcept { return gradtau_model_threads(get()); }
+
+    /// Caps the memory a call on this model may plan for (0: the default budget).
+    void set_memory_limit(std::uint64_t bytes) {
+        detail::check(gradtau_model_set_memory_limit(get(), bytes));
+    }
+
+    /// A model from an ONNX file: writes the file's initializer values into the bound
+    /// buffers (a writer, published like a run).
+    void load_onnx_weights() { detail::check(gradtau_model_load_onnx_weights(get())); }
+
+    /// The ONNX file this model came from, with the current weights as its initializers.
+    std::vector<std::uint8_t> to_onnx() const {
+        std::uint8_t *bytes = nullptr;
+        std::size_t len = 0;
+        detail::check(gradtau_model_to_onnx(get(), &bytes, &len));
+        std::vector<std::uint8_t> out(bytes, bytes + len);
+        gradtau_bytes_free(bytes, len);
+        return out;
+    }
 
     /// Sets the hook called around every publish of new weights into the bound buffers (an
     /// empty function removes it). A writer: throws GRADTAU_BUSY during a run.

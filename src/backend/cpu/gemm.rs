@@ -61,6 +61,10 @@ pub fn matmul(
         }
         return;
     }
+    if m == 1 && ta == Transpose::No && tb == Transpose::Yes {
+        row_times_rows(k, alpha, &a[..k], &b[..n * k], beta, &mut c[..n]);
+        return;
+    }
     let p = Product {
         m,
         k,
@@ -170,6 +174,33 @@ impl Product {
     }
 }
 
+/// `c = alpha * a · bᵀ + beta * c` for one row `a` (`k`) and `b` stored `[n, k]`: a linear
+/// layer on a single sample, as a service predicts one request. `n` dot products over
+/// contiguous rows; the blocked kernel would first pack all of `b` and then fill a whole
+/// register tile to use one of its rows (for the Fashion MLP's 784 × 256 layer, packing and
+/// the tile took about 40 % of a single-sample prediction, measured with perf).
+fn row_times_rows(k: usize, alpha: f32, a: &[f32], b: &[f32], beta: f32, c: &mut [f32]) {
+    for (cj, bj) in c.iter_mut().zip(b.chunks_exact(k)) {
+        let d = alpha * dot(a, bj);
+        *cj = if beta == 0.0 { d } else { d + beta * *cj };
+    }
+}
+
+/// A dot product with eight independent partial sums, which the compiler turns into vector
+/// instructions.
+fn dot(x: &[f32], y: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (xs, xt) = x.split_at(x.len() / 8 * 8);
+    let (ys, yt) = y.split_at(xs.len());
+    for (xc, yc) in xs.chunks_exact(8).zip(ys.chunks_exact(8)) {
+        for l in 0..8 {
+            acc[l] += xc[l] * yc[l];
+        }
+    }
+    let tail: f32 = xt.iter().zip(yt).map(|(a, b)| a * b).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
 /// The naive triple loop, kept as a reference for tests.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_reference(
@@ -224,6 +255,9 @@ mod tests {
         (2100, 40, 30),
         (30, 40, 2100),
         (130, 70, 257),
+        // One row: the dot-product path when b is transposed (k not a multiple of 8, too).
+        (1, 784, 256),
+        (1, 13, 5),
     ];
 
     fn randn(r: &mut Rng, len: usize) -> Vec<f32> {
