@@ -177,13 +177,11 @@ func (d *Dataset) Inputs() ([]float32, error) {
 		return nil, err
 	}
 	defer d.mu.RUnlock()
-	var s *C.size_t
-	var rank C.size_t
-	if err := call(op, func() C.gradtau_status { return C.gradtau_dataset_sample_shape(ptr, &s, &rank) }); err != nil {
+	sample, err := sampleShape(op, ptr)
+	if err != nil {
 		return nil, err
 	}
-	// The shape array belongs to the set, which the read lock keeps alive while it is copied.
-	n, err := product(op, "the inputs of the set", int(C.gradtau_dataset_len(ptr)), goSizes(s, rank))
+	n, err := product(op, "the inputs of the set", int(C.gradtau_dataset_len(ptr)), sample)
 	if err != nil {
 		return nil, err
 	}
@@ -197,6 +195,31 @@ func (d *Dataset) Inputs() ([]float32, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// SampleShape is the shape of one sample's inputs, without the sample dimension: [64] for
+// the digits, [1, 28, 28] for MNIST images.
+func (d *Dataset) SampleShape() ([]int, error) {
+	const op = "dataset_sample_shape"
+	ptr, err := d.acquire(op)
+	if err != nil {
+		return nil, err
+	}
+	defer d.mu.RUnlock()
+	out, err := sampleShape(op, ptr)
+	runtime.KeepAlive(d)
+	return out, err
+}
+
+// sampleShape copies the set's sample shape; the caller holds the set's read lock, which
+// keeps the array (owned by the set) alive while it is copied.
+func sampleShape(op string, ptr *C.gradtau_dataset) ([]int, error) {
+	var s *C.size_t
+	var rank C.size_t
+	if err := call(op, func() C.gradtau_status { return C.gradtau_dataset_sample_shape(ptr, &s, &rank) }); err != nil {
+		return nil, err
+	}
+	return goSizes(s, rank), nil
 }
 
 // Subset returns a new set with the samples at indices (copied, in that order; repeats

@@ -285,11 +285,58 @@ func TestDatasetInputsShape(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Close()
+	if shape, err := sub.SampleShape(); err != nil || len(shape) != 2 || shape[0] != 2 || shape[1] != 5 {
+		t.Fatalf("SampleShape %v %v", shape, err)
+	}
 	got, err := sub.Inputs()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !floatsEqual(got, append(append([]float32{}, x[20:30]...), x[0:10]...)) {
 		t.Fatalf("subset inputs %v", got)
+	}
+}
+
+// TestONNXGuards: LoadONNXWeights is a writer (StatusBusy during a run on the model) and
+// ToONNX a read (allowed during a run, and it sees the weights from before it).
+func TestONNXGuards(t *testing.T) {
+	onnx, err := os.ReadFile(onnxFixtures + "mlp.torchscript.onnx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, w := onnxModel(t, onnx)
+	shape, inputs := readNpyF32(t, onnxFixtures+"mlp.input.npy")
+	per := len(inputs) / shape[0]
+	sets := make([]*Dataset, 3)
+	for i := range sets {
+		sets[i], err = NewClassDataset(inputs[2*i*per:2*(i+1)*per], append([]int{2}, shape[1:]...), []int32{int32(i), int32(i + 3)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sets[i].Close()
+	}
+	before := w.Snapshot()
+	var loadErr, saveErr error
+	var saved []byte
+	opts := liveOptions(2)
+	opts.MaxSteps = 1
+	opts.Progress = func(Progress) error {
+		loadErr = m.LoadONNXWeights()
+		saved, saveErr = m.ToONNX()
+		return nil
+	}
+	if _, err := m.Unlearn(context.Background(), sets[0], sets[1], sets[2], &opts); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, loadErr, StatusBusy)
+	if saveErr != nil {
+		t.Fatalf("ToONNX during a run: %v", saveErr)
+	}
+	if snapshotsEqual(before, w.Snapshot()) {
+		t.Fatal("the run changed nothing")
+	}
+	_, w2 := onnxModel(t, saved)
+	if !snapshotsEqual(before, w2.Snapshot()) {
+		t.Fatal("ToONNX during the run did not see the weights from before it")
 	}
 }

@@ -171,6 +171,16 @@ public final class Dataset implements AutoCloseable {
         }
     }
 
+    /** The shape of one sample's inputs, without the sample dimension: {@code [64]} for the digits. */
+    public long[] sampleShape() {
+        long p = handle.acquire();
+        try {
+            return Native.datasetSampleShape(p);
+        } finally {
+            handle.release();
+        }
+    }
+
     /**
      * The inputs of every sample, row-major {@code [N, sample shape...]}, in a new array: the
      * samples of a set (the embedded digits, say) as unlabelled requests for

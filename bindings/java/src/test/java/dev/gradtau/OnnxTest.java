@@ -197,8 +197,55 @@ class OnnxTest {
             float[] want = new float[20];
             System.arraycopy(x, 20, want, 0, 10);
             System.arraycopy(x, 0, want, 10, 10);
+            assertArrayEquals(new long[] {2, 5}, sub.sampleShape());
             assertArrayEquals(want, sub.inputs());
             assertArrayEquals(x, set.inputs());
+        }
+    }
+
+    /**
+     * loadOnnxWeights is a writer (BUSY during a run on the model), toOnnx a read (allowed
+     * during a run, seeing the weights from before it).
+     */
+    @Test
+    void onnxReadAndWriteGuards() throws IOException {
+        byte[] onnx = Files.readAllBytes(FIXTURES.resolve("mlp.torchscript.onnx"));
+        Npy in = readNpy(FIXTURES.resolve("mlp.input.npy"));
+        int per = in.values().length / (int) in.shape()[0];
+        long[] shape = in.shape().clone();
+        shape[0] = 2;
+        Dataset[] sets = new Dataset[3];
+        try (OnnxModel h = new OnnxModel(onnx)) {
+            for (int i = 0; i < 3; i++) {
+                float[] x = java.util.Arrays.copyOfRange(in.values(), 2 * i * per, 2 * (i + 1) * per);
+                sets[i] = Dataset.ofClasses(x, shape, new int[] {i, i + 3});
+            }
+            h.model.loadOnnxWeights();
+            Map<String, float[]> before = new LinkedHashMap<>();
+            h.buffers.keySet().forEach(n -> before.put(n, h.get(n)));
+            GradtauException[] loadFailure = new GradtauException[1];
+            byte[][] saved = new byte[1][];
+            h.model.unlearn(sets[0], sets[1], sets[2], UnlearnOptions.builder()
+                    .mode(NablaTauMode.PAPER).epochs(2).device("cpu").maxSteps(1).build(), step -> {
+                        loadFailure[0] = assertThrows(GradtauException.class, h.model::loadOnnxWeights);
+                        saved[0] = h.model.toOnnx();
+                        return true;
+                    });
+            assertEquals(Status.BUSY, loadFailure[0].status());
+            assertFalse(java.util.Arrays.equals(before.get("1.weight"), h.get("1.weight")),
+                    "the run changed nothing");
+            try (OnnxModel back = new OnnxModel(saved[0])) {
+                back.model.loadOnnxWeights();
+                for (String name : before.keySet()) {
+                    assertArrayEquals(before.get(name), back.get(name), 0f, name);
+                }
+            }
+        } finally {
+            for (Dataset d : sets) {
+                if (d != null) {
+                    d.close();
+                }
+            }
         }
     }
 }
