@@ -21,13 +21,10 @@ type Dataset struct {
 	// Close can never free the set under a running call.
 	mu  sync.RWMutex
 	ptr *C.gradtau_dataset
-	// sample is the per-sample input shape, known to every constructor, which Inputs needs
-	// to size its result (the C ABI has no query for it). Immutable.
-	sample []int
 }
 
-func newDataset(ptr *C.gradtau_dataset, sample []int) *Dataset {
-	d := &Dataset{ptr: ptr, sample: append([]int{}, sample...)}
+func newDataset(ptr *C.gradtau_dataset) *Dataset {
+	d := &Dataset{ptr: ptr}
 	runtime.SetFinalizer(d, (*Dataset).Close)
 	return d
 }
@@ -53,7 +50,7 @@ func NewClassDataset(inputs []float32, shape []int, labels []int32) (*Dataset, e
 	if err != nil {
 		return nil, err
 	}
-	return newDataset(ptr, sampleOf(shape)), nil
+	return newDataset(ptr), nil
 }
 
 // NewValueDataset builds a set with float targets (for mse and bce_with_logits models);
@@ -81,7 +78,7 @@ func NewValueDataset(inputs []float32, shape []int, targets []float32, targetSha
 	if err != nil {
 		return nil, err
 	}
-	return newDataset(ptr, sampleOf(shape)), nil
+	return newDataset(ptr), nil
 }
 
 // DigitsSplit returns the embedded UCI digits data (1797 8x8 images in [0, 1], labels 0-9)
@@ -95,35 +92,7 @@ func DigitsSplit(seed uint64) (train, val, test *Dataset, err error) {
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	sample, err := digitsSampleShape()
-	if err != nil {
-		C.gradtau_dataset_free(tr)
-		C.gradtau_dataset_free(va)
-		C.gradtau_dataset_free(te)
-		return nil, nil, nil, err
-	}
-	return newDataset(tr, sample), newDataset(va, sample), newDataset(te, sample), nil
-}
-
-var digitsSample struct {
-	sync.Once
-	shape []int
-	err   error
-}
-
-// digitsSampleShape is the input shape of DigitsMLPSpec, which DigitsSplit's samples have:
-// asked of the library once rather than written down a second time here.
-func digitsSampleShape() ([]int, error) {
-	digitsSample.Do(func() {
-		m, err := NewModel(DigitsMLPSpec())
-		if err != nil {
-			digitsSample.err = err
-			return
-		}
-		digitsSample.shape, digitsSample.err = m.InputShape()
-		_ = m.Close()
-	})
-	return digitsSample.shape, digitsSample.err
+	return newDataset(tr), newDataset(va), newDataset(te), nil
 }
 
 // LoadDataset reads a data set for m from files: inputs from inputsPath (.npy float32 or
@@ -139,12 +108,6 @@ func LoadDataset(m *Model, inputsPath, targetsPath string) (*Dataset, error) {
 		return nil, err
 	}
 	defer m.mu.RUnlock()
-	var s *C.size_t
-	var rank C.size_t
-	if err := call(op, func() C.gradtau_status { return C.gradtau_model_input_shape(ptr, &s, &rank) }); err != nil {
-		return nil, err
-	}
-	sample := goSizes(s, rank)
 	cx := C.CString(inputsPath)
 	defer C.free(unsafe.Pointer(cx))
 	cy := C.CString(targetsPath)
@@ -155,7 +118,7 @@ func LoadDataset(m *Model, inputsPath, targetsPath string) (*Dataset, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newDataset(out, sample), nil
+	return newDataset(out), nil
 }
 
 // acquire pins the set open for one C call; release with d.mu.RUnlock.
@@ -214,7 +177,11 @@ func (d *Dataset) Inputs() ([]float32, error) {
 		return nil, err
 	}
 	defer d.mu.RUnlock()
-	n, err := product(op, "the inputs of the set", int(C.gradtau_dataset_len(ptr)), d.sample)
+	sample, err := sampleShape(op, ptr)
+	if err != nil {
+		return nil, err
+	}
+	n, err := product(op, "the inputs of the set", int(C.gradtau_dataset_len(ptr)), sample)
 	if err != nil {
 		return nil, err
 	}
@@ -228,6 +195,31 @@ func (d *Dataset) Inputs() ([]float32, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// SampleShape is the shape of one sample's inputs, without the sample dimension: [64] for
+// the digits, [1, 28, 28] for MNIST images.
+func (d *Dataset) SampleShape() ([]int, error) {
+	const op = "dataset_sample_shape"
+	ptr, err := d.acquire(op)
+	if err != nil {
+		return nil, err
+	}
+	defer d.mu.RUnlock()
+	out, err := sampleShape(op, ptr)
+	runtime.KeepAlive(d)
+	return out, err
+}
+
+// sampleShape copies the set's sample shape; the caller holds the set's read lock, which
+// keeps the array (owned by the set) alive while it is copied.
+func sampleShape(op string, ptr *C.gradtau_dataset) ([]int, error) {
+	var s *C.size_t
+	var rank C.size_t
+	if err := call(op, func() C.gradtau_status { return C.gradtau_dataset_sample_shape(ptr, &s, &rank) }); err != nil {
+		return nil, err
+	}
+	return goSizes(s, rank), nil
 }
 
 // Subset returns a new set with the samples at indices (copied, in that order; repeats
@@ -252,7 +244,7 @@ func (d *Dataset) Subset(indices []int) (*Dataset, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newDataset(out, d.sample), nil
+	return newDataset(out), nil
 }
 
 // Close frees the set. It returns a StatusBusy error, and frees nothing, while another
@@ -272,14 +264,6 @@ func (d *Dataset) Close() error {
 		afterCall()
 	}
 	return nil
-}
-
-// sampleOf is the per-sample part of a data set shape [N, ...].
-func sampleOf(shape []int) []int {
-	if len(shape) == 0 {
-		return nil
-	}
-	return shape[1:]
 }
 
 // sizes converts Go ints to size_t, refusing negative values before they wrap around.

@@ -15,9 +15,9 @@
 // Errors are *Error values carrying the Status and the library's message; compare with
 // errors.Is(err, gradtau.StatusBusy) and friends.
 //
-// The statuses, the enum constants (Method, NablaTauMode, Optimizer) and the options structs
-// are generated from include/gradtau.h (the *_gen.go files), and every option default comes
-// from the library's own *_options_default at run time.
+// The statuses, the enum constants (Method, NablaTauMode, Optimizer, StopReason, ...) and the
+// options structs are generated from include/gradtau.h (the *_gen.go files), and every
+// option default comes from the library's own *_options_default at run time.
 package gradtau
 
 //go:generate python3 ../../scripts/gen_bindings.py

@@ -32,6 +32,8 @@ import (
 //     (take its lock at PublishPhaseBegin, release it at PublishPhaseEnd), or by double
 //     buffering: bind a second copy of the weights, unlearn into it, then swap its own
 //     pointer when the call returns.
+//   - SetMemoryLimit bounds the memory of every computing call; like SetThreads it may be
+//     called at any time.
 //   - SetThreads caps the CPU threads of every call on a model (by default each call may
 //     use every core), so a run can be given one core while serving keeps the others.
 //   - Close returns a StatusBusy error, and frees nothing, while any other call on the model
@@ -375,6 +377,25 @@ func (m *Model) SetThreads(n int) error {
 	}
 	defer m.mu.RUnlock()
 	err = call(op, func() C.gradtau_status { return C.gradtau_model_set_threads(ptr, C.size_t(n)) })
+	runtime.KeepAlive(m)
+	return err
+}
+
+// SetMemoryLimit sets the memory budget, in bytes, of every later call on the model that
+// computes: before it allocates anything, such a call estimates its peak memory and fails
+// with a StatusResourceLimit error, naming the largest node and the bytes and leaving the
+// bound buffers untouched, when the estimate is above the budget. 0 restores the default:
+// 3/4 of the memory the machine reports available when the call starts. Allowed at any
+// time, also while other calls run; a call already running keeps the budget it started
+// with.
+func (m *Model) SetMemoryLimit(bytes uint64) error {
+	const op = "model_set_memory_limit"
+	ptr, err := m.acquire(op)
+	if err != nil {
+		return err
+	}
+	defer m.mu.RUnlock()
+	err = call(op, func() C.gradtau_status { return C.gradtau_model_set_memory_limit(ptr, C.uint64_t(bytes)) })
 	runtime.KeepAlive(m)
 	return err
 }

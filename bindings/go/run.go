@@ -68,8 +68,19 @@ type Report struct {
 	// ForgetStoppedAt is the forget-epoch at which ∇τ adaptive switched its forget term
 	// off, or -1.
 	ForgetStoppedAt int64
-	// Truncated is true when MaxSteps cut the run short.
+	// Truncated is true when MaxSteps cut the run short (StopReason is
+	// StopReasonMaxSteps).
 	Truncated bool
+	// StopReason is why the run ended.
+	StopReason StopReason
+}
+
+// String is the C name of the stop reason ("GRADTAU_STOP_FORGOTTEN"), or
+// "GRADTAU_STOP_UNKNOWN" for a number the library does not define.
+func (r StopReason) String() string {
+	name := C.GoString(C.gradtau_stop_reason_name(C.gradtau_stop_reason(r)))
+	afterCall()
+	return name
 }
 
 // AuditRow holds accuracies on the three sets and the membership-inference attack's
@@ -228,6 +239,7 @@ func runWithProgress(ctx context.Context, op string, fn ProgressFunc,
 		FinalTau:        float32(C.gradtau_report_final_tau(report)),
 		ForgetStoppedAt: int64(C.gradtau_report_forget_stopped_at(report)),
 		Truncated:       bool(C.gradtau_report_truncated(report)),
+		StopReason:      StopReason(C.gradtau_report_stop_reason(report)),
 	}
 	C.gradtau_report_free(report)
 	afterCall()

@@ -99,7 +99,7 @@ JNIEXPORT jint JNICALL JNI_OnLoad(JavaVM *vm, void *reserved) {
     NEED(J.out_of_memory = global_class(env, "java/lang/OutOfMemoryError"));
     NEED(J.report = global_class(env, "dev/gradtau/Report"));
     NEED(J.report_init = (*env)->GetMethodID(env, J.report, "<init>",
-                                             "(Ljava/lang/String;JJDFFFJZ)V"));
+                                             "(Ljava/lang/String;JJDFFFJZI)V"));
     NEED(J.audit_row = global_class(env, "dev/gradtau/AuditRow"));
     NEED(J.audit_row_init = (*env)->GetMethodID(env, J.audit_row, "<init>", "(DDDDD)V"));
     NEED(J.param_info = global_class(env, "dev/gradtau/ParamInfo"));
@@ -232,6 +232,12 @@ JNIEXPORT jstring JNICALL Java_dev_gradtau_Native_statusName(JNIEnv *env, jclass
                                                              jint status) {
     (void)cls;
     return utf8_string(env, gradtau_status_name(status));
+}
+
+JNIEXPORT jstring JNICALL Java_dev_gradtau_Native_stopReasonName(JNIEnv *env, jclass cls,
+                                                                 jint reason) {
+    (void)cls;
+    return utf8_string(env, gradtau_stop_reason_name(reason));
 }
 
 /* ---- data sets ----------------------------------------------------------------------- */
@@ -388,6 +394,63 @@ JNIEXPORT jlong JNICALL Java_dev_gradtau_Native_modelNew(JNIEnv *env, jclass cls
     gradtau_status s = gradtau_model_new((const char *)bytes, (size_t)n, &m);
     (*env)->ReleaseByteArrayElements(env, spec, bytes, JNI_ABORT);
     return check(env, s) ? 0 : HANDLE(m);
+}
+
+/* The bytes are pinned (or copied by the JVM) only while gradtau copies them. */
+JNIEXPORT jlong JNICALL Java_dev_gradtau_Native_modelFromOnnx(JNIEnv *env, jclass cls,
+                                                              jbyteArray onnx, jbyteArray loss) {
+    (void)cls;
+    if (require(env, onnx, "onnx")) return 0;
+    char *l = c_string(env, loss, "loss");
+    if (l == NULL) return 0;
+    jsize n = (*env)->GetArrayLength(env, onnx);
+    jbyte *bytes = (*env)->GetByteArrayElements(env, onnx, NULL);
+    if (bytes == NULL) {
+        free(l);
+        return 0;
+    }
+    gradtau_model *m = NULL;
+    /* An empty array goes as NULL with length 0, which gradtau refuses as not ONNX. */
+    gradtau_status s =
+        gradtau_model_from_onnx(n == 0 ? NULL : (const uint8_t *)bytes, (size_t)n, l, &m);
+    (*env)->ReleaseByteArrayElements(env, onnx, bytes, JNI_ABORT);
+    free(l);
+    return check(env, s) ? 0 : HANDLE(m);
+}
+
+JNIEXPORT void JNICALL Java_dev_gradtau_Native_modelLoadOnnxWeights(JNIEnv *env, jclass cls,
+                                                                    jlong model) {
+    (void)cls;
+    check(env, gradtau_model_load_onnx_weights(MODEL(model)));
+}
+
+/* Copies the library's bytes into a new byte[], then frees them with gradtau_bytes_free. */
+JNIEXPORT jbyteArray JNICALL Java_dev_gradtau_Native_modelToOnnx(JNIEnv *env, jclass cls,
+                                                                 jlong model) {
+    (void)cls;
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    if (check(env, gradtau_model_to_onnx(MODEL(model), &bytes, &len))) return NULL;
+    jbyteArray out = NULL;
+    if (len > INT32_MAX) {
+        (*env)->ThrowNew(env, J.illegal_argument,
+                         "the ONNX file is larger than one Java array (2 GiB)");
+    } else {
+        out = (*env)->NewByteArray(env, (jsize)len);
+        if (out != NULL) (*env)->SetByteArrayRegion(env, out, 0, (jsize)len, (const jbyte *)bytes);
+    }
+    gradtau_bytes_free(bytes, len);
+    return out;
+}
+
+JNIEXPORT void JNICALL Java_dev_gradtau_Native_modelSetMemoryLimit(JNIEnv *env, jclass cls,
+                                                                   jlong model, jlong bytes) {
+    (void)cls;
+    if (bytes < 0) {
+        (*env)->ThrowNew(env, J.illegal_argument, "negative memory limit");
+        return;
+    }
+    check(env, gradtau_model_set_memory_limit(MODEL(model), (uint64_t)bytes));
 }
 
 JNIEXPORT void JNICALL Java_dev_gradtau_Native_modelFree(JNIEnv *env, jclass cls, jlong model) {
@@ -730,7 +793,8 @@ static jobject make_report(JNIEnv *env, gradtau_report *r) {
                                 gradtau_report_final_alpha(r),
                                 gradtau_report_final_tau(r),
                                 (jlong)gradtau_report_forget_stopped_at(r),
-                                (jboolean)gradtau_report_truncated(r));
+                                (jboolean)gradtau_report_truncated(r),
+                                (jint)gradtau_report_stop_reason(r));
     gradtau_report_free(r);
     return out;
 }
@@ -1120,6 +1184,15 @@ JNIEXPORT jlong JNICALL Java_dev_gradtau_Native_datasetLoad(JNIEnv *env, jclass 
     free(x);
     free(y);
     return check(env, s) ? 0 : HANDLE(d);
+}
+
+JNIEXPORT jlongArray JNICALL Java_dev_gradtau_Native_datasetSampleShape(JNIEnv *env, jclass cls,
+                                                                        jlong dataset) {
+    (void)cls;
+    const size_t *shape = NULL;
+    size_t rank = 0;
+    if (check(env, gradtau_dataset_sample_shape(DATASET(dataset), &shape, &rank))) return NULL;
+    return long_array(env, shape, rank);
 }
 
 JNIEXPORT jfloatArray JNICALL Java_dev_gradtau_Native_datasetInputs(JNIEnv *env, jclass cls,

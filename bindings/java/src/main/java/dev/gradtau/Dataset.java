@@ -15,23 +15,16 @@ import java.util.Objects;
 public final class Dataset implements AutoCloseable {
     private final NativeHandle handle;
     private final Cleaner.Cleanable cleanable;
-    // Floats per sample (the product of the sample shape), for inputs(): the C ABI copies the
-    // inputs only into a buffer of the exact size, and has no query for it.
-    private final long sampleNumel;
 
-    private Dataset(long pointer, long sampleNumel) {
-        this.sampleNumel = sampleNumel;
+    private Dataset(long pointer) {
         this.handle = new NativeHandle("Dataset", pointer, Native::datasetFree);
         this.cleanable = Native.CLEANER.register(this, handle);
     }
 
-    /**
-     * Wraps a pointer that the library just returned, whose samples hold {@code sampleNumel}
-     * floats each; frees it if wrapping fails.
-     */
-    static Dataset adopt(long pointer, long sampleNumel) {
+    /** Wraps a pointer that the library just returned; frees it if wrapping fails. */
+    static Dataset adopt(long pointer) {
         try {
-            return new Dataset(pointer, sampleNumel);
+            return new Dataset(pointer);
         } catch (RuntimeException | Error e) {
             Native.datasetFree(pointer);
             throw e;
@@ -39,13 +32,13 @@ public final class Dataset implements AutoCloseable {
     }
 
     /**
-     * The product of {@code shape[from..]}, {@link Long#MAX_VALUE} if it overflows (the library
+     * The product of {@code shape}, {@link Long#MAX_VALUE} if it overflows (the library
      * refuses such a shape itself).
      */
-    static long numel(long[] shape, int from) {
+    private static long numel(long[] shape) {
         long n = 1;
         try {
-            for (int i = from; i < shape.length; i++) {
+            for (int i = 0; i < shape.length; i++) {
                 n = Math.multiplyExact(n, shape[i]);
             }
         } catch (ArithmeticException e) {
@@ -72,11 +65,10 @@ public final class Dataset implements AutoCloseable {
         Objects.requireNonNull(targetsPath, "targetsPath");
         byte[] x = Native.cString(inputsPath, "inputsPath");
         byte[] y = Native.cString(targetsPath, "targetsPath");
-        long sample = numel(model.inputShape(), 0);
         NativeHandle m = model.handle();
         long p = m.acquire();
         try {
-            return adopt(Native.datasetLoad(p, x, y), sample);
+            return adopt(Native.datasetLoad(p, x, y));
         } finally {
             m.release();
             Reference.reachabilityFence(model);
@@ -97,8 +89,7 @@ public final class Dataset implements AutoCloseable {
         Objects.requireNonNull(labels, "labels");
         checkShape(shape, "shape");
         Native.ensureLoaded();
-        long sample = numel(shape, 1);
-        return adopt(Native.datasetClassesNew(inputs, shape, labels), sample);
+        return adopt(Native.datasetClassesNew(inputs, shape, labels));
     }
 
     /**
@@ -114,8 +105,7 @@ public final class Dataset implements AutoCloseable {
         checkShape(shape, "shape");
         checkShape(targetShape, "targetShape");
         Native.ensureLoaded();
-        long sample = numel(shape, 1);
-        return adopt(Native.datasetValuesNew(inputs, shape, targets, targetShape), sample);
+        return adopt(Native.datasetValuesNew(inputs, shape, targets, targetShape));
     }
 
     private static void checkShape(long[] shape, String what) {
@@ -141,7 +131,7 @@ public final class Dataset implements AutoCloseable {
         }
         long p = handle.acquire();
         try {
-            return adopt(Native.datasetSubset(p, indices), sampleNumel);
+            return adopt(Native.datasetSubset(p, indices));
         } finally {
             handle.release();
         }
@@ -181,6 +171,16 @@ public final class Dataset implements AutoCloseable {
         }
     }
 
+    /** The shape of one sample's inputs, without the sample dimension: {@code [64]} for the digits. */
+    public long[] sampleShape() {
+        long p = handle.acquire();
+        try {
+            return Native.datasetSampleShape(p);
+        } finally {
+            handle.release();
+        }
+    }
+
     /**
      * The inputs of every sample, row-major {@code [N, sample shape...]}, in a new array: the
      * samples of a set (the embedded digits, say) as unlabelled requests for
@@ -193,6 +193,7 @@ public final class Dataset implements AutoCloseable {
         long p = handle.acquire();
         try {
             long n = Native.datasetLen(p);
+            long sampleNumel = numel(Native.datasetSampleShape(p));
             long len;
             try {
                 len = Math.multiplyExact(n, sampleNumel);

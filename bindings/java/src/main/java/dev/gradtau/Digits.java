@@ -23,17 +23,13 @@ public final class Digits {
      */
     public static Split split(long seed) {
         Native.ensureLoaded();
-        long sample;
-        try (Model demo = Model.fromJson(mlpSpec())) { // the data's sample shape is its input
-            sample = Dataset.numel(demo.inputShape(), 0);
-        }
         long[] p = Native.digitsSplit(seed);
         Dataset train = null;
         Dataset val = null;
         try {
-            train = Dataset.adopt(p[0], sample);
-            val = Dataset.adopt(p[1], sample);
-            return new Split(train, val, Dataset.adopt(p[2], sample));
+            train = Dataset.adopt(p[0]);
+            val = Dataset.adopt(p[1]);
+            return new Split(train, val, Dataset.adopt(p[2]));
         } catch (RuntimeException | Error e) {
             // adopt frees the pointer it fails on; free the rest here.
             if (train == null) {

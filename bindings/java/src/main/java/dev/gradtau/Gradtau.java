@@ -31,4 +31,13 @@ public final class Gradtau {
         Native.ensureLoaded();
         return Native.statusName(code);
     }
+
+    /**
+     * The library's name for a stop reason number, e.g. {@code "GRADTAU_STOP_FORGOTTEN"}, or
+     * {@code "GRADTAU_STOP_UNKNOWN"} for a number it does not define.
+     */
+    public static String stopReasonName(int code) {
+        Native.ensureLoaded();
+        return Native.stopReasonName(code);
+    }
 }

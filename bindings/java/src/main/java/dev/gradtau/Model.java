@@ -30,13 +30,13 @@ import java.util.function.Function;
  * <p><b>Threads.</b> A model serves while it learns:
  * <ul>
  *   <li>reads ({@link #infer}, {@link #classify}, {@link #predict}, {@link #losses},
- *       {@link #audit} and the queries) may run on any number of threads at once, each with
+ *       {@link #audit}, {@link #toOnnx} and the queries) may run on any number of threads at once, each with
  *       its own scratch memory, also while a run is in progress on the same model;
  *   <li>{@link #train} and {@link #unlearn} compute on a private copy of the weights, so reads
  *       during a run see the weights from before it, and publish the result at the end,
  *       atomically: a read sees the old model or the new one, never a mix;
  *   <li>writers ({@link #train}, {@link #unlearn}, {@link #bind}, {@link #unbindAll},
- *       {@link #initWeights}, {@link #setPublishHook}) run one at a time per model: a second
+ *       {@link #initWeights}, {@link #loadOnnxWeights}, {@link #setPublishHook}) run one at a time per model: a second
  *       one throws {@link GradtauException} with {@link Status#BUSY} at once instead of
  *       waiting; reads never get {@link Status#BUSY};
  *   <li>neither side starves the other: reads hold the model only while they copy the
@@ -78,7 +78,7 @@ public final class Model implements AutoCloseable {
         }
         this.byName = names;
         // Registered last: once the Cleaner owns the pointer nothing here can fail, so the
-        // pointer is freed either by fromJson's catch or by the Cleaner, never by both.
+        // pointer is freed either by adopt's catch or by the Cleaner, never by both.
         HookContext hook = hookContext;
         this.handle = new NativeHandle("Model", pointer, p -> freeModel(p, hook));
         this.cleanable = Native.CLEANER.register(this, handle);
@@ -105,7 +105,32 @@ public final class Model implements AutoCloseable {
     public static Model fromJson(String specJson) {
         Objects.requireNonNull(specJson, "specJson");
         Native.ensureLoaded();
-        long p = Native.modelNew(specJson.getBytes(StandardCharsets.UTF_8));
+        return adopt(Native.modelNew(specJson.getBytes(StandardCharsets.UTF_8)));
+    }
+
+    /**
+     * Compiles a model from the bytes of an ONNX file (opset 13 and newer; the supported
+     * operators are listed in the project README). Its parameters are the graph's initializers
+     * under their ONNX names (for a PyTorch export, the {@code state_dict} names): bind buffers
+     * to them as usual, then fill them with {@link #loadOnnxWeights()} or with your own values.
+     * The library copies the bytes.
+     *
+     * @param loss the loss the model was trained with, {@code "cross_entropy"}, {@code "mse"}
+     *     or {@code "bce_with_logits"} (ONNX does not record it)
+     * @throws GradtauException {@link Status#SPEC} (not an ONNX model, or a graph gradtau
+     *     cannot run: the message names the node, its op type and the reason),
+     *     {@link Status#INVALID_ARGUMENT} (unknown loss), {@link Status#SHAPE}
+     */
+    public static Model fromOnnx(byte[] onnx, String loss) {
+        Objects.requireNonNull(onnx, "onnx");
+        Objects.requireNonNull(loss, "loss");
+        byte[] cLoss = Native.cString(loss, "loss");
+        Native.ensureLoaded();
+        return adopt(Native.modelFromOnnx(onnx, cLoss));
+    }
+
+    /** Wraps a model pointer the library just returned; frees it if wrapping fails. */
+    private static Model adopt(long p) {
         try {
             long n = Native.modelParamCount(p);
             List<ParamInfo> params = new ArrayList<>();
@@ -117,6 +142,34 @@ public final class Model implements AutoCloseable {
             Native.modelFree(p);
             throw e;
         }
+    }
+
+    /**
+     * Writes the initializer values of the ONNX file this model was made from into its bound
+     * buffers (every parameter must be bound), published like a run's result (through the
+     * {@link PublishHook}, if one is set). A writing call.
+     *
+     * @throws GradtauException {@link Status#INVALID_ARGUMENT} (the model was not made from an
+     *     ONNX file), {@link Status#BINDING} (a parameter is unbound), {@link Status#BUSY},
+     *     {@link Status#CANCELLED} (the publish hook refused)
+     */
+    public void loadOnnxWeights() {
+        write("loadOnnxWeights", NO_DATA, p -> {
+            Native.modelLoadOnnxWeights(p[0]);
+            return null;
+        });
+    }
+
+    /**
+     * The ONNX file this model was made from, with its initializers replaced by the current
+     * weights of the bound buffers: same graph, names, opset and metadata. A read: safe during
+     * a run (it sees the weights from before it).
+     *
+     * @throws GradtauException {@link Status#INVALID_ARGUMENT} (the model was not made from an
+     *     ONNX file), {@link Status#BINDING}, {@link Status#NON_FINITE}
+     */
+    public byte[] toOnnx() {
+        return read(NO_DATA, p -> Native.modelToOnnx(p[0]));
     }
 
     /** Every parameter (and buffer), in spec order. */
@@ -466,6 +519,27 @@ public final class Model implements AutoCloseable {
         }
         read(NO_DATA, p -> {
             Native.modelSetThreads(p[0], threads);
+            return null;
+        });
+    }
+
+    /**
+     * Sets the memory budget, in bytes, of every later call on this model that computes
+     * (inference, audits, training, unlearning): before it allocates anything, such a call
+     * estimates its peak memory and throws {@link GradtauException} with
+     * {@link Status#RESOURCE_LIMIT} (naming the largest node and the bytes, buffers untouched)
+     * when the estimate is above the budget. 0 restores the default: 3/4 of the memory the
+     * machine reports available when the call starts. A setting, not a writer: safe at any
+     * time; a call already running keeps the budget it started with.
+     *
+     * @throws IllegalArgumentException for a negative number
+     */
+    public void setMemoryLimit(long bytes) {
+        if (bytes < 0) {
+            throw new IllegalArgumentException("negative memory limit " + bytes);
+        }
+        read(NO_DATA, p -> {
+            Native.modelSetMemoryLimit(p[0], bytes);
             return null;
         });
     }

@@ -91,6 +91,8 @@ final class Native {
 
     static native String statusName(int status);
 
+    static native String stopReasonName(int reason);
+
     static native long datasetClassesNew(float[] inputs, long[] shape, int[] labels);
 
     static native long datasetValuesNew(float[] inputs, long[] shape, float[] targets,
@@ -111,6 +113,14 @@ final class Native {
     static native long modelNew(byte[] specUtf8);
 
     static native void modelFree(long model);
+
+    static native long modelFromOnnx(byte[] onnx, byte[] lossUtf8);
+
+    static native void modelLoadOnnxWeights(long model);
+
+    static native byte[] modelToOnnx(long model);
+
+    static native void modelSetMemoryLimit(long model, long bytes);
 
     static native long modelParamCount(long model);
 
@@ -173,6 +183,8 @@ final class Native {
     static native void publishHookFree(long context);
 
     static native long datasetLoad(long model, byte[] inputsPath, byte[] targetsPath);
+
+    static native long[] datasetSampleShape(long dataset);
 
     static native float[] datasetInputs(long dataset, long len);
 }

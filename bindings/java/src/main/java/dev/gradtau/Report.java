@@ -16,10 +16,11 @@ public final class Report {
     private final float finalTau;
     private final long forgetStoppedAt;
     private final boolean truncated;
+    private final StopReason stopReason;
 
     /** Built by the JNI glue. */
     Report(String method, long epochs, long steps, double seconds, float lr, float finalAlpha,
-            float finalTau, long forgetStoppedAt, boolean truncated) {
+            float finalTau, long forgetStoppedAt, boolean truncated, int stopReason) {
         this.method = method;
         this.epochs = epochs;
         this.steps = steps;
@@ -29,6 +30,7 @@ public final class Report {
         this.finalTau = finalTau;
         this.forgetStoppedAt = forgetStoppedAt;
         this.truncated = truncated;
+        this.stopReason = StopReason.fromCode(stopReason);
     }
 
     /** The method that ran: {@code "nabla_tau"}, ..., {@code "train"}. */
@@ -74,9 +76,17 @@ public final class Report {
         return forgetStoppedAt < 0 ? OptionalLong.empty() : OptionalLong.of(forgetStoppedAt);
     }
 
-    /** True when the run was cut short by {@code maxSteps}. */
+    /**
+     * True when the run was cut short by {@code maxSteps} ({@link #stopReason()} is
+     * {@link StopReason#MAX_STEPS}).
+     */
     public boolean truncated() {
         return truncated;
+    }
+
+    /** Why the run ended. */
+    public StopReason stopReason() {
+        return stopReason;
     }
 
     @Override
@@ -84,6 +94,6 @@ public final class Report {
         return "Report[method=" + method + ", epochs=" + epochs + ", steps=" + steps
                 + ", seconds=" + seconds + ", lr=" + lr + ", finalAlpha=" + finalAlpha
                 + ", finalTau=" + finalTau + ", forgetStoppedAt=" + forgetStoppedAt
-                + ", truncated=" + truncated + "]";
+                + ", truncated=" + truncated + ", stopReason=" + stopReason + "]";
     }
 }
