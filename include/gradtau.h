@@ -658,7 +658,7 @@ gradtau_status gradtau_model_new(const char *spec_json,
                                  struct gradtau_model **model_out);
 
 // Sets the memory budget, in bytes, of every later call on `model` that computes (train,
-// unlearn, audit, predict, losses). Before it allocates anything, such a call estimates its
+// unlearn, audit, and the reads: infer, classify, predict, losses). Before it allocates anything, such a call estimates its
 // peak memory (parameters, optimizer state, activations and gradients of its batches,
 // workspace) and returns `GRADTAU_RESOURCE_LIMIT`, naming the largest node and the bytes,
 // when the estimate is above the budget. `bytes` 0 restores the default: 3/4 of the memory
@@ -666,7 +666,8 @@ gradtau_status gradtau_model_new(const char *spec_json,
 // May be called at any time; a call already running keeps the budget it started with.
 //
 // Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`.
-gradtau_status gradtau_model_set_memory_limit(struct gradtau_model *model, uint64_t bytes);
+gradtau_status gradtau_model_set_memory_limit(struct gradtau_model *model,
+                                              uint64_t bytes);
 
 // Frees a model. NULL is a no-op, so freeing a NULL handle twice is safe; freeing the same
 // non-NULL handle twice, or using it afterwards, is undefined behaviour. Must not run
@@ -774,8 +775,8 @@ size_t gradtau_model_threads(const struct gradtau_model *model);
 // `*model_out` receives a new model, freed with `gradtau_model_free`.
 //
 // Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT` (unknown loss),
-// `GRADTAU_SPEC` (not an ONNX model, or a graph gradtau cannot run: the message names the
-// node, its op type and the reason), `GRADTAU_SHAPE`.
+// `GRADTAU_SPEC` (not an ONNX model, empty bytes included, or a graph gradtau cannot run:
+// the message names the node, its op type and the reason), `GRADTAU_SHAPE`.
 gradtau_status gradtau_model_from_onnx(const uint8_t *bytes,
                                        size_t len,
                                        const char *loss,

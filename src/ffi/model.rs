@@ -169,7 +169,7 @@ pub unsafe extern "C" fn gradtau_model_new(
 }
 
 /// Sets the memory budget, in bytes, of every later call on `model` that computes (train,
-/// unlearn, audit, predict, losses). Before it allocates anything, such a call estimates its
+/// unlearn, audit, and the reads: infer, classify, predict, losses). Before it allocates anything, such a call estimates its
 /// peak memory (parameters, optimizer state, activations and gradients of its batches,
 /// workspace) and returns `GRADTAU_RESOURCE_LIMIT`, naming the largest node and the bytes,
 /// when the estimate is above the budget. `bytes` 0 restores the default: 3/4 of the memory

@@ -18,8 +18,8 @@ use crate::onnx::OnnxModel;
 /// `*model_out` receives a new model, freed with `gradtau_model_free`.
 ///
 /// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT` (unknown loss),
-/// `GRADTAU_SPEC` (not an ONNX model, or a graph gradtau cannot run: the message names the
-/// node, its op type and the reason), `GRADTAU_SHAPE`.
+/// `GRADTAU_SPEC` (not an ONNX model, empty bytes included, or a graph gradtau cannot run:
+/// the message names the node, its op type and the reason), `GRADTAU_SHAPE`.
 #[no_mangle]
 pub unsafe extern "C" fn gradtau_model_from_onnx(
     bytes: *const u8,
