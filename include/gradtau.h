@@ -659,8 +659,8 @@ gradtau_status gradtau_model_new(const char *spec_json,
 
 // Sets the memory budget, in bytes, of every later call on `model` that computes (train,
 // unlearn, audit, and the reads: infer, classify, predict, losses). Before it allocates
-// anything, such a call estimates its peak memory (parameters, optimizer state, activations and gradients of its batches,
-// workspace) and returns `GRADTAU_RESOURCE_LIMIT`, naming the largest node and the bytes,
+// anything, such a call estimates its peak memory (parameters, optimizer state, activations
+// and gradients of its batches, workspace) and returns `GRADTAU_RESOURCE_LIMIT`, naming the largest node and the bytes,
 // when the estimate is above the budget. `bytes` 0 restores the default: 3/4 of the memory
 // the machine reports available when the call starts (8 GiB where that cannot be read).
 // May be called at any time; a call already running keeps the budget it started with.
