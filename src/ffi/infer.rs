@@ -175,14 +175,33 @@ pub unsafe extern "C" fn gradtau_predict(
     out: *mut f32,
     out_len: usize,
 ) -> gradtau_status {
+    unsafe {
+        on_dataset(model, data, out, out_len, |live, data| {
+            // The forward pass checks the sample shape; inputs must also be finite.
+            data.check_finite()?;
+            live.predict(&data.x)?.to_vec()
+        })
+    }
+}
+
+/// The shared body of the data-set reads: checks the arguments, computes one float per
+/// output value with `compute`, and copies them into `out` (written only on success).
+unsafe fn on_dataset(
+    model: *mut gradtau_model,
+    data: *const gradtau_dataset,
+    out: *mut f32,
+    out_len: usize,
+    compute: impl FnOnce(
+        &crate::live::LiveModel<super::model::LentBuffers>,
+        &crate::data::Dataset,
+    ) -> crate::error::Result<Vec<f32>>,
+) -> gradtau_status {
     run(|| {
         let m = unsafe { borrow(model, "model") }?;
         let data = unsafe { borrow(data, "data") }?;
         checked_out(out, out_len, "out")?;
-        // The forward pass checks the sample shape; inputs must also be finite.
-        data.data.check_finite()?;
-        let y = m.live.predict(&data.data.x)?;
-        unsafe { copy_out(&y.to_vec()?, out, out_len) }
+        let values = compute(&m.live, &data.data)?;
+        unsafe { copy_out(&values, out, out_len) }
     })
 }
 
@@ -201,11 +220,5 @@ pub unsafe extern "C" fn gradtau_losses(
     out: *mut f32,
     out_len: usize,
 ) -> gradtau_status {
-    run(|| {
-        let m = unsafe { borrow(model, "model") }?;
-        let data = unsafe { borrow(data, "data") }?;
-        checked_out(out, out_len, "out")?;
-        let losses = m.live.losses(&data.data)?;
-        unsafe { copy_out(&losses, out, out_len) }
-    })
+    unsafe { on_dataset(model, data, out, out_len, |live, data| live.losses(data)) }
 }

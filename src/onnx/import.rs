@@ -417,21 +417,22 @@ impl<'g> Builder<'g> {
             fields.insert("param_names".into(), Value::Object(map));
         }
         self.nodes.push(Value::Object(fields));
-        let out = node
-            .output
-            .first()
-            .ok_or_else(|| err(node, "has no output"))?;
-        self.source.insert(out.clone(), name);
-        Ok(())
+        self.produces(node, name)
     }
 
+    /// Folds `node` away: its output is its first input.
     fn alias(&mut self, node: &NodeProto) -> Result<()> {
         let src = self.data(node, 0)?;
+        self.produces(node, src)
+    }
+
+    /// Records that the gradtau node `source` computes `node`'s output.
+    fn produces(&mut self, node: &NodeProto, source: String) -> Result<()> {
         let out = node
             .output
             .first()
             .ok_or_else(|| err(node, "has no output"))?;
-        self.source.insert(out.clone(), src);
+        self.source.insert(out.clone(), source);
         Ok(())
     }
 
