@@ -194,8 +194,9 @@ enum gradtau_status
     GRADTAU_IO = 10,
     // A CUDA driver, NVRTC or cuBLAS call failed.
     GRADTAU_CUDA = 11,
-    // Another call is running on the same model handle (from another thread, or re-entered
-    // from a progress callback); nothing was done.
+    // A writing call (a run, a bind, an initialisation, a hook change) is already running on
+    // the same model handle, from another thread or re-entered from a callback; nothing was
+    // done. Read calls never return it.
     GRADTAU_BUSY = 12,
     // gradtau hit an internal bug (a Rust panic caught at the boundary, or a broken internal
     // invariant). The handles involved stay valid and the bound buffers untouched, but

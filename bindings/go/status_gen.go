@@ -38,8 +38,9 @@ const (
 	StatusIO Status = C.GRADTAU_IO
 	// StatusCUDA: A CUDA driver, NVRTC or cuBLAS call failed.
 	StatusCUDA Status = C.GRADTAU_CUDA
-	// StatusBusy: Another call is running on the same model handle (from another thread, or re-
-	// entered from a progress callback); nothing was done.
+	// StatusBusy: A writing call (a run, a bind, an initialisation, a hook change) is already
+	// running on the same model handle, from another thread or re-entered from a callback; nothing
+	// was done. Read calls never return it.
 	StatusBusy Status = C.GRADTAU_BUSY
 	// StatusPanic: gradtau hit an internal bug (a Rust panic caught at the boundary, or a broken
 	// internal invariant). The handles involved stay valid and the bound buffers untouched, but

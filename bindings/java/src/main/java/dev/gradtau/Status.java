@@ -37,8 +37,9 @@ public enum Status {
     /** A CUDA driver, NVRTC or cuBLAS call failed. */
     CUDA(11),
     /**
-     * Another call is running on the same model handle (from another thread, or re-entered
-     * from a progress callback); nothing was done.
+     * A writing call (a run, a bind, an initialisation, a hook change) is already running on
+     * the same model handle, from another thread or re-entered from a callback; nothing was
+     * done. Read calls never return it.
      */
     BUSY(12),
     /**
