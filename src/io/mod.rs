@@ -12,7 +12,10 @@ pub mod safetensors;
 
 pub use idx::{read_idx_images, read_idx_labels};
 pub use npy::{read_npy_f32, read_npy_labels, write_npy_f32, write_npy_i32};
-pub use safetensors::{load_safetensors, save_safetensors, TensorMap};
+pub use safetensors::{
+    advance_batch_counts, load_checkpoint, load_safetensors, save_checkpoint, save_safetensors,
+    Checkpoint, RawTensor, TensorMap,
+};
 
 use crate::error::{Error, Result};
 use std::path::Path;
