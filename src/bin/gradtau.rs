@@ -265,8 +265,13 @@ fn read_model(spec: &Path) -> Result<Model> {
     Model::from_json(&text)
 }
 
-fn read_weights(model: &Model, path: &Path) -> Result<Vec<Tensor>> {
-    let mut map = io::load_safetensors(path)?;
+/// The weights in spec order, and the checkpoint's batch counters (PyTorch's
+/// `<batchnorm node>.num_batches_tracked`), carried through to the output file.
+fn read_weights(model: &Model, path: &Path) -> Result<(Vec<Tensor>, Counters)> {
+    let io::Checkpoint {
+        floats: mut map,
+        others,
+    } = io::load_checkpoint(path)?;
     let mut out = Vec::new();
     for p in model.params() {
         let (shape, data) = map.remove(&p.name).ok_or_else(|| {
@@ -287,27 +292,67 @@ fn read_weights(model: &Model, path: &Path) -> Result<Vec<Tensor>> {
         }
         out.push(Tensor::from_vec(data, &shape)?);
     }
-    // PyTorch also saves integer counters such as `num_batches_tracked`; those are not ours.
-    map.retain(|k, _| !k.ends_with("num_batches_tracked"));
-    if let Some(k) = map.keys().next() {
+    // A float copy of PyTorch's counter is not ours either; an integer one is carried.
+    map.retain(|k, _| !k.ends_with(io::safetensors::NUM_BATCHES_TRACKED));
+    let is_counter = |k: &str| {
+        k.strip_suffix(io::safetensors::NUM_BATCHES_TRACKED)
+            .and_then(|node| node.strip_suffix('.'))
+            .is_some_and(|node| model.param_index(&format!("{node}.running_mean")).is_some())
+    };
+    let stray = map
+        .keys()
+        .map(|k| (k, "F32".to_string()))
+        .chain(
+            others
+                .iter()
+                .filter(|(k, _)| !is_counter(k))
+                .map(|(k, t)| (k, t.dtype.clone())),
+        )
+        .next();
+    if let Some((k, dtype)) = stray {
         return Err(Error::Binding(format!(
-            "{}: tensor `{k}` is not a parameter of the spec",
+            "{}: tensor `{k}` ({dtype}) is not a parameter of the spec",
             path.display()
         )));
     }
     model.check_weights(&out)?;
-    Ok(out)
+    Ok((out, others))
 }
 
-fn write_weights(model: &Model, weights: &[Tensor], path: &Path) -> Result<()> {
+/// Integer tensors of a checkpoint that are not weights (batch norm step counters).
+type Counters = std::collections::BTreeMap<String, io::RawTensor>;
+
+/// A zero counter per batch norm node, so that a model trained from scratch saves the
+/// `state_dict` PyTorch's strict `load_state_dict` expects.
+fn fresh_counters(model: &Model) -> Counters {
+    model
+        .params()
+        .iter()
+        .filter_map(|p| p.name.strip_suffix(".running_mean"))
+        .map(|node| {
+            (
+                format!("{node}.{}", io::safetensors::NUM_BATCHES_TRACKED),
+                io::RawTensor::i64_scalar(0),
+            )
+        })
+        .collect()
+}
+
+fn write_weights(
+    model: &Model,
+    weights: &[Tensor],
+    counters: &Counters,
+    path: &Path,
+) -> Result<()> {
     let data: Vec<Vec<f32>> = weights.iter().map(|w| w.to_vec()).collect::<Result<_>>()?;
-    io::save_safetensors(
+    io::save_checkpoint(
         path,
         model
             .params()
             .iter()
             .zip(&data)
             .map(|(p, d)| (p.name.as_str(), p.shape.as_slice(), d.as_slice())),
+        counters,
     )
 }
 
@@ -355,7 +400,9 @@ fn method_for(
 fn unlearn_cmd(a: UnlearnArgs) -> Result<()> {
     let device = DeviceRequest::parse(&a.device)?;
     let model = read_model(&a.spec)?;
-    let weights = read_weights(&model, &a.weights)?;
+    // Batch norm runs in eval mode in every method as the CLI sets them up (∇τ's
+    // `norm_training` stays off), so the counters are written back unchanged.
+    let (weights, counters) = read_weights(&model, &a.weights)?;
     let forget = read_set(&model, &a.sets.forget_x, &a.sets.forget_y, "forget")?;
     let retain = read_set(&model, &a.sets.retain_x, &a.sets.retain_y, "retain")?;
     let val = read_set(&model, &a.val_x, &a.val_y, "validation")?;
@@ -380,7 +427,7 @@ fn unlearn_cmd(a: UnlearnArgs) -> Result<()> {
     )?;
     pb.finish();
     let after = audit_model(&model, &w, audit_sets, a.seed)?;
-    write_weights(&model, &w, &a.out)?;
+    write_weights(&model, &w, &counters, &a.out)?;
     print_table(
         "metrics (MIA: forget vs the validation set)",
         &[
@@ -408,7 +455,7 @@ fn unlearn_cmd(a: UnlearnArgs) -> Result<()> {
 
 fn audit_cmd(a: AuditArgs) -> Result<()> {
     let model = read_model(&a.spec)?;
-    let weights = read_weights(&model, &a.weights)?;
+    let (weights, _) = read_weights(&model, &a.weights)?;
     let forget = read_set(&model, &a.sets.forget_x, &a.sets.forget_y, "forget")?;
     let retain = read_set(&model, &a.sets.retain_x, &a.sets.retain_y, "retain")?;
     let test = read_set(&model, &a.test_x, &a.test_y, "test")?;
@@ -436,9 +483,9 @@ fn audit_cmd(a: AuditArgs) -> Result<()> {
 fn train_cmd(a: TrainArgs) -> Result<()> {
     let model = read_model(&a.spec)?;
     let data = read_set(&model, &a.x, &a.y, "training")?;
-    let mut w = match &a.init {
+    let (mut w, mut counters) = match &a.init {
         Some(p) => read_weights(&model, p)?,
-        None => model.init_weights(a.seed),
+        None => (model.init_weights(a.seed), fresh_counters(&model)),
     };
     let optimizer = match a.optimizer.as_str() {
         "adamw" => OptimizerKind::AdamW,
@@ -485,7 +532,9 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
     let pb = progress_bar("train");
     let r = unlearn::train(&model, &mut w, &data, &recipe, &mut feed(&pb))?;
     pb.finish();
-    write_weights(&model, &w, &a.out)?;
+    // One training-mode forward per step, as PyTorch counts `num_batches_tracked`.
+    io::advance_batch_counts(&mut counters, r.steps as u64)?;
+    write_weights(&model, &w, &counters, &a.out)?;
     eprintln!(
         "trained {} steps in {:.1} s; wrote {}",
         r.steps,
