@@ -54,6 +54,13 @@ scripts/test-serving.sh
 step "Packaging: install to a fresh prefix; C (pkg-config), C++ (CMake), Go and Maven projects outside the repository"
 scripts/test-packaging.sh
 
+step "Fuzzing: each cargo-fuzz target briefly (the long runs are logged in docs/FUZZING.md)"
+if cargo +nightly fuzz --version >/dev/null 2>&1; then
+  scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
+else
+  echo "!!!! SKIPPED: fuzzing needs a nightly toolchain and cargo-fuzz (cargo install cargo-fuzz) !!!!"
+fi
+
 step "MIA logistic regression vs scikit-learn"
 if python3 -c 'import sklearn, numpy' 2>/dev/null; then
   python3 scripts/check_mia_sklearn.py

@@ -1,8 +1,15 @@
 //! IDX files, the format of MNIST and Fashion-MNIST (<http://yann.lecun.com/exdb/mnist/>):
 //! a big-endian magic `00 00 <type> <ndims>`, `ndims` big-endian u32 sizes, then the raw
 //! values. Files may be gzip'd (detected by the gzip magic `1f 8b`; concatenated members are
-//! read as one stream, like `zcat`); the decompressed size is bounded by what the header
-//! declares, so a hostile archive cannot inflate without limit.
+//! read as one stream, like `zcat`).
+//!
+//! A hostile file cannot make the reader allocate much: the size the header declares is
+//! checked against a cap ([`DEFAULT_MAX_IDX_BYTES`], or the caller's) before anything is
+//! allocated, and the (possibly gzip'd) stream is read through `take(declared + 1)`, so a
+//! header that lies about its size cannot inflate past it either.
+//!
+//! Written by hand: the format is a magic number, a list of sizes and raw bytes, and the
+//! crates that read it add little besides a dependency.
 
 use super::{io_err, read_bytes};
 use crate::error::Result;
@@ -14,7 +21,11 @@ pub const IMAGES_MAGIC: u32 = 0x0000_0803;
 /// Magic of an unsigned-byte array with 1 dimension (labels `[n]`).
 pub const LABELS_MAGIC: u32 = 0x0000_0801;
 
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+pub(crate) const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// The default cap on an IDX file's data (decompressed), in bytes: 1 GiB, twenty times
+/// Fashion-MNIST's training images (47 MB), whose f32 form is then 4 GiB.
+pub const DEFAULT_MAX_IDX_BYTES: u64 = 1 << 30;
 
 /// The decoded contents of an unsigned-byte IDX file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,15 +47,41 @@ fn type_name(code: u8) -> &'static str {
 }
 
 /// Decodes an IDX file (plain or gzip'd) whose magic must be `expected_magic`, an
-/// unsigned-byte type. `name` labels error messages.
+/// unsigned-byte type, with at most [`DEFAULT_MAX_IDX_BYTES`] of data. `name` labels error
+/// messages.
 pub fn decode_u8(bytes: &[u8], expected_magic: u32, name: &str) -> Result<IdxU8> {
+    decode_u8_limited(bytes, expected_magic, name, DEFAULT_MAX_IDX_BYTES)
+}
+
+/// [`decode_u8`] with a caller-chosen cap on the data size in bytes (after gunzip).
+pub fn decode_u8_limited(
+    bytes: &[u8],
+    expected_magic: u32,
+    name: &str,
+    max_bytes: u64,
+) -> Result<IdxU8> {
+    let limits = Limits {
+        name,
+        max_bytes,
+        how: "",
+    };
     if bytes.starts_with(&GZIP_MAGIC) {
         let mut dec = flate2::read::MultiGzDecoder::new(bytes);
-        decode_stream(&mut dec, expected_magic, name, " (after gunzip)")
+        let how = " (after gunzip)";
+        decode_stream(&mut dec, expected_magic, Limits { how, ..limits })
     } else {
         let mut cursor = bytes;
-        decode_stream(&mut cursor, expected_magic, name, "")
+        decode_stream(&mut cursor, expected_magic, limits)
     }
+}
+
+/// What a decode may take, and how to name it in messages.
+#[derive(Clone, Copy)]
+struct Limits<'a> {
+    name: &'a str,
+    max_bytes: u64,
+    /// " (after gunzip)" for compressed input, else empty.
+    how: &'a str,
 }
 
 fn read_exact_or(r: &mut dyn Read, buf: &mut [u8], name: &str, what: &str) -> Result<()> {
@@ -57,7 +94,12 @@ fn read_exact_or(r: &mut dyn Read, buf: &mut [u8], name: &str, what: &str) -> Re
     })
 }
 
-fn decode_stream(r: &mut dyn Read, expected: u32, name: &str, how: &str) -> Result<IdxU8> {
+fn decode_stream(r: &mut dyn Read, expected: u32, limits: Limits<'_>) -> Result<IdxU8> {
+    let Limits {
+        name,
+        max_bytes,
+        how,
+    } = limits;
     let mut magic = [0u8; 4];
     read_exact_or(r, &mut magic, name, "magic number")?;
     let m = u32::from_be_bytes(magic);
@@ -90,6 +132,14 @@ fn decode_stream(r: &mut dyn Read, expected: u32, name: &str, how: &str) -> Resu
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .ok_or_else(|| io_err(name, format!("IDX shape {shape:?} is too large")))?;
+    if numel as u64 > max_bytes {
+        return Err(io_err(
+            name,
+            format!(
+                "IDX header declares {numel} bytes of data{how} (shape {shape:?}), over the cap of {max_bytes} bytes"
+            ),
+        ));
+    }
     // `take` caps the bytes pulled out of a (possibly gzip'd) stream at one more than
     // declared; the buffer then grows only as real data arrives, never to a claimed size.
     let mut data = Vec::new();
@@ -115,13 +165,23 @@ fn decode_stream(r: &mut dyn Read, expected: u32, name: &str, how: &str) -> Resu
 }
 
 /// Images from an IDX file (magic `0x00000803`, plain or gzip'd): pixel values scaled from
-/// 0..255 to [0, 1], and the shape `[n, rows, cols]`.
+/// 0..255 to [0, 1], and the shape `[n, rows, cols]`. At most [`DEFAULT_MAX_IDX_BYTES`]
+/// pixels; [`read_idx_images_limited`] takes another cap.
 pub fn read_idx_images(path: impl AsRef<Path>) -> Result<(Vec<f32>, Vec<usize>)> {
+    read_idx_images_limited(path, DEFAULT_MAX_IDX_BYTES)
+}
+
+/// [`read_idx_images`] with at most `max_bytes` pixels (one byte each before conversion).
+pub fn read_idx_images_limited(
+    path: impl AsRef<Path>,
+    max_bytes: u64,
+) -> Result<(Vec<f32>, Vec<usize>)> {
     let path = path.as_ref();
-    let idx = decode_u8(
+    let idx = decode_u8_limited(
         &read_bytes(path)?,
         IMAGES_MAGIC,
         &path.display().to_string(),
+        max_bytes,
     )?;
     Ok((
         idx.data.iter().map(|&b| b as f32 / 255.0).collect(),
@@ -129,7 +189,8 @@ pub fn read_idx_images(path: impl AsRef<Path>) -> Result<(Vec<f32>, Vec<usize>)>
     ))
 }
 
-/// Labels from an IDX file (magic `0x00000801`, plain or gzip'd).
+/// Labels from an IDX file (magic `0x00000801`, plain or gzip'd), at most
+/// [`DEFAULT_MAX_IDX_BYTES`] of them.
 pub fn read_idx_labels(path: impl AsRef<Path>) -> Result<Vec<u32>> {
     let path = path.as_ref();
     let idx = decode_u8(
@@ -208,7 +269,7 @@ mod tests {
             ),
             // A huge but representable claim must not allocate what it claims.
             (
-                idx(IMAGES_MAGIC, &[60000, 28, 28_000], &[0; 16]),
+                idx(IMAGES_MAGIC, &[600, 28, 28_000], &[0; 16]),
                 "truncated IDX data",
             ),
             (
@@ -231,6 +292,50 @@ mod tests {
             decode_u8(&gzip(&good), IMAGES_MAGIC, "ok").unwrap().data,
             vec![1; 8]
         );
+    }
+
+    #[test]
+    fn declared_sizes_over_the_cap_are_refused_before_allocating() {
+        // 2^40 bytes declared by a 16-byte header, plain and gzip'd.
+        let huge = idx(IMAGES_MAGIC, &[1 << 20, 1 << 10, 1 << 10], &[]);
+        for bytes in [huge.clone(), gzip(&huge)] {
+            let msg = decode_u8(&bytes, IMAGES_MAGIC, "huge.idx")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.contains("huge.idx")
+                    && msg.contains("1099511627776 bytes")
+                    && msg.contains(&format!("cap of {DEFAULT_MAX_IDX_BYTES} bytes")),
+                "{msg}"
+            );
+        }
+        // A gzip bomb: 16 MiB of zeros compress to about 16 KiB. Honest about its size, it
+        // is refused by a 1 MiB cap before inflating; under a header that claims 1 MiB it
+        // inflates no further than the claim (plus one byte to see the excess).
+        let zeros = vec![0u8; 16 << 20];
+        let bomb = gzip(&[idx(IMAGES_MAGIC, &[16, 1024, 1024], &[]), zeros.clone()].concat());
+        assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
+        let msg = decode_u8_limited(&bomb, IMAGES_MAGIC, "bomb.idx.gz", 1 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("bomb.idx.gz") && msg.contains("16777216 bytes"),
+            "{msg}"
+        );
+        let liar = gzip(&[idx(IMAGES_MAGIC, &[1, 1024, 1024], &[]), zeros].concat());
+        let msg = decode_u8_limited(&liar, IMAGES_MAGIC, "liar.idx.gz", 1 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("bytes after the 1048576 declared"), "{msg}");
+        // Exactly at the cap is fine.
+        let at_cap = idx(IMAGES_MAGIC, &[2, 2, 2], &[3; 8]);
+        assert_eq!(
+            decode_u8_limited(&at_cap, IMAGES_MAGIC, "c", 8)
+                .unwrap()
+                .data,
+            vec![3; 8]
+        );
+        assert!(decode_u8_limited(&at_cap, IMAGES_MAGIC, "c", 7).is_err());
     }
 
     #[test]

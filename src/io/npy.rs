@@ -5,6 +5,14 @@
 //! integer type as class labels (negative values and values above `u32::MAX` rejected).
 //! Written: `float32` and `int32`, version 1.0 unless the header needs 2.0, padded to 64 bytes
 //! like NumPy does so that the data is aligned when memory-mapped.
+//!
+//! Written by hand rather than through `ndarray-npy` (0.9.1), which allocates the array the
+//! header declares before reading any data: a 144-byte file declaring shape `(2**36,)` of
+//! `<f4` made it request 274877906944 bytes and abort the process (measured; a library
+//! inside someone else's process must return an error there). This reader checks the
+//! declared size against the bytes present first. `ndarray-npy` also needs the element type
+//! chosen before reading, where data here may be `float32` or `float64` and labels any of
+//! eight integer types.
 
 use super::{io_err, read_bytes, write_bytes};
 use crate::error::{Error, Result};
@@ -246,7 +254,7 @@ pub fn decode_f32(bytes: &[u8], name: &str) -> Result<(Vec<f32>, Vec<usize>)> {
                 if v.is_finite() && !x.is_finite() {
                     return Err(io_err(
                         name,
-                        format!("float64 value {v} at index {i} does not fit in float32"),
+                        format!("float64 value {v:e} at index {i} overflows float32"),
                     ));
                 }
                 out.push(x);
@@ -603,7 +611,11 @@ mod tests {
         let h = "{\"shape\": (3L,), \"fortran_order\": False, \"descr\": \"<f8\"}\n";
         let data = le(&[0.5f64, -1.0, 1e300], f64::to_le_bytes);
         let err = decode_f32(&npy(1, h, &data), "big.npy").unwrap_err();
-        assert!(err.to_string().contains("does not fit in float32"), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("big.npy") && msg.contains("1e300 at index 2 overflows float32"),
+            "{msg}"
+        );
         let data = le(&[0.5f64, -1.0, 0.1], f64::to_le_bytes);
         let (v, s) = decode_f32(&npy(1, h, &data), "d.npy").unwrap();
         assert_eq!(s, vec![3]);

@@ -212,6 +212,8 @@ struct TrainedModelArgs {
 struct Loaded {
     model: Model,
     weights: Vec<Tensor>,
+    /// The checkpoint's batch norm step counters (safetensors only), written back with it.
+    counters: Counters,
     onnx: Option<gradtau::onnx::OnnxFile>,
 }
 
@@ -227,15 +229,17 @@ impl TrainedModelArgs {
                 Ok(Loaded {
                     model: m.model,
                     weights: m.weights,
+                    counters: Counters::new(),
                     onnx: Some(m.file),
                 })
             }
             (None, Some(spec), Some(weights)) => {
                 let model = read_model(spec)?;
-                let weights = read_weights(&model, weights)?;
+                let (weights, counters) = read_weights(&model, weights)?;
                 Ok(Loaded {
                     model,
                     weights,
+                    counters,
                     onnx: None,
                 })
             }
@@ -255,7 +259,7 @@ impl Loaded {
                 std::fs::write(path, bytes)
                     .map_err(|e| Error::Io(format!("{}: {e}", path.display())))
             }
-            None => write_weights(&self.model, weights, path),
+            None => write_weights(&self.model, weights, &self.counters, path),
         }
     }
 }
@@ -361,8 +365,13 @@ fn read_model(spec: &Path) -> Result<Model> {
     Model::from_json(&text)
 }
 
-fn read_weights(model: &Model, path: &Path) -> Result<Vec<Tensor>> {
-    let mut map = io::load_safetensors(path)?;
+/// The weights in spec order, and the checkpoint's batch counters (PyTorch's
+/// `<batchnorm node>.num_batches_tracked`), carried through to the output file.
+fn read_weights(model: &Model, path: &Path) -> Result<(Vec<Tensor>, Counters)> {
+    let io::Checkpoint {
+        floats: mut map,
+        others,
+    } = io::load_checkpoint(path)?;
     let mut out = Vec::new();
     for p in model.params() {
         let (shape, data) = map.remove(&p.name).ok_or_else(|| {
@@ -383,28 +392,67 @@ fn read_weights(model: &Model, path: &Path) -> Result<Vec<Tensor>> {
         }
         out.push(Tensor::from_vec(data, &shape)?);
     }
-    // PyTorch also saves integer counters such as `num_batches_tracked`; those are not ours.
-    map.retain(|k, _| !k.ends_with("num_batches_tracked"));
-    if let Some(k) = map.keys().next() {
+    // A float copy of PyTorch's counter is not ours either; an integer one is carried.
+    map.retain(|k, _| !k.ends_with(io::safetensors::NUM_BATCHES_TRACKED));
+    let is_counter = |k: &str| {
+        k.strip_suffix(io::safetensors::NUM_BATCHES_TRACKED)
+            .and_then(|node| node.strip_suffix('.'))
+            .is_some_and(|node| model.param_index(&format!("{node}.running_mean")).is_some())
+    };
+    let stray = map
+        .keys()
+        .map(|k| (k, "F32".to_string()))
+        .chain(
+            others
+                .iter()
+                .filter(|(k, _)| !is_counter(k))
+                .map(|(k, t)| (k, t.dtype.clone())),
+        )
+        .next();
+    if let Some((k, dtype)) = stray {
         return Err(Error::Binding(format!(
-            "{}: tensor `{k}` is not a parameter of the spec",
+            "{}: tensor `{k}` ({dtype}) is not a parameter of the spec",
             path.display()
         )));
     }
     model.check_weights(&out)?;
-    Ok(out)
+    Ok((out, others))
 }
 
-/// Writes safetensors to `path` (a temporary file of [`Outputs`]).
-fn write_weights(model: &Model, weights: &[Tensor], path: &Path) -> Result<()> {
+/// Integer tensors of a checkpoint that are not weights (batch norm step counters).
+type Counters = std::collections::BTreeMap<String, io::RawTensor>;
+
+/// A zero counter per batch norm node, so that a model trained from scratch saves the
+/// `state_dict` PyTorch's strict `load_state_dict` expects.
+fn fresh_counters(model: &Model) -> Counters {
+    model
+        .params()
+        .iter()
+        .filter_map(|p| p.name.strip_suffix(".running_mean"))
+        .map(|node| {
+            (
+                format!("{node}.{}", io::safetensors::NUM_BATCHES_TRACKED),
+                io::RawTensor::i64_scalar(0),
+            )
+        })
+        .collect()
+}
+
+fn write_weights(
+    model: &Model,
+    weights: &[Tensor],
+    counters: &Counters,
+    path: &Path,
+) -> Result<()> {
     let data: Vec<Vec<f32>> = weights.iter().map(|w| w.to_vec()).collect::<Result<_>>()?;
-    io::save_safetensors(
+    io::save_checkpoint(
         path,
         model
             .params()
             .iter()
             .zip(&data)
             .map(|(p, d)| (p.name.as_str(), p.shape.as_slice(), d.as_slice())),
+        counters,
     )
 }
 
@@ -734,13 +782,14 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
         .load()?,
         (None, Some(spec)) => {
             let model = read_model(spec)?;
-            let weights = match &a.init {
+            let (weights, counters) = match &a.init {
                 Some(p) => read_weights(&model, p)?,
-                None => model.init_weights(a.seed),
+                None => (model.init_weights(a.seed), fresh_counters(&model)),
             };
             Loaded {
                 model,
                 weights,
+                counters,
                 onnx: None,
             }
         }
@@ -772,6 +821,9 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
     let pb = progress_bar("train");
     let r = unlearn::train(model, &mut w, &data, &recipe, &mut feed(&pb))?;
     pb.finish();
+    // One training-mode forward per step, as PyTorch counts `num_batches_tracked`.
+    let mut loaded = loaded;
+    io::advance_batch_counts(&mut loaded.counters, r.steps as u64)?;
     let mut outputs = Outputs::new();
     outputs.stage(&a.out, |p| loaded.write(&w, p))?;
     outputs.commit()?;

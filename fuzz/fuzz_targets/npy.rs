@@ -1,0 +1,7 @@
+//! The `.npy` reader (`checks::npy`).
+#![no_main]
+
+#[path = "../checks.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::npy(data));

@@ -1,0 +1,7 @@
+//! The safetensors reader and writer (`checks::safetensors`).
+#![no_main]
+
+#[path = "../checks.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::safetensors(data));
