@@ -140,16 +140,8 @@
 // with `gradtau_abi_version()` at start-up.
 #define GRADTAU_ABI_VERSION 1
 
-// Samples per forward pass of the read methods: large enough to amortise per-batch work,
-// small enough that a big request does not hold gigabytes of activations.
-#define INFER_BATCH 256
-
 // The budget used where the available memory cannot be read (no `/proc/meminfo`): 8 GiB.
 #define FALLBACK_LIMIT (8 << 30)
-
-// The oldest default-domain opset the importer reads (attributes moved to inputs across
-// opsets; 13 is where the ops it knows took their present form).
-#define MIN_OPSET 13
 
 #define FLOAT 1
 
