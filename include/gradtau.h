@@ -114,18 +114,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-// The fewest forget (and test) samples the membership attack runs on: its 20 % test part
-// must hold both classes, with at least two samples, and its training part too. Below this
-// the attack scores are NaN and [`AuditRow::mia_samples`] is 0; the accuracies are still
-// computed. Even above it, a score from a handful of samples is noise: its standard error is
-// about `0.5 / sqrt(0.4 · mia_samples)` (0.25 at 10 samples), which is why the row reports
-// the count.
-#define MIN_MIA_SAMPLES 3
-
-// Upper bound on any thread budget: past this, the kernels' parts get too small to pay for a
-// thread, and a bogus `MATMUL_NUM_THREADS` cannot make the pool huge.
-#define MAX_THREADS 64
-
 // Major version of the library (semantic versioning; follows Cargo.toml).
 #define GRADTAU_VERSION_MAJOR 0
 
@@ -139,20 +127,6 @@
 // layout, a function signature or the meaning of a status changes incompatibly; compare it
 // with `gradtau_abi_version()` at start-up.
 #define GRADTAU_ABI_VERSION 1
-
-// The budget used where the available memory cannot be read (no `/proc/meminfo`): 8 GiB.
-#define FALLBACK_LIMIT (8 << 30)
-
-#define FLOAT 1
-
-#define INT32 6
-
-#define INT64 7
-
-#define DOUBLE 11
-
-// Samples of the probe set the final weights are evaluated on.
-#define PROBE_SAMPLES 256
 
 // The result of every fallible call. The numbers are part of the ABI: they never change and
 // a retired code is never reused for another meaning.

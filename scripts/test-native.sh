@@ -50,6 +50,14 @@ if ! diff -u include/gradtau.h "$WORK/gradtau.h"; then
   exit 1
 fi
 echo "header up to date"
+# cbindgen parses the whole crate: a public constant of the Rust API that is not excluded in
+# cbindgen.toml would leak into the C header as an unprefixed macro (FLOAT, DOUBLE, ...).
+stray_macros=$(grep -E '^#define ' include/gradtau.h | awk '{print $2}' | grep -v '^GRADTAU_' || true)
+if [ -n "$stray_macros" ]; then
+  echo "macros without the GRADTAU_ prefix in include/gradtau.h (exclude them in cbindgen.toml):" >&2
+  printf '%s\n' "$stray_macros" >&2
+  exit 1
+fi
 
 step "exported symbols of libgradtau.so"
 symbols=$(nm -D --defined-only "$LIB/libgradtau.so" | awk 'NF >= 3 {print $3}')
