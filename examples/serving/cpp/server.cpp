@@ -13,8 +13,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <condition_variable>
+#include <mutex>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
@@ -74,6 +77,26 @@ std::vector<std::size_t> range_where(std::size_t from, std::size_t to, int keep_
     return idx;
 }
 
+/// Admits at most `n` holders at a time (C++17 has no counting semaphore).
+class Gate {
+public:
+    explicit Gate(std::size_t n) : free_(n) {}
+    void enter() {
+        std::unique_lock<std::mutex> lock(m_);
+        cv_.wait(lock, [this] { return free_ > 0; });
+        free_--;
+    }
+    void leave() {
+        { std::lock_guard<std::mutex> lock(m_); free_++; }
+        cv_.notify_one();
+    }
+
+private:
+    std::mutex m_;
+    std::condition_variable cv_;
+    std::size_t free_;
+};
+
 /// The model, its weights (owned here, lent to gradtau) and the data sets of the protocol.
 class Service {
 public:
@@ -87,7 +110,11 @@ public:
           forget_(train_.subset(range_where(0, 6000, 1))),
           retain_(train_.subset(range_where(0, 6000, 0))),
           val_(test_all_.subset(range_where(0, 2000, -1))),
-          requests_(test_all_.inputs(kFeatures)) {
+          requests_(test_all_.inputs(kFeatures)),
+          computing_(std::max<std::size_t>(
+              1, std::thread::hardware_concurrency() > o.run_threads
+                     ? std::thread::hardware_concurrency() - o.run_threads
+                     : 1)) {
         for (const auto &p : model_.params()) {
             weights_.emplace_back(p.numel);
             model_.bind(p.name, weights_.back());
@@ -115,11 +142,16 @@ public:
             count++;
         }
         std::vector<float> logits;
+        // While a run is in progress, predictions compute on the cores it does not use.
+        const bool admitted = running_.load();
+        if (admitted) computing_.enter();
         try {
             logits = model_.infer(x, count);
         } catch (const gradtau::Error &e) {
+            if (admitted) computing_.leave();
             return {e.status() == GRADTAU_BUSY ? 503 : 500, std::string(e.what()) + "\n"};
         }
+        if (admitted) computing_.leave();
         std::string out;
         char hex[16];
         for (std::size_t s = 0; s < count; s++) {
@@ -144,6 +176,11 @@ public:
         auto o = gradtau::unlearn_options();
         o.seed = 7;
         o.device = "cpu";
+        running_ = true;
+        struct Done {
+            std::atomic<bool> &flag;
+            ~Done() { flag = false; }
+        } done{running_};
         try {
             gradtau::Report r = model_.unlearn(forget_, retain_, val_, o);
             char json[160];
@@ -177,6 +214,8 @@ private:
     std::vector<std::vector<float>> weights_;
     gradtau::Dataset train_all_, test_all_, train_, forget_, retain_, val_;
     std::vector<float> requests_;
+    std::atomic<bool> running_{false};
+    mutable Gate computing_;
 };
 
 // ------------------------------------------------------------------ minimal HTTP/1.1

@@ -23,9 +23,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gradtau "github.com/gradtau/gradtau/bindings/go"
@@ -60,6 +62,11 @@ type service struct {
 	// publish hook holds it for writing from PublishPhaseBegin to PublishPhaseEnd.
 	buffers sync.RWMutex
 
+	// While a run is in progress, predictions compute on the cores the run does not use:
+	// `computing` admits that many at a time, so the run keeps the core it was given.
+	running   atomic.Bool
+	computing chan struct{}
+
 	forget, retain, val *gradtau.Dataset
 	// requests holds the inputs of every t10k image, row-major; features per image.
 	requests []float32
@@ -90,7 +97,7 @@ func newService(c config) (*service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &service{model: m}
+	s := &service{model: m, computing: make(chan struct{}, max(1, runtime.NumCPU()-c.runThreads))}
 	if s.weights, err = m.NewWeights(); err != nil {
 		return nil, err
 	}
@@ -188,6 +195,10 @@ func (s *service) predict(w http.ResponseWriter, r *http.Request) {
 		}
 		x = append(x, s.requests[i*s.features:(i+1)*s.features]...)
 	}
+	if s.running.Load() {
+		s.computing <- struct{}{}
+		defer func() { <-s.computing }()
+	}
 	logits, err := s.model.Infer(x, len(items), gradtau.OutputRaw)
 	if err != nil {
 		gradtauError(w, err, http.StatusServiceUnavailable)
@@ -222,7 +233,9 @@ func (s *service) unlearn(w http.ResponseWriter, _ *http.Request) {
 	opts.Seed, opts.Device = 7, "cpu"
 	// Not r.Context(): a deletion request, once accepted, is carried out even if the client
 	// stops waiting for the answer.
+	s.running.Store(true)
 	report, err := s.model.Unlearn(context.Background(), s.forget, s.retain, s.val, &opts)
+	s.running.Store(false)
 	if err != nil {
 		gradtauError(w, err, http.StatusConflict)
 		return

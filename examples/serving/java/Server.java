@@ -34,6 +34,8 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
+import java.util.concurrent.Semaphore;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
@@ -55,6 +57,10 @@ public final class Server {
     // This service's own reader of the weight buffers (/weights_hash) takes the read side; the
     // publish hook takes the write side while gradtau writes new weights into them.
     private final ReentrantReadWriteLock weightsLock = new ReentrantReadWriteLock();
+    // While a run is in progress, predictions compute on the cores the run does not use:
+    // `computing` admits that many at a time, so the run keeps the core it was given.
+    private final AtomicBoolean running = new AtomicBoolean();
+    private final Semaphore computing;
     private final Dataset forget;
     private final Dataset retain;
     private final Dataset validation;
@@ -63,6 +69,8 @@ public final class Server {
     private final int classes;
 
     private Server(Path spec, Path data, int runThreads) throws IOException {
+        computing = new Semaphore(Math.max(1,
+                Runtime.getRuntime().availableProcessors() - Math.max(runThreads, 0)));
         model = Model.fromJson(Files.readString(spec));
         for (ParamInfo p : model.params()) {
             ByteBuffer bytes = ByteBuffer.allocateDirect(Math.toIntExact(4 * p.numel()))
@@ -137,11 +145,19 @@ public final class Server {
             System.arraycopy(t10kInputs, i * features, x, s * features, features);
         }
         float[] logits;
+        boolean admitted = running.get();
+        if (admitted) {
+            computing.acquireUninterruptibly();
+        }
         try {
             // One call: the classes below come from the same model as the logits.
             logits = model.infer(x, count, Output.RAW);
         } catch (GradtauException e) {
             return failure(e, 503);
+        } finally {
+            if (admitted) {
+                computing.release();
+            }
         }
         StringBuilder out = new StringBuilder(count * (classes * 9 + 3));
         for (int s = 0; s < count; s++) {
@@ -165,6 +181,7 @@ public final class Server {
     /** POST /unlearn: ∇τ with its defaults, seed 7, on the CPU, on this request's thread. */
     private Answer unlearn() {
         UnlearnOptions o = UnlearnOptions.builder(Method.NABLA_TAU).seed(7).device("cpu").build();
+        running.set(true);
         try {
             Report r = model.unlearn(forget, retain, validation, o);
             return new Answer(200, String.format(Locale.ROOT,
@@ -172,6 +189,8 @@ public final class Server {
                     r.seconds(), weightsHash()));
         } catch (GradtauException e) {
             return failure(e, 409);
+        } finally {
+            running.set(false);
         }
     }
 
