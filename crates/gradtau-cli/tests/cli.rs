@@ -1,27 +1,17 @@
 //! The `gradtau` command on real files: train → unlearn (with a JSON report) → audit, and a
 //! clear error with no output file when an input is bad.
 
-use gradtau::data::{digits, split_indices, Dataset};
-use gradtau::io::{write_npy_f32, write_npy_i32};
+mod common;
+
+use common::write_set;
+use gradtau::data::{digits, split_indices};
+use gradtau::io::write_npy_i32;
 use gradtau::rng::Rng;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn workdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gradtau-cli-{}-{tag}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn write_set(dir: &Path, name: &str, d: &Dataset) {
-    write_npy_f32(
-        dir.join(format!("{name}_x.npy")),
-        d.x.as_slice().unwrap(),
-        d.x.shape(),
-    )
-    .unwrap();
-    let y: Vec<i32> = d.y.classes().unwrap().iter().map(|&v| v as i32).collect();
-    write_npy_i32(dir.join(format!("{name}_y.npy")), &y, &[y.len()]).unwrap();
+    common::workdir("cli", tag)
 }
 
 fn gradtau(dir: &Path, args: &[&str]) -> std::process::Output {

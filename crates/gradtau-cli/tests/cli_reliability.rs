@@ -3,28 +3,17 @@
 //! output files bit-identical), atomic outputs under SIGKILL, `--out` = `--weights`, and a
 //! one-sample forget set end to end.
 
-use gradtau::data::{digits, Dataset};
-use gradtau::io::{write_npy_f32, write_npy_i32};
+mod common;
+
+use common::write_set;
+use gradtau::data::digits;
+use gradtau::io::write_npy_i32;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 fn workdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gradtau-clirel-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn write_set(dir: &Path, name: &str, d: &Dataset) {
-    write_npy_f32(
-        dir.join(format!("{name}_x.npy")),
-        d.x.as_slice().unwrap(),
-        d.x.shape(),
-    )
-    .unwrap();
-    let y: Vec<i32> = d.y.classes().unwrap().iter().map(|&v| v as i32).collect();
-    write_npy_i32(dir.join(format!("{name}_y.npy")), &y, &[y.len()]).unwrap();
+    common::workdir("clirel", tag)
 }
 
 fn gradtau(dir: &Path, args: &[String]) -> Output {
