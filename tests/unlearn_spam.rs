@@ -213,8 +213,12 @@ fn spam_filter_forgets_a_random_tenth_and_one_sender() {
             "{name}: no membership gap"
         );
         assert!(o.auc - r.auc > 0.02, "{name}: no AUC gap");
-        // ∇τ moves both attacks towards retraining's values, without passing them by more
-        // than the seed spread of docs/REPRODUCTION_TEXT.md, and keeps the test accuracy.
+        // ∇τ moves the attack that the scenario's seed spread resolves towards retraining's
+        // value (docs/REPRODUCTION_TEXT.md, MLP, seeds 0 to 2): on a random 10 % the paper's
+        // attack (gap closed 33 to 49 %; the loss AUC, -32 to 35 %, is noise there), for one
+        // sender the loss AUC (40 to 43 %; the paper's attack, -16 to 54 %, is noise there:
+        // retraining's own spreads by ±0.05). Neither may pass retraining's value by more than
+        // half the gap, nor the other attack get worse beyond noise.
         let closed = |f: fn(&Judged) -> f64| (f(&o) - f(&u)) / (f(&o) - f(&r));
         let (mia_closed, auc_closed) = (closed(|j| j.row.mia_loss), closed(|j| j.auc));
         eprintln!(
@@ -222,24 +226,25 @@ fn spam_filter_forgets_a_random_tenth_and_one_sender() {
             100.0 * mia_closed,
             100.0 * auc_closed
         );
+        let (resolved, other) = if name == "one sender" {
+            (auc_closed, mia_closed)
+        } else {
+            (mia_closed, auc_closed)
+        };
+        assert!(resolved >= CLOSED_BAR, "{name}: gap closed {resolved:.2}");
         assert!(
-            mia_closed >= MIA_CLOSED_BAR,
-            "{name}: MIA {:.3}",
-            u.row.mia_loss
+            resolved <= 1.0 + OVERSHOOT,
+            "{name}: overshot: {resolved:.2}"
         );
         assert!(
-            mia_closed <= 1.0 + OVERSHOOT,
-            "{name}: MIA overshot: {:.3}",
-            u.row.mia_loss
+            other >= -0.5 && other <= 1.0 + OVERSHOOT,
+            "{name}: {other:.2}"
         );
         assert!(
-            auc_closed >= 0.0,
-            "{name}: loss AUC moved away from retraining's"
-        );
-        assert!(
-            auc_closed <= 1.0 + OVERSHOOT,
-            "{name}: loss AUC overshot: {:.3}",
-            u.auc
+            u.row.forget_accuracy >= r.row.forget_accuracy - 0.02,
+            "{name}: forget accuracy {:.4} far below retraining's {:.4}",
+            u.row.forget_accuracy,
+            r.row.forget_accuracy
         );
         assert!(
             u.row.test_accuracy >= o.row.test_accuracy - 0.01,
@@ -251,5 +256,5 @@ fn spam_filter_forgets_a_random_tenth_and_one_sender() {
 }
 
 /// Bars below what is measured (docs/REPRODUCTION_TEXT.md), to catch a regression.
-const MIA_CLOSED_BAR: f64 = 0.2;
+const CLOSED_BAR: f64 = 0.2;
 const OVERSHOOT: f64 = 0.5;
