@@ -237,7 +237,7 @@ fn spam_filter_forgets_a_random_tenth_and_one_sender() {
             "{name}: overshot: {resolved:.2}"
         );
         assert!(
-            other >= -0.5 && other <= 1.0 + OVERSHOOT,
+            (-0.5..=1.0 + OVERSHOOT).contains(&other),
             "{name}: {other:.2}"
         );
         assert!(
