@@ -1061,7 +1061,8 @@ const READING: &str = "
 - **Random 10 %: a short run at a small rate.** The budget is counted in forget-epochs, and with
   batches of half the forget set a forget-epoch is 2 or 3 steps: 57 steps in all here, against 300 to
   700 on Fashion-MNIST. AdamW moves a weight by about the learning rate per step, so at the adaptive
-  rate for a 10 % forget set (1e-3) the whole run can move a weight by about 0.06. Measured with
+  rate for a 10 % forget set (1e-3), decaying to a tenth of it, the whole run can move a weight by
+  about 0.03. Measured with
   `gradtau unlearn` on the MLP (seed 0's filter, another random 10 % draw of 423 mails, the
   original's paper attack 0.539): the defaults ended on the budget after 57 steps (forget accuracy
   99.3 %, attack 0.521); `--lr 3e-3` passed the stop test after 27 steps on two ∇τ seeds (forget
