@@ -23,12 +23,27 @@ use std::ptr;
 /// The IDX checks' cap on decoded data, so a fuzzed header cannot exhaust memory.
 pub const IDX_CAP: u64 = 16 << 20;
 
+/// The memory budget the model checks compile and run under (through
+/// `GRADTAU_MEMORY_LIMIT`). Left at its default, the budget is three quarters of the
+/// machine's available memory, so a fuzzed spec could make the library allocate gigabytes
+/// legitimately and trip the fuzzer's own RSS limit (`-rss_limit_mb=2048`; a 7.4 M-channel
+/// conv's probe pass asked for 4.3 GB). Under this cap the library must refuse such a spec
+/// with a resource-limit error instead.
+const MODEL_MEMORY_LIMIT: u64 = 256 << 20;
+
+fn limit_model_memory() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    // Set before the first model is compiled; the checks only read the variable afterwards.
+    ONCE.call_once(|| std::env::set_var("GRADTAU_MEMORY_LIMIT", MODEL_MEMORY_LIMIT.to_string()));
+}
+
 fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
 /// The model spec parser: any text gives a model or an error, never a panic.
 pub fn spec(data: &[u8]) {
+    limit_model_memory();
     if let Ok(text) = std::str::from_utf8(data) {
         if let Ok(model) = gradtau::nn::Model::from_json(text) {
             // What a compiled model reports must be consistent with its spec.
@@ -230,6 +245,7 @@ unsafe fn exercise(m: *mut gradtau_model, samples: usize, seed: u64) {
 
 /// The C ABI call sequence described above.
 pub fn ffi(input: &[u8]) {
+    limit_model_memory();
     let Some((&knobs, spec)) = input.split_first() else {
         return;
     };

@@ -6,12 +6,14 @@
 //! reference every unlearning result is compared with. [`membership`] holds the cheaper
 //! statistics that ∇τ's stop test measures during a run.
 
+pub mod attacks;
 pub mod logistic;
 pub mod membership;
 pub mod metrics;
 pub mod mia;
 pub mod report;
 
+pub use attacks::{loss_attacks, roc_auc, tpr_at_fpr, AttackScores, LossAttacks, AUDIT_FPR};
 pub use logistic::{fit_logistic, LogisticFit};
 pub use membership::{indistinguishable_margin, threshold_attack_accuracy, LabelCheck};
 pub use metrics::{accuracy, classification_margins, per_sample_loss, softmax_entropy};
