@@ -23,8 +23,8 @@
 mod mail;
 
 use gradtau::audit::{
-    audit_model, indistinguishable_margin, threshold_attack_accuracy, AuditRow, AuditSets,
-    LabelCheck,
+    audit_model, indistinguishable_margin, loss_attacks, roc_auc, threshold_attack_accuracy,
+    tpr_at_fpr, AuditRow, AuditSets, LabelCheck, AUDIT_FPR,
 };
 use gradtau::data::{split_indices, Dataset};
 use gradtau::nn::Model;
@@ -303,30 +303,6 @@ fn scenario_split(
     }
 }
 
-/// The loss-based attacks beyond the paper's: ROC AUC of "lower loss = member" (forget vs
-/// test) and the true-positive rate at 1 % false positives.
-fn loss_auc(members: &[f32], others: &[f32]) -> f64 {
-    let mut o: Vec<f32> = others.to_vec();
-    o.sort_by(|a, b| a.total_cmp(b));
-    let mut sum = 0.0f64;
-    for &m in members {
-        let below = o.partition_point(|&v| v < m);
-        let tied = o.partition_point(|&v| v <= m) - below;
-        // P(member loss < other loss) + ½ P(tie).
-        sum += (o.len() - below - tied) as f64 + 0.5 * tied as f64;
-    }
-    sum / (members.len() as f64 * o.len() as f64)
-}
-
-fn tpr_at_fpr(members: &[f32], others: &[f32], fpr: f64) -> f64 {
-    let mut o: Vec<f32> = others.to_vec();
-    o.sort_by(|a, b| a.total_cmp(b));
-    let k = (fpr * o.len() as f64).floor() as usize;
-    // Flag losses strictly below the (k+1)-th smallest non-member loss: at most k of them.
-    let t = o[k.min(o.len() - 1)];
-    members.iter().filter(|&&m| m < t).count() as f64 / members.len() as f64
-}
-
 #[derive(Clone, Copy, Default)]
 struct Row {
     test: f64,
@@ -334,6 +310,7 @@ struct Row {
     forget: f64,
     mia: f64,
     mia_ent: f64,
+    log_loss: f64,
     auc: f64,
     margin_auc: f64,
     tpr: f64,
@@ -376,9 +353,13 @@ impl Sets<'_> {
             forget: a.forget_accuracy,
             mia: a.mia_loss,
             mia_ent: a.mia_entropy,
-            auc: loss_auc(&lf, &lt),
-            margin_auc: loss_auc(&mf, &mt),
-            tpr: tpr_at_fpr(&mf, &mt, 0.01),
+            log_loss: loss_attacks(&lf, &lt, seed)
+                .expect("attacks")
+                .log_loss
+                .accuracy,
+            auc: roc_auc(&lf, &lt),
+            margin_auc: roc_auc(&mf, &mt),
+            tpr: tpr_at_fpr(&mf, &mt, AUDIT_FPR),
             seconds,
         }
     }
@@ -783,7 +764,7 @@ fn scenario_title(scen: &str, domain: &str) -> String {
     }
 }
 
-const COLUMNS: &str = "| method | test | retain | forget | MIA (paper) | MIA-entropy | loss AUC | margin AUC | TPR @ 1 % FPR | seconds | time vs retrain |\n|---|---|---|---|---|---|---|---|---|---|---|\n";
+const COLUMNS: &str = "| method | test | retain | forget | MIA (paper) | MIA-entropy | log-loss attack | loss AUC | margin AUC | TPR @ 1 % FPR | seconds | time vs retrain |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
 
 fn scenario_table(sr: &ScenarioResult) -> String {
     let mut md = String::from(COLUMNS);
@@ -807,12 +788,13 @@ fn scenario_table(sr: &ScenarioResult) -> String {
         };
         let _ = writeln!(
             md,
-            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {time} |",
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {time} |",
             cell(rows, |r| r.test, 100.0, 2),
             cell(rows, |r| r.retain, 100.0, 2),
             cell(rows, |r| r.forget, 100.0, 2),
             cell(rows, |r| r.mia, 1.0, 3),
             cell(rows, |r| r.mia_ent, 1.0, 3),
+            cell(rows, |r| r.log_loss, 1.0, 3),
             cell(rows, |r| r.auc, 1.0, 3),
             cell(rows, |r| r.margin_auc, 1.0, 3),
             cell(rows, |r| r.tpr, 1.0, 3),
@@ -965,7 +947,7 @@ fn markdown(
         "- Scenarios: random 10 % (a new draw per seed); one sender: every training mail whose sender domain is the largest in the training split, `{domain}` ({domain_n} mails); category: every training mail of the `{REMOVED_FOLDER}` folder (all ham, so this is not class removal)."
     );
     md += "- Methods: ∇τ adaptive (`NablaTauOptions::default()`), ∇τ paper (`NablaTauOptions::paper()`), fine-tune (`BaselineOptions::finetune()`) and NegGrad+ (`BaselineOptions::neggrad_plus()`), all seeded with the row's seed, no tuning.\n";
-    md += "- Audit: accuracies (%); MIA (paper) = `audit_model`'s logistic regression on the per-sample loss, forget vs test, balanced, mean of 10 splits (MIA-entropy the same on the softmax entropy); loss AUC = ROC AUC of the rule \"lower loss = member\" on all forget and test mails (0.5: cannot tell); margin AUC = the same on the classification margin (labelled logit minus the other, \"higher = member\"), which for two classes is the log-odds of the label and, unlike the float32 loss, does not round to 0 on confidently classified mails; TPR @ 1 % FPR = share of forget mails flagged at a margin threshold that flags at most 1 % of test mails. The target of every column is the retrain row, not 0.5: a correlated forget set looks unusual to a model that never saw it.\n";
+    md += "- Audit: accuracies (%); MIA (paper) = `audit_model`'s logistic regression on the per-sample loss, forget vs test, balanced, mean of 10 splits (MIA-entropy the same on the softmax entropy; log-loss attack the same on `ln(loss + ε)`, from `gradtau::audit::loss_attacks`); loss AUC = ROC AUC (`gradtau::audit::roc_auc`) of the rule \"lower loss = member\" on all forget and test mails (0.5: cannot tell); margin AUC = the same on the classification margin (labelled logit minus the other, \"higher = member\"), which for two classes is the log-odds of the label and, unlike the float32 loss, does not round to 0 on confidently classified mails; TPR @ 1 % FPR = share of forget mails flagged at a margin threshold that flags at most 1 % of test mails. The target of every column is the retrain row, not 0.5: a correlated forget set looks unusual to a model that never saw it.\n";
     let _ = write!(
         md,
         "- {} seed(s), shown as mean ± standard deviation over seeds; time vs retrain is per seed. Machine: {}; the whole run took {:.0} s.\n\n",

@@ -8,7 +8,7 @@
 #[path = "../examples/text/mail.rs"]
 mod mail;
 
-use gradtau::audit::{audit_model, AuditRow, AuditSets};
+use gradtau::audit::{audit_model, roc_auc, AuditRow, AuditSets};
 use gradtau::data::{split_indices, Dataset};
 use gradtau::nn::Model;
 use gradtau::optim::LrSchedule;
@@ -51,25 +51,6 @@ impl Corpus {
     }
 }
 
-/// ROC AUC of "lower loss = member" (0.5: the losses cannot tell forget from test mails).
-fn loss_auc(members: &[f32], others: &[f32]) -> f64 {
-    let pairs = members
-        .iter()
-        .flat_map(|&m| {
-            others.iter().map(move |&o| {
-                if m < o {
-                    1.0
-                } else if m == o {
-                    0.5
-                } else {
-                    0.0
-                }
-            })
-        })
-        .sum::<f64>();
-    pairs / (members.len() * others.len()) as f64
-}
-
 struct Judged {
     row: AuditRow,
     auc: f64,
@@ -97,7 +78,7 @@ fn judge(
     let lt = model.losses(w, test, 512).unwrap();
     Judged {
         row,
-        auc: loss_auc(&lf, &lt),
+        auc: roc_auc(&lf, &lt),
     }
 }
 
