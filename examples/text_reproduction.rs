@@ -1059,7 +1059,10 @@ const READING: &str = "
   `spamassassin.taint.org` scores those mails as less familiar than the test mails (loss AUC 0.27 on
   the MLP and 0.23 on the layer-norm model, well below 0.5): the sender's style is unusual once
   unseen. ∇τ's reference is the validation set as a whole, so its stop test asks for the forget set to
-  look like average unseen mail, which the retrained model does not do either. The test never passed
+  look like average unseen mail, which the retrained model does not do either. The log-loss attack
+  shows it from the other side: it tells the sender's mails from test mails as well after retraining
+  as before (MLP: 0.651 and 0.640; it reads a difference in either direction), and ∇τ brings it down
+  to 0.528: the forget set ends up looking like average unseen mail, as retraining does not make it. The test never passed
   (threshold attack 0.60 on the MLP, bar 0.53), so the runs used their whole budget, and the loss AUC
   moved 40 to 43 % of the way on the MLP and 75 to 82 % on the layer-norm model, at 0.2 to 0.6 test
   points against retraining's. On the layer-norm model the forget accuracy went below retraining's
