@@ -89,7 +89,8 @@ fn rows_of(x: &Tensor, in_features: usize) -> Result<usize> {
             ),
         ));
     }
-    Ok(x.numel() / in_features)
+    // The leading dimensions' product, not numel / in_features: in_features may be 0.
+    Ok(x.shape()[..x.rank() - 1].iter().product())
 }
 
 /// `y = x @ w^T + b` over the last dimension of `x`; `w: [out, in]`, `b: [out]`.
@@ -155,7 +156,7 @@ impl BackwardOp for LinearBackward {
     fn backward(&self, c: &BackwardCtx<'_>) -> Result<Vec<Option<Tensor>>> {
         let (x, w, g) = (c.inputs[0], c.inputs[1], c.grad);
         let (out_f, in_f) = (w.dim(0), w.dim(1));
-        let rows = x.numel() / in_f;
+        let rows = rows_of(x, in_f)?;
         let (no, yes) = (Transpose::No, Transpose::Yes);
         let gx = if c.needs[0] {
             let shape = x.shape().to_vec();
