@@ -958,7 +958,7 @@ fn print_table(title: &str, rows: &[(&str, &AuditRow, f64)]) {
     };
     if first.mia_samples == 0 {
         println!(
-            "note: the membership attacks need at least {} forget and test samples; their scores are not computed (NaN)",
+            "note: the membership attack needs at least {} forget and test samples; no attack score is computed (NaN)",
             gradtau::audit::report::MIN_MIA_SAMPLES
         );
     } else if first.mia_samples < 100 {
@@ -969,7 +969,7 @@ fn print_table(title: &str, rows: &[(&str, &AuditRow, f64)]) {
     }
     let metric = first.metric.metric;
     println!(
-        "task metric: {} ({} is better){}; MIA: logistic regression on the loss (paper) and on ln(loss), ROC AUC and TPR at 1 % FPR of a loss threshold, strongest = largest distance from chance",
+        "task metric: {} ({} is better){}; MIA-loss / MIA-log / MIA-ent: logistic regression on the loss (the paper's), on ln(loss) and on the entropy; AUC and TPR@1% FPR: ranking by loss in the direction MIA-log learned; strongest: largest distance from chance",
         metric.name(),
         if metric.higher_is_better() { "higher" } else { "lower" },
         first
@@ -1006,8 +1006,8 @@ fn print_table(title: &str, rows: &[(&str, &AuditRow, f64)]) {
             r.mia_loss,
             a.log_loss.accuracy,
             r.mia_entropy,
-            a.threshold.auc,
-            a.threshold.tpr_at_1pct_fpr,
+            a.log_loss.auc,
+            a.log_loss.tpr_at_1pct_fpr,
             a.strongest_advantage(),
             s
         );
