@@ -7,7 +7,8 @@
 //! always either its old contents or the complete new ones (see [`Outputs`]).
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use gradtau::audit::report::{audit_model, AuditRow, AuditSets};
+use gradtau::audit::report::{audit_model, AuditRow, AuditSets, TaskMetric};
+use gradtau::audit::AttackScores;
 use gradtau::data::digits;
 use gradtau::io;
 use gradtau::nn::{LossKind, Model};
@@ -952,22 +953,42 @@ fn demo(a: DemoArgs) -> Result<()> {
 
 fn print_table(title: &str, rows: &[(&str, &AuditRow, f64)]) {
     println!("\n{title}");
-    if let Some((_, r, _)) = rows.first() {
-        if r.mia_samples == 0 {
-            println!(
-                "note: the membership attack needs at least {} forget and test samples; its scores are not computed (NaN)",
-                gradtau::audit::report::MIN_MIA_SAMPLES
-            );
-        } else if r.mia_samples < 100 {
-            println!(
-                "note: the membership attack ran on {} samples per side; at this size its scores are mostly noise",
-                r.mia_samples
-            );
-        }
+    let Some((_, first, _)) = rows.first() else {
+        return;
+    };
+    if first.mia_samples == 0 {
+        println!(
+            "note: the membership attack needs at least {} forget and test samples; no attack score is computed (NaN)",
+            gradtau::audit::report::MIN_MIA_SAMPLES
+        );
+    } else if first.mia_samples < 100 {
+        println!(
+            "note: the membership attacks ran on {} samples per side; at this size their scores are mostly noise",
+            first.mia_samples
+        );
     }
+    let metric = first.metric.metric;
     println!(
-        "{:<16} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}",
-        "", "retain", "forget", "test", "MIA-loss", "MIA-ent", "seconds"
+        "task metric: {} ({} is better){}; MIA-loss / MIA-log / MIA-ent: logistic regression on the loss (the paper's), on ln(loss) and on the entropy; AUC and TPR@1% FPR: ranking by loss in the direction MIA-log learned; strongest: largest distance from chance",
+        metric.name(),
+        if metric.higher_is_better() { "higher" } else { "lower" },
+        first
+            .secondary
+            .map_or(String::new(), |s| format!(", {} on the line below", s.metric.name()))
+    );
+    println!(
+        "{:<16} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9}",
+        "",
+        format!("retain {}", short(metric)),
+        format!("forget {}", short(metric)),
+        format!("test {}", short(metric)),
+        "MIA-loss",
+        "MIA-log",
+        "MIA-ent",
+        "AUC",
+        "TPR@1%",
+        "strongest",
+        "seconds"
     );
     for (name, r, secs) in rows {
         let s = if secs.is_finite() {
@@ -975,27 +996,84 @@ fn print_table(title: &str, rows: &[(&str, &AuditRow, f64)]) {
         } else {
             "-".into()
         };
+        let a = &r.attacks;
         println!(
-            "{:<16} {:>8.4} {:>8.4} {:>8.4} {:>9.4} {:>9.4} {:>9}",
+            "{:<16} {:>10} {:>10} {:>10} {:>9.4} {:>9.4} {:>9.4} {:>7.4} {:>9.4} {:>9.4} {:>9}",
             name,
-            r.retain_accuracy,
-            r.forget_accuracy,
-            r.test_accuracy,
+            value(r.metric.retain),
+            value(r.metric.forget),
+            value(r.metric.test),
             r.mia_loss,
+            a.log_loss.accuracy,
             r.mia_entropy,
+            a.log_loss.auc,
+            a.log_loss.tpr_at_1pct_fpr,
+            a.strongest_advantage(),
             s
         );
+        if let Some(m) = &r.secondary {
+            println!(
+                "  {:<14} {:>10} {:>10} {:>10}",
+                m.metric.name(),
+                value(m.retain),
+                value(m.forget),
+                value(m.test)
+            );
+        }
     }
 }
 
-fn row_json(r: &AuditRow) -> serde_json::Value {
+/// A metric's name short enough for a column header.
+fn short(m: TaskMetric) -> &'static str {
+    match m {
+        TaskMetric::Accuracy => "acc",
+        other => other.name(),
+    }
+}
+
+/// A metric value in a 10-character column: fixed point, or scientific for MSEs in large units.
+fn value(v: f64) -> String {
+    if v != 0.0 && (v.abs() >= 1e5 || v.abs() < 1e-3) {
+        format!("{v:.3e}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+fn attack_json(a: &AttackScores) -> serde_json::Value {
     serde_json::json!({
+        "accuracy": a.accuracy,
+        "auc": a.auc,
+        "tpr_at_1pct_fpr": a.tpr_at_1pct_fpr,
+    })
+}
+
+fn row_json(r: &AuditRow) -> serde_json::Value {
+    let metrics: serde_json::Map<String, serde_json::Value> = r
+        .metrics()
+        .map(|m| {
+            (
+                m.metric.name().to_string(),
+                serde_json::json!({ "retain": m.retain, "forget": m.forget, "test": m.test }),
+            )
+        })
+        .collect();
+    let (strongest, advantage) = r.attacks.strongest();
+    serde_json::json!({
+        "metric": r.metric.metric.name(),
+        "metrics": metrics,
         "retain_accuracy": r.retain_accuracy,
         "forget_accuracy": r.forget_accuracy,
         "test_accuracy": r.test_accuracy,
         "mia_loss": r.mia_loss,
         "mia_entropy": r.mia_entropy,
         "mia_samples": r.mia_samples,
+        "attacks": {
+            "paper": attack_json(&r.attacks.paper),
+            "log_loss": attack_json(&r.attacks.log_loss),
+            "threshold": attack_json(&r.attacks.threshold),
+            "strongest": { "figure": strongest, "advantage": advantage },
+        },
     })
 }
 
