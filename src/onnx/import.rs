@@ -101,6 +101,10 @@ pub(crate) fn floats(t: &TensorProto) -> Result<Vec<f32>> {
         )));
     }
     let n = numel(t)?;
+    raw_whole(
+        t,
+        &[(proto::data_type::FLOAT, 4), (proto::data_type::DOUBLE, 8)],
+    )?;
     let values: Vec<f32> = match t.data_type {
         proto::data_type::FLOAT if !t.raw_data.is_empty() => t
             .raw_data
@@ -134,6 +138,10 @@ pub(crate) fn floats(t: &TensorProto) -> Result<Vec<f32>> {
 
 /// The values of an integer tensor (INT64 or INT32), for shapes and axes.
 fn ints(t: &TensorProto) -> Result<Vec<i64>> {
+    raw_whole(
+        t,
+        &[(proto::data_type::INT64, 8), (proto::data_type::INT32, 4)],
+    )?;
     let values: Vec<i64> = match t.data_type {
         proto::data_type::INT64 if !t.raw_data.is_empty() => t
             .raw_data
@@ -163,6 +171,19 @@ fn ints(t: &TensorProto) -> Result<Vec<i64>> {
         )));
     }
     Ok(values)
+}
+
+/// `raw_data` holds whole values of the tensor's type (`sizes`: type → bytes per value), so
+/// no trailing bytes are silently dropped.
+fn raw_whole(t: &TensorProto, sizes: &[(i32, usize)]) -> Result<()> {
+    match sizes.iter().find(|(ty, _)| *ty == t.data_type) {
+        Some((_, size)) if t.raw_data.len() % size != 0 => Err(Error::Spec(format!(
+            "tensor `{}`: its {} bytes of raw data are not a whole number of {size}-byte values",
+            t.name,
+            t.raw_data.len()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn numel(t: &TensorProto) -> Result<usize> {

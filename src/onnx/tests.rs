@@ -391,6 +391,27 @@ fn hostile_bytes_are_errors_never_panics() {
         17,
     );
     assert!(OnnxModel::from_bytes(&huge, LossKind::Mse).is_err());
+    // Raw data with bytes left over after the last whole value.
+    let mut w = tensor("w", &[2, 3], &[0.0; 6]);
+    w.raw_data.push(0);
+    let ragged = model(
+        vec![node(
+            "Gemm",
+            "g",
+            &["x", "w"],
+            "y",
+            vec![int_attr("transB", 1)],
+        )],
+        vec![w],
+        value_info("x", &[None, Some(3)]),
+        "y",
+        17,
+    );
+    let e = OnnxModel::from_bytes(&ragged, LossKind::Mse)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("not a whole number"), "{e}");
 }
 
 /// `x @ W + b` with `W: [3, 2]` stored as the exporter wrote it.
