@@ -11,7 +11,7 @@ use gradtau::audit::report::{audit_model, AuditRow, AuditSets, TaskMetric};
 use gradtau::audit::AttackScores;
 use gradtau::data::digits;
 use gradtau::io;
-use gradtau::nn::{LossKind, Model};
+use gradtau::nn::{outputs, LossKind, Model};
 use gradtau::optim::LrSchedule;
 use gradtau::rng::Rng;
 use gradtau::unlearn::{
@@ -47,6 +47,8 @@ enum Command {
     Audit(AuditArgs),
     /// Train a model (original models and the retrain-from-scratch reference).
     Train(TrainArgs),
+    /// A model's outputs (or probabilities, or classes) on inputs from a file, as .npy.
+    Predict(PredictArgs),
 }
 
 #[derive(Args)]
@@ -308,6 +310,33 @@ struct TrainArgs {
     limits: LimitArgs,
 }
 
+#[derive(Args)]
+struct PredictArgs {
+    #[command(flatten)]
+    model: TrainedModelArgs,
+    /// Inputs [N, input shape...] (.npy float32/float64, or IDX plain or gzip).
+    #[arg(long)]
+    x: PathBuf,
+    /// Where to write the predictions (.npy): float32 [N, output shape...], or with
+    /// --classes int32 [N].
+    #[arg(long)]
+    out: PathBuf,
+    /// Write probabilities instead of raw outputs: softmax over the classes
+    /// (cross_entropy), a sigmoid per output (bce_with_logits).
+    #[arg(long, conflicts_with = "classes")]
+    probabilities: bool,
+    /// Write the most likely class of each sample (cross_entropy models).
+    #[arg(long)]
+    classes: bool,
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -315,6 +344,7 @@ fn main() -> ExitCode {
         Command::Unlearn(a) => unlearn_cmd(a),
         Command::Audit(a) => audit_cmd(a),
         Command::Train(a) => train_cmd(a),
+        Command::Predict(a) => predict_cmd(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -835,6 +865,84 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
         a.out.display()
     );
     Ok(())
+}
+
+/// What `predict` writes for each sample.
+#[derive(Clone, Copy)]
+enum PredictionKind {
+    Raw,
+    Probabilities,
+    Classes,
+}
+
+fn predict_cmd(a: PredictArgs) -> Result<()> {
+    if a.batch_size == 0 {
+        return Err(Error::invalid("--batch-size 0: expected at least 1"));
+    }
+    let kind = match (a.probabilities, a.classes) {
+        (true, _) => PredictionKind::Probabilities,
+        (_, true) => PredictionKind::Classes,
+        _ => PredictionKind::Raw,
+    };
+    let device = DeviceRequest::parse(&a.device)?.resolve()?;
+    Outputs::check(&[("--out", a.out.as_path())])?;
+    let Loaded { model, weights, .. } = a.model.load()?;
+    a.limits.apply(&model)?;
+    // The meaning of the outputs is checked before the inputs are read and the model run.
+    check_prediction_kind(&model, kind)?;
+    let x = model.read_inputs(&a.x)?;
+    let weights = weights
+        .iter()
+        .map(|w| w.to_device(device))
+        .collect::<Result<Vec<_>>>()?;
+    let raw = model.predict(&weights, &x, a.batch_size)?;
+    let n = x.dim(0);
+    let mut staged = Outputs::new();
+    match kind {
+        PredictionKind::Raw => staged.stage(&a.out, |p| {
+            io::write_npy_f32(p, &raw.to_vec()?, raw.shape())
+        })?,
+        PredictionKind::Probabilities => {
+            let probs = outputs::probabilities(model.loss_kind(), &raw)?;
+            staged.stage(&a.out, |p| {
+                io::write_npy_f32(p, &probs.to_vec()?, probs.shape())
+            })?
+        }
+        PredictionKind::Classes => {
+            let classes: Vec<i32> = outputs::classes(model.loss_kind(), &raw)?
+                .into_iter()
+                .map(|c| i32::try_from(c).unwrap_or(i32::MAX))
+                .collect();
+            staged.stage(&a.out, |p| io::write_npy_i32(p, &classes, &[n]))?
+        }
+    }
+    staged.commit()?;
+    eprintln!("wrote {} ({n} samples)", a.out.display());
+    Ok(())
+}
+
+/// Refuses probabilities or classes where the model's loss gives them no meaning.
+fn check_prediction_kind(model: &Model, kind: PredictionKind) -> Result<()> {
+    let loss = model.loss_kind();
+    let ok = match kind {
+        PredictionKind::Raw => true,
+        PredictionKind::Probabilities => loss != LossKind::Mse,
+        PredictionKind::Classes => {
+            loss == LossKind::CrossEntropy && model.output_shape().len() == 1
+        }
+    };
+    if ok {
+        return Ok(());
+    }
+    // The library's own message says why (computed on an empty output of the model's shape).
+    let mut shape = vec![0];
+    shape.extend_from_slice(model.output_shape());
+    let empty = Tensor::from_vec(Vec::new(), &shape)?;
+    let e = match kind {
+        PredictionKind::Classes => outputs::classes(loss, &empty).err(),
+        _ => outputs::probabilities(loss, &empty).err(),
+    };
+    Err(e.unwrap_or_else(|| Error::invalid("this model's outputs have no such meaning")))
 }
 
 // ---------------------------------------------------------------- demo
