@@ -1,9 +1,12 @@
 //! Writes the membership-inference attack's inputs and results for several synthetic feature
 //! sets to a JSON file, so that `scripts/check_mia_sklearn.py` can refit scikit-learn's
-//! `LogisticRegression()` on exactly the same rows and splits and compare.
+//! `LogisticRegression()` on exactly the same rows and splits and compare — the paper's attack
+//! and, where the features are losses (non-negative), the log-loss attack — and recompute the
+//! ROC AUC and TPR at 1 % FPR with `sklearn.metrics`.
 //!
 //! Usage: `cargo run --release --example mia_features -- out.json`
 
+use gradtau::audit::attacks::{log_epsilon, loss_attacks, roc_auc, tpr_at_fpr, AUDIT_FPR};
 use gradtau::audit::mia::{mia_trace, MiaOptions};
 use gradtau::rng::Rng;
 use serde_json::json;
@@ -71,6 +74,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "{name:>18}: n/class {:>5}  MIA {:.4} ± {:.4}",
             t.result.n_per_class, t.result.accuracy_mean, t.result.accuracy_std
         );
+        // The attacks of `audit::attacks` on the same inputs; the log-loss attack subsamples
+        // and splits like the trace above (same seed, same sizes).
+        let log_loss = if members.iter().chain(nonmembers).all(|&v| v >= 0.0) {
+            let a = loss_attacks(members, nonmembers, opts.seed)?;
+            assert_eq!(a.paper.accuracy, t.result.accuracy_mean);
+            json!({
+                "epsilon": log_epsilon(members, nonmembers),
+                "accuracy_mean": a.log_loss.accuracy,
+            })
+        } else {
+            serde_json::Value::Null
+        };
+        let nan_null = |v: f64| if v.is_nan() { None } else { Some(v) };
         out_cases.push(json!({
             "name": name,
             "c": opts.c,
@@ -84,7 +100,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "split_accuracy": t.result.split_accuracies,
                 "accuracy_mean": t.result.accuracy_mean,
                 "accuracy_std": t.result.accuracy_std,
+                "auc": nan_null(roc_auc(members, nonmembers)),
+                "tpr_at_1pct_fpr": nan_null(tpr_at_fpr(members, nonmembers, AUDIT_FPR)),
+                "log_loss": log_loss,
             },
+            "members": members,
+            "nonmembers": nonmembers,
         }));
     }
     std::fs::write(&out, serde_json::to_string(&json!({ "cases": out_cases }))?)?;

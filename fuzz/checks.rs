@@ -13,6 +13,10 @@ use gradtau::ffi::model::{
     gradtau_model_bind, gradtau_model_free, gradtau_model_init_weights, gradtau_model_input_shape,
     gradtau_model_new, gradtau_model_output_shape, gradtau_model_param, gradtau_model_param_count,
 };
+use gradtau::ffi::onnx::{
+    gradtau_bytes_free, gradtau_model_from_onnx, gradtau_model_load_onnx_weights,
+    gradtau_model_to_onnx,
+};
 use gradtau::ffi::{gradtau_dataset, gradtau_model, gradtau_param_info, gradtau_status};
 use gradtau::io::idx::{decode_u8_limited, IMAGES_MAGIC, LABELS_MAGIC};
 use gradtau::io::npy;
@@ -262,4 +266,108 @@ pub fn ffi(input: &[u8]) {
         unsafe { exercise(m, samples, seed) };
     }
     unsafe { gradtau_model_free(m) };
+}
+
+// ---------------------------------------------------------------- ONNX import and write-back
+//
+// Any bytes through `gradtau_model_from_onnx`: a status, never a panic. A model that imports
+// gets a buffer bound to each parameter, the file's values loaded into them
+// (`gradtau_model_load_onnx_weights`, which must agree with the Rust importer), new values
+// written, the file written back (`gradtau_model_to_onnx`), and the written file imported
+// again: it must give the same parameters holding exactly the new values. Small models also
+// predict on a zero batch under a small memory budget (a status, never a panic).
+
+/// The memory budget of the ONNX check's predictions, so a fuzzed size is refused up front.
+const ONNX_PREDICT_BUDGET: u64 = 64 << 20;
+
+/// The ONNX round trip described above.
+pub fn onnx(data: &[u8]) {
+    use gradtau::nn::LossKind;
+    use gradtau::onnx::OnnxModel;
+    let loss = c"cross_entropy";
+    let mut m: *mut gradtau_model = ptr::null_mut();
+    if !ok(unsafe { gradtau_model_from_onnx(data.as_ptr(), data.len(), loss.as_ptr(), &mut m) }) {
+        assert!(
+            m.is_null(),
+            "a failed gradtau_model_from_onnx returned a model"
+        );
+        assert!(
+            OnnxModel::from_bytes(data, LossKind::CrossEntropy).is_err(),
+            "the C ABI refused a file the Rust importer reads"
+        );
+        return;
+    }
+    let rust = OnnxModel::from_bytes(data, LossKind::CrossEntropy)
+        .expect("the Rust importer refused a file the C ABI reads");
+    let count = unsafe { gradtau_model_param_count(m) };
+    assert_eq!(count, rust.model.params().len());
+    let floats = rust
+        .model
+        .params()
+        .iter()
+        .try_fold(0usize, |a, p| a.checked_add(p.numel()));
+    if floats.is_some_and(|n| n <= MAX_FLOATS) {
+        unsafe { round_trip(m, &rust) };
+        predict_zeros(&rust);
+    }
+    unsafe { gradtau_model_free(m) };
+}
+
+unsafe fn round_trip(m: *mut gradtau_model, rust: &gradtau::onnx::OnnxModel) {
+    use gradtau::nn::LossKind;
+    let mut buffers: Vec<Vec<f32>> = rust.weights.iter().map(|w| vec![0.0; w.numel()]).collect();
+    for (i, buf) in buffers.iter_mut().enumerate() {
+        let mut info = gradtau_param_info {
+            name: ptr::null(),
+            shape: ptr::null(),
+            rank: 0,
+            numel: 0,
+            trainable: false,
+        };
+        assert!(ok(unsafe { gradtau_model_param(m, i, &mut info) }));
+        assert_eq!(info.numel, buf.len());
+        assert!(ok(unsafe {
+            gradtau_model_bind(m, info.name, buf.as_mut_ptr(), buf.len())
+        }));
+    }
+    // The file's own values; non-finite ones are the file's business, not a write-back's.
+    if !ok(unsafe { gradtau_model_load_onnx_weights(m) }) {
+        return;
+    }
+    for (buf, w) in buffers.iter().zip(&rust.weights) {
+        assert_eq!(bits(buf), bits(&w.to_vec().expect("host tensor")));
+    }
+    // New values, every one different from what the file held.
+    for (k, v) in buffers.iter_mut().flatten().enumerate() {
+        *v = ((k * 37 % 101) as f32) / 64.0 - 0.75;
+    }
+    let (mut out, mut len) = (ptr::null_mut(), 0usize);
+    if !ok(unsafe { gradtau_model_to_onnx(m, &mut out, &mut len) }) {
+        return;
+    }
+    // SAFETY: on success gradtau returned `len` bytes at `out`, freed below.
+    let written = unsafe { std::slice::from_raw_parts(out, len) }.to_vec();
+    unsafe { gradtau_bytes_free(out, len) };
+    let again = gradtau::onnx::OnnxModel::from_bytes(&written, LossKind::CrossEntropy)
+        .expect("the written file does not import");
+    assert_eq!(again.model.params(), rust.model.params());
+    for (buf, w) in buffers.iter().zip(&again.weights) {
+        assert_eq!(bits(buf), bits(&w.to_vec().expect("host tensor")));
+    }
+}
+
+fn predict_zeros(rust: &gradtau::onnx::OnnxModel) {
+    let per: Option<usize> = rust
+        .model
+        .input_shape()
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d));
+    let Some(per) = per.filter(|&n| n <= MAX_FLOATS) else {
+        return;
+    };
+    let mut shape = vec![2];
+    shape.extend_from_slice(rust.model.input_shape());
+    let x = gradtau::Tensor::from_vec(vec![0.0; 2 * per], &shape).expect("shape");
+    rust.model.set_memory_limit(Some(ONNX_PREDICT_BUDGET));
+    let _ = rust.model.predict(&rust.weights, &x, 2);
 }

@@ -73,11 +73,12 @@
  *   start from it, then change fields; a struct_size from another header version gives
  *   GRADTAU_ABI_MISMATCH.
  * - Thread safety: a const handle pointer means the call does not mutate the handle.
- *   gradtau_dataset and gradtau_report are immutable and may be used from any number of
- *   threads at once. A gradtau_model serves while it learns:
+ *   gradtau_dataset, gradtau_report and gradtau_audit_report are immutable and may be used
+ *   from any number of threads at once. A gradtau_model serves while it learns:
  *     - reads (gradtau_model_infer, gradtau_model_classify, gradtau_predict, gradtau_losses,
- *       gradtau_audit and the const queries) may run on any number of threads at once, each
- *       with its own scratch memory, also while a run is in progress on the same model;
+ *       gradtau_audit, gradtau_audit_report_new and the const queries) may run on any
+ *       number of threads at once, each with its own scratch memory, also while a run is in
+ *       progress on the same model;
  *     - gradtau_train and gradtau_unlearn compute on a private copy of the weights, so reads
  *       during a run see the weights from before it, and publish the result at the end,
  *       atomically: a read sees the old model or the new one, never a mix;
@@ -183,6 +184,12 @@ typedef enum gradtau_status gradtau_status;
 typedef int32_t gradtau_status;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
+
+// Everything an audit measured: the task's metrics on the three sets and every membership
+// attack's scores. Created by `gradtau_audit_report_new`, owned by the caller, freed by
+// `gradtau_audit_report_free`. Immutable: the getters may run concurrently. New metrics and
+// attacks arrive as new enum values, so the handle never changes layout.
+typedef struct gradtau_audit_report gradtau_audit_report;
 
 // A data set: inputs `[N, ...]` and their targets (class labels or float values).
 //
@@ -354,7 +361,8 @@ typedef int32_t (*gradtau_progress_fn)(const struct gradtau_progress *progress, 
 
 // One audit row: accuracies on the three sets and the membership-inference attack's
 // accuracy (≈ 0.5: the forget set looks unseen). Accuracies and `mia_entropy` are NaN for
-// models without class labels.
+// models without class labels. Its layout is frozen (callers hold it by value); the task's
+// metric and the other attacks are read from a `gradtau_audit_report`.
 typedef struct gradtau_audit_row {
     double retain_accuracy;
     double forget_accuracy;
@@ -365,8 +373,28 @@ typedef struct gradtau_audit_row {
     double mia_entropy;
 } gradtau_audit_row;
 
+// A task metric (a `GRADTAU_METRIC_*` value). The numbers are part of the ABI.
+typedef int32_t gradtau_metric;
+
+// One of the sets an audit measures (a `GRADTAU_AUDIT_SET_*` value). The numbers are part
+// of the ABI.
+typedef int32_t gradtau_audit_set;
+
+// A membership attack on the forget set (members) against the test set (non-members) (a
+// `GRADTAU_ATTACK_*` value). The numbers are part of the ABI.
+typedef int32_t gradtau_attack;
+
+// What an attack is scored by (a `GRADTAU_SCORE_*` value). The numbers are part of the ABI.
+typedef int32_t gradtau_score;
+
 // Why a run ended (a `GRADTAU_STOP_*` value). The numbers are part of the ABI.
 typedef int32_t gradtau_stop_reason;
+
+
+
+
+
+
 
 // The model's raw outputs (logits for a classifier, values for a regressor).
 #define GRADTAU_OUTPUT_RAW 0
@@ -407,6 +435,52 @@ typedef int32_t gradtau_stop_reason;
 
 // AdamW (decoupled weight decay; the default).
 #define GRADTAU_OPTIMIZER_ADAMW 2
+
+// Share of samples classified correctly (`cross_entropy` models).
+#define GRADTAU_METRIC_ACCURACY 0
+
+// Mean squared error over every output value (`mse` models; their primary metric).
+#define GRADTAU_METRIC_MSE 1
+
+// Mean absolute error over every output value (`mse` models, beside the MSE).
+#define GRADTAU_METRIC_MAE 2
+
+// Mean over the labels of each label's F1 at logit 0 (`bce_with_logits` models).
+#define GRADTAU_METRIC_MACRO_F1 3
+
+// The data the model keeps.
+#define GRADTAU_AUDIT_SET_RETAIN 0
+
+// The data the model was asked to forget (the attacks' members).
+#define GRADTAU_AUDIT_SET_FORGET 1
+
+// Unseen data (the attacks' non-members).
+#define GRADTAU_AUDIT_SET_TEST 2
+
+// The ∇τ paper's attack: logistic regression on the raw per-sample loss (10 stratified
+// splits, 20 % held out). Published tables quote its accuracy.
+#define GRADTAU_ATTACK_PAPER 0
+
+// The same protocol on `ln(loss + ε)`, ε = 10⁻⁴ × the mean loss: strong on heavy-tailed
+// losses (squared errors) where the paper's attack is weak.
+#define GRADTAU_ATTACK_LOG_LOSS 1
+
+// One threshold on the loss, lower ⇒ member: no fit, read as ROC AUC and TPR at 1 % FPR;
+// its accuracy is the best threshold's, chosen on the samples it is scored on.
+#define GRADTAU_ATTACK_THRESHOLD 2
+
+// The paper's attack on the softmax entropy (accuracy only; classification models only).
+#define GRADTAU_ATTACK_ENTROPY 3
+
+// Balanced accuracy (0.5: chance).
+#define GRADTAU_SCORE_ACCURACY 0
+
+// ROC AUC (0.5: chance; the logistic attacks' in the direction their fit learned).
+#define GRADTAU_SCORE_AUC 1
+
+// True-positive rate at 1 % false positives (Carlini et al. 2022); NaN with fewer than 100
+// test samples.
+#define GRADTAU_SCORE_TPR_AT_1PCT_FPR 2
 
 // It ran every planned epoch (baselines and training always do; ∇τ's class removal too,
 // whose forget term may have switched off earlier, see `gradtau_report_forget_stopped_at`).
@@ -832,6 +906,8 @@ gradtau_status gradtau_train(struct gradtau_model *model,
 // With fewer than 3 forget (or test) samples the attack cannot run and both `mia_*` fields
 // are NaN; the accuracies are still computed.
 // Reads the buffers, never writes them. On success writes `*row_out`.
+// `gradtau_audit_report_new` runs the same audit and keeps the task's metric (MSE for
+// regression, macro F1 for multi-label) and the stronger attacks beside these figures.
 //
 // Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT`, `GRADTAU_SHAPE`,
 // `GRADTAU_NON_FINITE`, `GRADTAU_BINDING`, `GRADTAU_BUSY`, `GRADTAU_PANIC`.
@@ -841,6 +917,57 @@ gradtau_status gradtau_audit(struct gradtau_model *model,
                              const struct gradtau_dataset *test,
                              uint64_t seed,
                              struct gradtau_audit_row *row_out);
+
+// Audits the model's bound weights like `gradtau_audit`, keeping everything it measured:
+// the task's metrics (`gradtau_audit_report_metric`, `_value`) and every membership attack
+// (`gradtau_audit_report_attack`, `_strongest`). With fewer than 3 forget (or test) samples
+// the attacks cannot run and read NaN; the metrics are still computed. Reads the buffers,
+// never writes them. On success writes a new report to `*report_out`.
+//
+// Returns the statuses of `gradtau_audit`.
+gradtau_status gradtau_audit_report_new(struct gradtau_model *model,
+                                        const struct gradtau_dataset *retain,
+                                        const struct gradtau_dataset *forget,
+                                        const struct gradtau_dataset *test,
+                                        uint64_t seed,
+                                        struct gradtau_audit_report **report_out);
+
+// The task's primary metric (`GRADTAU_METRIC_ACCURACY` for classification,
+// `GRADTAU_METRIC_MSE` for regression, `GRADTAU_METRIC_MACRO_F1` for multi-label models), or
+// -1 if `report` is NULL.
+gradtau_metric gradtau_audit_report_metric(const struct gradtau_audit_report *report);
+
+// The value of `metric` on `set`: NaN if this model's task does not report that metric
+// (regression reports MSE and MAE, classification accuracy, multi-label macro F1), for an
+// unknown metric or set, or if `report` is NULL.
+double gradtau_audit_report_value(const struct gradtau_audit_report *report,
+                                  gradtau_metric metric,
+                                  gradtau_audit_set set);
+
+// An attack's score: NaN where the score does not apply (the entropy attack has only an
+// accuracy), was not measured (too few samples; too few test samples for the TPR), for an
+// unknown attack or score, or if `report` is NULL.
+double gradtau_audit_report_attack(const struct gradtau_audit_report *report,
+                                   gradtau_attack attack,
+                                   gradtau_score score);
+
+// The one-number verdict: how far the strongest attack on the loss is from chance — the
+// logistic attacks' held-out accuracies above 0.5, the ROC AUCs either side of it — 0 when
+// the forget set looks unseen, 0.5 when it is told apart perfectly. NaN if the attacks did not run or `report` is NULL.
+double gradtau_audit_report_strongest(const struct gradtau_audit_report *report);
+
+// Samples per side the logistic attacks ran on (the smaller of the forget and test sets),
+// 0 if they could not run or `report` is NULL.
+size_t gradtau_audit_report_attack_samples(const struct gradtau_audit_report *report);
+
+// The short name of a metric (`"accuracy"`, `"mse"`, `"mae"`, `"macro_f1"`), or
+// `"unknown"` for a number this library does not define. Never NULL; static storage.
+// Thread-safe.
+const char *gradtau_metric_name(gradtau_metric metric);
+
+// Frees an audit report. NULL is a no-op; freeing the same non-NULL report twice is
+// undefined behaviour.
+void gradtau_audit_report_free(struct gradtau_audit_report *report);
 
 // The method that ran (`"nabla_tau"`, ..., `"train"`); owned by the report. NULL if
 // `report` is NULL.

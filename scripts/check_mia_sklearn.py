@@ -13,7 +13,12 @@ same training rows and compares:
     1e-6 relative -- this is the real correctness check of the Rust solver,
   * test accuracy per split, exactly, against the tightly converged fit, and against the
     default fit up to samples lying within the two fits' disagreement band,
-  * the mean and std of the split accuracies.
+  * the mean and std of the split accuracies,
+  * the log-loss attack (the same protocol on ln(loss + eps), same rows and splits): its mean
+    accuracy against tightly converged sklearn fits on the transformed rows,
+  * the ROC AUC of "lower loss => member" against sklearn.metrics.roc_auc_score, and the TPR
+    at 1 % FPR against the last point of sklearn.metrics.roc_curve whose FPR is at most 1 %
+    (NaN, sent as null, with fewer than 100 non-members).
 
 Exit status 0 when everything agrees, 1 on any mismatch, 2 on a setup problem.
 Needs: pip install scikit-learn numpy
@@ -29,6 +34,7 @@ try:
     import numpy as np
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score, roc_curve
 except ImportError as e:  # pragma: no cover
     print(f"setup: {e}; run `pip install scikit-learn numpy`", file=sys.stderr)
     sys.exit(2)
@@ -59,6 +65,49 @@ def load(argv):
             sys.exit(2)
         with open(out) as f:
             return json.load(f)
+
+
+def tight_fit(X, y, c):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return LogisticRegression(C=c, tol=1e-12, max_iter=100000).fit(X, y)
+
+
+def check_ranking(case):
+    """ROC AUC and TPR at 1 % FPR of "lower loss => member" on all the samples."""
+    name, rust = case["name"], case["rust"]
+    m = np.asarray(case["members"], dtype=np.float64)
+    o = np.asarray(case["nonmembers"], dtype=np.float64)
+    y = np.r_[np.ones(len(m)), np.zeros(len(o))]
+    score = -np.r_[m, o]
+    failures = 0
+    auc = roc_auc_score(y, score)
+    if not close(auc, rust["auc"], 1e-12, 1e-12):
+        print(f"FAIL {name}: ROC AUC rust {rust['auc']} vs sklearn {auc}")
+        failures += 1
+    fpr, tpr, _ = roc_curve(y, score, drop_intermediate=False)
+    want = float(tpr[fpr <= 0.01 + 1e-12].max()) if len(o) >= 100 else None
+    got = rust["tpr_at_1pct_fpr"]
+    if (want is None) != (got is None) or (want is not None and not close(got, want, 1e-12, 0)):
+        print(f"FAIL {name}: TPR at 1 % FPR rust {got} vs sklearn {want}")
+        failures += 1
+    return failures
+
+
+def check_log_loss(case, X, y):
+    """The log-loss attack: tight sklearn fits on ln(x + eps), rounded to f32 as Rust does."""
+    log = case["rust"]["log_loss"]
+    if log is None:
+        return 0
+    Z = np.log(X + log["epsilon"]).astype(np.float32).astype(np.float64)
+    accs = []
+    for split in case["splits"]:
+        tr, te = np.asarray(split["train"]), np.asarray(split["test"])
+        accs.append(tight_fit(Z[tr], y[tr], case["c"]).score(Z[te], y[te]))
+    if not close(float(np.mean(accs)), log["accuracy_mean"], 1e-12, 0):
+        print(f"FAIL {case['name']}: log-loss attack rust {log['accuracy_mean']} vs sklearn {np.mean(accs)}")
+        return 1
+    return 0
 
 
 def main(argv):
@@ -122,7 +171,14 @@ def main(argv):
         if not (close(mean, rust["accuracy_mean"], 1e-12, 0) and close(std, rust["accuracy_std"], 1e-12, 0)):
             print(f"FAIL {name}: mean/std rust {rust['accuracy_mean']}/{rust['accuracy_std']} vs {mean}/{std}")
             failures += 1
-        print(f"{name:>18}: {len(case['splits'])} splits, n/class {len(y) // 2:>5}, MIA {mean:.4f} ± {std:.4f}")
+        failures += check_ranking(case)
+        failures += check_log_loss(case, X, y)
+        log = rust["log_loss"]
+        print(
+            f"{name:>18}: {len(case['splits'])} splits, n/class {len(y) // 2:>5}, MIA {mean:.4f} ± {std:.4f}, "
+            f"log-loss MIA {'-' if log is None else format(log['accuracy_mean'], '.4f')}, "
+            f"AUC {rust['auc']:.4f}, TPR@1% {'-' if rust['tpr_at_1pct_fpr'] is None else format(rust['tpr_at_1pct_fpr'], '.4f')}"
+        )
     print(
         f"largest relative coef/intercept difference: vs sklearn default {worst['coef_default']:.2e}, "
         f"vs tightly converged sklearn {worst['coef_tight']:.2e}"
@@ -130,7 +186,7 @@ def main(argv):
     if failures:
         print(f"{failures} mismatches")
         return 1
-    print("OK: Rust logistic regression and MIA agree with scikit-learn")
+    print("OK: Rust logistic regression, MIA, log-loss attack, ROC AUC and TPR agree with scikit-learn")
     return 0
 
 

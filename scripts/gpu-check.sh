@@ -1,24 +1,39 @@
 #!/usr/bin/env bash
-# One prepared GPU check for gradtau: device summary, CUDA build (or prebuilt binaries),
-# the CUDA parity tests, and the ∇τ step benchmark (PyTorch and gradtau sides, compared). Prints
-# a compact summary; meant to finish in well under 8 minutes.
+# One prepared GPU check for gradtau: device and library versions, the CUDA test binaries
+# (each test in its own process), and the ∇τ step benchmark (PyTorch and gradtau sides,
+# compared). Prints a compact summary; meant to finish in a few minutes.
 #
-# The GPU machine (one H200, driver 580 / CUDA 13, nvcc 13.0, PyTorch cu130 in python3) has
-# no cargo and no network, so the Rust test binaries are built on the CPU machine (same
-# x86-64) and carried over:
+# The GPU machine has no cargo and no network, so everything the check runs is built on the
+# CPU machine (same x86-64) and carried over:
 #
 #   # on the CPU machine, in the repository root (no GPU or toolkit needed):
 #   scripts/gpu-check.sh --prepare          # builds into .gpu/ (git-ignored), strips, lists
 #   # then, through the device tool:  run(command="bash scripts/gpu-check.sh",
 #   #                                     carry=[".gpu"], timeout_s=540)
 #
-# If cargo is present where the script runs, it builds there instead (--features cuda
-# --release). The CUDA libraries are loaded at run time (cudarc dynamic loading): the script
-# puts the toolkit's or the PyTorch wheels' libnvrtc.so.13 / libcublas.so.13 on
-# LD_LIBRARY_PATH. Outputs go to $OUT (when set) as gpu-check.log and bench_torch.json.
+# --prepare builds every CUDA test binary (tests/cuda_*.rs), the library's unit tests (the
+# kernel compile check and the version report) and the gradtau side of the benchmark, and
+# records the newest glibc symbol version they need; the check uses the prebuilt binaries
+# only where the machine's glibc is at least that (else it builds with cargo, if present).
+#
+# The CUDA libraries are loaded at run time (cudarc dynamic loading). The toolkit's (or the
+# PyTorch wheels') library directories are put on LD_LIBRARY_PATH for gradtau's processes
+# only: PyTorch loads its own copies, and a toolkit libcublasLt ahead of its wheel's is a
+# known cause of undefined-symbol errors.
+#
+# Each test runs alone with CUDA_LAUNCH_BLOCKING=1: a faulting kernel poisons its CUDA
+# context, so in a shared process every later test would fail under its own name; alone, the
+# fault is reported by the launch that caused it, under the right test. Outputs go to $OUT
+# (when set): gpu-check.log, one log per test under tests/, bench_*.json.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 GPU_DIR=.gpu
+
+# The newest GLIBC_x.y symbol version any of the given binaries needs.
+glibc_needed() {
+    for f in "$@"; do objdump -T "$f" 2>/dev/null; done \
+        | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -1
+}
 
 prepare() {
     set -e
@@ -38,10 +53,10 @@ for line in sys.stdin:
             if not name.startswith("cuda_"):
                 continue  # the CPU-only integration tests run in CI, not here
             dst = "'"$GPU_DIR"'/" + name
-        elif "lib" in kind or "rlib" in kind:
+        elif m["target"]["name"] == "gradtau" and ("lib" in kind or "rlib" in kind):
             dst = "'"$GPU_DIR"'/lib_tests"
         else:
-            continue  # the unit-test binaries of the bin targets
+            continue  # the unit-test binaries of the other crates and bin targets
         shutil.copy(m["executable"], dst)
         print("built", dst)
 '
@@ -57,6 +72,11 @@ for line in sys.stdin:
         print("built '"$GPU_DIR"'/bench_gradtau")
 '
     for f in "$GPU_DIR"/*; do [ -x "$f" ] && strip --strip-debug "$f"; done
+    for need in lib_tests cuda_parity cuda_limits cuda_e2e bench_gradtau; do
+        [ -x "$GPU_DIR/$need" ] || { echo "--prepare: $GPU_DIR/$need was not built"; exit 1; }
+    done
+    glibc_needed "$GPU_DIR"/* > "$GPU_DIR/GLIBC_REQUIRED"
+    echo "needs glibc >= $(cat "$GPU_DIR/GLIBC_REQUIRED")"
     du -sh "$GPU_DIR"/*
     echo "carry [\"$GPU_DIR\"] and run: bash scripts/gpu-check.sh"
 }
@@ -64,18 +84,20 @@ for line in sys.stdin:
 if [ "${1:-}" = "--prepare" ]; then prepare; exit; fi
 
 OUTDIR=${OUT:-/tmp/gpu-check}
-mkdir -p "$OUTDIR"
+mkdir -p "$OUTDIR/tests"
 LOG="$OUTDIR/gpu-check.log"
 exec > >(tee "$LOG") 2>&1
 T0=$(date +%s)
 echo "== device"
 nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader 2>&1 || echo "nvidia-smi failed"
 
-# libnvrtc/libcublas: toolkit first, then the wheels PyTorch ships.
+# libnvrtc/libcublas for gradtau: toolkit first, then the wheels PyTorch ships. Not exported.
 LIBDIRS=""
 for pat in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-13*/lib64 \
            /usr/local/cuda-13*/targets/x86_64-linux/lib; do
-    for d in $pat; do [ -e "$d/libnvrtc.so.13" ] || [ -e "$d/libcublas.so.13" ] && LIBDIRS="$LIBDIRS:$d"; done
+    for d in $pat; do
+        { [ -e "$d/libnvrtc.so.13" ] || [ -e "$d/libcublas.so.13" ]; } && LIBDIRS="$LIBDIRS:$d"
+    done
 done
 SITE=$(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null)
 for s in $SITE; do
@@ -83,63 +105,94 @@ for s in $SITE; do
         { [ -e "$d/libnvrtc.so.13" ] || [ -e "$d/libcublas.so.13" ]; } && LIBDIRS="$LIBDIRS:$d"
     done
 done
-export LD_LIBRARY_PATH="${LIBDIRS#:}:${LD_LIBRARY_PATH:-}"
-# Here an unusable CUDA is a failure: the tests panic instead of skipping.
-export GRADTAU_REQUIRE_CUDA=1
-echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+GRADTAU_LD_PATH="${LIBDIRS#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+echo "gradtau's LD_LIBRARY_PATH=$GRADTAU_LD_PATH"
+# A gradtau process: the CUDA library path, and an unusable CUDA is a failure (the tests
+# panic instead of skipping).
+gt() { env LD_LIBRARY_PATH="$GRADTAU_LD_PATH" GRADTAU_REQUIRE_CUDA=1 CUDA_LAUNCH_BLOCKING=1 "$@"; }
 
 echo "== build"
+BIN=""
+HAVE_GLIBC=$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{print $2}')
 if [ -x "$GPU_DIR/cuda_parity" ]; then
-    PARITY="$GPU_DIR/cuda_parity"
-    echo "using prebuilt $PARITY (from --prepare)"
-elif command -v cargo >/dev/null; then
-    timeout 300 cargo test --features cuda --release --no-run 2>&1 | tail -3
-    PARITY=$(ls -t "${CARGO_TARGET_DIR:-target}"/release/deps/cuda_parity-* 2>/dev/null | grep -v '\.d$' | head -1)
-else
-    echo "no cargo here and no prebuilt binary"
+    NEED=$(cat "$GPU_DIR/GLIBC_REQUIRED" 2>/dev/null || glibc_needed "$GPU_DIR"/*)
+    if [ -n "$NEED" ] && [ -n "$HAVE_GLIBC" ] \
+            && [ "$(printf '%s\n%s\n' "$NEED" "$HAVE_GLIBC" | sort -V | head -1)" = "$NEED" ]; then
+        BIN=$GPU_DIR
+        echo "using the prebuilt binaries in $GPU_DIR (need glibc $NEED, have $HAVE_GLIBC)"
+    else
+        echo "prebuilt binaries need glibc ${NEED:-?}, this machine has ${HAVE_GLIBC:-?}: not using them"
+    fi
 fi
-if [ ! -x "${PARITY:-}" ]; then
-    echo "SUMMARY: no parity binary (run scripts/gpu-check.sh --prepare on the CPU machine and carry .gpu)"
+if [ -z "$BIN" ] && command -v cargo >/dev/null; then
+    timeout 300 cargo test --features cuda --release --no-run 2>&1 | tail -3
+    BIN=$(mktemp -d)
+    for t in cuda_parity cuda_limits cuda_e2e; do
+        f=$(ls -t "${CARGO_TARGET_DIR:-target}"/release/deps/$t-* 2>/dev/null | grep -v '\.d$' | head -1)
+        [ -n "$f" ] && cp "$f" "$BIN/$t"
+    done
+    f=$(ls -t "${CARGO_TARGET_DIR:-target}"/release/deps/gradtau-* 2>/dev/null | grep -v '\.\(d\|rlib\|so\|a\)$' | head -1)
+    [ -n "$f" ] && cp "$f" "$BIN/lib_tests"
+fi
+if [ -z "$BIN" ] || [ ! -x "$BIN/cuda_parity" ]; then
+    echo "SUMMARY: no usable test binaries (run scripts/gpu-check.sh --prepare on the CPU machine and carry .gpu)"
     exit 2
 fi
 
-echo "== parity tests"
-timeout 150 "$PARITY" --test-threads=1 --nocapture 2>&1 | tee "$OUTDIR/parity.txt"
-PARITY_RC=${PIPESTATUS[0]}
-E2E_RC=skipped
-if [ -x "$GPU_DIR/cuda_e2e" ]; then
-    echo "== end-to-end: ∇τ on digits, CUDA vs CPU audit"
-    timeout 60 "$GPU_DIR/cuda_e2e" --nocapture 2>&1 | tee "$OUTDIR/e2e.txt" | tail -12
-    E2E_RC=${PIPESTATUS[0]}
-fi
-if [ -x "$GPU_DIR/lib_tests" ]; then
-    echo "== library tests (CPU paths and every kernel compiled by NVRTC, CUDA build)"
-    timeout 60 "$GPU_DIR/lib_tests" -q 2>&1 | tail -3
+echo "== CUDA libraries loaded"
+if [ -x "$BIN/lib_tests" ]; then
+    gt timeout 60 "$BIN/lib_tests" --exact backend::cuda::real::context::tests::report_loaded_cuda_versions \
+        --nocapture 2>&1 | grep -E 'CUDA versions|SKIPPED|panicked|FAILED' || echo "version report failed"
 fi
 
-# The test verdicts first, so they are in the log even if a benchmark runs out of time.
-echo "TESTS: parity rc=$PARITY_RC, end-to-end rc=$E2E_RC"
+# Runs every test of binary $1 (whose name contains $3, if given) in its own process, with
+# a time limit of $2 s each; prints one verdict per test and appends "PASS|FAIL|SKIP
+# binary::test" to $OUTDIR/verdicts.
+: > "$OUTDIR/verdicts"
+run_each() {
+    local bin=$1 limit=$2 filter=${3:-} name log rc verdict
+    [ -x "$BIN/$bin" ] || { echo "FAIL $bin (binary missing)" | tee -a "$OUTDIR/verdicts"; return; }
+    for name in $("$BIN/$bin" --list --format=terse $filter 2>/dev/null | sed -n 's/: test$//p'); do
+        log="$OUTDIR/tests/$bin.${name//::/.}.txt"
+        gt timeout "$limit" "$BIN/$bin" --exact "$name" --nocapture --test-threads=1 > "$log" 2>&1
+        rc=$?
+        if [ $rc -ne 0 ]; then
+            verdict=FAIL
+        elif grep -q 'SKIPPED' "$log"; then
+            verdict=SKIP
+        else
+            verdict=PASS
+        fi
+        echo "$verdict $bin::$name (rc=$rc, $(grep -c '^parity ' "$log") comparisons)" | tee -a "$OUTDIR/verdicts"
+        [ $verdict = FAIL ] && grep -E "panicked|error|Error" "$log" | head -4 | sed 's/^/    /'
+    done
+}
+
+echo "== the CUDA backend's unit tests (kernel table, NVRTC compile of every kernel file)"
+run_each lib_tests 90 backend::cuda
+echo "== parity and limit tests (one process each, CUDA_LAUNCH_BLOCKING=1)"
+run_each cuda_parity 120
+run_each cuda_limits 120
+echo "== end-to-end: ∇τ on digits, CUDA vs CPU audit"
+run_each cuda_e2e 120
+
 echo "== ∇τ step benchmark"
+# PyTorch with its own libraries: none of gradtau's library path.
 timeout 90 python3 scripts/bench_torch_cuda.py --json "$OUTDIR/bench_torch.json" 2>&1 | tail -20
 BENCH_RC=$?
-# The gradtau side (examples/bench_nabla_tau_step.rs, built by --prepare): same models,
-# shapes, loss and optimizer; one JSON line per model.
-if [ -x "$GPU_DIR/bench_gradtau" ]; then
-    timeout 90 "$GPU_DIR/bench_gradtau" --device cuda --json "$OUTDIR/bench_gradtau.json" 2>&1 | tail -20
+if [ -x "$BIN/bench_gradtau" ]; then
+    gt timeout 90 "$BIN/bench_gradtau" --device cuda --json "$OUTDIR/bench_gradtau.json" 2>&1 | tail -20
 elif command -v cargo >/dev/null; then
-    timeout 150 cargo run --features cuda --release --example bench_nabla_tau_step -- \
+    gt timeout 150 cargo run --features cuda --release --example bench_nabla_tau_step -- \
         --device cuda --json "$OUTDIR/bench_gradtau.json" 2>&1 | tail -20
 fi
 
 echo "== SUMMARY"
-RESULT=$(grep -m1 '^test result:' "$OUTDIR/parity.txt")
-SKIP=$(grep -o -m1 'SKIPPED: .*' "$OUTDIR/parity.txt")
-CHECKS=$(grep -c '^parity ' "$OUTDIR/parity.txt")
-WORST=$(grep '^parity ' "$OUTDIR/parity.txt" | awk '{print $NF, $0}' | sort -g | tail -3 | cut -d' ' -f2- | tr '\n' ';')
-echo "parity: rc=$PARITY_RC ${RESULT:-no result line}; $CHECKS comparisons ${SKIP:+($SKIP)}"
-echo "end-to-end (digits ∇τ, CUDA vs CPU audit): rc=$E2E_RC"
-grep -E '^(thread|failures:|    [a-z_]+$)' "$OUTDIR/parity.txt" | head -20
-echo "worst normalised errors: $WORST"
+for v in PASS FAIL SKIP; do printf '%s %s  ' "$v" "$(grep -c "^$v " "$OUTDIR/verdicts")"; done; echo
+grep -E '^(FAIL|SKIP) ' "$OUTDIR/verdicts" | head -20
+WORST=$(cat "$OUTDIR"/tests/*.txt 2>/dev/null | grep '^parity .*e[-+][0-9]*$' \
+    | awk '{print $NF, $0}' | sort -g | tail -3 | cut -d' ' -f2- | tr '\n' ';')
+echo "worst normalised errors: ${WORST:-none}"
 [ -f "$OUTDIR/bench_torch.json" ] && echo "torch bench: $(cat "$OUTDIR/bench_torch.json")" || echo "torch bench: rc=$BENCH_RC (no result)"
 [ -f "$OUTDIR/bench_gradtau.json" ] && echo "gradtau bench: $(cat "$OUTDIR/bench_gradtau.json")" || echo "gradtau bench: no result"
 if [ -f "$OUTDIR/bench_torch.json" ] && [ -f "$OUTDIR/bench_gradtau.json" ]; then
@@ -154,3 +207,5 @@ for r in ours:
 PY
 fi
 echo "wall: $(( $(date +%s) - T0 )) s"
+# Non-zero when any test failed, so the caller sees it without reading the log.
+! grep -q '^FAIL ' "$OUTDIR/verdicts"

@@ -29,7 +29,7 @@ step "Rust unit and integration tests"
 cargo test --release
 # The GPU tests again, built with the cuda feature: they pass by skipping where no CUDA
 # device is usable, and say so out loud.
-cargo test --release --features cuda --test cuda_parity --test cuda_e2e -- --nocapture
+cargo test --release --features cuda --test cuda_parity --test cuda_limits --test cuda_e2e -- --nocapture
 # Every kernel file compiled to machine code by NVRTC, which needs no GPU: .ci/run installs
 # it from PyPI and sets GRADTAU_NVRTC_LIB; without it the test skips loudly.
 NVRTC_PATH=${GRADTAU_NVRTC_LIB:+$GRADTAU_NVRTC_LIB:}${LD_LIBRARY_PATH:-}

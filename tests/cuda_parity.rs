@@ -24,6 +24,7 @@ use gradtau::backend::cuda::{
 };
 use gradtau::ops::activation::GeluApprox;
 use gradtau::ops::conv::Conv2dParams;
+use gradtau::ops::linear::WeightLayout;
 use gradtau::ops::norm::BatchNormConfig;
 use gradtau::ops::pool::Pool2dParams;
 use gradtau::optim::{clip_grad_norm, Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
@@ -227,6 +228,15 @@ fn matmul_and_linear() {
             tape_parity(&format!("matmul {n}x{i}x{o}"), dev, &mm, 1e-4, |t, v| {
                 t.matmul(v[0], v[1])
             });
+            // The weight stored [in, out] (ONNX MatMul + Add).
+            let io = [mm[0].clone(), mm[1].clone(), ins[2].clone()];
+            tape_parity(
+                &format!("linear in_out {n}x{i}->{o}"),
+                dev,
+                &io,
+                1e-4,
+                |t, v| t.linear_with(v[0], v[1], Some(v[2]), WeightLayout::InOut),
+            );
         }
         let tok = [
             randn(&[2, 3, 4], &mut rng),

@@ -543,6 +543,28 @@ fn call_cases() -> Vec<Case> {
             }),
         });
     }
+    for (what, i) in [("retain", 0), ("forget", 1), ("test", 2), ("report_out", 3)] {
+        cases.push(Case {
+            what: format!("audit report with NULL {what}"),
+            status: GRADTAU_NULL_POINTER,
+            subject: format!("`{what}`"),
+            call: Box::new(move |h, s| {
+                let mut report: *mut gradtau_audit_report = ptr::null_mut();
+                let pick =
+                    |k: usize, p: *const gradtau_dataset| if k == i { ptr::null() } else { p };
+                unsafe {
+                    gradtau_audit_report_new(
+                        h.model,
+                        pick(0, s.retain.0),
+                        pick(1, s.forget.0),
+                        pick(2, s.val.0),
+                        0,
+                        if i == 3 { ptr::null_mut() } else { &mut report },
+                    )
+                }
+            }),
+        });
+    }
     for name in [c"nope", c"0.weightx", c"", c"4.bias.extra"] {
         cases.push(Case {
             what: format!("bind {name:?}"),

@@ -9,13 +9,14 @@ use std::path::Path;
 
 type Check = fn(&[u8]);
 
-const TARGETS: [(&str, Check); 6] = [
+const TARGETS: [(&str, Check); 7] = [
     ("spec", checks::spec),
     ("npy", checks::npy),
     ("safetensors", checks::safetensors),
     ("idx", checks::idx),
     ("idx_gzip", checks::idx_gzip),
     ("ffi", checks::ffi),
+    ("onnx", checks::onnx),
 ];
 
 #[test]

@@ -14,7 +14,7 @@ use gradtau::unlearn::{no_progress, Method, NablaTauMode, NablaTauOptions, Unlea
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const FIXTURES: [&str; 9] = [
+const FIXTURES: [&str; 12] = [
     "mlp.torchscript",
     "mlp.dynamo",
     "cnn.torchscript",
@@ -24,6 +24,9 @@ const FIXTURES: [&str; 9] = [
     "residual.torchscript_bn",
     "text.torchscript",
     "text.dynamo",
+    "dense.torchscript",
+    "dense.dynamo",
+    "dense.dynamo_opset20",
 ];
 
 /// The parity bar of the issue: max relative error (against the largest output) ≤ 1e-4.

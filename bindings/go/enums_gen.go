@@ -94,6 +94,84 @@ const (
 // allOptimizers lists every Optimizer of the header, in its order.
 var allOptimizers = []Optimizer{OptimizerSGD, OptimizerAdam, OptimizerAdamW}
 
+// Metric mirrors gradtau_metric: A task metric (a `GRADTAU_METRIC_*` value). The numbers are
+// part of the ABI.
+type Metric int32
+
+// The GRADTAU_METRIC_* values of include/gradtau.h.
+const (
+	// MetricAccuracy: Share of samples classified correctly (`cross_entropy` models).
+	MetricAccuracy Metric = C.GRADTAU_METRIC_ACCURACY
+	// MetricMSE: Mean squared error over every output value (`mse` models; their primary metric).
+	MetricMSE Metric = C.GRADTAU_METRIC_MSE
+	// MetricMAE: Mean absolute error over every output value (`mse` models, beside the MSE).
+	MetricMAE Metric = C.GRADTAU_METRIC_MAE
+	// MetricMacroF1: Mean over the labels of each label's F1 at logit 0 (`bce_with_logits`
+	// models).
+	MetricMacroF1 Metric = C.GRADTAU_METRIC_MACRO_F1
+)
+
+// allMetrics lists every Metric of the header, in its order.
+var allMetrics = []Metric{MetricAccuracy, MetricMSE, MetricMAE, MetricMacroF1}
+
+// AuditSet mirrors gradtau_audit_set: One of the sets an audit measures (a
+// `GRADTAU_AUDIT_SET_*` value). The numbers are part of the ABI.
+type AuditSet int32
+
+// The GRADTAU_AUDIT_SET_* values of include/gradtau.h.
+const (
+	// AuditSetRetain: The data the model keeps.
+	AuditSetRetain AuditSet = C.GRADTAU_AUDIT_SET_RETAIN
+	// AuditSetForget: The data the model was asked to forget (the attacks' members).
+	AuditSetForget AuditSet = C.GRADTAU_AUDIT_SET_FORGET
+	// AuditSetTest: Unseen data (the attacks' non-members).
+	AuditSetTest AuditSet = C.GRADTAU_AUDIT_SET_TEST
+)
+
+// allAuditSets lists every AuditSet of the header, in its order.
+var allAuditSets = []AuditSet{AuditSetRetain, AuditSetForget, AuditSetTest}
+
+// Attack mirrors gradtau_attack: A membership attack on the forget set (members) against the
+// test set (non-members) (a `GRADTAU_ATTACK_*` value). The numbers are part of the ABI.
+type Attack int32
+
+// The GRADTAU_ATTACK_* values of include/gradtau.h.
+const (
+	// AttackPaper: The ∇τ paper's attack: logistic regression on the raw per-sample loss (10
+	// stratified splits, 20 % held out). Published tables quote its accuracy.
+	AttackPaper Attack = C.GRADTAU_ATTACK_PAPER
+	// AttackLogLoss: The same protocol on `ln(loss + ε)`, ε = 10⁻⁴ × the mean loss: strong on
+	// heavy-tailed losses (squared errors) where the paper's attack is weak.
+	AttackLogLoss Attack = C.GRADTAU_ATTACK_LOG_LOSS
+	// AttackThreshold: One threshold on the loss, lower ⇒ member: no fit, read as ROC AUC and TPR
+	// at 1 % FPR; its accuracy is the best threshold's, chosen on the samples it is scored on.
+	AttackThreshold Attack = C.GRADTAU_ATTACK_THRESHOLD
+	// AttackEntropy: The paper's attack on the softmax entropy (accuracy only; classification
+	// models only).
+	AttackEntropy Attack = C.GRADTAU_ATTACK_ENTROPY
+)
+
+// allAttacks lists every Attack of the header, in its order.
+var allAttacks = []Attack{AttackPaper, AttackLogLoss, AttackThreshold, AttackEntropy}
+
+// Score mirrors gradtau_score: What an attack is scored by (a `GRADTAU_SCORE_*` value). The
+// numbers are part of the ABI.
+type Score int32
+
+// The GRADTAU_SCORE_* values of include/gradtau.h.
+const (
+	// ScoreAccuracy: Balanced accuracy (0.5: chance).
+	ScoreAccuracy Score = C.GRADTAU_SCORE_ACCURACY
+	// ScoreAUC: ROC AUC (0.5: chance; the logistic attacks' in the direction their fit learned).
+	ScoreAUC Score = C.GRADTAU_SCORE_AUC
+	// ScoreTPRAt1PctFPR: True-positive rate at 1 % false positives (Carlini et al. 2022); NaN with
+	// fewer than 100 test samples.
+	ScoreTPRAt1PctFPR Score = C.GRADTAU_SCORE_TPR_AT_1PCT_FPR
+)
+
+// allScores lists every Score of the header, in its order.
+var allScores = []Score{ScoreAccuracy, ScoreAUC, ScoreTPRAt1PctFPR}
+
 // StopReason mirrors gradtau_stop_reason: Why a run ended (a `GRADTAU_STOP_*` value). The
 // numbers are part of the ABI.
 type StopReason int32

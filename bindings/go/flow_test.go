@@ -108,6 +108,19 @@ func TestFlow(t *testing.T) {
 	if before.RetainAccuracy < 0.95 || before.TestAccuracy < 0.9 || before.ForgetAccuracy < 0.95 {
 		t.Fatalf("original model too weak: %+v", before)
 	}
+	// The task's metric is named and agrees with the accuracies; every attack is there.
+	if before.Metric.Metric != MetricAccuracy || before.Metric.Metric.String() != "accuracy" ||
+		before.Metric.Retain != before.RetainAccuracy || before.Metric.Test != before.TestAccuracy ||
+		before.Secondary != nil || before.MIALoss != before.Paper.Accuracy {
+		t.Fatalf("audit metric %+v", before)
+	}
+	if auc := before.Threshold.AUC; auc < 0 || auc > 1 || before.Strongest < math.Abs(auc-0.5) ||
+		before.AttackSamples == 0 || math.IsNaN(before.LogLoss.Accuracy) {
+		t.Fatalf("audit attacks %+v", before)
+	}
+	if MetricMAE.String() != "mae" || Metric(99).String() != "unknown" {
+		t.Fatal("metric names")
+	}
 
 	uopts, err := DefaultUnlearnOptions(MethodNablaTau)
 	if err != nil {

@@ -20,6 +20,7 @@ import "C"
 import (
 	"context"
 	"fmt"
+	"math"
 	"runtime"
 	"runtime/cgo"
 )
@@ -83,15 +84,94 @@ func (r StopReason) String() string {
 	return name
 }
 
-// AuditRow holds accuracies on the three sets and the membership-inference attack's
-// accuracy (≈ 0.5: the forget set looks unseen). Accuracies and MIAEntropy are NaN for
-// models without class labels.
+// String is the metric's short name ("accuracy", "mse", "mae", "macro_f1"), or "unknown"
+// for a number the library does not define.
+func (m Metric) String() string {
+	name := C.GoString(C.gradtau_metric_name(C.gradtau_metric(m)))
+	afterCall()
+	return name
+}
+
+// MetricScores is one task metric on the three sets of an audit.
+type MetricScores struct {
+	Metric               Metric
+	Retain, Forget, Test float64
+}
+
+// AttackScores is what one membership attack achieves (forget set = members, test set =
+// non-members); NaN where a score does not apply or was not measured.
+type AttackScores struct {
+	// Accuracy is the balanced accuracy (0.5: chance).
+	Accuracy float64
+	// AUC is the ROC AUC (0.5: chance).
+	AUC float64
+	// TPRAt1PctFPR is the true-positive rate at 1 % false positives (NaN with fewer than
+	// 100 test samples).
+	TPRAt1PctFPR float64
+}
+
+// AuditRow is what an audit measured: the task's metric on the three sets and the
+// membership attacks. Accuracies and MIAEntropy are NaN for models without class labels.
 type AuditRow struct {
 	RetainAccuracy, ForgetAccuracy, TestAccuracy float64
-	// MIALoss is the attack accuracy on the per-sample loss.
+	// MIALoss is the paper's attack accuracy on the per-sample loss (Paper.Accuracy).
 	MIALoss float64
-	// MIAEntropy is the attack accuracy on the softmax entropy.
+	// MIAEntropy is the paper's attack accuracy on the softmax entropy.
 	MIAEntropy float64
+	// Metric is the task's primary metric: accuracy (classification), MSE (regression) or
+	// macro F1 (multi-label), following the model's loss.
+	Metric MetricScores
+	// Secondary is the task's second metric (MAE for regression), nil if it has none.
+	Secondary *MetricScores
+	// Paper is the paper's attack (logistic regression on the raw loss), LogLoss the same on
+	// ln(loss + ε), Threshold one loss threshold (lower ⇒ member).
+	Paper, LogLoss, Threshold AttackScores
+	// Strongest is the largest distance from chance among the attacks' held-out accuracies
+	// and AUCs (0: the forget set looks unseen; NaN if the attacks did not run).
+	Strongest float64
+	// AttackSamples is the number of samples per side the attacks ran on (0: too few).
+	AttackSamples int
+}
+
+// auditRowFrom reads everything an audit report holds.
+func auditRowFrom(r *C.gradtau_audit_report) AuditRow {
+	value := func(m Metric, set C.gradtau_audit_set) float64 {
+		return float64(C.gradtau_audit_report_value(r, C.gradtau_metric(m), set))
+	}
+	scores := func(m Metric) MetricScores {
+		return MetricScores{
+			Metric: m,
+			Retain: value(m, C.GRADTAU_AUDIT_SET_RETAIN),
+			Forget: value(m, C.GRADTAU_AUDIT_SET_FORGET),
+			Test:   value(m, C.GRADTAU_AUDIT_SET_TEST),
+		}
+	}
+	attack := func(a Attack) AttackScores {
+		s := func(score Score) float64 {
+			return float64(C.gradtau_audit_report_attack(r, C.gradtau_attack(a), C.gradtau_score(score)))
+		}
+		return AttackScores{Accuracy: s(ScoreAccuracy), AUC: s(ScoreAUC), TPRAt1PctFPR: s(ScoreTPRAt1PctFPR)}
+	}
+	row := AuditRow{
+		Metric:        scores(Metric(C.gradtau_audit_report_metric(r))),
+		Paper:         attack(AttackPaper),
+		LogLoss:       attack(AttackLogLoss),
+		Threshold:     attack(AttackThreshold),
+		MIAEntropy:    attack(AttackEntropy).Accuracy,
+		Strongest:     float64(C.gradtau_audit_report_strongest(r)),
+		AttackSamples: int(C.gradtau_audit_report_attack_samples(r)),
+	}
+	row.MIALoss = row.Paper.Accuracy
+	acc := scores(MetricAccuracy)
+	row.RetainAccuracy, row.ForgetAccuracy, row.TestAccuracy = acc.Retain, acc.Forget, acc.Test
+	// A reported metric has a value on the retain set; the others read NaN.
+	for _, m := range allMetrics {
+		if s := scores(m); m != row.Metric.Metric && !math.IsNaN(s.Retain) {
+			row.Secondary = &s
+			break
+		}
+	}
+	return row
 }
 
 func nonNegative(op string, fields ...any) error {
@@ -338,9 +418,9 @@ func (m *Model) Train(ctx context.Context, data *Dataset, opts *TrainOptions) (R
 	return r, err
 }
 
-// Audit measures the bound weights: accuracy on retain, forget and test, and the
-// membership-inference attack (forget = members, test = non-members), seeded by seed. It
-// reads the buffers and never writes them.
+// Audit measures the bound weights: the task's metric on retain, forget and test, and the
+// membership attacks (forget = members, test = non-members), seeded by seed. It reads the
+// buffers and never writes them.
 func (m *Model) Audit(retain, forget, test *Dataset, seed uint64) (AuditRow, error) {
 	const op = "audit"
 	ptr, err := m.acquire(op)
@@ -353,9 +433,9 @@ func (m *Model) Audit(retain, forget, test *Dataset, seed uint64) (AuditRow, err
 		return AuditRow{}, err
 	}
 	defer release()
-	var row C.gradtau_audit_row
+	var report *C.gradtau_audit_report
 	err = call(op, func() C.gradtau_status {
-		return C.gradtau_audit(ptr, sets[0], sets[1], sets[2], C.uint64_t(seed), &row)
+		return C.gradtau_audit_report_new(ptr, sets[0], sets[1], sets[2], C.uint64_t(seed), &report)
 	})
 	runtime.KeepAlive(m)
 	runtime.KeepAlive(retain)
@@ -364,11 +444,6 @@ func (m *Model) Audit(retain, forget, test *Dataset, seed uint64) (AuditRow, err
 	if err != nil {
 		return AuditRow{}, err
 	}
-	return AuditRow{
-		RetainAccuracy: float64(row.retain_accuracy),
-		ForgetAccuracy: float64(row.forget_accuracy),
-		TestAccuracy:   float64(row.test_accuracy),
-		MIALoss:        float64(row.mia_loss),
-		MIAEntropy:     float64(row.mia_entropy),
-	}, nil
+	defer C.gradtau_audit_report_free(report)
+	return auditRowFrom(report), nil
 }

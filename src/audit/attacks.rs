@@ -26,8 +26,8 @@
 //! point (lower loss ⇒ member unless the fitted coefficients say the opposite).
 //!
 //! [`LossAttacks::strongest_advantage`] sums this up in one number, the largest distance from
-//! chance (0.5) among the unbiased figures: the two logistic attacks' held-out accuracies and
-//! the ROC AUCs. The best threshold's accuracy is left out of it: it is chosen on the very
+//! chance (0.5) among the unbiased figures: the two logistic attacks' held-out accuracies (how
+//! far above 0.5) and the ROC AUCs. The best threshold's accuracy is left out of it: it is chosen on the very
 //! samples it is scored on, so it reads `0.5 + D/2` (D the Kolmogorov-Smirnov distance)
 //! above 0.5 even when there is no signal.
 //!
@@ -68,26 +68,61 @@ pub struct LossAttacks {
     pub threshold: AttackScores,
 }
 
+impl AttackScores {
+    /// Every figure NaN: not measured.
+    pub const UNMEASURED: AttackScores = AttackScores {
+        accuracy: f64::NAN,
+        auc: f64::NAN,
+        tpr_at_1pct_fpr: f64::NAN,
+    };
+}
+
 impl LossAttacks {
+    /// Every attack unmeasured (too few samples to run them).
+    pub const UNMEASURED: LossAttacks = LossAttacks {
+        paper: AttackScores::UNMEASURED,
+        log_loss: AttackScores::UNMEASURED,
+        threshold: AttackScores::UNMEASURED,
+    };
+
     /// The largest distance from chance among the attacks' unbiased figures, with its name:
-    /// `|accuracy − 0.5|` of the two logistic attacks and `|AUC − 0.5|` (0 when all are NaN).
+    /// how far the two logistic attacks' held-out accuracies rise above 0.5, and `|AUC − 0.5|`;
+    /// `("none", NaN)` when none was measured.
+    ///
+    /// A held-out accuracy below 0.5 counts as 0: the attacker's fit did worse than a coin on
+    /// fresh samples, which is noise (on small balanced sets, holding samples out biases a
+    /// near-flat fit slightly against them), not a way to tell members apart. An AUC below
+    /// 0.5 does count: members then have the *higher* losses, itself a membership signal.
     pub fn strongest(&self) -> (&'static str, f64) {
+        let above = |acc: f64| {
+            if acc.is_nan() {
+                acc
+            } else {
+                (acc - 0.5).max(0.0)
+            }
+        };
         let figures = [
-            ("paper accuracy", self.paper.accuracy),
-            ("log-loss accuracy", self.log_loss.accuracy),
-            ("ROC AUC", self.threshold.auc),
-            ("ROC AUC", self.paper.auc),
-            ("ROC AUC", self.log_loss.auc),
+            ("paper accuracy", above(self.paper.accuracy)),
+            ("log-loss accuracy", above(self.log_loss.accuracy)),
+            ("ROC AUC", (self.threshold.auc - 0.5).abs()),
+            ("ROC AUC", (self.paper.auc - 0.5).abs()),
+            ("ROC AUC", (self.log_loss.auc - 0.5).abs()),
         ];
         figures
             .iter()
+            .copied()
             .filter(|(_, v)| !v.is_nan())
-            .map(|&(name, v)| (name, (v - 0.5).abs()))
-            .fold(("none", 0.0), |best, f| if f.1 > best.1 { f } else { best })
+            .fold(("none", f64::NAN), |best, f| {
+                if best.1.is_nan() || f.1 > best.1 {
+                    f
+                } else {
+                    best
+                }
+            })
     }
 
     /// [`Self::strongest`]'s distance from chance: 0 when no attack tells the sets apart, 0.5
-    /// when one separates them perfectly.
+    /// when one separates them perfectly, NaN when none was measured.
     pub fn strongest_advantage(&self) -> f64 {
         self.strongest().1
     }
@@ -443,6 +478,19 @@ mod tests {
             assert_eq!((s.accuracy, s.auc, s.tpr_at_1pct_fpr), (1.0, 1.0, 1.0));
         }
         assert_eq!(a.strongest_advantage(), 0.5);
+        assert_eq!(LossAttacks::UNMEASURED.strongest().0, "none");
+        // A held-out accuracy below chance is noise, not an attack.
+        let below = LossAttacks {
+            paper: AttackScores {
+                accuracy: 0.42,
+                auc: 0.47,
+                tpr_at_1pct_fpr: 0.0,
+            },
+            ..LossAttacks::UNMEASURED
+        };
+        assert_eq!(below.strongest().0, "ROC AUC");
+        assert!(close(below.strongest_advantage(), 0.03));
+        assert!(LossAttacks::UNMEASURED.strongest_advantage().is_nan());
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! Per-set and per-sample metrics computed from class logits `[N, C]`.
+//! Per-set and per-sample metrics: from class logits `[N, C]` (accuracy, the membership
+//! features), and from outputs against float targets (MSE and MAE for regression, F1 for
+//! multi-label models).
 
 use crate::error::{Error, Result};
 use crate::ops::loss::{check_labels, cross_entropy, softmax_rows};
@@ -82,6 +84,92 @@ pub fn softmax_entropy(logits: &Tensor) -> Result<Vec<f32>> {
             h.max(0.0)
         })
         .collect())
+}
+
+/// The outputs and the float targets as paired host vectors with the values per sample,
+/// checked to have one shape, at least one sample and finite values.
+fn paired(pred: &Tensor, target: &Tensor, op: &'static str) -> Result<(Vec<f32>, Vec<f32>, usize)> {
+    if pred.shape() != target.shape() || pred.rank() < 1 {
+        return Err(Error::shape(
+            op,
+            format!("outputs {:?} vs targets {:?}", pred.shape(), target.shape()),
+        ));
+    }
+    let n = pred.dim(0);
+    let (p, t) = (pred.to_vec()?, target.to_vec()?);
+    if n == 0 || p.is_empty() {
+        return Err(Error::invalid(format!("{op}: no samples")));
+    }
+    for (what, v) in [("output", &p), ("target", &t)] {
+        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+            return Err(Error::NonFinite(format!("{op}: {what} {i} is {}", v[i])));
+        }
+    }
+    let per = p.len() / n;
+    Ok((p, t, per))
+}
+
+/// Mean squared error over every output value: the mean of the `mse` loss's per-sample
+/// values, which average over each sample's outputs.
+pub fn mean_squared_error(pred: &Tensor, target: &Tensor) -> Result<f64> {
+    let (p, t, _) = paired(pred, target, "mean_squared_error")?;
+    let s: f64 = p
+        .iter()
+        .zip(&t)
+        .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+        .sum();
+    Ok(s / p.len() as f64)
+}
+
+/// Mean absolute error over every output value: in the target's units, and less swayed by a
+/// few large errors than the MSE.
+pub fn mean_absolute_error(pred: &Tensor, target: &Tensor) -> Result<f64> {
+    let (p, t, _) = paired(pred, target, "mean_absolute_error")?;
+    let s: f64 = p
+        .iter()
+        .zip(&t)
+        .map(|(&a, &b)| (a as f64 - b as f64).abs())
+        .sum();
+    Ok(s / p.len() as f64)
+}
+
+/// F1 score of each label of a multi-label model, `2·TP / (2·TP + FP + FN)`: a label is
+/// predicted where its logit is above 0 (probability above ½) and present where its target
+/// is at least ½ (so soft targets count by their rounding). NaN for a label that is neither
+/// present nor predicted in any sample: it has no errors and no hits to score.
+pub fn per_label_f1(logits: &Tensor, target: &Tensor) -> Result<Vec<f64>> {
+    let (p, t, per) = paired(logits, target, "per_label_f1")?;
+    let mut counts = vec![(0usize, 0usize, 0usize); per]; // (TP, FP, FN)
+    for (k, (&z, &y)) in p.iter().zip(&t).enumerate() {
+        let c = &mut counts[k % per];
+        match (z > 0.0, y >= 0.5) {
+            (true, true) => c.0 += 1,
+            (true, false) => c.1 += 1,
+            (false, true) => c.2 += 1,
+            (false, false) => {}
+        }
+    }
+    Ok(counts
+        .iter()
+        .map(|&(tp, fp, fne)| {
+            let d = 2 * tp + fp + fne;
+            if d == 0 {
+                f64::NAN
+            } else {
+                2.0 * tp as f64 / d as f64
+            }
+        })
+        .collect())
+}
+
+/// Macro F1: the mean of [`per_label_f1`] over the labels it scores (NaN if none).
+pub fn macro_f1(logits: &Tensor, target: &Tensor) -> Result<f64> {
+    let f1 = per_label_f1(logits, target)?;
+    let scored: Vec<f64> = f1.into_iter().filter(|v| !v.is_nan()).collect();
+    if scored.is_empty() {
+        return Ok(f64::NAN);
+    }
+    Ok(scored.iter().sum::<f64>() / scored.len() as f64)
 }
 
 /// Per row of `logits` `[N, C]` (on any device): the labelled class's logit minus the largest
@@ -182,5 +270,52 @@ mod tests {
             accuracy(&Tensor::zeros(&[6]), &[0; 6]),
             Err(Error::Shape { .. })
         ));
+    }
+
+    #[test]
+    fn regression_errors_match_hand_values() {
+        let p = t(&[1.0, 2.0, 3.0, 4.0], 2, 2);
+        let y = t(&[1.0, 0.0, 0.0, 4.0], 2, 2);
+        // Errors 0, 2, 3, 0: squares sum to 13, absolutes to 5, over 4 values.
+        assert_eq!(mean_squared_error(&p, &y).unwrap(), 13.0 / 4.0);
+        assert_eq!(mean_absolute_error(&p, &y).unwrap(), 5.0 / 4.0);
+        assert!(mean_squared_error(&p, &t(&[0.0; 2], 1, 2)).is_err());
+        assert!(matches!(
+            mean_absolute_error(&p, &t(&[0.0, 0.0, f32::NAN, 0.0], 2, 2)),
+            Err(Error::NonFinite(_))
+        ));
+    }
+
+    #[test]
+    fn f1_per_label_and_macro() {
+        // Three labels over four samples (logit > 0 predicts, target >= 0.5 is present).
+        let z = t(
+            &[
+                1.0, -1.0, -1.0, //
+                1.0, 1.0, -1.0, //
+                -1.0, 1.0, -1.0, //
+                -1.0, -1.0, -1.0,
+            ],
+            4,
+            3,
+        );
+        let y = t(
+            &[
+                1.0, 0.0, 0.0, //
+                0.0, 1.0, 0.0, //
+                1.0, 0.7, 0.0, //
+                0.0, 0.2, 0.0,
+            ],
+            4,
+            3,
+        );
+        // Label 0: TP 1, FP 1, FN 1 → 2/4. Label 1: TP 2 (0.7 counts) → 1. Label 2: nothing.
+        let f1 = per_label_f1(&z, &y).unwrap();
+        assert_eq!(f1[..2], [0.5, 1.0]);
+        assert!(f1[2].is_nan());
+        assert_eq!(macro_f1(&z, &y).unwrap(), 0.75);
+        assert!(macro_f1(&t(&[-1.0], 1, 1), &t(&[0.0], 1, 1))
+            .unwrap()
+            .is_nan());
     }
 }

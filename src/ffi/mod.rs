@@ -13,7 +13,7 @@
 //! | [`infer`] | the read calls: outputs, probabilities, classes, losses |
 //! | [`onnx`] | models made from ONNX files, and the files written back |
 //! | [`dataset`] | `gradtau_dataset`: inputs and targets copied once from host memory |
-//! | [`run`] | options structs, progress callbacks, `gradtau_unlearn`, `gradtau_train`, `gradtau_audit`, reports |
+//! | [`run`] | options structs, progress callbacks, `gradtau_unlearn`, `gradtau_train`, `gradtau_audit`, reports, audit reports |
 //! | [`digits`] | the embedded digits data and MLP spec, for demos and tests |
 //!
 //! Every exported function is `unsafe`: its contract (valid pointers, buffers that live as
@@ -32,8 +32,8 @@ pub mod status;
 pub use dataset::gradtau_dataset;
 pub use model::{gradtau_model, gradtau_param_info};
 pub use run::{
-    gradtau_audit_row, gradtau_progress, gradtau_report, gradtau_train_options,
-    gradtau_unlearn_options,
+    gradtau_audit_report, gradtau_audit_row, gradtau_progress, gradtau_report,
+    gradtau_train_options, gradtau_unlearn_options,
 };
 pub use status::gradtau_status;
 

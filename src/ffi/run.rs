@@ -1,11 +1,12 @@
-//! The long-running calls — `gradtau_unlearn`, `gradtau_train`, `gradtau_audit` — with their
-//! options structs, the progress callback and the run report.
+//! The long-running calls — `gradtau_unlearn`, `gradtau_train`, `gradtau_audit` and
+//! `gradtau_audit_report_new` — with their options structs, the progress callback, the run
+//! report and the audit report.
 
 use super::dataset::gradtau_dataset;
 use super::gradtau_status;
 use super::model::gradtau_model;
 use super::status::{borrow, c_str, out_ptr, run, value, Failure, FfiResult};
-use crate::audit::AuditSets;
+use crate::audit::{AttackScores, AuditRow, AuditSets, TaskMetric};
 use crate::backend::DeviceRequest;
 use crate::unlearn::{
     BaselineOptions, Control, Method, NablaTauMode, NablaTauOptions, OptimizerKind, Progress,
@@ -158,7 +159,8 @@ pub struct gradtau_report {
 
 /// One audit row: accuracies on the three sets and the membership-inference attack's
 /// accuracy (≈ 0.5: the forget set looks unseen). Accuracies and `mia_entropy` are NaN for
-/// models without class labels.
+/// models without class labels. Its layout is frozen (callers hold it by value); the task's
+/// metric and the other attacks are read from a `gradtau_audit_report`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct gradtau_audit_row {
@@ -473,6 +475,8 @@ pub unsafe extern "C" fn gradtau_train(
 /// With fewer than 3 forget (or test) samples the attack cannot run and both `mia_*` fields
 /// are NaN; the accuracies are still computed.
 /// Reads the buffers, never writes them. On success writes `*row_out`.
+/// `gradtau_audit_report_new` runs the same audit and keeps the task's metric (MSE for
+/// regression, macro F1 for multi-label) and the stronger attacks beside these figures.
 ///
 /// Returns `GRADTAU_OK`, `GRADTAU_NULL_POINTER`, `GRADTAU_INVALID_ARGUMENT`, `GRADTAU_SHAPE`,
 /// `GRADTAU_NON_FINITE`, `GRADTAU_BINDING`, `GRADTAU_BUSY`, `GRADTAU_PANIC`.
@@ -486,19 +490,10 @@ pub unsafe extern "C" fn gradtau_audit(
     row_out: *mut gradtau_audit_row,
 ) -> gradtau_status {
     run(|| {
-        let m = unsafe { borrow(model, "model") }?;
-        let retain = unsafe { borrow(retain, "retain") }?;
-        let forget = unsafe { borrow(forget, "forget") }?;
-        let test = unsafe { borrow(test, "test") }?;
+        // SAFETY: the handles are live for the call (header contract).
+        let args = unsafe { audit_args(model, retain, forget, test) }?;
         let out = out_ptr(row_out, "row_out")?;
-        let r = m.live.audit(
-            AuditSets {
-                retain: &retain.data,
-                forget: &forget.data,
-                test: &test.data,
-            },
-            seed,
-        )?;
+        let r = args.audit(seed)?;
         let row = gradtau_audit_row {
             retain_accuracy: r.retain_accuracy,
             forget_accuracy: r.forget_accuracy,
@@ -509,6 +504,255 @@ pub unsafe extern "C" fn gradtau_audit(
         // SAFETY: checked non-NULL; the caller promises it is writable.
         unsafe { out.write(row) };
         Ok(())
+    })
+}
+
+/// A task metric (a `GRADTAU_METRIC_*` value). The numbers are part of the ABI.
+pub type gradtau_metric = i32;
+/// Share of samples classified correctly (`cross_entropy` models).
+pub const GRADTAU_METRIC_ACCURACY: gradtau_metric = 0;
+/// Mean squared error over every output value (`mse` models; their primary metric).
+pub const GRADTAU_METRIC_MSE: gradtau_metric = 1;
+/// Mean absolute error over every output value (`mse` models, beside the MSE).
+pub const GRADTAU_METRIC_MAE: gradtau_metric = 2;
+/// Mean over the labels of each label's F1 at logit 0 (`bce_with_logits` models).
+pub const GRADTAU_METRIC_MACRO_F1: gradtau_metric = 3;
+
+/// Each task metric with its C code and name: the one place they are paired.
+const METRICS: [(TaskMetric, gradtau_metric, &CStr); 4] = [
+    (TaskMetric::Accuracy, GRADTAU_METRIC_ACCURACY, c"accuracy"),
+    (TaskMetric::Mse, GRADTAU_METRIC_MSE, c"mse"),
+    (TaskMetric::Mae, GRADTAU_METRIC_MAE, c"mae"),
+    (TaskMetric::MacroF1, GRADTAU_METRIC_MACRO_F1, c"macro_f1"),
+];
+
+/// One of the sets an audit measures (a `GRADTAU_AUDIT_SET_*` value). The numbers are part
+/// of the ABI.
+pub type gradtau_audit_set = i32;
+/// The data the model keeps.
+pub const GRADTAU_AUDIT_SET_RETAIN: gradtau_audit_set = 0;
+/// The data the model was asked to forget (the attacks' members).
+pub const GRADTAU_AUDIT_SET_FORGET: gradtau_audit_set = 1;
+/// Unseen data (the attacks' non-members).
+pub const GRADTAU_AUDIT_SET_TEST: gradtau_audit_set = 2;
+
+/// A membership attack on the forget set (members) against the test set (non-members) (a
+/// `GRADTAU_ATTACK_*` value). The numbers are part of the ABI.
+pub type gradtau_attack = i32;
+/// The ∇τ paper's attack: logistic regression on the raw per-sample loss (10 stratified
+/// splits, 20 % held out). Published tables quote its accuracy.
+pub const GRADTAU_ATTACK_PAPER: gradtau_attack = 0;
+/// The same protocol on `ln(loss + ε)`, ε = 10⁻⁴ × the mean loss: strong on heavy-tailed
+/// losses (squared errors) where the paper's attack is weak.
+pub const GRADTAU_ATTACK_LOG_LOSS: gradtau_attack = 1;
+/// One threshold on the loss, lower ⇒ member: no fit, read as ROC AUC and TPR at 1 % FPR;
+/// its accuracy is the best threshold's, chosen on the samples it is scored on.
+pub const GRADTAU_ATTACK_THRESHOLD: gradtau_attack = 2;
+/// The paper's attack on the softmax entropy (accuracy only; classification models only).
+pub const GRADTAU_ATTACK_ENTROPY: gradtau_attack = 3;
+
+/// What an attack is scored by (a `GRADTAU_SCORE_*` value). The numbers are part of the ABI.
+pub type gradtau_score = i32;
+/// Balanced accuracy (0.5: chance).
+pub const GRADTAU_SCORE_ACCURACY: gradtau_score = 0;
+/// ROC AUC (0.5: chance; the logistic attacks' in the direction their fit learned).
+pub const GRADTAU_SCORE_AUC: gradtau_score = 1;
+/// True-positive rate at 1 % false positives (Carlini et al. 2022); NaN with fewer than 100
+/// test samples.
+pub const GRADTAU_SCORE_TPR_AT_1PCT_FPR: gradtau_score = 2;
+
+/// Everything an audit measured: the task's metrics on the three sets and every membership
+/// attack's scores. Created by `gradtau_audit_report_new`, owned by the caller, freed by
+/// `gradtau_audit_report_free`. Immutable: the getters may run concurrently. New metrics and
+/// attacks arrive as new enum values, so the handle never changes layout.
+pub struct gradtau_audit_report {
+    row: AuditRow,
+}
+
+/// The model and the three sets of an audit call, each checked for NULL.
+struct AuditArgs<'a> {
+    model: &'a gradtau_model,
+    sets: AuditSets<'a>,
+}
+
+/// Borrows an audit call's handles, NULL-checked in argument order.
+///
+/// # Safety
+/// Each non-NULL pointer must point to a live handle for the duration of the call (the
+/// header's contract for every handle argument).
+unsafe fn audit_args<'a>(
+    model: *mut gradtau_model,
+    retain: *const gradtau_dataset,
+    forget: *const gradtau_dataset,
+    test: *const gradtau_dataset,
+) -> FfiResult<AuditArgs<'a>> {
+    // SAFETY (all four): the caller's contract above.
+    let model = unsafe { borrow(model, "model") }?;
+    let retain = unsafe { borrow(retain, "retain") }?;
+    let forget = unsafe { borrow(forget, "forget") }?;
+    let test = unsafe { borrow(test, "test") }?;
+    Ok(AuditArgs {
+        model,
+        sets: AuditSets {
+            retain: &retain.data,
+            forget: &forget.data,
+            test: &test.data,
+        },
+    })
+}
+
+impl AuditArgs<'_> {
+    fn audit(&self, seed: u64) -> FfiResult<AuditRow> {
+        Ok(self.model.live.audit(self.sets, seed)?)
+    }
+}
+
+/// Audits the model's bound weights like `gradtau_audit`, keeping everything it measured:
+/// the task's metrics (`gradtau_audit_report_metric`, `_value`) and every membership attack
+/// (`gradtau_audit_report_attack`, `_strongest`). With fewer than 3 forget (or test) samples
+/// the attacks cannot run and read NaN; the metrics are still computed. Reads the buffers,
+/// never writes them. On success writes a new report to `*report_out`.
+///
+/// Returns the statuses of `gradtau_audit`.
+#[no_mangle]
+pub unsafe extern "C" fn gradtau_audit_report_new(
+    model: *mut gradtau_model,
+    retain: *const gradtau_dataset,
+    forget: *const gradtau_dataset,
+    test: *const gradtau_dataset,
+    seed: u64,
+    report_out: *mut *mut gradtau_audit_report,
+) -> gradtau_status {
+    run(|| {
+        // SAFETY: the handles are live for the call (header contract).
+        let args = unsafe { audit_args(model, retain, forget, test) }?;
+        let out = out_ptr(report_out, "report_out")?;
+        let row = args.audit(seed)?;
+        let report = Box::into_raw(Box::new(gradtau_audit_report { row }));
+        // SAFETY: checked non-NULL; the caller promises it is writable.
+        unsafe { out.write(report) };
+        Ok(())
+    })
+}
+
+fn with_audit<T: Copy>(
+    r: *const gradtau_audit_report,
+    fallback: T,
+    f: impl FnOnce(&AuditRow) -> T,
+) -> T {
+    // SAFETY: a non-NULL report is live until `gradtau_audit_report_free` (header contract).
+    value(fallback, || {
+        unsafe { r.as_ref() }.map_or(fallback, |r| f(&r.row))
+    })
+}
+
+/// The task's primary metric (`GRADTAU_METRIC_ACCURACY` for classification,
+/// `GRADTAU_METRIC_MSE` for regression, `GRADTAU_METRIC_MACRO_F1` for multi-label models), or
+/// -1 if `report` is NULL.
+#[no_mangle]
+pub unsafe extern "C" fn gradtau_audit_report_metric(
+    report: *const gradtau_audit_report,
+) -> gradtau_metric {
+    with_audit(report, -1, |r| {
+        METRICS
+            .iter()
+            .find(|(m, _, _)| *m == r.metric.metric)
+            .map_or(-1, |&(_, code, _)| code)
+    })
+}
+
+/// The value of `metric` on `set`: NaN if this model's task does not report that metric
+/// (regression reports MSE and MAE, classification accuracy, multi-label macro F1), for an
+/// unknown metric or set, or if `report` is NULL.
+#[no_mangle]
+pub unsafe extern "C" fn gradtau_audit_report_value(
+    report: *const gradtau_audit_report,
+    metric: gradtau_metric,
+    set: gradtau_audit_set,
+) -> f64 {
+    with_audit(report, f64::NAN, |r| {
+        let Some(&(m, _, _)) = METRICS.iter().find(|&&(_, code, _)| code == metric) else {
+            return f64::NAN;
+        };
+        r.metric_scores(m).map_or(f64::NAN, |s| match set {
+            GRADTAU_AUDIT_SET_RETAIN => s.retain,
+            GRADTAU_AUDIT_SET_FORGET => s.forget,
+            GRADTAU_AUDIT_SET_TEST => s.test,
+            _ => f64::NAN,
+        })
+    })
+}
+
+/// An attack's score: NaN where the score does not apply (the entropy attack has only an
+/// accuracy), was not measured (too few samples; too few test samples for the TPR), for an
+/// unknown attack or score, or if `report` is NULL.
+#[no_mangle]
+pub unsafe extern "C" fn gradtau_audit_report_attack(
+    report: *const gradtau_audit_report,
+    attack: gradtau_attack,
+    score: gradtau_score,
+) -> f64 {
+    with_audit(report, f64::NAN, |r| {
+        let scores = match attack {
+            GRADTAU_ATTACK_PAPER => r.attacks.paper,
+            GRADTAU_ATTACK_LOG_LOSS => r.attacks.log_loss,
+            GRADTAU_ATTACK_THRESHOLD => r.attacks.threshold,
+            GRADTAU_ATTACK_ENTROPY => AttackScores {
+                accuracy: r.mia_entropy,
+                ..AttackScores::UNMEASURED
+            },
+            _ => AttackScores::UNMEASURED,
+        };
+        match score {
+            GRADTAU_SCORE_ACCURACY => scores.accuracy,
+            GRADTAU_SCORE_AUC => scores.auc,
+            GRADTAU_SCORE_TPR_AT_1PCT_FPR => scores.tpr_at_1pct_fpr,
+            _ => f64::NAN,
+        }
+    })
+}
+
+/// The one-number verdict: how far the strongest attack on the loss is from chance — the
+/// logistic attacks' held-out accuracies above 0.5, the ROC AUCs either side of it — 0 when
+/// the forget set looks unseen, 0.5 when it is told apart perfectly. NaN if the attacks did not run or `report` is NULL.
+#[no_mangle]
+pub unsafe extern "C" fn gradtau_audit_report_strongest(
+    report: *const gradtau_audit_report,
+) -> f64 {
+    with_audit(report, f64::NAN, |r| r.attacks.strongest_advantage())
+}
+
+/// Samples per side the logistic attacks ran on (the smaller of the forget and test sets),
+/// 0 if they could not run or `report` is NULL.
+#[no_mangle]
+pub unsafe extern "C" fn gradtau_audit_report_attack_samples(
+    report: *const gradtau_audit_report,
+) -> usize {
+    with_audit(report, 0, |r| r.mia_samples)
+}
+
+/// The short name of a metric (`"accuracy"`, `"mse"`, `"mae"`, `"macro_f1"`), or
+/// `"unknown"` for a number this library does not define. Never NULL; static storage.
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn gradtau_metric_name(metric: gradtau_metric) -> *const c_char {
+    METRICS
+        .iter()
+        .find(|&&(_, code, _)| code == metric)
+        .map_or(c"unknown", |&(_, _, name)| name)
+        .as_ptr()
+}
+
+/// Frees an audit report. NULL is a no-op; freeing the same non-NULL report twice is
+/// undefined behaviour.
+#[no_mangle]
+pub unsafe extern "C" fn gradtau_audit_report_free(report: *mut gradtau_audit_report) {
+    value((), || {
+        if !report.is_null() {
+            // SAFETY: a non-NULL report came from `Box::into_raw` in
+            // `gradtau_audit_report_new` and the caller gives it back exactly once.
+            drop(unsafe { Box::from_raw(report) });
+        }
     })
 }
 

@@ -432,7 +432,9 @@ impl Model {
         use ops::pool::Pool2dParams;
         let x = ins[0];
         match op {
-            NodeOp::Linear { bias, .. } => tape.linear(x, pv[0], bias.then(|| pv[1])),
+            NodeOp::Linear { bias, layout, .. } => {
+                tape.linear_with(x, pv[0], bias.then(|| pv[1]), *layout)
+            }
             NodeOp::Conv2d {
                 stride,
                 padding,

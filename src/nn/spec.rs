@@ -18,6 +18,7 @@
 
 use crate::error::{Error, Result};
 use crate::ops::activation::GeluApprox;
+use crate::ops::linear::WeightLayout;
 use serde_json::{Map, Value};
 
 /// The format tag this version reads.
@@ -62,6 +63,8 @@ pub enum NodeOp {
         in_features: usize,
         out_features: usize,
         bias: bool,
+        /// `"weight_layout"`: `"out_in"` (default, PyTorch's) or `"in_out"` (`x @ W + b`).
+        layout: WeightLayout,
     },
     Conv2d {
         in_channels: usize,
@@ -124,8 +127,13 @@ impl NodeOp {
                 in_features,
                 out_features,
                 bias,
+                layout,
             } => {
-                let mut p = vec![("weight", vec![*out_features, *in_features], true)];
+                let shape = match layout {
+                    WeightLayout::OutIn => vec![*out_features, *in_features],
+                    WeightLayout::InOut => vec![*in_features, *out_features],
+                };
+                let mut p = vec![("weight", shape, true)];
                 if *bias {
                     p.push(("bias", vec![*out_features], true));
                 }
@@ -366,6 +374,17 @@ fn parse_node(index: usize, v: &Value) -> Result<NodeSpec> {
             in_features: f.usize_req("in_features")?,
             out_features: f.usize_req("out_features")?,
             bias: f.bool_or("bias", true)?,
+            layout: match f.get("weight_layout") {
+                None => WeightLayout::OutIn,
+                Some(Value::String(s)) if s == "out_in" => WeightLayout::OutIn,
+                Some(Value::String(s)) if s == "in_out" => WeightLayout::InOut,
+                Some(v) => {
+                    return Err(f.err(
+                        "weight_layout",
+                        format!("must be \"out_in\" or \"in_out\", got {v}"),
+                    ))
+                }
+            },
         },
         "conv2d" => NodeOp::Conv2d {
             in_channels: f.usize_req("in_channels")?,
@@ -655,6 +674,23 @@ mod tests {
 
     fn err(text: &str) -> String {
         ModelSpec::from_json(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_linear_weight_stored_in_out_has_that_shape() {
+        let s = ModelSpec::from_json(&MLP.replace(
+            "\"out_features\": 10}",
+            "\"out_features\": 10, \"weight_layout\": \"in_out\"}",
+        ))
+        .unwrap();
+        let p = s.parameters();
+        assert_eq!(p[0].1, vec![256, 784]);
+        assert_eq!(p[2], ("2.weight".to_string(), vec![256, 10], true));
+        let e = err(&MLP.replace(
+            "\"out_features\": 10}",
+            "\"out_features\": 10, \"weight_layout\": \"io\"}",
+        ));
+        assert!(e.contains("node `2`") && e.contains("weight_layout"), "{e}");
     }
 
     #[test]

@@ -5,10 +5,18 @@
 //! refused with an error naming the node, its op type and the reason. Initializers become
 //! the parameters of the node that reads them, under their ONNX names (for a PyTorch export,
 //! the `state_dict` names), through the spec's `param_names`.
+//!
+//! Before that, three patterns that exporters spell out in primitive ops are fused back into
+//! one layer each: GELU's erf form and its tanh form (below opset 20 `Gelu` does not exist,
+//! so `nn.GELU()` arrives as Div/Erf/Add/Mul/Mul and `nn.GELU(approximate="tanh")` as
+//! Pow-or-Mul/Mul/Add/Mul/Tanh/Add/Mul/Mul), and `MatMul` by a weight followed by the `Add`
+//! of a bias (`x @ W + b`, a linear layer whose weight is stored `[in, out]`). A part of a
+//! pattern that anything else reads stops the fusion, and the nodes are then read one by one.
 
 use super::proto::{self, AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto};
 use crate::error::{Error, Result};
 use crate::nn::{LossKind, Model};
+use crate::ops::linear::WeightLayout;
 use crate::tensor::Tensor;
 use prost::Message;
 use serde_json::{json, Map, Value};
@@ -42,8 +50,15 @@ pub fn import(bytes: &[u8], loss: LossKind) -> Result<Imported> {
         .as_ref()
         .ok_or_else(|| Error::Spec("the ONNX model has no graph".into()))?;
     let mut b = Builder::new(graph)?;
-    for node in &fuse_gelu(graph, &b) {
-        b.node(node)?;
+    let nodes = fuse_gelu_tanh(&fuse_gelu(&graph.node, &b), &b);
+    let biases = matmul_biases(&nodes, &b);
+    let absorbed: HashSet<usize> = biases.values().copied().collect();
+    for (i, node) in nodes.iter().enumerate() {
+        match biases.get(&i) {
+            Some(&add) => b.matmul(node, Some(&nodes[add]))?,
+            None if absorbed.contains(&i) => {}
+            None => b.node(node)?,
+        }
     }
     let spec = b.finish(graph, loss)?;
     let model = Model::from_json(&spec.to_string())?;
@@ -86,6 +101,10 @@ pub(crate) fn floats(t: &TensorProto) -> Result<Vec<f32>> {
         )));
     }
     let n = numel(t)?;
+    raw_whole(
+        t,
+        &[(proto::data_type::FLOAT, 4), (proto::data_type::DOUBLE, 8)],
+    )?;
     let values: Vec<f32> = match t.data_type {
         proto::data_type::FLOAT if !t.raw_data.is_empty() => t
             .raw_data
@@ -119,6 +138,10 @@ pub(crate) fn floats(t: &TensorProto) -> Result<Vec<f32>> {
 
 /// The values of an integer tensor (INT64 or INT32), for shapes and axes.
 fn ints(t: &TensorProto) -> Result<Vec<i64>> {
+    raw_whole(
+        t,
+        &[(proto::data_type::INT64, 8), (proto::data_type::INT32, 4)],
+    )?;
     let values: Vec<i64> = match t.data_type {
         proto::data_type::INT64 if !t.raw_data.is_empty() => t
             .raw_data
@@ -148,6 +171,19 @@ fn ints(t: &TensorProto) -> Result<Vec<i64>> {
         )));
     }
     Ok(values)
+}
+
+/// `raw_data` holds whole values of the tensor's type (`sizes`: type → bytes per value), so
+/// no trailing bytes are silently dropped.
+fn raw_whole(t: &TensorProto, sizes: &[(i32, usize)]) -> Result<()> {
+    match sizes.iter().find(|(ty, _)| *ty == t.data_type) {
+        Some((_, size)) if t.raw_data.len() % size != 0 => Err(Error::Spec(format!(
+            "tensor `{}`: its {} bytes of raw data are not a whole number of {size}-byte values",
+            t.name,
+            t.raw_data.len()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn numel(t: &TensorProto) -> Result<usize> {
@@ -461,6 +497,7 @@ impl<'g> Builder<'g> {
             // Read up front by `Builder::new`, so that patterns can see them.
             "Constant" => Ok(()),
             "Gemm" => self.gemm(node),
+            "MatMul" => self.matmul(node, None),
             "Conv" => self.conv(node),
             "Relu" | "Tanh" | "Sigmoid" => {
                 let x = self.data(node, 0)?;
@@ -519,7 +556,7 @@ impl<'g> Builder<'g> {
             other => Err(err(
                 node,
                 format!(
-                    "op type `{other}` is not supported (gradtau reads Gemm, Conv, Relu, Gelu, \
+                    "op type `{other}` is not supported (gradtau reads Gemm, MatMul, Conv, Relu, Gelu, \
                      Tanh, Sigmoid, MaxPool, AveragePool, GlobalAveragePool, BatchNormalization, \
                      LayerNormalization, Flatten, Reshape, Gather, ReduceMean, Add, Dropout, \
                      Identity, Constant)"
@@ -539,32 +576,84 @@ impl<'g> Builder<'g> {
             ));
         }
         let w = self.initializer(node, 1, "weight B")?;
-        if attr_i(node, "transB", 0) != 1 {
+        // transB = 1 is PyTorch's nn.Linear ([out, in]); transB = 0 is `x @ W + b`.
+        let layout = match attr_i(node, "transB", 0) {
+            0 => WeightLayout::InOut,
+            1 => WeightLayout::OutIn,
+            t => return Err(err(node, format!("transB = {t} must be 0 or 1"))),
+        };
+        let bias = self.optional_initializer(node, 2)?;
+        let x = self.data(node, 0)?;
+        self.linear(node, x, w, bias, layout)
+    }
+
+    /// `MatMul(x, W)` by a weight `W: [in, out]`, with the bias of the `Add` that
+    /// `matmul_biases` paired with it, as one linear layer.
+    fn matmul(&mut self, node: &NodeProto, add: Option<&NodeProto>) -> Result<()> {
+        if node.input.len() != 2 {
             return Err(err(
                 node,
-                "transB = 0 stores the weight [in, out]; gradtau's linear layer stores it \
-                 [out, in] as PyTorch does (nn.Linear exports as Gemm with transB = 1)",
+                format!("has {} inputs, MatMul takes 2", node.input.len()),
             ));
         }
-        let [out, inp] = dims(w)?[..] else {
+        let w = self.initializer(node, 1, "weight B")?;
+        let bias = match add {
+            Some(add) => {
+                let name = other(add, &node.output[0])
+                    .ok_or_else(|| err(add, "does not read the MatMul it was paired with"))?;
+                Some(self.initializer(add, usize::from(add.input[0] != name), "bias")?)
+            }
+            None => None,
+        };
+        let x = self.data(node, 0)?;
+        self.linear(node, x, w, bias, WeightLayout::InOut)?;
+        if let Some(add) = add {
+            // The Add's output is the same layer's output.
+            let layer = self
+                .source
+                .get(&node.output[0])
+                .cloned()
+                .unwrap_or_default();
+            self.produces(add, layer)?;
+        }
+        Ok(())
+    }
+
+    /// A linear layer reading `x` with weight `w` stored in `layout` and an optional bias.
+    fn linear(
+        &mut self,
+        node: &NodeProto,
+        x: String,
+        w: &TensorProto,
+        bias: Option<&TensorProto>,
+        layout: WeightLayout,
+    ) -> Result<()> {
+        let [rows, cols] = dims(w)?[..] else {
             return Err(err(
                 node,
                 format!("weight `{}` must be a matrix, dims {:?}", w.name, w.dims),
             ));
         };
-        let bias = self.optional_initializer(node, 2)?;
-        let x = self.data(node, 0)?;
+        let (out, inp) = match layout {
+            WeightLayout::OutIn => (rows, cols),
+            WeightLayout::InOut => (cols, rows),
+        };
         let mut params = vec![("weight", w.name.as_str())];
         if let Some(b) = bias {
             if dims(b)? != [out] {
                 return Err(err(
                     node,
-                    format!("bias `{}` must have dims [{out}]", b.name),
+                    format!("bias `{}` must have dims [{out}], has {:?}", b.name, b.dims),
                 ));
             }
             params.push(("bias", b.name.as_str()));
         }
-        let fields = json!({"in_features": inp, "out_features": out, "bias": bias.is_some()});
+        let layout_name = match layout {
+            WeightLayout::OutIn => "out_in",
+            WeightLayout::InOut => "in_out",
+        };
+        let fields = json!({"in_features": inp, "out_features": out, "bias": bias.is_some(),
+                            "weight_layout": layout_name});
         self.emit(node, "linear", vec![x], as_map(fields), &params)
     }
 
@@ -818,82 +907,236 @@ fn scalar(b: &Builder<'_>, name: &str) -> Option<f32> {
     }
 }
 
-/// The nodes of `graph` with GELU's erf form, as exporters write `nn.GELU()` below opset 20,
-/// replaced by one `Gelu` node: `y = x · 0.5 · (1 + erf(x / √2))`, whose two products come
-/// in either order (`Mul(x, a)` then `Mul(·, 0.5)`, or `Mul(0.5, a)` then `Mul(x, ·)`). Every
-/// intermediate value must have that one reader, so nothing else sees the parts.
-fn fuse_gelu(graph: &GraphProto, b: &Builder<'_>) -> Vec<NodeProto> {
-    let mut readers: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, n) in graph.node.iter().enumerate() {
-        for input in &n.input {
-            readers.entry(input.as_str()).or_default().push(i);
+/// Who reads each value of a node list, for the pattern fusions below: a chain of nodes is
+/// fused only when each intermediate value has the chain's next node as its one reader, so
+/// nothing else sees the parts.
+struct Readers<'n> {
+    nodes: &'n [NodeProto],
+    readers: HashMap<&'n str, Vec<usize>>,
+    producer: HashMap<&'n str, usize>,
+}
+
+impl<'n> Readers<'n> {
+    fn new(nodes: &'n [NodeProto]) -> Self {
+        let mut readers: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut producer = HashMap::new();
+        for (i, n) in nodes.iter().enumerate() {
+            for input in &n.input {
+                readers.entry(input.as_str()).or_default().push(i);
+            }
+            for out in &n.output {
+                producer.entry(out.as_str()).or_insert(i);
+            }
+        }
+        Readers {
+            nodes,
+            readers,
+            producer,
         }
     }
-    let only_reader = |value: &str| match readers.get(value).map(Vec::as_slice) {
-        Some([i]) => Some(*i),
-        _ => None,
-    };
-    let near = |v: Option<f32>, want: f32| v.is_some_and(|v| (v - want).abs() < 1e-4);
-    let other = |n: &NodeProto, known: &str| -> Option<String> {
-        match n.input.as_slice() {
-            [a, c] if a == known => Some(c.clone()),
-            [a, c] if c == known => Some(a.clone()),
+
+    /// The one node reading the first output of node `i`, if it is of type `op`.
+    fn next(&self, i: usize, op: &str) -> Option<usize> {
+        let out = self.nodes[i].output.first()?;
+        match self.readers.get(out.as_str()).map(Vec::as_slice) {
+            Some([j]) if self.nodes[*j].op_type == op => Some(*j),
             _ => None,
         }
-    };
-    let mut replace: HashMap<usize, NodeProto> = HashMap::new();
+    }
+
+    /// The node of type `op` producing `value`, if it is `value`'s one reader's only source.
+    fn prev(&self, value: &str, op: &str) -> Option<usize> {
+        let i = *self.producer.get(value)?;
+        let one_reader = matches!(self.readers.get(value).map(Vec::as_slice), Some([_]));
+        (one_reader && self.nodes[i].op_type == op && self.nodes[i].output.len() == 1).then_some(i)
+    }
+}
+
+/// The input of a two-input node other than `known`.
+fn other<'a>(n: &'a NodeProto, known: &str) -> Option<&'a str> {
+    match n.input.as_slice() {
+        [a, c] if a == known => Some(c),
+        [a, c] if c == known => Some(a),
+        _ => None,
+    }
+}
+
+fn near(v: Option<f32>, want: f32) -> bool {
+    v.is_some_and(|v| (v - want).abs() < 1e-4 * want.abs().max(1.0))
+}
+
+/// `x · 0.5 · p` from node `i` (computing `p`) on: the two products in either order
+/// (`Mul(x, p)` then `Mul(·, 0.5)`, or `Mul(0.5, p)` then `Mul(x, ·)`). The two Mul nodes.
+fn halves_x_times(r: &Readers<'_>, b: &Builder<'_>, i: usize, x: &str) -> Option<[usize; 2]> {
+    let m1 = r.next(i, "Mul")?;
+    let first = other(&r.nodes[m1], &r.nodes[i].output[0])?;
+    let m2 = r.next(m1, "Mul")?;
+    let second = other(&r.nodes[m2], &r.nodes[m1].output[0])?;
+    let ok = (first == x && near(scalar(b, second), 0.5))
+        || (second == x && near(scalar(b, first), 0.5));
+    ok.then_some([m1, m2])
+}
+
+/// A `Gelu` node reading `x`, writing the output of `last`, named after `anchor`.
+fn gelu_node(anchor: &NodeProto, x: &str, last: &NodeProto, approximate: &str) -> NodeProto {
+    let mut attribute = Vec::new();
+    if approximate != "none" {
+        attribute.push(AttributeProto {
+            name: "approximate".into(),
+            s: approximate.as_bytes().to_vec(),
+            ..Default::default()
+        });
+    }
+    NodeProto {
+        input: vec![x.to_string()],
+        output: last.output.clone(),
+        name: format!("{}_gelu", anchor.name),
+        op_type: "Gelu".into(),
+        attribute,
+        domain: String::new(),
+    }
+}
+
+/// `nodes` with the nodes of each match dropped and a replacement put at the position of
+/// the match's last node (its inputs are computed before the first).
+fn rewrite(nodes: &[NodeProto], matches: Vec<(Vec<usize>, NodeProto)>) -> Vec<NodeProto> {
     let mut drop: HashSet<usize> = HashSet::new();
-    for (i, div) in graph.node.iter().enumerate() {
-        if div.op_type != "Div" || div.input.len() != 2 || !near(scalar(b, &div.input[1]), SQRT_2) {
+    let mut replace: HashMap<usize, NodeProto> = HashMap::new();
+    for (parts, node) in matches {
+        let Some(&last) = parts.iter().max() else {
+            continue;
+        };
+        if parts.iter().any(|p| drop.contains(p)) {
             continue;
         }
-        let x = &div.input[0];
-        let found = (|| {
-            let erf = only_reader(div.output.first()?)?;
-            let erf_n = &graph.node[erf];
-            (erf_n.op_type == "Erf").then_some(())?;
-            let add = only_reader(erf_n.output.first()?)?;
-            let add_n = &graph.node[add];
-            let one = other(add_n, &erf_n.output[0])?;
-            (add_n.op_type == "Add" && near(scalar(b, &one), 1.0)).then_some(())?;
-            let m1 = only_reader(add_n.output.first()?)?;
-            let m1_n = &graph.node[m1];
-            (m1_n.op_type == "Mul").then_some(())?;
-            let first = other(m1_n, &add_n.output[0])?;
-            let m2 = only_reader(m1_n.output.first()?)?;
-            let m2_n = &graph.node[m2];
-            (m2_n.op_type == "Mul").then_some(())?;
-            let second = other(m2_n, &m1_n.output[0])?;
-            let halves_x = (first == *x && near(scalar(b, &second), 0.5))
-                || (second == *x && near(scalar(b, &first), 0.5));
-            halves_x.then_some([erf, add, m1, m2])
-        })();
-        if let Some(parts) = found {
-            let last = &graph.node[parts[3]];
-            replace.insert(
-                i,
-                NodeProto {
-                    input: vec![x.clone()],
-                    output: last.output.clone(),
-                    name: format!("{}_gelu", div.name),
-                    op_type: "Gelu".into(),
-                    attribute: Vec::new(),
-                    domain: String::new(),
-                },
-            );
-            drop.extend(parts);
-        }
+        drop.extend(parts.iter().copied());
+        replace.insert(last, node);
     }
-    graph
-        .node
+    nodes
         .iter()
         .enumerate()
-        .filter(|(i, _)| !drop.contains(i))
-        .map(|(i, n)| replace.remove(&i).unwrap_or_else(|| n.clone()))
+        .filter_map(|(i, n)| match replace.remove(&i) {
+            Some(r) => Some(r),
+            None => (!drop.contains(&i)).then(|| n.clone()),
+        })
         .collect()
 }
 
+/// GELU's erf form, as exporters write `nn.GELU()` below opset 20, as one `Gelu` node:
+/// `y = x · 0.5 · (1 + erf(x / √2))`.
+fn fuse_gelu(nodes: &[NodeProto], b: &Builder<'_>) -> Vec<NodeProto> {
+    let r = Readers::new(nodes);
+    let mut matches = Vec::new();
+    for (i, div) in nodes.iter().enumerate() {
+        if div.op_type != "Div" || div.input.len() != 2 || !near(scalar(b, &div.input[1]), SQRT_2) {
+            continue;
+        }
+        let x = div.input[0].as_str();
+        let found = (|| {
+            let erf = r.next(i, "Erf")?;
+            let add = r.next(erf, "Add")?;
+            let one = other(&nodes[add], &nodes[erf].output[0])?;
+            near(scalar(b, one), 1.0).then_some(())?;
+            let [m1, m2] = halves_x_times(&r, b, add, x)?;
+            Some(vec![i, erf, add, m1, m2])
+        })();
+        if let Some(parts) = found {
+            let node = gelu_node(div, x, &nodes[parts[4]], "none");
+            matches.push((parts, node));
+        }
+    }
+    rewrite(nodes, matches)
+}
+
+/// GELU's tanh form, as exporters write `nn.GELU(approximate="tanh")` below opset 20, as
+/// one `Gelu` node: `y = x · 0.5 · (1 + tanh(√(2/π) · (x + 0.044715 · x³)))`, with `x³` as
+/// `Pow(x, 3)` or `Mul(x, Mul(x, x))`, the constants on either side of their Mul and Add.
+fn fuse_gelu_tanh(nodes: &[NodeProto], b: &Builder<'_>) -> Vec<NodeProto> {
+    let r = Readers::new(nodes);
+    let mut matches = Vec::new();
+    // One side of a two-input node is the scalar `want`: the other side.
+    let by_scalar = |n: &NodeProto, want: f32| -> Option<String> {
+        match n.input.as_slice() {
+            [a, c] if near(scalar(b, a), want) => Some(c.clone()),
+            [a, c] if near(scalar(b, c), want) => Some(a.clone()),
+            _ => None,
+        }
+    };
+    for (i, tanh) in nodes.iter().enumerate() {
+        if tanh.op_type != "Tanh" || tanh.input.len() != 1 {
+            continue;
+        }
+        let found = (|| {
+            let scale = r.prev(&tanh.input[0], "Mul")?;
+            let sum = r.prev(&by_scalar(&nodes[scale], SQRT_2_OVER_PI)?, "Add")?;
+            let [p, q] = nodes[sum].input.as_slice() else {
+                return None;
+            };
+            // `x + 0.044715 · x³`: one side is the product with the constant.
+            let (x, cubic, cube_value) = [(p, q), (q, p)].into_iter().find_map(|(x, c)| {
+                let m = r.prev(c, "Mul")?;
+                Some((x.as_str(), m, by_scalar(&nodes[m], GELU_TANH_CUBIC)?))
+            })?;
+            let mut parts = vec![scale, sum, cubic];
+            parts.extend(cube_of(&r, b, &cube_value, x)?);
+            let add = r.next(i, "Add")?;
+            let one = other(&nodes[add], &tanh.output[0])?;
+            near(scalar(b, one), 1.0).then_some(())?;
+            let halves = halves_x_times(&r, b, add, x)?;
+            parts.extend([i, add]);
+            parts.extend(halves);
+            Some((parts, x.to_string(), halves[1]))
+        })();
+        if let Some((parts, x, last)) = found {
+            let node = gelu_node(tanh, &x, &nodes[last], "tanh");
+            matches.push((parts, node));
+        }
+    }
+    rewrite(nodes, matches)
+}
+
+/// The nodes computing `value = x³`: `Pow(x, 3)`, or `Mul(x, Mul(x, x))` in either order.
+fn cube_of(r: &Readers<'_>, b: &Builder<'_>, value: &str, x: &str) -> Option<Vec<usize>> {
+    if let Some(pow) = r.prev(value, "Pow") {
+        let n = &r.nodes[pow];
+        return (n.input.len() == 2 && n.input[0] == x && near(scalar(b, &n.input[1]), 3.0))
+            .then(|| vec![pow]);
+    }
+    let outer = r.prev(value, "Mul")?;
+    let square = other(&r.nodes[outer], x)?;
+    let inner = r.prev(square, "Mul")?;
+    (r.nodes[inner].input == [x, x]).then(|| vec![outer, inner])
+}
+
+/// For each `MatMul` by a weight whose one reader is an `Add` of a bias initializer of the
+/// weight's output size (`x @ W + b`): the MatMul's index → the Add's. The pair becomes one
+/// linear layer.
+fn matmul_biases(nodes: &[NodeProto], b: &Builder<'_>) -> HashMap<usize, usize> {
+    let r = Readers::new(nodes);
+    let mut out = HashMap::new();
+    for (i, mm) in nodes.iter().enumerate() {
+        let found = (|| {
+            (mm.op_type == "MatMul" && mm.input.len() == 2 && mm.output.len() == 1).then_some(())?;
+            let w = b.initializers.get(mm.input[1].as_str())?;
+            let &[_, cols] = w.dims.as_slice() else {
+                return None;
+            };
+            let add = r.next(i, "Add")?;
+            let bias = b.initializers.get(other(&nodes[add], &mm.output[0])?)?;
+            (bias.dims == [cols] && nodes[add].domain == mm.domain).then_some(add)
+        })();
+        if let Some(add) = found {
+            out.insert(i, add);
+        }
+    }
+    out
+}
+
 const SQRT_2: f32 = std::f32::consts::SQRT_2;
+/// √(2/π), the tanh form's scale.
+const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+/// The tanh form's cubic coefficient.
+const GELU_TANH_CUBIC: f32 = 0.044_715;
 
 fn as_map(v: Value) -> Map<String, Value> {
     match v {

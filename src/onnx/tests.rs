@@ -297,7 +297,11 @@ fn refusals_name_the_node_the_op_and_the_reason() {
             node("Softmax", "sm", &["x"], "y", vec![]),
             "op type `Softmax` is not supported",
         ),
-        (node("Gemm", "g", &["x", "w"], "y", vec![]), "transB = 0"),
+        (
+            node("Gemm", "g", &["x", "w"], "y", vec![int_attr("transB", 2)]),
+            "transB = 2",
+        ),
+        (node("MatMul", "m", &["x", "x"], "y", vec![]), "initializer"),
         (
             node("Conv", "c", &["x", "w"], "y", vec![int_attr("group", 2)]),
             "grouped",
@@ -387,4 +391,233 @@ fn hostile_bytes_are_errors_never_panics() {
         17,
     );
     assert!(OnnxModel::from_bytes(&huge, LossKind::Mse).is_err());
+    // Raw data with bytes left over after the last whole value.
+    let mut w = tensor("w", &[2, 3], &[0.0; 6]);
+    w.raw_data.push(0);
+    let ragged = model(
+        vec![node(
+            "Gemm",
+            "g",
+            &["x", "w"],
+            "y",
+            vec![int_attr("transB", 1)],
+        )],
+        vec![w],
+        value_info("x", &[None, Some(3)]),
+        "y",
+        17,
+    );
+    let e = OnnxModel::from_bytes(&ragged, LossKind::Mse)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("not a whole number"), "{e}");
+}
+
+/// `x @ W + b` with `W: [3, 2]` stored as the exporter wrote it.
+fn matmul_bytes(with_bias: bool, bias_first: bool) -> Vec<u8> {
+    let mut nodes = vec![node("MatMul", "/MatMul", &["x", "W"], "mm", vec![])];
+    let mut inits = vec![tensor("W", &[3, 2], &[1.0, 0.5, 0.0, 0.5, -1.0, 0.5])];
+    let out = if with_bias {
+        let inputs: &[&str] = if bias_first {
+            &["b", "mm"]
+        } else {
+            &["mm", "b"]
+        };
+        nodes.push(node("Add", "/Add", inputs, "y", vec![]));
+        inits.push(tensor("b", &[2], &[0.0, -1.0]));
+        "y"
+    } else {
+        nodes[0].output = vec!["y".into()];
+        "y"
+    };
+    model(nodes, inits, value_info("x", &[None, Some(3)]), out, 17)
+}
+
+#[test]
+fn matmul_and_add_become_one_linear_layer_with_its_weight_in_out() {
+    let x = Tensor::from_slice(&[1.0, 2.0, 3.0, -1.0, 0.0, 2.0], &[2, 3]).unwrap();
+    for bias_first in [false, true] {
+        let m = OnnxModel::from_bytes(&matmul_bytes(true, bias_first), LossKind::Mse).unwrap();
+        assert_eq!(m.model.spec().nodes.len(), 1, "MatMul + Add fused");
+        let p = m.model.params();
+        assert_eq!(
+            (p[0].name.as_str(), p[0].shape.as_slice()),
+            ("W", &[3, 2][..])
+        );
+        assert_eq!((p[1].name.as_str(), p[1].shape.as_slice()), ("b", &[2][..]));
+        let y = m
+            .model
+            .predict(&m.weights, &x, 8)
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        // [1, 2, 3] @ W = [1 + 0 - 3, 0.5 + 1 + 1.5] = [-2, 3], plus b = [-2, 2];
+        // [-1, 0, 2] @ W = [-1 - 2, -0.5 + 1] = [-3, 0.5], plus b = [-3, -0.5].
+        assert_eq!(y, vec![-2.0, 2.0, -3.0, -0.5]);
+    }
+    let m = OnnxModel::from_bytes(&matmul_bytes(false, false), LossKind::Mse).unwrap();
+    assert_eq!(m.model.params().len(), 1);
+    let y = m
+        .model
+        .predict(&m.weights, &x, 8)
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    assert_eq!(y, vec![-2.0, 3.0, -3.0, 0.5]);
+}
+
+#[test]
+fn gemm_with_trans_b_0_equals_the_transposed_weight_with_trans_b_1() {
+    let w_io = [1.0, 0.5, 0.0, 0.5, -1.0, 0.5];
+    let w_oi = [1.0, 0.0, -1.0, 0.5, 0.5, 0.5];
+    let gemm = |trans_b: i64, dims: &[i64], w: &[f32]| {
+        let nodes = vec![node(
+            "Gemm",
+            "g",
+            &["x", "W", "b"],
+            "y",
+            vec![int_attr("transB", trans_b)],
+        )];
+        let inits = vec![tensor("W", dims, w), tensor("b", &[2], &[0.25, -1.0])];
+        model(nodes, inits, value_info("x", &[None, Some(3)]), "y", 13)
+    };
+    let a = OnnxModel::from_bytes(&gemm(0, &[3, 2], &w_io), LossKind::Mse).unwrap();
+    let b = OnnxModel::from_bytes(&gemm(1, &[2, 3], &w_oi), LossKind::Mse).unwrap();
+    let x: Vec<f32> = (0..12).map(|i| (i as f32 * 0.7).sin()).collect();
+    let x = Tensor::from_vec(x, &[4, 3]).unwrap();
+    let ya = a
+        .model
+        .predict(&a.weights, &x, 8)
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    let yb = b
+        .model
+        .predict(&b.weights, &x, 8)
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    for (p, q) in ya.iter().zip(&yb) {
+        assert!((p - q).abs() < 1e-6, "{ya:?} vs {yb:?}");
+    }
+    assert_eq!(a.model.params()[0].shape, vec![3, 2]);
+}
+
+#[test]
+fn an_in_out_weight_writes_back_in_its_own_layout() {
+    let bytes = matmul_bytes(true, false);
+    let m = OnnxModel::from_bytes(&bytes, LossKind::Mse).unwrap();
+    let w: Vec<f32> = (0..6).map(|i| i as f32).collect();
+    let new = vec![
+        Tensor::from_vec(w.clone(), &[3, 2]).unwrap(),
+        m.weights[1].clone(),
+    ];
+    let again = OnnxModel::from_bytes(&m.to_bytes(&new).unwrap(), LossKind::Mse).unwrap();
+    assert_eq!(again.weights[0].to_vec().unwrap(), w);
+    assert_eq!(again.weights[0].shape(), &[3, 2]);
+}
+
+fn scalar_init(name: &str, v: f32) -> TensorProto {
+    tensor(name, &[], &[v])
+}
+
+/// `nn.GELU(approximate="tanh")` as the two PyTorch exporters spell it: the TorchScript
+/// exporter's `Mul(x, Mul(x, x))` cube with constants first, or the `torch.export` one's
+/// `Pow(x, 3)` with `0.5 · (1 + tanh)` formed before the product with x.
+fn gelu_tanh_bytes(pow: bool) -> Vec<u8> {
+    let mut nodes = Vec::new();
+    if pow {
+        nodes.push(node("Pow", "pow", &["x", "three"], "cube", vec![]));
+    } else {
+        nodes.push(node("Mul", "sq", &["x", "x"], "square", vec![]));
+        nodes.push(node("Mul", "cu", &["x", "square"], "cube", vec![]));
+    }
+    nodes.extend([
+        node("Mul", "m1", &["k1", "cube"], "c1", vec![]),
+        node("Add", "a1", &["x", "c1"], "inner", vec![]),
+        node("Mul", "m2", &["k2", "inner"], "u", vec![]),
+        node("Tanh", "t", &["u"], "th", vec![]),
+    ]);
+    if pow {
+        nodes.extend([
+            node("Add", "a2", &["th", "one"], "p", vec![]),
+            node("Mul", "m3", &["half", "p"], "h", vec![]),
+            node("Mul", "m4", &["x", "h"], "y", vec![]),
+        ]);
+    } else {
+        nodes.extend([
+            node("Add", "a2", &["one", "th"], "p", vec![]),
+            node("Mul", "m3", &["x", "p"], "h", vec![]),
+            node("Mul", "m4", &["half", "h"], "y", vec![]),
+        ]);
+    }
+    let inits = vec![
+        scalar_init("three", 3.0),
+        scalar_init("k1", 0.044_715),
+        scalar_init("k2", 0.797_884_6),
+        scalar_init("one", 1.0),
+        scalar_init("half", 0.5),
+    ];
+    model(nodes, inits, value_info("x", &[None, Some(2)]), "y", 17)
+}
+
+#[test]
+fn gelu_tanh_decompositions_fuse_into_one_tanh_gelu() {
+    use crate::ops::activation::{gelu, GeluApprox};
+    let x: Vec<f32> = (0..8).map(|i| i as f32 * 0.8 - 3.0).collect();
+    let x = Tensor::from_vec(x, &[4, 2]).unwrap();
+    let want = gelu(&x, GeluApprox::Tanh).unwrap().to_vec().unwrap();
+    for pow in [true, false] {
+        let m = OnnxModel::from_bytes(&gelu_tanh_bytes(pow), LossKind::Mse).unwrap();
+        assert_eq!(m.model.spec().nodes.len(), 1);
+        assert_eq!(
+            m.model.spec().nodes[0].op,
+            crate::nn::NodeOp::Gelu(GeluApprox::Tanh)
+        );
+        assert!(m.model.params().is_empty());
+        let y = m
+            .model
+            .predict(&m.weights, &x, 8)
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        assert_eq!(y, want);
+    }
+    // An opset-20 Gelu with approximate = "tanh" reads as the same op.
+    let attr = AttributeProto {
+        name: "approximate".into(),
+        s: b"tanh".to_vec(),
+        ..Default::default()
+    };
+    let g20 = model(
+        vec![node("Gelu", "g", &["x"], "y", vec![attr])],
+        vec![],
+        value_info("x", &[None, Some(2)]),
+        "y",
+        20,
+    );
+    let m = OnnxModel::from_bytes(&g20, LossKind::Mse).unwrap();
+    let y = m
+        .model
+        .predict(&m.weights, &x, 8)
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    assert_eq!(y, want);
+}
+
+#[test]
+fn a_pattern_whose_parts_are_read_elsewhere_is_not_fused() {
+    // The same tanh form, but `u` is also a second output path: the chain does not own it,
+    // so nothing is fused and the Pow node is refused by name.
+    let bytes = gelu_tanh_bytes(true);
+    let mut m = ModelProto::decode(&bytes[..]).unwrap();
+    let g = m.graph.as_mut().unwrap();
+    g.node.push(node("Relu", "leak", &["u"], "z", vec![]));
+    let e = OnnxModel::from_bytes(&m.encode_to_vec(), LossKind::Mse)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("`pow` (Pow)"), "{e}");
 }

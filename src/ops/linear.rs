@@ -1,4 +1,7 @@
-//! Matrix products: `matmul` and the fused `linear` layer (PyTorch layout: weight `[out, in]`).
+//! Matrix products: `matmul` and the fused `linear` layer, whose weight is stored `[out, in]`
+//! (PyTorch's `nn.Linear`) or `[in, out]` (`x @ W + b`: ONNX `MatMul` + `Add`, and the dense
+//! layers of most other frameworks). The layout only flips a GEMM transpose flag, so neither
+//! layout copies its weight.
 
 use super::{expect_rank, host, same_device};
 use crate::autograd::{BackwardCtx, BackwardOp, Tape, Var};
@@ -89,14 +92,53 @@ fn rows_of(x: &Tensor, in_features: usize) -> Result<usize> {
             ),
         ));
     }
-    Ok(x.numel() / in_features)
+    // The leading dimensions' product, not numel / in_features: in_features may be 0.
+    Ok(x.shape()[..x.rank() - 1].iter().product())
+}
+
+/// How a linear layer stores its weight.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WeightLayout {
+    /// `[out, in]`, as PyTorch's `nn.Linear`: `y = x @ w^T + b`.
+    #[default]
+    OutIn,
+    /// `[in, out]`: `y = x @ w + b`.
+    InOut,
+}
+
+impl WeightLayout {
+    /// `(out, in)` of a weight of this layout.
+    fn out_in(self, w: &Tensor) -> (usize, usize) {
+        match self {
+            WeightLayout::OutIn => (w.dim(0), w.dim(1)),
+            WeightLayout::InOut => (w.dim(1), w.dim(0)),
+        }
+    }
+
+    /// The transpose flag that makes the stored weight read as `[in, out]`.
+    fn as_in_out(self) -> Transpose {
+        match self {
+            WeightLayout::OutIn => Transpose::Yes,
+            WeightLayout::InOut => Transpose::No,
+        }
+    }
 }
 
 /// `y = x @ w^T + b` over the last dimension of `x`; `w: [out, in]`, `b: [out]`.
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    linear_with(x, w, b, WeightLayout::OutIn)
+}
+
+/// The linear layer with its weight stored in `layout`; `b: [out]`.
+pub fn linear_with(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    layout: WeightLayout,
+) -> Result<Tensor> {
     expect_rank(w, 2, "linear", "weight")?;
     same_device(x, w, "linear")?;
-    let (out_f, in_f) = (w.dim(0), w.dim(1));
+    let (out_f, in_f) = layout.out_in(w);
     let rows = rows_of(x, in_f)?;
     if let Some(b) = b {
         same_device(x, b, "linear")?;
@@ -115,7 +157,7 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
         x,
         Transpose::No,
         w,
-        Transpose::Yes,
+        layout.as_in_out(),
         b,
         shape,
     )
@@ -147,6 +189,7 @@ impl BackwardOp for MatmulBackward {
 
 struct LinearBackward {
     has_bias: bool,
+    layout: WeightLayout,
 }
 impl BackwardOp for LinearBackward {
     fn name(&self) -> &'static str {
@@ -154,36 +197,53 @@ impl BackwardOp for LinearBackward {
     }
     fn backward(&self, c: &BackwardCtx<'_>) -> Result<Vec<Option<Tensor>>> {
         let (x, w, g) = (c.inputs[0], c.inputs[1], c.grad);
-        let (out_f, in_f) = (w.dim(0), w.dim(1));
-        let rows = x.numel() / in_f;
+        let (out_f, in_f) = self.layout.out_in(w);
+        let rows = rows_of(x, in_f)?;
         let (no, yes) = (Transpose::No, Transpose::Yes);
+        // dx = g @ w_io^T, where w_io is the weight read as [in, out].
         let gx = if c.needs[0] {
             let shape = x.shape().to_vec();
+            let tw = match self.layout {
+                WeightLayout::OutIn => no,
+                WeightLayout::InOut => yes,
+            };
             Some(product(
                 "linear",
                 (rows, out_f, in_f),
                 g,
                 no,
                 w,
-                no,
+                tw,
                 None,
                 shape,
             )?)
         } else {
             None
         };
+        // dw = g^T @ x ([out, in]) or x^T @ g ([in, out]), in the weight's own layout.
         let gw = if c.needs[1] {
-            let shape = vec![out_f, in_f];
-            Some(product(
-                "linear",
-                (out_f, rows, in_f),
-                g,
-                yes,
-                x,
-                no,
-                None,
-                shape,
-            )?)
+            Some(match self.layout {
+                WeightLayout::OutIn => product(
+                    "linear",
+                    (out_f, rows, in_f),
+                    g,
+                    yes,
+                    x,
+                    no,
+                    None,
+                    vec![out_f, in_f],
+                )?,
+                WeightLayout::InOut => product(
+                    "linear",
+                    (in_f, rows, out_f),
+                    x,
+                    yes,
+                    g,
+                    no,
+                    None,
+                    vec![in_f, out_f],
+                )?,
+            })
         } else {
             None
         };
@@ -208,10 +268,28 @@ impl Tape {
 
     /// `x @ w^T + b` over the last dimension of `x` (weight `[out, in]`, bias `[out]`).
     pub fn linear(&mut self, x: Var, w: Var, b: Option<Var>) -> Result<Var> {
-        let out = linear(self.value(x), self.value(w), b.map(|b| self.value(b)))?;
+        self.linear_with(x, w, b, WeightLayout::OutIn)
+    }
+
+    /// The linear layer with its weight stored in `layout` (bias `[out]`).
+    pub fn linear_with(
+        &mut self,
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        layout: WeightLayout,
+    ) -> Result<Var> {
+        let out = linear_with(
+            self.value(x),
+            self.value(w),
+            b.map(|b| self.value(b)),
+            layout,
+        )?;
         let has_bias = b.is_some();
         let inputs: Vec<Var> = [Some(x), Some(w), b].into_iter().flatten().collect();
-        Ok(self.push(out, &inputs, || Box::new(LinearBackward { has_bias })))
+        Ok(self.push(out, &inputs, || {
+            Box::new(LinearBackward { has_bias, layout })
+        }))
     }
 }
 
@@ -235,6 +313,14 @@ mod tests {
         .unwrap();
         assert_eq!(m.to_vec().unwrap(), vec![1.0, 5.0, 3.0, 11.0]);
         assert!(linear(&x, &Tensor::zeros(&[3, 3]), None).is_err());
+        // The same layer with its weight stored [in, out]: the same outputs, to the bit.
+        let wt: Vec<f32> = (0..6)
+            .map(|k| w.to_vec().unwrap()[(k % 3) * 2 + k / 3])
+            .collect();
+        let wt = Tensor::from_vec(wt, &[2, 3]).unwrap();
+        let yt = linear_with(&x, &wt, Some(&b), WeightLayout::InOut).unwrap();
+        assert_eq!(yt.to_vec().unwrap(), y.to_vec().unwrap());
+        assert!(linear_with(&x, &w, None, WeightLayout::InOut).is_err());
         assert!(linear(&x, &w, Some(&Tensor::zeros(&[2]))).is_err());
     }
 
@@ -250,8 +336,19 @@ mod tests {
             check_gradients(&[&[n, i], &[i, o]], GradCheck::default(), |t, v| {
                 t.matmul(v[0], v[1])
             });
+            check_gradients(&[&[n, i], &[i, o], &[o]], GradCheck::default(), |t, v| {
+                t.linear_with(v[0], v[1], Some(v[2]), WeightLayout::InOut)
+            });
+            check_gradients(&[&[n, i], &[i, o]], GradCheck::default(), |t, v| {
+                t.linear_with(v[0], v[1], None, WeightLayout::InOut)
+            });
         }
         // token-shaped input [batch, tokens, features]
+        check_gradients(
+            &[&[2, 3, 4], &[4, 5], &[5]],
+            GradCheck::default(),
+            |t, v| t.linear_with(v[0], v[1], Some(v[2]), WeightLayout::InOut),
+        );
         check_gradients(
             &[&[2, 3, 4], &[5, 4], &[5]],
             GradCheck::default(),

@@ -79,6 +79,43 @@ int main(void) {
            before.mia_loss, before.mia_entropy);
     CHECK(before.retain_accuracy > 0.95 && before.test_accuracy > 0.9);
 
+    /* The audit report: the same audit, with the task's metric named and every attack. */
+    {
+        gradtau_audit_report *ar = NULL;
+        CHECK_OK(gradtau_audit_report_new(h.model, d.retain, d.forget, d.test, 0, &ar));
+        CHECK(gradtau_audit_report_metric(ar) == GRADTAU_METRIC_ACCURACY);
+        CHECK(strcmp(gradtau_metric_name(gradtau_audit_report_metric(ar)), "accuracy") == 0);
+        CHECK(strcmp(gradtau_metric_name(GRADTAU_METRIC_MSE), "mse") == 0);
+        CHECK(strcmp(gradtau_metric_name(99), "unknown") == 0);
+        CHECK(gradtau_audit_report_value(ar, GRADTAU_METRIC_ACCURACY, GRADTAU_AUDIT_SET_RETAIN) ==
+              before.retain_accuracy);
+        CHECK(gradtau_audit_report_value(ar, GRADTAU_METRIC_ACCURACY, GRADTAU_AUDIT_SET_FORGET) ==
+              before.forget_accuracy);
+        CHECK(gradtau_audit_report_value(ar, GRADTAU_METRIC_ACCURACY, GRADTAU_AUDIT_SET_TEST) ==
+              before.test_accuracy);
+        CHECK(isnan(gradtau_audit_report_value(ar, GRADTAU_METRIC_MSE, GRADTAU_AUDIT_SET_TEST)));
+        CHECK(isnan(gradtau_audit_report_value(ar, GRADTAU_METRIC_ACCURACY, 7)));
+        CHECK(gradtau_audit_report_attack(ar, GRADTAU_ATTACK_PAPER, GRADTAU_SCORE_ACCURACY) ==
+              before.mia_loss);
+        CHECK(gradtau_audit_report_attack(ar, GRADTAU_ATTACK_ENTROPY, GRADTAU_SCORE_ACCURACY) ==
+              before.mia_entropy);
+        CHECK(isnan(gradtau_audit_report_attack(ar, GRADTAU_ATTACK_ENTROPY, GRADTAU_SCORE_AUC)));
+        double auc = gradtau_audit_report_attack(ar, GRADTAU_ATTACK_THRESHOLD, GRADTAU_SCORE_AUC);
+        double log_acc =
+            gradtau_audit_report_attack(ar, GRADTAU_ATTACK_LOG_LOSS, GRADTAU_SCORE_ACCURACY);
+        double strongest = gradtau_audit_report_strongest(ar);
+        printf("before: auc %.3f log-loss attack %.3f strongest %.3f (%zu samples)\n", auc, log_acc,
+               strongest, gradtau_audit_report_attack_samples(ar));
+        /* The memorised forget set ranks below unseen data. */
+        CHECK(auc > 0.5 && auc <= 1.0 && log_acc >= 0.0 && log_acc <= 1.0);
+        CHECK(strongest >= auc - 0.5 && strongest <= 0.5);
+        CHECK(gradtau_audit_report_attack_samples(ar) > 0);
+        CHECK(isnan(gradtau_audit_report_strongest(NULL)));
+        CHECK(gradtau_audit_report_metric(NULL) == -1);
+        gradtau_audit_report_free(ar);
+        gradtau_audit_report_free(NULL);
+    }
+
     size_t total;
     float *trained = host_model_snapshot(&h, &total);
     gradtau_unlearn_options opts;

@@ -168,6 +168,23 @@ TEST(Flow, TrainAuditUnlearnAudit) {
     EXPECT_EQ(trained.method(), "train");
     auto before = b.model.audit(s.retain, s.forget, s.split.test);
     EXPECT_GT(before.retain_accuracy, 0.9);
+    {
+        auto full = b.model.audit_report(s.retain, s.forget, s.split.test);
+        EXPECT_EQ(full.metric(), gradtau::Metric::Accuracy);
+        EXPECT_STREQ(full.metric_name(), "accuracy");
+        EXPECT_STREQ(gradtau::metric_name(gradtau::Metric::MacroF1), "macro_f1");
+        EXPECT_EQ(full.value(gradtau::AuditSet::Retain), before.retain_accuracy);
+        EXPECT_EQ(full.value(gradtau::AuditSet::Test), before.test_accuracy);
+        EXPECT_TRUE(std::isnan(full.value(gradtau::Metric::Mae, gradtau::AuditSet::Test)));
+        EXPECT_EQ(full.attack(gradtau::Attack::Paper, gradtau::Score::Accuracy), before.mia_loss);
+        EXPECT_EQ(full.attack(gradtau::Attack::Entropy, gradtau::Score::Accuracy),
+                  before.mia_entropy);
+        double auc = full.attack(gradtau::Attack::Threshold, gradtau::Score::Auc);
+        EXPECT_GE(auc, 0.0);
+        EXPECT_LE(auc, 1.0);
+        EXPECT_GE(full.strongest(), std::abs(auc - 0.5));
+        EXPECT_GT(full.attack_samples(), 0u);
+    }
 
     auto snapshot = b.buffers;
     std::size_t calls = 0;

@@ -262,6 +262,78 @@ private:
     std::unique_ptr<gradtau_report, detail::Deleter<gradtau_report, gradtau_report_free>> handle_;
 };
 
+/// A task metric; the values are the C `GRADTAU_METRIC_*` codes.
+enum class Metric : gradtau_metric {
+    Accuracy = GRADTAU_METRIC_ACCURACY,  ///< classification (`cross_entropy`)
+    Mse = GRADTAU_METRIC_MSE,            ///< regression (`mse`), the primary metric
+    Mae = GRADTAU_METRIC_MAE,            ///< regression, beside the MSE
+    MacroF1 = GRADTAU_METRIC_MACRO_F1,   ///< multi-label (`bce_with_logits`)
+};
+
+/// The metric's short name (`"accuracy"`, `"mse"`, `"mae"`, `"macro_f1"`).
+inline const char *metric_name(Metric m) noexcept {
+    return gradtau_metric_name(static_cast<gradtau_metric>(m));
+}
+
+/// One of the sets an audit measures.
+enum class AuditSet : gradtau_audit_set {
+    Retain = GRADTAU_AUDIT_SET_RETAIN,
+    Forget = GRADTAU_AUDIT_SET_FORGET,
+    Test = GRADTAU_AUDIT_SET_TEST,
+};
+
+/// A membership attack (forget set = members, test set = non-members).
+enum class Attack : gradtau_attack {
+    Paper = GRADTAU_ATTACK_PAPER,          ///< logistic regression on the raw loss (the paper's)
+    LogLoss = GRADTAU_ATTACK_LOG_LOSS,     ///< the same on ln(loss + ε)
+    Threshold = GRADTAU_ATTACK_THRESHOLD,  ///< one loss threshold, lower ⇒ member
+    Entropy = GRADTAU_ATTACK_ENTROPY,      ///< the paper's on the softmax entropy
+};
+
+/// What an attack is scored by.
+enum class Score : gradtau_score {
+    Accuracy = GRADTAU_SCORE_ACCURACY,
+    Auc = GRADTAU_SCORE_AUC,
+    TprAt1PctFpr = GRADTAU_SCORE_TPR_AT_1PCT_FPR,
+};
+
+/// Everything an audit measured (Model::audit_report): the task's metrics on the three sets
+/// and every attack's scores. NaN marks what does not apply or was not measured.
+class AuditReport {
+public:
+    explicit AuditReport(gradtau_audit_report *owned) noexcept : handle_(owned) {}
+
+    /// The task's primary metric (accuracy, MSE or macro F1, following the loss).
+    Metric metric() const noexcept {
+        return static_cast<Metric>(gradtau_audit_report_metric(get()));
+    }
+    const char *metric_name() const noexcept { return gradtau::metric_name(metric()); }
+    /// `m` on `set`; NaN if the task does not report `m` (MAE is reported for regression).
+    double value(Metric m, AuditSet set) const noexcept {
+        return gradtau_audit_report_value(get(), static_cast<gradtau_metric>(m),
+                                          static_cast<gradtau_audit_set>(set));
+    }
+    /// The primary metric on `set`.
+    double value(AuditSet set) const noexcept { return value(metric(), set); }
+    double attack(Attack a, Score s) const noexcept {
+        return gradtau_audit_report_attack(get(), static_cast<gradtau_attack>(a),
+                                           static_cast<gradtau_score>(s));
+    }
+    /// The largest distance from chance among the attacks (0: the forget set looks unseen).
+    double strongest() const noexcept { return gradtau_audit_report_strongest(get()); }
+    /// Samples per side the attacks ran on (0: too few, every attack NaN).
+    std::size_t attack_samples() const noexcept {
+        return gradtau_audit_report_attack_samples(get());
+    }
+
+    const gradtau_audit_report *get() const noexcept { return handle_.get(); }
+
+private:
+    std::unique_ptr<gradtau_audit_report,
+                    detail::Deleter<gradtau_audit_report, gradtau_audit_report_free>>
+        handle_;
+};
+
 /// One parameter of a model.
 struct ParamInfo {
     std::string name;
@@ -410,6 +482,15 @@ public:
         AuditRow row{};
         detail::check(gradtau_audit(get(), retain.get(), forget.get(), test.get(), seed, &row));
         return row;
+    }
+
+    /// The same audit with the task's metric and every attack (see AuditReport).
+    AuditReport audit_report(const Dataset &retain, const Dataset &forget, const Dataset &test,
+                             std::uint64_t seed = 0) {
+        gradtau_audit_report *r = nullptr;
+        detail::check(
+            gradtau_audit_report_new(get(), retain.get(), forget.get(), test.get(), seed, &r));
+        return AuditReport(r);
     }
 
     /// Model outputs (logits for a classifier) for every sample, row-major [N, output...].

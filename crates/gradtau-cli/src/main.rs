@@ -7,10 +7,11 @@
 //! always either its old contents or the complete new ones (see [`Outputs`]).
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use gradtau::audit::report::{audit_model, AuditRow, AuditSets};
+use gradtau::audit::report::{audit_model, AuditRow, AuditSets, TaskMetric};
+use gradtau::audit::AttackScores;
 use gradtau::data::digits;
 use gradtau::io;
-use gradtau::nn::{LossKind, Model};
+use gradtau::nn::{outputs, LossKind, Model};
 use gradtau::optim::LrSchedule;
 use gradtau::rng::Rng;
 use gradtau::unlearn::{
@@ -46,6 +47,8 @@ enum Command {
     Audit(AuditArgs),
     /// Train a model (original models and the retrain-from-scratch reference).
     Train(TrainArgs),
+    /// A model's outputs (or probabilities, or classes) on inputs from a file, as .npy.
+    Predict(PredictArgs),
 }
 
 #[derive(Args)]
@@ -307,6 +310,33 @@ struct TrainArgs {
     limits: LimitArgs,
 }
 
+#[derive(Args)]
+struct PredictArgs {
+    #[command(flatten)]
+    model: TrainedModelArgs,
+    /// Inputs [N, input shape...] (.npy float32/float64, or IDX plain or gzip).
+    #[arg(long)]
+    x: PathBuf,
+    /// Where to write the predictions (.npy): float32 [N, output shape...], or with
+    /// --classes int32 [N].
+    #[arg(long)]
+    out: PathBuf,
+    /// Write probabilities instead of raw outputs: softmax over the classes
+    /// (cross_entropy), a sigmoid per output (bce_with_logits).
+    #[arg(long, conflicts_with = "classes")]
+    probabilities: bool,
+    /// Write the most likely class of each sample (cross_entropy models).
+    #[arg(long)]
+    classes: bool,
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -314,6 +344,7 @@ fn main() -> ExitCode {
         Command::Unlearn(a) => unlearn_cmd(a),
         Command::Audit(a) => audit_cmd(a),
         Command::Train(a) => train_cmd(a),
+        Command::Predict(a) => predict_cmd(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -836,6 +867,84 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// What `predict` writes for each sample.
+#[derive(Clone, Copy)]
+enum PredictionKind {
+    Raw,
+    Probabilities,
+    Classes,
+}
+
+fn predict_cmd(a: PredictArgs) -> Result<()> {
+    if a.batch_size == 0 {
+        return Err(Error::invalid("--batch-size 0: expected at least 1"));
+    }
+    let kind = match (a.probabilities, a.classes) {
+        (true, _) => PredictionKind::Probabilities,
+        (_, true) => PredictionKind::Classes,
+        _ => PredictionKind::Raw,
+    };
+    let device = DeviceRequest::parse(&a.device)?.resolve()?;
+    Outputs::check(&[("--out", a.out.as_path())])?;
+    let Loaded { model, weights, .. } = a.model.load()?;
+    a.limits.apply(&model)?;
+    // The meaning of the outputs is checked before the inputs are read and the model run.
+    check_prediction_kind(&model, kind)?;
+    let x = model.read_inputs(&a.x)?;
+    let weights = weights
+        .iter()
+        .map(|w| w.to_device(device))
+        .collect::<Result<Vec<_>>>()?;
+    let raw = model.predict(&weights, &x, a.batch_size)?;
+    let n = x.dim(0);
+    let mut staged = Outputs::new();
+    match kind {
+        PredictionKind::Raw => staged.stage(&a.out, |p| {
+            io::write_npy_f32(p, &raw.to_vec()?, raw.shape())
+        })?,
+        PredictionKind::Probabilities => {
+            let probs = outputs::probabilities(model.loss_kind(), &raw)?;
+            staged.stage(&a.out, |p| {
+                io::write_npy_f32(p, &probs.to_vec()?, probs.shape())
+            })?
+        }
+        PredictionKind::Classes => {
+            let classes: Vec<i32> = outputs::classes(model.loss_kind(), &raw)?
+                .into_iter()
+                .map(|c| i32::try_from(c).unwrap_or(i32::MAX))
+                .collect();
+            staged.stage(&a.out, |p| io::write_npy_i32(p, &classes, &[n]))?
+        }
+    }
+    staged.commit()?;
+    eprintln!("wrote {} ({n} samples)", a.out.display());
+    Ok(())
+}
+
+/// Refuses probabilities or classes where the model's loss gives them no meaning.
+fn check_prediction_kind(model: &Model, kind: PredictionKind) -> Result<()> {
+    let loss = model.loss_kind();
+    let ok = match kind {
+        PredictionKind::Raw => true,
+        PredictionKind::Probabilities => loss != LossKind::Mse,
+        PredictionKind::Classes => {
+            loss == LossKind::CrossEntropy && model.output_shape().len() == 1
+        }
+    };
+    if ok {
+        return Ok(());
+    }
+    // The library's own message says why (computed on an empty output of the model's shape).
+    let mut shape = vec![0];
+    shape.extend_from_slice(model.output_shape());
+    let empty = Tensor::from_vec(Vec::new(), &shape)?;
+    let e = match kind {
+        PredictionKind::Classes => outputs::classes(loss, &empty).err(),
+        _ => outputs::probabilities(loss, &empty).err(),
+    };
+    Err(e.unwrap_or_else(|| Error::invalid("this model's outputs have no such meaning")))
+}
+
 // ---------------------------------------------------------------- demo
 
 fn demo(a: DemoArgs) -> Result<()> {
@@ -952,22 +1061,42 @@ fn demo(a: DemoArgs) -> Result<()> {
 
 fn print_table(title: &str, rows: &[(&str, &AuditRow, f64)]) {
     println!("\n{title}");
-    if let Some((_, r, _)) = rows.first() {
-        if r.mia_samples == 0 {
-            println!(
-                "note: the membership attack needs at least {} forget and test samples; its scores are not computed (NaN)",
-                gradtau::audit::report::MIN_MIA_SAMPLES
-            );
-        } else if r.mia_samples < 100 {
-            println!(
-                "note: the membership attack ran on {} samples per side; at this size its scores are mostly noise",
-                r.mia_samples
-            );
-        }
+    let Some((_, first, _)) = rows.first() else {
+        return;
+    };
+    if first.mia_samples == 0 {
+        println!(
+            "note: the membership attack needs at least {} forget and test samples; no attack score is computed (NaN)",
+            gradtau::audit::report::MIN_MIA_SAMPLES
+        );
+    } else if first.mia_samples < 100 {
+        println!(
+            "note: the membership attacks ran on {} samples per side; at this size their scores are mostly noise",
+            first.mia_samples
+        );
     }
+    let metric = first.metric.metric;
     println!(
-        "{:<16} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}",
-        "", "retain", "forget", "test", "MIA-loss", "MIA-ent", "seconds"
+        "task metric: {} ({} is better){}; MIA-loss / MIA-log / MIA-ent: logistic regression on the loss (the paper's), on ln(loss) and on the entropy; AUC and TPR@1% FPR: ranking by loss in the direction MIA-log learned; strongest: largest distance from chance",
+        metric.name(),
+        if metric.higher_is_better() { "higher" } else { "lower" },
+        first
+            .secondary
+            .map_or(String::new(), |s| format!(", {} on the line below", s.metric.name()))
+    );
+    println!(
+        "{:<16} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9}",
+        "",
+        format!("retain {}", short(metric)),
+        format!("forget {}", short(metric)),
+        format!("test {}", short(metric)),
+        "MIA-loss",
+        "MIA-log",
+        "MIA-ent",
+        "AUC",
+        "TPR@1%",
+        "strongest",
+        "seconds"
     );
     for (name, r, secs) in rows {
         let s = if secs.is_finite() {
@@ -975,27 +1104,84 @@ fn print_table(title: &str, rows: &[(&str, &AuditRow, f64)]) {
         } else {
             "-".into()
         };
+        let a = &r.attacks;
         println!(
-            "{:<16} {:>8.4} {:>8.4} {:>8.4} {:>9.4} {:>9.4} {:>9}",
+            "{:<16} {:>10} {:>10} {:>10} {:>9.4} {:>9.4} {:>9.4} {:>7.4} {:>9.4} {:>9.4} {:>9}",
             name,
-            r.retain_accuracy,
-            r.forget_accuracy,
-            r.test_accuracy,
+            value(r.metric.retain),
+            value(r.metric.forget),
+            value(r.metric.test),
             r.mia_loss,
+            a.log_loss.accuracy,
             r.mia_entropy,
+            a.log_loss.auc,
+            a.log_loss.tpr_at_1pct_fpr,
+            a.strongest_advantage(),
             s
         );
+        if let Some(m) = &r.secondary {
+            println!(
+                "  {:<14} {:>10} {:>10} {:>10}",
+                m.metric.name(),
+                value(m.retain),
+                value(m.forget),
+                value(m.test)
+            );
+        }
     }
 }
 
-fn row_json(r: &AuditRow) -> serde_json::Value {
+/// A metric's name short enough for a column header.
+fn short(m: TaskMetric) -> &'static str {
+    match m {
+        TaskMetric::Accuracy => "acc",
+        other => other.name(),
+    }
+}
+
+/// A metric value in a 10-character column: fixed point, or scientific for MSEs in large units.
+fn value(v: f64) -> String {
+    if v != 0.0 && (v.abs() >= 1e5 || v.abs() < 1e-3) {
+        format!("{v:.3e}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+fn attack_json(a: &AttackScores) -> serde_json::Value {
     serde_json::json!({
+        "accuracy": a.accuracy,
+        "auc": a.auc,
+        "tpr_at_1pct_fpr": a.tpr_at_1pct_fpr,
+    })
+}
+
+fn row_json(r: &AuditRow) -> serde_json::Value {
+    let metrics: serde_json::Map<String, serde_json::Value> = r
+        .metrics()
+        .map(|m| {
+            (
+                m.metric.name().to_string(),
+                serde_json::json!({ "retain": m.retain, "forget": m.forget, "test": m.test }),
+            )
+        })
+        .collect();
+    let (strongest, advantage) = r.attacks.strongest();
+    serde_json::json!({
+        "metric": r.metric.metric.name(),
+        "metrics": metrics,
         "retain_accuracy": r.retain_accuracy,
         "forget_accuracy": r.forget_accuracy,
         "test_accuracy": r.test_accuracy,
         "mia_loss": r.mia_loss,
         "mia_entropy": r.mia_entropy,
         "mia_samples": r.mia_samples,
+        "attacks": {
+            "paper": attack_json(&r.attacks.paper),
+            "log_loss": attack_json(&r.attacks.log_loss),
+            "threshold": attack_json(&r.attacks.threshold),
+            "strongest": { "figure": strongest, "advantage": advantage },
+        },
     })
 }
 

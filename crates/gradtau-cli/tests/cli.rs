@@ -105,6 +105,7 @@ fn train_unlearn_audit_on_files() {
         stdout.contains("before") && stdout.contains("after"),
         "{stdout}"
     );
+    assert!(stdout.contains("task metric: accuracy"), "{stdout}");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["method"], "nabla_tau");
@@ -157,6 +158,16 @@ fn train_unlearn_audit_on_files() {
     );
     let row: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(row["test_accuracy"].as_f64().unwrap() > 0.9, "{row}");
+    // The metric is named and its values are the accuracies; every attack reports its scores.
+    assert_eq!(row["metric"], "accuracy", "{row}");
+    assert_eq!(row["metrics"]["accuracy"]["test"], row["test_accuracy"]);
+    assert_eq!(row["attacks"]["paper"]["accuracy"], row["mia_loss"]);
+    for attack in ["paper", "log_loss", "threshold"] {
+        let auc = row["attacks"][attack]["auc"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&auc), "{attack}: {row}");
+    }
+    let strongest = row["attacks"]["strongest"]["advantage"].as_f64().unwrap();
+    assert!((0.0..=0.5).contains(&strongest), "{row}");
     std::fs::remove_dir_all(&dir).ok();
 }
 

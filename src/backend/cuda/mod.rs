@@ -2,7 +2,7 @@
 //! `kernels/` compiled by NVRTC at first use (cached per device), cuBLAS for GEMM.
 //!
 //! Two implementations share one API, selected by the `cuda` feature:
-//! - `real.rs` (feature on): the CUDA libraries are loaded at run time, so the crate builds on
+//! - `real/` (feature on): the CUDA libraries are loaded at run time, so the crate builds on
 //!   a machine without the toolkit; [`is_available`] / [`ensure_usable`] say whether (and why
 //!   not) a device can be used;
 //! - `stub.rs` (feature off): [`CudaStorage`] is uninhabited, so every CUDA arm of every op is
@@ -12,6 +12,8 @@
 //! The parameter types below (geometries, optimizer settings, the dropout hash) are shared by
 //! both, so the op files compile identically either way.
 
+#[cfg(any(feature = "cuda", test))]
+mod kernels;
 #[cfg(feature = "cuda")]
 mod real;
 #[cfg(feature = "cuda")]

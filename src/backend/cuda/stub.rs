@@ -1,7 +1,7 @@
 //! The CUDA API without the `cuda` feature. [`CudaStorage`] is uninhabited: no value of it
 //! can exist, so every function taking one is statically unreachable (`match *x {}`), and the
 //! only entry points, the device queries and the constructors, return
-//! [`Error::DeviceUnavailable`]. Signatures mirror `real.rs` exactly.
+//! [`Error::DeviceUnavailable`]. Signatures mirror `real/` exactly.
 
 use super::{
     AdamParams, BatchNormParams, BinaryOp, Conv2dGeometry, Pool2dGeometry, RegressionLoss,

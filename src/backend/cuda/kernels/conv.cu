@@ -20,7 +20,7 @@ extern "C" __global__ void im2col(const float* x, float* cols, ConvGeom g) {
         int kh = (row / g.kw) % g.kh;
         int c = row / ((u64)g.kw * g.kh);
         int b = col / hw;
-        int p = col % hw;
+        u64 p = col % hw;  // a plane of outputs may hold more than 2^31
         int oh = p / g.wo, ow = p % g.wo;
         int ih = oh * g.sh - g.ph + kh * g.dh;
         int iw = ow * g.sw - g.pw + kw * g.dw;

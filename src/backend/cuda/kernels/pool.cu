@@ -1,6 +1,10 @@
 // 2-D pooling over NCHW, PyTorch semantics (floor mode; max pooling pads with -inf; average
 // pooling divides by the window clipped to the padded input when count_include_pad, else by
 // the number of real pixels).
+//
+// Coordinates (ih, iw, and the padded extents) fit an int (checked by the launcher); offsets
+// into a plane (ih * w + iw) and into the tensor are 64-bit, since one plane may hold more
+// than 2^31 pixels.
 
 struct PoolGeom {
     int n, c, h, w;
@@ -12,7 +16,7 @@ extern "C" __global__ void maxpool2d_fwd(const float* x, float* y, PoolGeom g) {
     GRID_STRIDE(i, (u64)g.n * g.c * g.ho * g.wo) {
         int ow = i % g.wo, oh = (i / g.wo) % g.ho;
         u64 plane = i / ((u64)g.wo * g.ho);
-        const float* src = x + plane * g.h * g.w;
+        const float* src = x + plane * (u64)g.h * g.w;
         float m = -INFINITY;
         for (int kh = 0; kh < g.kh; ++kh) {
             int ih = oh * g.sh - g.ph + kh;
@@ -20,7 +24,7 @@ extern "C" __global__ void maxpool2d_fwd(const float* x, float* y, PoolGeom g) {
             for (int kw = 0; kw < g.kw; ++kw) {
                 int iw = ow * g.sw - g.pw + kw;
                 if (iw < 0 || iw >= g.w) continue;
-                float v = src[ih * g.w + iw];
+                float v = src[(u64)ih * g.w + iw];
                 if (v > m || v != v) m = v;
             }
         }
@@ -34,42 +38,43 @@ extern "C" __global__ void maxpool2d_bwd(const float* x, const float* gy, float*
     GRID_STRIDE(i, (u64)g.n * g.c * g.ho * g.wo) {
         int ow = i % g.wo, oh = (i / g.wo) % g.ho;
         u64 plane = i / ((u64)g.wo * g.ho);
-        const float* src = x + plane * g.h * g.w;
+        const float* src = x + plane * (u64)g.h * g.w;
         float m = -INFINITY;
-        int best = -1;
+        long long best = -1;
         for (int kh = 0; kh < g.kh; ++kh) {
             int ih = oh * g.sh - g.ph + kh;
             if (ih < 0 || ih >= g.h) continue;
             for (int kw = 0; kw < g.kw; ++kw) {
                 int iw = ow * g.sw - g.pw + kw;
                 if (iw < 0 || iw >= g.w) continue;
-                float v = src[ih * g.w + iw];
+                float v = src[(u64)ih * g.w + iw];
                 if (best < 0 || v > m || v != v) {
                     m = v;
-                    best = ih * g.w + iw;
+                    best = (long long)ih * g.w + iw;
                 }
             }
         }
-        if (best >= 0) atomicAdd(gx + plane * g.h * g.w + best, gy[i]);
+        if (best >= 0) atomicAdd(gx + plane * (u64)g.h * g.w + (u64)best, gy[i]);
     }
 }
 
 __device__ __forceinline__ float avg_divisor(const PoolGeom& g, int oh, int ow, int include_pad) {
     int hs = oh * g.sh - g.ph, ws = ow * g.sw - g.pw;
     int he = min(hs + g.kh, g.h + g.ph), we = min(ws + g.kw, g.w + g.pw);
-    int padded = (he - hs) * (we - ws);
+    // Products in float: a window's area may exceed an int.
+    float padded = (float)(he - hs) * (float)(we - ws);
     hs = max(hs, 0);
     ws = max(ws, 0);
     he = min(he, g.h);
     we = min(we, g.w);
-    return include_pad ? (float)padded : (float)((he - hs) * (we - ws));
+    return include_pad ? padded : (float)(he - hs) * (float)(we - ws);
 }
 
 extern "C" __global__ void avgpool2d_fwd(const float* x, float* y, PoolGeom g, int include_pad) {
     GRID_STRIDE(i, (u64)g.n * g.c * g.ho * g.wo) {
         int ow = i % g.wo, oh = (i / g.wo) % g.ho;
         u64 plane = i / ((u64)g.wo * g.ho);
-        const float* src = x + plane * g.h * g.w;
+        const float* src = x + plane * (u64)g.h * g.w;
         float s = 0.0f;
         for (int kh = 0; kh < g.kh; ++kh) {
             int ih = oh * g.sh - g.ph + kh;
@@ -77,7 +82,7 @@ extern "C" __global__ void avgpool2d_fwd(const float* x, float* y, PoolGeom g, i
             for (int kw = 0; kw < g.kw; ++kw) {
                 int iw = ow * g.sw - g.pw + kw;
                 if (iw < 0 || iw >= g.w) continue;
-                s += src[ih * g.w + iw];
+                s += src[(u64)ih * g.w + iw];
             }
         }
         y[i] = s / avg_divisor(g, oh, ow, include_pad);
@@ -96,7 +101,7 @@ extern "C" __global__ void avgpool2d_bwd(const float* gy, float* gx, PoolGeom g,
             for (int kw = 0; kw < g.kw; ++kw) {
                 int iw = ow * g.sw - g.pw + kw;
                 if (iw < 0 || iw >= g.w) continue;
-                atomicAdd(gx + plane * g.h * g.w + ih * g.w + iw, v);
+                atomicAdd(gx + plane * (u64)g.h * g.w + (u64)ih * g.w + iw, v);
             }
         }
     }

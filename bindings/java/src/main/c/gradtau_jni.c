@@ -18,6 +18,7 @@
  */
 #include <gradtau.h>
 #include <jni.h>
+#include <math.h>
 
 #include <stddef.h>
 #include <stdint.h>
@@ -58,8 +59,6 @@ static struct {
     jclass out_of_memory;
     jclass report;
     jmethodID report_init;
-    jclass audit_row;
-    jmethodID audit_row_init;
     jclass param_info;
     jmethodID param_info_init;
     jclass native;
@@ -100,8 +99,6 @@ JNIEXPORT jint JNICALL JNI_OnLoad(JavaVM *vm, void *reserved) {
     NEED(J.report = global_class(env, "dev/gradtau/Report"));
     NEED(J.report_init = (*env)->GetMethodID(env, J.report, "<init>",
                                              "(Ljava/lang/String;JJDFFFJZI)V"));
-    NEED(J.audit_row = global_class(env, "dev/gradtau/AuditRow"));
-    NEED(J.audit_row_init = (*env)->GetMethodID(env, J.audit_row, "<init>", "(DDDDD)V"));
     NEED(J.param_info = global_class(env, "dev/gradtau/ParamInfo"));
     NEED(J.param_info_init = (*env)->GetMethodID(env, J.param_info, "<init>",
                                                  "(Ljava/lang/String;[JJZ)V"));
@@ -847,17 +844,66 @@ JNIEXPORT jobject JNICALL Java_dev_gradtau_Native_train(JNIEnv *env, jclass cls,
     return make_report(env, report);
 }
 
-JNIEXPORT jobject JNICALL Java_dev_gradtau_Native_audit(JNIEnv *env, jclass cls, jlong model,
-                                                        jlong retain, jlong forget, jlong test,
-                                                        jlong seed) {
+/* The audit report as a flat double[] that AuditRow.fromNative reads:
+ *   [0] primary metric code, [1..3] its retain / forget / test values,
+ *   [4] second metric code or -1, [5..7] its values,
+ *   [8..10] accuracy on retain / forget / test, [11] entropy attack accuracy,
+ *   [12..14] paper attack (accuracy, AUC, TPR at 1 % FPR), [15..17] log-loss attack,
+ *   [18..20] threshold attack, [21] strongest advantage, [22] attack samples. */
+enum { AUDIT_FIELDS = 23 };
+
+static void audit_values(const gradtau_audit_report *r, double *v) {
+    static const gradtau_audit_set sets[3] = {GRADTAU_AUDIT_SET_RETAIN, GRADTAU_AUDIT_SET_FORGET,
+                                              GRADTAU_AUDIT_SET_TEST};
+    static const gradtau_attack attacks[3] = {GRADTAU_ATTACK_PAPER, GRADTAU_ATTACK_LOG_LOSS,
+                                              GRADTAU_ATTACK_THRESHOLD};
+    static const gradtau_score scores[3] = {GRADTAU_SCORE_ACCURACY, GRADTAU_SCORE_AUC,
+                                            GRADTAU_SCORE_TPR_AT_1PCT_FPR};
+    gradtau_metric primary = gradtau_audit_report_metric(r);
+    v[0] = primary;
+    v[4] = -1;
+    for (int k = 0; k < 3; k++) {
+        v[1 + k] = gradtau_audit_report_value(r, primary, sets[k]);
+        v[8 + k] = gradtau_audit_report_value(r, GRADTAU_METRIC_ACCURACY, sets[k]);
+    }
+    /* A reported metric has a value on the retain set; the others read NaN. */
+    for (gradtau_metric m = 0; v[4] < 0 && strcmp(gradtau_metric_name(m), "unknown") != 0; m++) {
+        double retain = gradtau_audit_report_value(r, m, GRADTAU_AUDIT_SET_RETAIN);
+        if (m == primary || isnan(retain)) continue;
+        v[4] = m;
+        for (int k = 0; k < 3; k++) v[5 + k] = gradtau_audit_report_value(r, m, sets[k]);
+    }
+    if (v[4] < 0) v[5] = v[6] = v[7] = NAN;
+    v[11] = gradtau_audit_report_attack(r, GRADTAU_ATTACK_ENTROPY, GRADTAU_SCORE_ACCURACY);
+    for (int a = 0; a < 3; a++)
+        for (int k = 0; k < 3; k++)
+            v[12 + 3 * a + k] = gradtau_audit_report_attack(r, attacks[a], scores[k]);
+    v[21] = gradtau_audit_report_strongest(r);
+    v[22] = (double)gradtau_audit_report_attack_samples(r);
+}
+
+JNIEXPORT jdoubleArray JNICALL Java_dev_gradtau_Native_auditReport(JNIEnv *env, jclass cls,
+                                                                   jlong model, jlong retain,
+                                                                   jlong forget, jlong test,
+                                                                   jlong seed) {
     (void)cls;
-    gradtau_audit_row row;
-    if (check(env, gradtau_audit(MODEL(model), DATASET(retain), DATASET(forget), DATASET(test),
-                                 (uint64_t)seed, &row)))
+    gradtau_audit_report *report = NULL;
+    if (check(env, gradtau_audit_report_new(MODEL(model), DATASET(retain), DATASET(forget),
+                                            DATASET(test), (uint64_t)seed, &report)))
         return NULL;
-    return (*env)->NewObject(env, J.audit_row, J.audit_row_init, row.retain_accuracy,
-                             row.forget_accuracy, row.test_accuracy, row.mia_loss,
-                             row.mia_entropy);
+    double v[AUDIT_FIELDS];
+    audit_values(report, v);
+    gradtau_audit_report_free(report);
+    jdoubleArray out = (*env)->NewDoubleArray(env, AUDIT_FIELDS);
+    if (out == NULL) return NULL;
+    (*env)->SetDoubleArrayRegion(env, out, 0, AUDIT_FIELDS, v);
+    return out;
+}
+
+JNIEXPORT jstring JNICALL Java_dev_gradtau_Native_metricName(JNIEnv *env, jclass cls,
+                                                             jint metric) {
+    (void)cls;
+    return utf8_string(env, gradtau_metric_name(metric));
 }
 
 /* ---- inference ----------------------------------------------------------------------- */

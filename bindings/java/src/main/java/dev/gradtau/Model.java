@@ -380,16 +380,16 @@ public final class Model implements AutoCloseable {
     }
 
     /**
-     * Audits the bound weights: accuracy on the three sets and the membership-inference attack
-     * (forget = members, test = non-members), seeded by {@code seed}. A read: never writes the
-     * buffers.
+     * Audits the bound weights: the task's metric on the three sets (accuracy, MSE and MAE, or
+     * macro F1, following the loss) and the membership attacks (forget = members, test =
+     * non-members), seeded by {@code seed}. A read: never writes the buffers.
      */
     public AuditRow audit(Dataset retain, Dataset forget, Dataset test, long seed) {
         Objects.requireNonNull(retain, "retain");
         Objects.requireNonNull(forget, "forget");
         Objects.requireNonNull(test, "test");
         return read(new NativeHandle[] {retain.handle(), forget.handle(), test.handle()},
-                p -> Native.audit(p[0], p[1], p[2], p[3], seed));
+                p -> AuditRow.fromNative(Native.auditReport(p[0], p[1], p[2], p[3], seed)));
     }
 
     /**

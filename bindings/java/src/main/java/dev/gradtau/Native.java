@@ -156,7 +156,10 @@ final class Native {
     static native Report train(long model, long data, byte[] options, String[] stringFields,
             byte[][] stringValues, Progress progress);
 
-    static native AuditRow audit(long model, long retain, long forget, long test, long seed);
+    /** The audit as a flat array; {@link AuditRow#fromNative} reads it. */
+    static native double[] auditReport(long model, long retain, long forget, long test, long seed);
+
+    static native String metricName(int metric);
 
     static native float[] predict(long model, long data);
 

@@ -142,6 +142,18 @@ class FlowTest {
             assertTrue(before.retainAccuracy() > 0.95, before.toString());
             assertTrue(before.forgetAccuracy() > 0.95, before.toString());
             assertTrue(before.testAccuracy() > 0.9, before.toString());
+            // The task's metric is named and agrees with the accuracies; every attack is there.
+            assertEquals(Metric.ACCURACY, before.metric().metric());
+            assertEquals("accuracy", before.metricName());
+            assertEquals(before.retainAccuracy(), before.metric().retain());
+            assertEquals(before.testAccuracy(), before.metric().test());
+            assertEquals(null, before.secondary());
+            assertEquals(before.miaLoss(), before.paper().accuracy());
+            double auc = before.threshold().auc();
+            assertTrue(auc >= 0 && auc <= 1, before.toString());
+            assertTrue(before.strongest() >= Math.abs(auc - 0.5), before.toString());
+            assertTrue(before.attackSamples() > 0, before.toString());
+            assertEquals("mae", new AuditRow.MetricScores(Metric.MAE, 0, 0, 0).name());
 
             int[] original = h.snapshot();
             FloatBuffer w0 = h.buffers.get("0.weight");
