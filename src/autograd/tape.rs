@@ -1,6 +1,5 @@
 use crate::backend::cpu::pool::{self, RunGuard};
 use crate::error::{Error, Result};
-use crate::ops;
 use crate::tensor::Tensor;
 use std::time::{Duration, Instant};
 
@@ -233,7 +232,7 @@ impl Tape {
                 format!("loss must be a scalar, got shape {:?}", v.shape()),
             ));
         }
-        let seed = ops::ones_like(v)?;
+        let seed = v.ones_like()?;
         self.backward_with_seed(loss, seed)
     }
 
@@ -301,7 +300,7 @@ impl Tape {
         }
         if let Some(key) = node.key {
             match result.by_key.get_mut(key) {
-                Some(Some(acc)) => ops::accumulate(acc, &g)?,
+                Some(Some(acc)) => acc.add_assign(&g)?,
                 _ => result.set(key, g),
             }
             return Ok(());
@@ -347,7 +346,7 @@ impl Tape {
             }
             match &mut grads[input.0] {
                 Some(acc) => {
-                    ops::accumulate(acc, &ig)?;
+                    acc.add_assign(&ig)?;
                     ig.recycle();
                 }
                 slot @ None => *slot = Some(ig),

@@ -109,9 +109,10 @@ impl Kind {
 
     fn forward(self, x: &Tensor) -> Result<Tensor> {
         if let Storage::Cuda(s) = x.storage() {
-            return Ok(s
-                .unary(self.kernels().0, 0.0)?
-                .into_tensor(x.shape().to_vec()));
+            return Ok(Tensor::from_cuda(
+                s.unary(self.kernels().0, 0.0)?,
+                x.shape().to_vec(),
+            ));
         }
         match self {
             Kind::Relu => {
@@ -161,7 +162,7 @@ impl BackwardOp for ActivationBackward {
         };
         if let (Storage::Cuda(s), Storage::Cuda(g)) = (saved.storage(), c.grad.storage()) {
             let out = s.unary_backward(g, self.0.kernels().1, 0.0)?;
-            return Ok(vec![Some(out.into_tensor(c.grad.shape().to_vec()))]);
+            return Ok(vec![Some(Tensor::from_cuda(out, c.grad.shape().to_vec()))]);
         }
         let g = host(c.grad, name)?;
         let mut out = crate::backend::cpu::pool::take(g.len());

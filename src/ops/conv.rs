@@ -366,7 +366,7 @@ fn forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams) -> Resul
             _ => None,
         };
         let y = cuda::conv2d_forward(xs, ws, bs, &g.cuda())?;
-        return Ok((y.into_tensor(g.out_shape()), g));
+        return Ok((Tensor::from_cuda(y, g.out_shape()), g));
     }
     let bias = b.map(|b| host(b, "conv2d")).transpose()?;
     let xd = host(x, "conv2d")?;
@@ -438,11 +438,11 @@ impl BackwardOp for Conv2dBackward {
             let (gx, gw, gb) =
                 cuda::conv2d_backward(xs, ws, gs, &g.cuda(), [need_x, need_w, need_b])?;
             let mut result = vec![
-                gx.map(|s| s.into_tensor(vec![g.n, g.c, g.h, g.w])),
-                gw.map(|s| s.into_tensor(vec![g.co, g.c, g.kh, g.kw])),
+                gx.map(|s| Tensor::from_cuda(s, vec![g.n, g.c, g.h, g.w])),
+                gw.map(|s| Tensor::from_cuda(s, vec![g.co, g.c, g.kh, g.kw])),
             ];
             if self.has_bias {
-                result.push(gb.map(|s| s.into_tensor(vec![g.co])));
+                result.push(gb.map(|s| Tensor::from_cuda(s, vec![g.co])));
             }
             return Ok(result);
         }

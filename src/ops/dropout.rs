@@ -67,7 +67,7 @@ fn apply(x: &Tensor, p: f32, training: bool, rng: &mut Rng) -> Result<Option<(Te
     }
     if let Storage::Cuda(s) = x.storage() {
         let seed = rng.next_u64();
-        let out = s.dropout(p, seed)?.into_tensor(x.shape().to_vec());
+        let out = Tensor::from_cuda(s.dropout(p, seed)?, x.shape().to_vec());
         return Ok(Some((out, Mask::Cuda { p, seed })));
     }
     let d = host(x, "dropout")?;
@@ -93,7 +93,7 @@ impl BackwardOp for DropoutBackward {
             (Mask::Cpu(m), _) => m,
             // The same hash scales the gradient exactly as the forward scaled the input.
             (&Mask::Cuda { p, seed }, Storage::Cuda(g)) => {
-                let out = g.dropout(p, seed)?.into_tensor(c.grad.shape().to_vec());
+                let out = Tensor::from_cuda(g.dropout(p, seed)?, c.grad.shape().to_vec());
                 return Ok(vec![Some(out)]);
             }
             (Mask::Cuda { .. }, Storage::Cpu(_)) => {

@@ -11,26 +11,12 @@ use crate::tensor::Tensor;
 
 /// A tensor of ones shaped like `t`, on its device.
 pub fn ones_like(t: &Tensor) -> Result<Tensor> {
-    Tensor::full(t.shape(), 1.0).to_device(t.device())
+    t.ones_like()
 }
 
-/// `acc += g` in place (same shape, same device).
+/// `acc += g` in place (same shape, same device); see [`Tensor::add_assign`].
 pub fn accumulate(acc: &mut Tensor, g: &Tensor) -> Result<()> {
-    if acc.shape() != g.shape() {
-        return Err(Error::shape(
-            "accumulate",
-            format!("{:?} vs {:?}", acc.shape(), g.shape()),
-        ));
-    }
-    same_device(acc, g, "accumulate")?;
-    if let Storage::Cuda(src) = g.storage() {
-        if let Storage::Cuda(dst) = acc.storage_mut() {
-            return dst.add_assign(src);
-        }
-    }
-    let src = host(g, "accumulate")?;
-    simd::add_assign(acc.data_mut()?, src);
-    Ok(())
+    acc.add_assign(g)
 }
 
 /// The broadcast shape of two shapes (NumPy rules: align right, 1 stretches).
@@ -124,7 +110,7 @@ fn binary_forward(
     let out_shape = broadcast_shape(a.shape(), b.shape(), op)?;
     if let (Storage::Cuda(x), Storage::Cuda(y)) = (a.storage(), b.storage()) {
         let out = x.binary(y, kernel, a.shape(), b.shape(), &out_shape)?;
-        return Ok(out.into_tensor(out_shape));
+        return Ok(Tensor::from_cuda(out, out_shape));
     }
     let (x, y) = (host(a, op)?, host(b, op)?);
     let n: usize = out_shape.iter().product();
@@ -153,9 +139,10 @@ pub fn reduce_to_shape(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
         return Ok(g.clone());
     }
     if let Storage::Cuda(s) = g.storage() {
-        return Ok(s
-            .reduce_to_shape(g.shape(), shape)?
-            .into_tensor(shape.to_vec()));
+        return Ok(Tensor::from_cuda(
+            s.reduce_to_shape(g.shape(), shape)?,
+            shape.to_vec(),
+        ));
     }
     let gd = host(g, "reduce_to_shape")?;
     let n: usize = shape.iter().product();
@@ -189,7 +176,7 @@ pub fn mul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// `s * x`.
 pub fn scale(x: &Tensor, s: f32) -> Result<Tensor> {
     if let Storage::Cuda(st) = x.storage() {
-        return Ok(st.unary("scale", s)?.into_tensor(x.shape().to_vec()));
+        return Ok(Tensor::from_cuda(st.unary("scale", s)?, x.shape().to_vec()));
     }
     let d = host(x, "scale")?;
     let mut out = crate::backend::cpu::pool::take(d.len());
@@ -200,7 +187,10 @@ pub fn scale(x: &Tensor, s: f32) -> Result<Tensor> {
 /// `x + c` for a constant `c`.
 pub fn add_scalar(x: &Tensor, c: f32) -> Result<Tensor> {
     if let Storage::Cuda(st) = x.storage() {
-        return Ok(st.unary("add_scalar", c)?.into_tensor(x.shape().to_vec()));
+        return Ok(Tensor::from_cuda(
+            st.unary("add_scalar", c)?,
+            x.shape().to_vec(),
+        ));
     }
     let d = host(x, "add_scalar")?;
     Ok(Tensor::cpu(

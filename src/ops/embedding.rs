@@ -77,7 +77,7 @@ fn forward(ids: &Tensor, weight: &Tensor) -> Result<(Tensor, Option<Vec<u32>>)> 
         }
         let rows: Vec<u32> = rows.into_iter().map(|r| r as u32).collect();
         let out = cuda::embedding_forward(ws, &rows, dim)?;
-        return Ok((out.into_tensor(shape), Some(rows)));
+        return Ok((Tensor::from_cuda(out, shape), Some(rows)));
     }
     let rows = row_indices(ids, num)?;
     let wd = host(weight, "embedding")?;
@@ -105,7 +105,7 @@ impl BackwardOp for EmbeddingBackward {
         let (num, dim) = (weight.dim(0), weight.dim(1));
         if let (Some(rows), Storage::Cuda(gs)) = (&self.device_ids, c.grad.storage()) {
             let gw = cuda::embedding_backward(rows, gs, num, dim)?;
-            return Ok(vec![None, Some(gw.into_tensor(vec![num, dim]))]);
+            return Ok(vec![None, Some(Tensor::from_cuda(gw, vec![num, dim]))]);
         }
         // The forward pass validated these ids, and tensors are immutable, so this re-parse
         // cannot fail; it avoids keeping a second copy of the ids on the tape.

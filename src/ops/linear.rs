@@ -30,7 +30,7 @@ fn product(
         };
         let (ta, tb) = (ta == Transpose::Yes, tb == Transpose::Yes);
         cuda::gemm(m, k, n, 1.0, x, ta, y, tb, beta, &mut out)?;
-        return Ok(out.into_tensor(shape));
+        return Ok(Tensor::from_cuda(out, shape));
     }
     // Written in full: by the bias rows below, or by the GEMM with β = 0 (which ignores C).
     let mut out = crate::backend::cpu::pool::take(m * n);

@@ -73,7 +73,10 @@ pub fn cross_entropy(logits: &Tensor, labels: &[u32]) -> Result<(Tensor, Tensor)
     check_labels(labels, n, c, "cross_entropy")?;
     if let Storage::Cuda(s) = logits.storage() {
         let (loss, probs) = s.cross_entropy(labels, n, c)?;
-        return Ok((loss.into_tensor(vec![n]), probs.into_tensor(vec![n, c])));
+        return Ok((
+            Tensor::from_cuda(loss, vec![n]),
+            Tensor::from_cuda(probs, vec![n, c]),
+        ));
     }
     let x = host(logits, "cross_entropy")?;
     let probs = softmax_rows(x, c);
@@ -111,9 +114,10 @@ fn regression_cuda(
     kind: RegressionLoss,
 ) -> Result<Option<Tensor>> {
     match (pred.storage(), target.storage()) {
-        (Storage::Cuda(p), Storage::Cuda(t)) => {
-            Ok(Some(p.regression_loss(t, n, d, kind)?.into_tensor(vec![n])))
-        }
+        (Storage::Cuda(p), Storage::Cuda(t)) => Ok(Some(Tensor::from_cuda(
+            p.regression_loss(t, n, d, kind)?,
+            vec![n],
+        ))),
         _ => Ok(None),
     }
 }
@@ -173,7 +177,7 @@ impl BackwardOp for CrossEntropyBackward {
         let (n, k) = (logits.dim(0), logits.dim(1));
         if let (Storage::Cuda(p), Storage::Cuda(g)) = (self.probs.storage(), c.grad.storage()) {
             let out = p.cross_entropy_backward(&self.labels, g, n, k)?;
-            return Ok(vec![Some(out.into_tensor(vec![n, k]))]);
+            return Ok(vec![Some(Tensor::from_cuda(out, vec![n, k]))]);
         }
         let g = host(c.grad, "cross_entropy")?;
         let mut out = host(&self.probs, "cross_entropy")?.to_vec();
@@ -216,8 +220,8 @@ impl BackwardOp for RegressionBackward {
             };
             let (gx, gt) = x.regression_loss_backward(t, g, n, d, kind)?;
             return Ok(vec![
-                c.needs[0].then(|| gx.into_tensor(shape.clone())),
-                c.needs[1].then(|| gt.into_tensor(shape)),
+                c.needs[0].then(|| Tensor::from_cuda(gx, shape.clone())),
+                c.needs[1].then(|| Tensor::from_cuda(gt, shape)),
             ]);
         }
         let (x, t) = (

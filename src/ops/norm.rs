@@ -332,7 +332,7 @@ fn bn_forward_cuda(
     let running = cfg.training.then_some((rm, rv));
     Ok(BnForward {
         geom: g,
-        out: o.y.into_tensor(x.shape().to_vec()),
+        out: Tensor::from_cuda(o.y, x.shape().to_vec()),
         stats: Saved::Cuda {
             mean: o.mean,
             invstd: o.invstd,
@@ -423,12 +423,12 @@ impl BackwardOp for BatchNormBackward {
                     self.training,
                 )?;
                 let mut result =
-                    vec![c.needs[0].then(|| gx.into_tensor(c.inputs[0].shape().to_vec()))];
+                    vec![c.needs[0].then(|| Tensor::from_cuda(gx, c.inputs[0].shape().to_vec()))];
                 if self.has_weight {
-                    result.push(needs_w.then(|| gw.into_tensor(vec![g.c])));
+                    result.push(needs_w.then(|| Tensor::from_cuda(gw, vec![g.c])));
                 }
                 if self.has_bias {
-                    result.push(needs_b.then(|| gb.into_tensor(vec![g.c])));
+                    result.push(needs_b.then(|| Tensor::from_cuda(gb, vec![g.c])));
                 }
                 return Ok(result);
             }
@@ -572,7 +572,7 @@ fn ln_forward(
         let b = device_or_fill(bias, OP, d, 0.0, xs.ordinal())?;
         let (y, mean, invstd) = cuda::layernorm_forward(xs, &w, &b, rows, d, eps)?;
         return Ok((
-            y.into_tensor(x.shape().to_vec()),
+            Tensor::from_cuda(y, x.shape().to_vec()),
             Saved::Cuda { mean, invstd },
         ));
     }
@@ -651,12 +651,16 @@ impl BackwardOp for LayerNormBackward {
                     d,
                 )?;
                 let mut result =
-                    vec![c.needs[0].then(|| gx.into_tensor(c.inputs[0].shape().to_vec()))];
+                    vec![c.needs[0].then(|| Tensor::from_cuda(gx, c.inputs[0].shape().to_vec()))];
                 if self.has_weight {
-                    result.push(needs_w.then(|| gw.into_tensor(c.inputs[w_idx].shape().to_vec())));
+                    result.push(
+                        needs_w.then(|| Tensor::from_cuda(gw, c.inputs[w_idx].shape().to_vec())),
+                    );
                 }
                 if self.has_bias {
-                    result.push(needs_b.then(|| gb.into_tensor(c.inputs[b_idx].shape().to_vec())));
+                    result.push(
+                        needs_b.then(|| Tensor::from_cuda(gb, c.inputs[b_idx].shape().to_vec())),
+                    );
                 }
                 return Ok(result);
             }

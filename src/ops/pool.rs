@@ -192,7 +192,7 @@ fn max_forward(x: &Tensor, p: Pool2dParams) -> Result<(Tensor, Vec<u32>, Geom)> 
     let g = Geom::new(x, p, "max_pool2d")?;
     if let Storage::Cuda(s) = x.storage() {
         let y = cuda::max_pool2d_forward(s, &g.cuda(x))?;
-        return Ok((y.into_tensor(g.out_shape(x)), Vec::new(), g));
+        return Ok((Tensor::from_cuda(y, g.out_shape(x)), Vec::new(), g));
     }
     let xd = host(x, "max_pool2d")?;
     let (hw, op) = (g.h * g.w, g.oh * g.ow);
@@ -242,7 +242,7 @@ pub fn avg_pool2d(x: &Tensor, p: Pool2dParams) -> Result<Tensor> {
         // count_include_pad: with floor mode and padding <= kernel/2 every window lies inside
         // the padded input, so this divides by kh*kw as the CPU path does.
         let y = cuda::avg_pool2d_forward(s, &g.cuda(x), true)?;
-        return Ok(y.into_tensor(g.out_shape(x)));
+        return Ok(Tensor::from_cuda(y, g.out_shape(x)));
     }
     let xd = host(x, "avg_pool2d")?;
     let (hw, op) = (g.h * g.w, g.oh * g.ow);
@@ -276,7 +276,7 @@ pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
     }
     if let Storage::Cuda(s) = x.storage() {
         let y = cuda::global_avg_pool_forward(s, x.dim(0), x.dim(1), hw)?;
-        return Ok(y.into_tensor(vec![x.dim(0), x.dim(1)]));
+        return Ok(Tensor::from_cuda(y, vec![x.dim(0), x.dim(1)]));
     }
     let xd = host(x, "global_avg_pool")?;
     let inv = 1.0 / hw as f32;
@@ -302,7 +302,7 @@ impl BackwardOp for MaxPoolBackward {
         let x = c.inputs[0];
         if let (Storage::Cuda(xs), Storage::Cuda(gs)) = (x.storage(), c.grad.storage()) {
             let gx = cuda::max_pool2d_backward(xs, gs, &g.cuda(x))?;
-            return Ok(vec![Some(gx.into_tensor(x.shape().to_vec()))]);
+            return Ok(vec![Some(Tensor::from_cuda(gx, x.shape().to_vec()))]);
         }
         let gd = host(c.grad, "max_pool2d")?;
         let (hw, op) = (g.h * g.w, g.oh * g.ow);
@@ -331,7 +331,7 @@ impl BackwardOp for AvgPoolBackward {
         let x = c.inputs[0];
         if let Storage::Cuda(gs) = c.grad.storage() {
             let gx = cuda::avg_pool2d_backward(gs, &g.cuda(x), true)?;
-            return Ok(vec![Some(gx.into_tensor(x.shape().to_vec()))]);
+            return Ok(vec![Some(Tensor::from_cuda(gx, x.shape().to_vec()))]);
         }
         let gd = host(c.grad, "avg_pool2d")?;
         let (hw, op) = (g.h * g.w, g.oh * g.ow);
@@ -366,7 +366,7 @@ impl BackwardOp for GlobalAvgPoolBackward {
         let hw = x.dim(2) * x.dim(3);
         if let Storage::Cuda(gs) = c.grad.storage() {
             let gx = cuda::global_avg_pool_backward(gs, x.dim(0), x.dim(1), hw)?;
-            return Ok(vec![Some(gx.into_tensor(x.shape().to_vec()))]);
+            return Ok(vec![Some(Tensor::from_cuda(gx, x.shape().to_vec()))]);
         }
         let inv = 1.0 / hw as f32;
         let gd = host(c.grad, "global_avg_pool")?;

@@ -10,7 +10,7 @@ use crate::tensor::Tensor;
 /// Sum of all elements, as a scalar tensor.
 pub fn sum(x: &Tensor) -> Result<Tensor> {
     if let Storage::Cuda(s) = x.storage() {
-        return Ok(s.sum_all(1.0)?.into_tensor(vec![]));
+        return Ok(Tensor::from_cuda(s.sum_all(1.0)?, vec![]));
     }
     Ok(Tensor::scalar(simd::sum(host(x, "sum")?)))
 }
@@ -18,7 +18,10 @@ pub fn sum(x: &Tensor) -> Result<Tensor> {
 /// Mean of all elements (NaN for an empty tensor, as in PyTorch).
 pub fn mean(x: &Tensor) -> Result<Tensor> {
     if let Storage::Cuda(s) = x.storage() {
-        return Ok(s.sum_all(1.0 / x.numel() as f32)?.into_tensor(vec![]));
+        return Ok(Tensor::from_cuda(
+            s.sum_all(1.0 / x.numel() as f32)?,
+            vec![],
+        ));
     }
     Ok(Tensor::scalar(
         simd::sum(host(x, "mean")?) / x.numel() as f32,
@@ -50,7 +53,7 @@ pub fn mean_axis(x: &Tensor, axis: usize) -> Result<Tensor> {
     let mut shape = x.shape().to_vec();
     shape.remove(axis);
     if let Storage::Cuda(s) = x.storage() {
-        return Ok(s.mean_axis(outer, len, inner)?.into_tensor(shape));
+        return Ok(Tensor::from_cuda(s.mean_axis(outer, len, inner)?, shape));
     }
     let d = host(x, "mean_axis")?;
     let mut out = crate::backend::cpu::pool::zeroed(outer * inner);
@@ -95,7 +98,7 @@ impl BackwardOp for ReduceBackward {
                     g.mean_axis_backward(outer, len, inner)?
                 }
             };
-            return Ok(vec![Some(out.into_tensor(x.shape().to_vec()))]);
+            return Ok(vec![Some(Tensor::from_cuda(out, x.shape().to_vec()))]);
         }
         let g = host(c.grad, self.name())?;
         let out = match self.0 {

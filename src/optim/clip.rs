@@ -5,6 +5,7 @@ use crate::backend::cpu::simd;
 use crate::backend::cuda::{BinaryOp, CudaStorage};
 use crate::backend::Storage;
 use crate::error::Result;
+use crate::tensor::Tensor;
 
 /// Scales all gradients so their joint L2 norm is at most `max_norm`; returns the norm before
 /// clipping. Non-finite norms are returned unchanged and leave the gradients alone, so the
@@ -42,7 +43,7 @@ pub fn clip_grad_norm(grads: &mut Gradients, max_norm: f32) -> Result<f32> {
     if coef < 1.0 {
         for (_, g) in grads.iter_mut() {
             if let Storage::Cuda(d) = g.storage() {
-                *g = d.unary("scale", coef)?.into_tensor(g.shape().to_vec());
+                *g = Tensor::from_cuda(d.unary("scale", coef)?, g.shape().to_vec());
                 continue;
             }
             for v in g.data_mut()? {

@@ -3,6 +3,8 @@
 
 mod ndarray_interop;
 
+use crate::backend::cpu::simd;
+use crate::backend::cuda::CudaStorage;
 use crate::backend::{Device, Storage};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
@@ -68,6 +70,13 @@ impl Tensor {
         Self::from_vec(data.to_vec(), shape)
     }
 
+    /// Wraps a CUDA kernel's output as a tensor of `shape` (the caller guarantees the
+    /// length). Lives here rather than on the storage type so the backend never needs to
+    /// know what a tensor is.
+    pub(crate) fn from_cuda(storage: CudaStorage, shape: Vec<usize>) -> Self {
+        Self::from_storage(Storage::Cuda(storage), shape)
+    }
+
     pub(crate) fn from_storage(storage: Storage, shape: Vec<usize>) -> Self {
         debug_assert_eq!(storage.len(), shape.iter().product::<usize>());
         Tensor {
@@ -95,6 +104,38 @@ impl Tensor {
     /// A single number.
     pub fn scalar(value: f32) -> Self {
         Self::cpu(vec![value], vec![])
+    }
+
+    /// Ones with the same shape and device as `self` (the seed of a backward pass).
+    pub fn ones_like(&self) -> Result<Self> {
+        Self::full(&self.shape, 1.0).to_device(self.device())
+    }
+
+    /// `self += g` in place (same shape, same device): how gradients that reach one value
+    /// along several paths are summed. A tensor method rather than an op so the autograd
+    /// tape, which the ops build on, does not have to call back up into them.
+    pub fn add_assign(&mut self, g: &Tensor) -> Result<()> {
+        if self.shape != g.shape {
+            return Err(Error::shape(
+                "accumulate",
+                format!("{:?} vs {:?}", self.shape, g.shape),
+            ));
+        }
+        if self.device() != g.device() {
+            return Err(Error::invalid(format!(
+                "accumulate: inputs on different devices ({} and {})",
+                self.device(),
+                g.device()
+            )));
+        }
+        if let Storage::Cuda(src) = g.storage() {
+            if let Storage::Cuda(dst) = self.storage_mut() {
+                return dst.add_assign(src);
+            }
+        }
+        let src = g.cpu_data("accumulate")?;
+        simd::add_assign(self.data_mut()?, src);
+        Ok(())
     }
 
     /// Zeros with the same shape and device as `self`.

@@ -12,28 +12,22 @@
 //! The parameter types below (geometries, optimizer settings, the dropout hash) are shared by
 //! both, so the op files compile identically either way.
 
+// The kernel catalogue is also compiled into the unit tests of a build without CUDA, so
+// its tests run on every machine.
 #[cfg(any(feature = "cuda", test))]
 mod kernels;
-#[cfg(feature = "cuda")]
-mod real;
-#[cfg(feature = "cuda")]
-pub use real::*;
 
+// The one place the implementation is chosen: every other file sees `cuda::*` only.
+#[cfg(feature = "cuda")]
+#[path = "real/mod.rs"]
+mod imp;
 #[cfg(not(feature = "cuda"))]
-mod stub;
-#[cfg(not(feature = "cuda"))]
-pub use stub::*;
+#[path = "stub.rs"]
+mod imp;
 
-use crate::backend::Storage;
+pub use imp::*;
+
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
-
-impl CudaStorage {
-    /// Wraps a kernel's output as a tensor of `shape` (the caller guarantees the length).
-    pub(crate) fn into_tensor(self, shape: Vec<usize>) -> Tensor {
-        Tensor::from_storage(Storage::Cuda(self), shape)
-    }
-}
 
 /// The most dimensions a broadcasting binary op handles on the GPU (kernel argument size).
 pub const MAX_RANK: usize = 8;
