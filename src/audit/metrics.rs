@@ -68,7 +68,7 @@ pub fn per_sample_loss(logits: &Tensor, labels: &[u32]) -> Result<Vec<f32>> {
 /// Entropy (in nats) of each sample's softmax distribution — the MIA's second feature.
 pub fn softmax_entropy(logits: &Tensor) -> Result<Vec<f32>> {
     let (x, _, c) = logits_rows(logits, "softmax_entropy")?;
-    let p = softmax_rows(x, c);
+    let p = softmax_rows(x, c)?;
     Ok(x.chunks_exact(c)
         .zip(p.chunks_exact(c))
         .map(|(row, p)| {

@@ -92,9 +92,9 @@ pub struct Tape {
     grad_enabled: bool,
     /// Per-op backward timings, collected only when profiling was switched on.
     profile: Option<Vec<(&'static str, Duration)>>,
-    /// A live tape is a run in progress: freed buffers are kept for reuse until the last
-    /// tape drops (see `backend::cpu::pool`).
-    _pool: RunGuard,
+    /// A live tape is a run in progress: the buffers it frees are kept in the run's pool for
+    /// reuse until the run ends (see `backend::cpu::pool`).
+    run: RunGuard,
 }
 
 impl Default for Tape {
@@ -110,7 +110,7 @@ impl Tape {
             nodes: Vec::with_capacity(64),
             grad_enabled: true,
             profile: None,
-            _pool: pool::run_guard(),
+            run: pool::run_guard(),
         }
     }
 
@@ -121,7 +121,7 @@ impl Tape {
             nodes: Vec::with_capacity(64),
             grad_enabled: false,
             profile: None,
-            _pool: pool::run_guard(),
+            run: pool::run_guard(),
         }
     }
 
@@ -161,7 +161,9 @@ impl Tape {
     /// Drops the nodes from `i` on, handing their buffers back to the CPU pool.
     fn drop_from(&mut self, i: usize) {
         for node in self.nodes.drain(i.min(self.nodes.len())..) {
-            node.value.recycle();
+            if let Some(v) = node.value.into_host_vec() {
+                self.run.recycle(v);
+            }
         }
     }
 
@@ -347,14 +349,21 @@ impl Tape {
             match &mut grads[input.0] {
                 Some(acc) => {
                     acc.add_assign(&ig)?;
-                    ig.recycle();
+                    self.recycle(ig);
                 }
                 slot @ None => *slot = Some(ig),
             }
         }
         drop(ctx);
-        g.recycle();
+        self.recycle(g);
         Ok(())
+    }
+
+    /// Hands a value's buffer to this tape's run for reuse (when nothing else shares it).
+    fn recycle(&self, t: Tensor) {
+        if let Some(v) = t.into_host_vec() {
+            self.run.recycle(v);
+        }
     }
 }
 

@@ -117,7 +117,7 @@ impl Kind {
         match self {
             Kind::Relu => {
                 let d = host(x, "relu")?;
-                let mut out = crate::backend::cpu::pool::take(d.len());
+                let mut out = crate::backend::cpu::pool::take(d.len())?;
                 simd::relu(d, &mut out);
                 Ok(Tensor::cpu(out, x.shape().to_vec()))
             }
@@ -165,7 +165,7 @@ impl BackwardOp for ActivationBackward {
             return Ok(vec![Some(Tensor::from_cuda(out, c.grad.shape().to_vec()))]);
         }
         let g = host(c.grad, name)?;
-        let mut out = crate::backend::cpu::pool::take(g.len());
+        let mut out = crate::backend::cpu::pool::take(g.len())?;
         match self.0 {
             Kind::Relu => simd::relu_backward(host(c.inputs[0], name)?, g, &mut out),
             Kind::Gelu(a) => {

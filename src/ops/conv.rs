@@ -377,13 +377,13 @@ fn forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams) -> Resul
     // Every output element is written below (bias fill or the GEMM with beta 0),
     // except when there is no input channel at all: then the output is zero (or the bias).
     let mut out = if k == 0 {
-        crate::backend::cpu::pool::zeroed(g.n * per_out)
+        crate::backend::cpu::pool::zeroed(g.n * per_out)?
     } else {
-        crate::backend::cpu::pool::take(g.n * per_out)
+        crate::backend::cpu::pool::take(g.n * per_out)?
     };
-    over_batch(g.n, parallel, &mut out, per_out, |samples, out| {
+    let parts = over_batch(g.n, parallel, &mut out, per_out, |samples, out| {
         // im2col writes every element of the patch matrix, padding zeros included.
-        let mut col = crate::backend::cpu::pool::take(k * pp);
+        let mut col = crate::backend::cpu::pool::take(k * pp)?;
         for (s, y) in samples.zip(out.chunks_exact_mut(per_out.max(1))) {
             im2col(&xd[s * chw..][..chw], &g, &mut col);
             let beta = match bias {
@@ -408,7 +408,9 @@ fn forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams) -> Resul
                 y,
             );
         }
+        Ok::<(), Error>(())
     });
+    parts.into_iter().collect::<Result<()>>()?;
     Ok((Tensor::cpu(out, g.out_shape()), g))
 }
 
@@ -453,14 +455,14 @@ impl BackwardOp for Conv2dBackward {
         let gd = host(c.grad, "conv2d")?;
 
         let parallel = batch_parallel(g);
-        let mut dx = crate::backend::cpu::pool::zeroed(if need_x { g.n * chw } else { 0 });
-        let partials = over_batch(g.n, parallel, &mut dx, chw, |samples, dx| {
+        let mut dx = crate::backend::cpu::pool::zeroed(if need_x { g.n * chw } else { 0 })?;
+        let partials = over_batch(g.n, parallel, &mut dx, chw, |samples, dx| -> Result<_> {
             // dW^T [K, C_out] += col @ g_n^T, summed per range, transposed once at the end.
-            let mut dwt = crate::backend::cpu::pool::zeroed(if need_w { k * g.co } else { 0 });
-            let mut db = crate::backend::cpu::pool::zeroed(if need_b { g.co } else { 0 });
-            let mut col = crate::backend::cpu::pool::take(if need_w { k * pp } else { 0 });
+            let mut dwt = crate::backend::cpu::pool::zeroed(if need_w { k * g.co } else { 0 })?;
+            let mut db = crate::backend::cpu::pool::zeroed(if need_b { g.co } else { 0 })?;
+            let mut col = crate::backend::cpu::pool::take(if need_w { k * pp } else { 0 })?;
             // Overwritten per sample by a product with β = 0.
-            let mut dcol = crate::backend::cpu::pool::take(if need_x { k * pp } else { 0 });
+            let mut dcol = crate::backend::cpu::pool::take(if need_x { k * pp } else { 0 })?;
             let start = samples.start;
             for s in samples {
                 let gs = &gd[s * per_out..][..per_out];
@@ -501,15 +503,16 @@ impl BackwardOp for Conv2dBackward {
                     }
                 }
             }
-            (dwt, db)
+            Ok((dwt, db))
         });
+        let partials = partials.into_iter().collect::<Result<Vec<_>>>()?;
         let mut parts = partials.into_iter();
         let (mut dwt, mut db) = parts.next().unwrap_or_default();
         for (pw, pb) in parts {
             simd::add_assign(&mut dwt, &pw);
             simd::add_assign(&mut db, &pb);
         }
-        let mut dw = crate::backend::cpu::pool::take(dwt.len());
+        let mut dw = crate::backend::cpu::pool::take(dwt.len())?;
         for (r, row) in dwt.chunks_exact(g.co.max(1)).enumerate() {
             for (o, &v) in row.iter().enumerate() {
                 dw[o * k + r] = v;

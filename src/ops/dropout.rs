@@ -72,7 +72,7 @@ fn apply(x: &Tensor, p: f32, training: bool, rng: &mut Rng) -> Result<Option<(Te
     }
     let d = host(x, "dropout")?;
     let mask = dropout_mask(d.len(), p, rng)?;
-    let mut out = crate::backend::cpu::pool::take(d.len());
+    let mut out = crate::backend::cpu::pool::take(d.len())?;
     simd::mul(d, &mask, &mut out);
     Ok(Some((
         Tensor::cpu(out, x.shape().to_vec()),
@@ -103,7 +103,7 @@ impl BackwardOp for DropoutBackward {
             }
         };
         let g = host(c.grad, "dropout")?;
-        let mut out = crate::backend::cpu::pool::take(g.len());
+        let mut out = crate::backend::cpu::pool::take(g.len())?;
         simd::mul(g, mask, &mut out);
         Ok(vec![Some(Tensor::cpu(out, c.grad.shape().to_vec()))])
     }

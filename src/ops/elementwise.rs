@@ -114,7 +114,7 @@ fn binary_forward(
     }
     let (x, y) = (host(a, op)?, host(b, op)?);
     let n: usize = out_shape.iter().product();
-    let mut out = crate::backend::cpu::pool::take(n);
+    let mut out = crate::backend::cpu::pool::take(n)?;
     match pattern(a.shape(), b.shape(), &out_shape) {
         Pattern::Same => vec_fn(x, y, &mut out),
         Pattern::RowSuffix(w) if w > 0 => {
@@ -146,7 +146,7 @@ pub fn reduce_to_shape(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
     }
     let gd = host(g, "reduce_to_shape")?;
     let n: usize = shape.iter().product();
-    let mut out = crate::backend::cpu::pool::zeroed(n);
+    let mut out = crate::backend::cpu::pool::zeroed(n)?;
     match pattern(g.shape(), shape, g.shape()) {
         Pattern::RowSuffix(w) if w > 0 => {
             for row in gd.chunks_exact(w) {
@@ -179,7 +179,7 @@ pub fn scale(x: &Tensor, s: f32) -> Result<Tensor> {
         return Ok(Tensor::from_cuda(st.unary("scale", s)?, x.shape().to_vec()));
     }
     let d = host(x, "scale")?;
-    let mut out = crate::backend::cpu::pool::take(d.len());
+    let mut out = crate::backend::cpu::pool::take(d.len())?;
     simd::scale(d, s, &mut out);
     Ok(Tensor::cpu(out, x.shape().to_vec()))
 }

@@ -111,7 +111,7 @@ impl BackwardOp for EmbeddingBackward {
         // cannot fail; it avoids keeping a second copy of the ids on the tape.
         let rows = row_indices(ids, num)?;
         let gd = host(c.grad, "embedding")?;
-        let mut gw = crate::backend::cpu::pool::zeroed(num * dim);
+        let mut gw = crate::backend::cpu::pool::zeroed(num * dim)?;
         if dim > 0 {
             // Repeated ids accumulate: each occurrence adds its output gradient to the row.
             for (&r, g) in rows.iter().zip(gd.chunks_exact(dim)) {

@@ -33,7 +33,7 @@ fn product(
         return Ok(Tensor::from_cuda(out, shape));
     }
     // Written in full: by the bias rows below, or by the GEMM with β = 0 (which ignores C).
-    let mut out = crate::backend::cpu::pool::take(m * n);
+    let mut out = crate::backend::cpu::pool::take(m * n)?;
     let mut beta = 0.0;
     if let Some(bias) = init {
         let bd = host(bias, op)?;

@@ -41,8 +41,8 @@ pub fn check_labels(labels: &[u32], n: usize, classes: usize, op: &'static str) 
 }
 
 /// Row-wise softmax of `[N, C]` logits (numerically stable), on the host.
-pub fn softmax_rows(logits: &[f32], classes: usize) -> Vec<f32> {
-    let mut out = crate::backend::cpu::pool::take(logits.len());
+pub fn softmax_rows(logits: &[f32], classes: usize) -> Result<Vec<f32>> {
+    let mut out = crate::backend::cpu::pool::take(logits.len())?;
     for (row, o) in logits
         .chunks_exact(classes)
         .zip(out.chunks_exact_mut(classes))
@@ -57,7 +57,7 @@ pub fn softmax_rows(logits: &[f32], classes: usize) -> Vec<f32> {
             *oi /= s;
         }
     }
-    out
+    Ok(out)
 }
 
 /// Per-sample cross-entropy `[N]` and the softmax probabilities `[N, C]` (kept for the
@@ -79,8 +79,8 @@ pub fn cross_entropy(logits: &Tensor, labels: &[u32]) -> Result<(Tensor, Tensor)
         ));
     }
     let x = host(logits, "cross_entropy")?;
-    let probs = softmax_rows(x, c);
-    let mut loss = crate::backend::cpu::pool::take(n);
+    let probs = softmax_rows(x, c)?;
+    let mut loss = crate::backend::cpu::pool::take(n)?;
     for i in 0..n {
         let row = &x[i * c..(i + 1) * c];
         let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -229,8 +229,8 @@ impl BackwardOp for RegressionBackward {
             host(c.inputs[1], self.name())?,
         );
         let g = host(c.grad, self.name())?;
-        let mut gx = crate::backend::cpu::pool::zeroed(x.len());
-        let mut gt = crate::backend::cpu::pool::zeroed(x.len());
+        let mut gx = crate::backend::cpu::pool::zeroed(x.len())?;
+        let mut gt = crate::backend::cpu::pool::zeroed(x.len())?;
         for (i, &gi) in g.iter().enumerate().take(n) {
             let w = gi / d as f32;
             for k in i * d..(i + 1) * d {

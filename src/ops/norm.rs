@@ -51,15 +51,15 @@ pub struct BatchNormOutput {
 
 /// Computes `f(i)` for every `i < count` into a flat `[a0, b0, a1, b1, ...]` buffer, on
 /// several threads when `work` (elements touched in total) is large enough.
-fn pairs(count: usize, work: usize, f: impl Fn(usize) -> (f32, f32) + Sync) -> Vec<f32> {
-    let mut buf = crate::backend::cpu::pool::zeroed(2 * count);
+fn pairs(count: usize, work: usize, f: impl Fn(usize) -> (f32, f32) + Sync) -> Result<Vec<f32>> {
+    let mut buf = crate::backend::cpu::pool::zeroed(2 * count)?;
     let min_len = if work >= PAR_MIN { 0 } else { usize::MAX };
     par_chunks_mut(&mut buf, 2, min_len, |i, c| {
         let (a, b) = f(i);
         c[0] = a;
         c[1] = b;
     });
-    buf
+    Ok(buf)
 }
 
 /// What a forward pass keeps for its backward: host statistics from the CPU path, or the
@@ -224,7 +224,7 @@ fn bn_forward(
                 .map(|&v| (v as f64 - mean).powi(2))
                 .sum();
             (mean as f32, (sq / m as f64) as f32)
-        });
+        })?;
         let mean: Vec<f32> = moments.iter().step_by(2).copied().collect();
         let var: Vec<f32> = moments.iter().skip(1).step_by(2).copied().collect();
         // PyTorch normalises with the biased variance but tracks the unbiased one.
@@ -271,11 +271,11 @@ fn bn_forward(
     };
     let b = match bias {
         Some(b) => host(b, OP)?.to_vec(),
-        None => crate::backend::cpu::pool::zeroed(g.c),
+        None => crate::backend::cpu::pool::zeroed(g.c)?,
     };
     let scale: Vec<f32> = invstd.iter().zip(&w).map(|(i, w)| i * w).collect();
 
-    let mut out = crate::backend::cpu::pool::zeroed(xd.len());
+    let mut out = crate::backend::cpu::pool::zeroed(xd.len())?;
     let sample = g.c * g.s;
     par_chunks_mut(&mut out, sample, PAR_MIN, |ni, o| {
         let xs = &xd[ni * sample..][..sample];
@@ -455,7 +455,7 @@ impl BackwardOp for BatchNormBackward {
                     }
                 }
                 (sg as f32, sgx as f32)
-            })
+            })?
         } else {
             Vec::new()
         };
@@ -463,7 +463,7 @@ impl BackwardOp for BatchNormBackward {
         let gx = if c.needs[0] {
             let m = g.per_channel() as f32;
             let sample = g.c * g.s;
-            let mut out = crate::backend::cpu::pool::zeroed(xd.len());
+            let mut out = crate::backend::cpu::pool::zeroed(xd.len())?;
             par_chunks_mut(&mut out, sample, PAR_MIN, |ni, o| {
                 let xs = &xd[ni * sample..][..sample];
                 let gs = &gd[ni * sample..][..sample];
@@ -583,15 +583,15 @@ fn ln_forward(
     };
     let b = match bias {
         Some(b) => host(b, OP)?.to_vec(),
-        None => crate::backend::cpu::pool::zeroed(d),
+        None => crate::backend::cpu::pool::zeroed(d)?,
     };
     let stats = pairs(rows, xd.len(), |r| {
         let row = &xd[r * d..][..d];
         let mean = row.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
         let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / d as f64;
         (mean as f32, (1.0 / (var + eps as f64).sqrt()) as f32)
-    });
-    let mut out = crate::backend::cpu::pool::zeroed(xd.len());
+    })?;
+    let mut out = crate::backend::cpu::pool::zeroed(xd.len())?;
     par_chunks_mut(&mut out, d, PAR_MIN, |r, o| {
         let (mu, is) = (stats[2 * r], stats[2 * r + 1]);
         let row = &xd[r * d..][..d];
@@ -674,7 +674,7 @@ impl BackwardOp for LayerNormBackward {
         let gd = host(c.grad, OP)?;
 
         let gx = if c.needs[0] {
-            let mut out = crate::backend::cpu::pool::zeroed(xd.len());
+            let mut out = crate::backend::cpu::pool::zeroed(xd.len())?;
             par_chunks_mut(&mut out, d, PAR_MIN, |r, o| {
                 let (mu, is) = (stats[2 * r], stats[2 * r + 1]);
                 let row = &xd[r * d..][..d];

@@ -197,7 +197,7 @@ fn max_forward(x: &Tensor, p: Pool2dParams) -> Result<(Tensor, Vec<u32>, Geom)> 
     let xd = host(x, "max_pool2d")?;
     let (hw, op) = (g.h * g.w, g.oh * g.ow);
     // Both paths below write every output and index.
-    let mut out = crate::backend::cpu::pool::take(g.planes * op);
+    let mut out = crate::backend::cpu::pool::take(g.planes * op)?;
     let mut idx = vec![0u32; g.planes * op];
     let pairs = g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0;
     par_planes2(&mut out, op, &mut idx, op, |pl, out, idx| {
@@ -247,7 +247,7 @@ pub fn avg_pool2d(x: &Tensor, p: Pool2dParams) -> Result<Tensor> {
     let xd = host(x, "avg_pool2d")?;
     let (hw, op) = (g.h * g.w, g.oh * g.ow);
     let inv = 1.0 / (g.kh * g.kw) as f32;
-    let mut out = crate::backend::cpu::pool::take(g.planes * op);
+    let mut out = crate::backend::cpu::pool::take(g.planes * op)?;
     par_chunks_mut(&mut out, op, PAR_MIN, |pl, out| {
         let plane = &xd[pl * hw..][..hw];
         for oh in 0..g.oh {
@@ -306,7 +306,7 @@ impl BackwardOp for MaxPoolBackward {
         }
         let gd = host(c.grad, "max_pool2d")?;
         let (hw, op) = (g.h * g.w, g.oh * g.ow);
-        let mut dx = crate::backend::cpu::pool::zeroed(g.planes * hw);
+        let mut dx = crate::backend::cpu::pool::zeroed(g.planes * hw)?;
         par_chunks_mut(&mut dx, hw, PAR_MIN, |pl, dst| {
             let src = &gd[pl * op..][..op];
             let arg = &self.argmax[pl * op..][..op];
@@ -336,7 +336,7 @@ impl BackwardOp for AvgPoolBackward {
         let gd = host(c.grad, "avg_pool2d")?;
         let (hw, op) = (g.h * g.w, g.oh * g.ow);
         let inv = 1.0 / (g.kh * g.kw) as f32;
-        let mut dx = crate::backend::cpu::pool::zeroed(g.planes * hw);
+        let mut dx = crate::backend::cpu::pool::zeroed(g.planes * hw)?;
         par_chunks_mut(&mut dx, hw, PAR_MIN, |pl, dst| {
             let src = &gd[pl * op..][..op];
             for oh in 0..g.oh {
@@ -370,7 +370,7 @@ impl BackwardOp for GlobalAvgPoolBackward {
         }
         let inv = 1.0 / hw as f32;
         let gd = host(c.grad, "global_avg_pool")?;
-        let mut dx = crate::backend::cpu::pool::take(x.numel());
+        let mut dx = crate::backend::cpu::pool::take(x.numel())?;
         for (plane, &v) in dx.chunks_exact_mut(hw).zip(gd) {
             plane.fill(v * inv);
         }

@@ -56,7 +56,7 @@ pub fn mean_axis(x: &Tensor, axis: usize) -> Result<Tensor> {
         return Ok(Tensor::from_cuda(s.mean_axis(outer, len, inner)?, shape));
     }
     let d = host(x, "mean_axis")?;
-    let mut out = crate::backend::cpu::pool::zeroed(outer * inner);
+    let mut out = crate::backend::cpu::pool::zeroed(outer * inner)?;
     for o in 0..outer {
         let dst = &mut out[o * inner..(o + 1) * inner];
         for t in 0..len {
@@ -107,7 +107,7 @@ impl BackwardOp for ReduceBackward {
             Kind::MeanAxis(axis) => {
                 let (outer, len, inner) = split(x.shape(), axis);
                 let inv = 1.0 / len as f32;
-                let mut out = crate::backend::cpu::pool::zeroed(x.numel());
+                let mut out = crate::backend::cpu::pool::zeroed(x.numel())?;
                 for o in 0..outer {
                     let src = &g[o * inner..(o + 1) * inner];
                     for t in 0..len {

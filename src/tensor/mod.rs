@@ -25,18 +25,9 @@ pub fn checked_numel(shape: &[usize]) -> Result<usize> {
         .ok_or_else(|| Error::invalid(format!("shape {shape:?} has too many elements")))
 }
 
-/// An empty host buffer with room for `n` values, or [`Error::ResourceLimit`] naming `what`
-/// when the allocator cannot provide it (instead of aborting the process).
-pub fn try_alloc(n: usize, what: &str) -> Result<Vec<f32>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| {
-        Error::ResourceLimit(format!(
-            "could not allocate {} bytes for {what}",
-            (n as u128) * std::mem::size_of::<f32>() as u128
-        ))
-    })?;
-    Ok(v)
-}
+/// Fallible host allocation (see [`crate::backend::cpu::pool::try_alloc`]), re-exported
+/// where callers that build tensors look for it.
+pub use crate::backend::cpu::pool::try_alloc;
 
 impl Tensor {
     /// Zeros on the CPU, or [`Error::ResourceLimit`] when the shape overflows or the
@@ -70,19 +61,19 @@ impl Tensor {
         Self::from_vec(data.to_vec(), shape)
     }
 
-    /// Wraps a CUDA kernel's output as a tensor of `shape` (the caller guarantees the
-    /// length). Lives here rather than on the storage type so the backend never needs to
-    /// know what a tensor is.
-    pub(crate) fn from_cuda(storage: CudaStorage, shape: Vec<usize>) -> Self {
-        Self::from_storage(Storage::Cuda(storage), shape)
-    }
-
     pub(crate) fn from_storage(storage: Storage, shape: Vec<usize>) -> Self {
         debug_assert_eq!(storage.len(), shape.iter().product::<usize>());
         Tensor {
             shape,
             storage: Arc::new(storage),
         }
+    }
+
+    /// Wraps a CUDA kernel's output as a tensor of `shape` (the caller guarantees the
+    /// length). Lives here rather than on the storage type so the backend never needs to
+    /// know what a tensor is.
+    pub(crate) fn from_cuda(storage: CudaStorage, shape: Vec<usize>) -> Self {
+        Self::from_storage(Storage::Cuda(storage), shape)
     }
 
     /// A CPU tensor (the common internal constructor; shape must match).
@@ -104,6 +95,14 @@ impl Tensor {
     /// A single number.
     pub fn scalar(value: f32) -> Self {
         Self::cpu(vec![value], vec![])
+    }
+
+    /// Zeros with the same shape and device as `self`.
+    pub fn zeros_like(&self) -> Result<Self> {
+        match self.device() {
+            Device::Cpu => Ok(Self::zeros(&self.shape)),
+            d => Self::zeros(&self.shape).to_device(d),
+        }
     }
 
     /// Ones with the same shape and device as `self` (the seed of a backward pass).
@@ -136,14 +135,6 @@ impl Tensor {
         let src = g.cpu_data("accumulate")?;
         simd::add_assign(self.data_mut()?, src);
         Ok(())
-    }
-
-    /// Zeros with the same shape and device as `self`.
-    pub fn zeros_like(&self) -> Result<Self> {
-        match self.device() {
-            Device::Cpu => Ok(Self::zeros(&self.shape)),
-            d => Self::zeros(&self.shape).to_device(d),
-        }
     }
 
     /// Normal(0, std²) values from `rng`.
@@ -256,10 +247,18 @@ impl Tensor {
     }
 
     /// Drops the tensor, handing a large host buffer that nothing else shares back to the
-    /// CPU buffer pool for reuse.
+    /// pool of the run open on this thread for reuse.
     pub fn recycle(self) {
-        if let Ok(Storage::Cpu(v)) = Arc::try_unwrap(self.storage) {
+        if let Some(v) = self.into_host_vec() {
             crate::backend::cpu::pool::recycle(v);
+        }
+    }
+
+    /// The host buffer, if it is on the CPU and no other tensor shares it.
+    pub(crate) fn into_host_vec(self) -> Option<Vec<f32>> {
+        match Arc::try_unwrap(self.storage) {
+            Ok(Storage::Cpu(v)) => Some(v),
+            _ => None,
         }
     }
 

@@ -154,8 +154,12 @@ where
     // Every thread of the call gets an equal share of the budget for whatever its parts call;
     // the caller keeps the remainder.
     let share = limit / threads;
+    // Helpers work for the caller's run, so the buffers its parts free go to that run's pool
+    // (see `pool`); a run on another thread never sees them.
+    let run = super::pool::current_run();
     let claim_parts = |cap: usize| {
         let _share = CapGuard::set(cap);
+        let _run = run.enter();
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             if i >= n {
