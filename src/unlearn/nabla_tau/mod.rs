@@ -17,7 +17,9 @@
 //! - the target is not one mean but the whole reference loss distribution: the forget
 //!   batch's losses are sorted and each is pushed up towards the reference loss of the same
 //!   rank, `F = mean_i ReLU(q_i − ℓ_(i))` (linear, so far-off targets give bounded steps),
-//!   so the forget losses come to look like unseen
+//!   with the gap measured in nats (a squared error divided by 2σ², σ² estimated from the
+//!   validation errors), so the push does not depend on the units of a regression target;
+//!   the forget losses thus come to look like unseen
 //!   data's losses (what a membership attack compares), not merely to share their mean;
 //!   for random forgetting the push is two-sided (Huber, so losses above their target are
 //!   pulled back and sampling noise does not drive an endless overshoot), for class removal
@@ -50,7 +52,10 @@
 //!   (so a model merely damaged as a whole does not count as having forgotten), and the
 //!   label-only part holds again on validation samples the checks never looked at (a test
 //!   repeated at every check otherwise tends to pass on a check sample that happens to look
-//!   healthy); for class removal, once the forget samples are no longer recognised. Random
+//!   healthy); without class labels (regression, multi-label), once the ROC AUC and the
+//!   true-positive rate at 1 % false positives of forget against validation losses are also
+//!   within noise and the validation loss has not risen by more than two standard errors;
+//!   for class removal, once the forget samples are no longer recognised. Random
 //!   forgetting ends there (retain-only steps would re-teach the forget set); class removal
 //!   spends the remaining budget repairing the retain set, with steps that skip the forget
 //!   batch.
