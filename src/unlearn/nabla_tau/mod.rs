@@ -35,7 +35,7 @@
 //!   which is how a model that never saw those classes treats them;
 //! - α does not follow the forget fraction nor decay to 0: it starts at 0.4 and decays
 //!   linearly to half of that, and the run lasts at least 12 forget-epochs (and by default at
-//!   most 50); the learning rate grows with the forget fraction instead (see [`adaptive_lr`]),
+//!   most 50; without class labels, at least 300 steps); the learning rate grows with the forget fraction instead (see [`adaptive_lr`]),
 //!   so large forget sets get enough movement both to forget and to repair the retain set
 //!   (measured on Fashion-MNIST at 3/15/30 % and class removal, docs/REPRODUCTION.md);
 //! - for random forgetting a controller raises α (up to `alpha_max`, 0.8) at each membership
@@ -264,7 +264,12 @@ pub fn nabla_tau(
         (sets.val, "validation"),
         opts.overlap,
     )?;
-    let schedule = schedule(opts, sets.forget.len(), sets.retain.len());
+    let adaptive = opts.mode == NablaTauMode::Adaptive;
+    let mut schedule = schedule(opts, sets.forget.len(), sets.retain.len());
+    // Without class labels (see `MIN_STEPS_WITHOUT_LABELS`), a floor of steps.
+    if adaptive && opts.epochs.is_none() && model.loss_kind() != LossKind::CrossEntropy {
+        schedule.epochs = schedule::epochs_without_labels(&schedule, sets.forget.len());
+    }
     let alpha0 = schedule.alpha0;
     let alpha_max = opts.alpha_max.unwrap_or(schedule::ALPHA_MAX.max(alpha0));
     if !(alpha0..=1.0).contains(&alpha_max) {
@@ -277,7 +282,6 @@ pub fn nabla_tau(
         Workload::training(schedule.batch.min(longest), 2, 2),
         "nabla_tau",
     )?;
-    let adaptive = opts.mode == NablaTauMode::Adaptive;
     let removed = if adaptive && model.loss_kind() == LossKind::CrossEntropy {
         monitor::removed_classes(sets.forget, sets.retain)
     } else {
