@@ -17,7 +17,9 @@
 //! - the target is not one mean but the whole reference loss distribution: the forget
 //!   batch's losses are sorted and each is pushed up towards the reference loss of the same
 //!   rank, `F = mean_i ReLU(q_i − ℓ_(i))` (linear, so far-off targets give bounded steps),
-//!   so the forget losses come to look like unseen
+//!   with the gap measured in nats (a squared error divided by 2σ², σ² estimated from the
+//!   validation errors), so the push does not depend on the units of a regression target;
+//!   the forget losses thus come to look like unseen
 //!   data's losses (what a membership attack compares), not merely to share their mean;
 //!   for random forgetting the push is two-sided (Huber, so losses above their target are
 //!   pulled back and sampling noise does not drive an endless overshoot), for class removal
@@ -33,7 +35,7 @@
 //!   which is how a model that never saw those classes treats them;
 //! - α does not follow the forget fraction nor decay to 0: it starts at 0.4 and decays
 //!   linearly to half of that, and the run lasts at least 12 forget-epochs (and by default at
-//!   most 50); the learning rate grows with the forget fraction instead (see [`adaptive_lr`]),
+//!   most 50; without class labels, at least 300 steps); the learning rate grows with the forget fraction instead (see [`adaptive_lr`]),
 //!   so large forget sets get enough movement both to forget and to repair the retain set
 //!   (measured on Fashion-MNIST at 3/15/30 % and class removal, docs/REPRODUCTION.md);
 //! - for random forgetting a controller raises α (up to `alpha_max`, 0.8) at each membership
@@ -50,7 +52,10 @@
 //!   (so a model merely damaged as a whole does not count as having forgotten), and the
 //!   label-only part holds again on validation samples the checks never looked at (a test
 //!   repeated at every check otherwise tends to pass on a check sample that happens to look
-//!   healthy); for class removal, once the forget samples are no longer recognised. Random
+//!   healthy); without class labels (regression, multi-label), once the ROC AUC and the
+//!   true-positive rate at 1 % false positives of forget against validation losses are also
+//!   within noise and the validation loss has not risen by more than two standard errors;
+//!   for class removal, once the forget samples are no longer recognised. Random
 //!   forgetting ends there (retain-only steps would re-teach the forget set); class removal
 //!   spends the remaining budget repairing the retain set, with steps that skip the forget
 //!   batch.
@@ -259,7 +264,12 @@ pub fn nabla_tau(
         (sets.val, "validation"),
         opts.overlap,
     )?;
-    let schedule = schedule(opts, sets.forget.len(), sets.retain.len());
+    let adaptive = opts.mode == NablaTauMode::Adaptive;
+    let mut schedule = schedule(opts, sets.forget.len(), sets.retain.len());
+    // Without class labels (see `MIN_STEPS_WITHOUT_LABELS`), a floor of steps.
+    if adaptive && opts.epochs.is_none() && model.loss_kind() != LossKind::CrossEntropy {
+        schedule.epochs = schedule::epochs_without_labels(&schedule, sets.forget.len());
+    }
     let alpha0 = schedule.alpha0;
     let alpha_max = opts.alpha_max.unwrap_or(schedule::ALPHA_MAX.max(alpha0));
     if !(alpha0..=1.0).contains(&alpha_max) {
@@ -272,7 +282,6 @@ pub fn nabla_tau(
         Workload::training(schedule.batch.min(longest), 2, 2),
         "nabla_tau",
     )?;
-    let adaptive = opts.mode == NablaTauMode::Adaptive;
     let removed = if adaptive && model.loss_kind() == LossKind::CrossEntropy {
         monitor::removed_classes(sets.forget, sets.retain)
     } else {

@@ -13,11 +13,19 @@
 //!   does not count as having forgotten), and the label-only part holds again on validation
 //!   samples the checks never looked at (a test repeated at every check otherwise tends to
 //!   pass on a check sample that happens to look healthy).
+//!   Without class labels (regression, multi-label) there is no label-only attack: the test
+//!   then asks the losses to pass the audit's stronger attacks as well, the ROC AUC within
+//!   noise of 0.5 and (with enough reference samples) the true-positive rate at 1 % false
+//!   positives within noise of 1 %, and judges the model's health by its validation loss.
+//!   Squared errors are measured in nats (see [`nats_per_unit`]) wherever a gap is compared
+//!   with a fixed size.
 //! - **Class removal** (the forget set holds whole classes the retain set lacks) is done once
 //!   the forget samples are no longer recognised ([`CLASS_GONE_ACCURACY`]).
 
 use super::objective::ForgetTarget;
-use crate::audit::{indistinguishable_margin, threshold_attack_accuracy, LabelCheck};
+use crate::audit::{
+    indistinguishable_margin, roc_auc, threshold_attack_accuracy, tpr_at_fpr, LabelCheck, AUDIT_FPR,
+};
 use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};
 use crate::nn::{LossKind, Model};
@@ -53,6 +61,94 @@ pub(super) const HEALTH_BAR: f32 = 2.0;
 /// does not predict it (the digits test's retrained model: forget accuracy 0); the value
 /// leaves room for a stray sample and was not tuned.
 pub(super) const CLASS_GONE_ACCURACY: f32 = 0.01;
+
+/// Median of a χ² variable with one degree of freedom: the median squared residual of a
+/// Gaussian with variance σ² is this times σ². `nats_per_unit` estimates σ² as the median
+/// squared validation error over it, which a few huge errors (the heavy tail squared errors
+/// have) do not move as they move the mean.
+const CHI2_1_MEDIAN: f32 = 0.4549;
+
+/// The AUC side of the stop test passes while the ROC AUC of forget against reference losses
+/// is within this many of its null standard errors of 0.5. 0.674 is the median of |Z| for a
+/// standard normal Z: like the threshold test's margin (the median Kolmogorov-Smirnov
+/// distance, see `indistinguishable_margin`), the remaining difference must be what sampling
+/// noise alone typically gives. Chosen by that analogy, not tuned.
+const AUC_NOISE_Z: f64 = 0.674;
+
+/// The TPR side of the stop test is read only with at least this many reference samples:
+/// the 1 % threshold then rests on at least 10 of them, where `tpr_at_fpr` has about ±30 %
+/// relative precision (fewer make the figure mostly noise).
+const TPR_MIN_REFERENCE: usize = 1000;
+
+/// The TPR side passes while the forget set's true-positive rate at 1 % false positives is
+/// at most 1 % plus this many binomial standard errors of a 1 % rate on the forget samples.
+/// Flagged forget samples are a count of a few (4 ± 2 on 400 samples with no signal), so a
+/// median-noise bar would fail on chance alone at almost every check; two standard errors
+/// is the usual one-sided bar for a count. Not tuned.
+const TPR_NOISE_Z: f64 = 2.0;
+
+/// Nats per unit of the model's per-sample loss: 1 for the cross-entropies (already
+/// negative log-likelihoods); for squared errors, a Gaussian likelihood's 1/(2σ²), with σ²
+/// estimated from the validation losses (squared errors) as their median over
+/// [`CHI2_1_MEDIAN`]. This is what lets one clamp and one stop test serve any loss: a squared
+/// error's scale is the target's, arbitrary, while a gap in nats means the same on any task.
+pub(super) fn nats_per_unit(kind: LossKind, val_losses_sorted: &[f32]) -> f32 {
+    if kind != LossKind::Mse || val_losses_sorted.is_empty() {
+        return 1.0;
+    }
+    let median = val_losses_sorted[val_losses_sorted.len() / 2];
+    let sigma2 = median / CHI2_1_MEDIAN;
+    if sigma2 > 0.0 && sigma2.is_finite() {
+        1.0 / (2.0 * sigma2)
+    } else {
+        1.0
+    }
+}
+
+/// The AUC side of the stop test: the ROC AUC of "lower loss ⇒ forget" against the
+/// reference is within [`AUC_NOISE_Z`] null standard errors of 0.5 (the Mann-Whitney null
+/// variance `(n + m + 1) / (12 n m)`), never tighter than `stop_margin`. A threshold attack
+/// sees the one cut where the distributions differ most; the AUC sees a shift spread over
+/// the whole range, which is what a log-loss attacker exploits.
+pub(super) fn auc_alike(forget: &[f32], reference: &[f32], stop_margin: f32) -> bool {
+    let (n, m) = (forget.len() as f64, reference.len() as f64);
+    if n == 0.0 || m == 0.0 {
+        return true;
+    }
+    let se = ((n + m + 1.0) / (12.0 * n * m)).sqrt();
+    let auc = roc_auc(forget, reference);
+    auc.is_nan() || (auc - 0.5).abs() <= (AUC_NOISE_Z * se).max(stop_margin as f64)
+}
+
+/// The TPR side of the stop test: with at least [`TPR_MIN_REFERENCE`] reference samples, the
+/// share of forget samples below the reference's 1 % loss quantile is within
+/// [`TPR_NOISE_Z`] binomial standard errors of 1 %: an attacker calibrated on unseen data
+/// flags the forget set no more often than unseen data (Carlini et al.'s figure). Passes
+/// with fewer reference samples, where the figure cannot be read.
+pub(super) fn tpr_alike(forget: &[f32], reference: &[f32]) -> bool {
+    if reference.len() < TPR_MIN_REFERENCE || forget.is_empty() {
+        return true;
+    }
+    let tpr = tpr_at_fpr(forget, reference, AUDIT_FPR);
+    let se = (AUDIT_FPR * (1.0 - AUDIT_FPR) / forget.len() as f64).sqrt();
+    tpr.is_nan() || tpr <= AUDIT_FPR + TPR_NOISE_Z * se
+}
+
+/// Without class labels, the model's health is read off the validation loss: the stop test
+/// passes only while the mean reference loss is at most [`HEALTH_BAR`] standard errors
+/// (of the starting mean) above where it started, the loss-only counterpart of the label
+/// check's damage bar (a model damaged as a whole makes any forget set look unseen).
+pub(super) fn loss_healthy(mean_now: f32, (mean_start, se_start): (f32, f32)) -> bool {
+    mean_now - mean_start <= HEALTH_BAR * se_start
+}
+
+/// Mean and standard error of the mean of `v`.
+fn mean_se(v: &[f32]) -> (f32, f32) {
+    let m = mean(v) as f64;
+    let n = v.len().max(1) as f64;
+    let var = v.iter().map(|&x| (x as f64 - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (m as f32, (var / n).sqrt() as f32)
+}
 
 /// Whether a check is due after `step` steps, the last one having run at `last_check`.
 pub(super) fn check_due(last_check: Option<usize>, step: usize) -> bool {
@@ -177,6 +273,8 @@ struct Reference {
     margins: Vec<f32>,
     /// Accuracy (random forgetting with class labels).
     accuracy: Option<f32>,
+    /// Nats per unit of loss, from these losses (see [`nats_per_unit`]).
+    nats_per_unit: f32,
 }
 
 /// The reference losses the forget losses should come to resemble and, for random
@@ -214,6 +312,7 @@ fn reference(
     losses.sort_by(|a, b| a.total_cmp(b));
     margins.sort_by(|a, b| a.total_cmp(b));
     Ok(Reference {
+        nats_per_unit: nats_per_unit(model.loss_kind(), &losses),
         losses,
         margins,
         accuracy,
@@ -249,6 +348,9 @@ pub(super) struct Monitor<'a> {
     confirm: Option<(Dataset, f32)>,
     /// The validation accuracy before any step: the stop test's health bar.
     start_val_accuracy: Option<f32>,
+    /// The mean reference loss and its standard error before any step: the health bar
+    /// without class labels.
+    start_val_loss: (f32, f32),
     /// The step at which the last check ran.
     last_check: Option<usize>,
     /// Draws the forgotten labels of class removal's reference.
@@ -284,6 +386,7 @@ impl<'a> Monitor<'a> {
             stop_margin,
             removed,
             start_val_accuracy: refs.accuracy,
+            start_val_loss: mean_se(&refs.losses),
             samples,
             confirm,
             last_check: None,
@@ -318,6 +421,7 @@ impl<'a> Monitor<'a> {
             reference: &self.refs.losses,
             two_sided: self.removed.is_empty(),
             margins: margins.then_some(self.refs.margins.as_slice()),
+            nats_per_unit: self.refs.nats_per_unit,
         }
     }
 
@@ -360,8 +464,24 @@ impl<'a> Monitor<'a> {
         if let Some(l) = &labels {
             self.push_margins = l.recognised;
         }
-        let forgotten = losses_alike(&forget.losses, &self.refs.losses, self.stop_margin)
-            && labels.as_ref().map_or(true, labels_alike)
+        let (lf, lv) = (&forget.losses, &self.refs.losses);
+        // Without class labels the losses are all the test sees, so it reads them as the
+        // audit's strongest attacks do (AUC, TPR at 1 % FPR) and judges health by the
+        // validation loss. With labels the label-only attack and its confirmation on spare
+        // samples stay as measured on Fashion-MNIST: adding the AUC and TPR sides there
+        // changed a digits run (tests/unlearn_digits.rs, seed 4: forget accuracy 96.03 →
+        // 96.83 %, 0.8 points further from retraining's, the paper's attack 0.482 → 0.490),
+        // and
+        // Fashion-MNIST, where the recipe was measured, was not re-measured with them.
+        let forgotten = losses_alike(lf, lv, self.stop_margin)
+            && labels.as_ref().map_or_else(
+                || {
+                    auc_alike(lf, lv, self.stop_margin)
+                        && tpr_alike(lf, lv)
+                        && loss_healthy(mean(lv), self.start_val_loss)
+                },
+                labels_alike,
+            )
             && match (&self.confirm, forget.accuracy) {
                 (Some((spare, start)), Some(af)) => {
                     let s = score(self.model, w, spare, self.eval_batch)?;
@@ -478,6 +598,59 @@ mod tests {
             (0.855, 2048),
             0.885
         )));
+    }
+
+    #[test]
+    fn squared_errors_are_converted_to_nats() {
+        // Cross-entropies are nats already.
+        assert_eq!(nats_per_unit(LossKind::CrossEntropy, &[0.1, 5.0]), 1.0);
+        assert_eq!(nats_per_unit(LossKind::BceWithLogits, &[0.1, 5.0]), 1.0);
+        // Squared errors of a unit Gaussian: median χ²₁ ≈ 0.455, so σ² ≈ 1 and 1/(2σ²) ≈ 0.5;
+        // a heavy tail does not move the median.
+        let mut v: Vec<f32> = (0..999).map(|i| (i as f32 + 0.5) / 999.0 * 0.91).collect();
+        v.push(1e6);
+        v.sort_by(f32::total_cmp);
+        let k = nats_per_unit(LossKind::Mse, &v);
+        assert!((k - 0.5).abs() < 0.01, "{k}");
+        // The scale follows the target's units: errors 100× larger, 100× fewer nats per unit.
+        let big: Vec<f32> = v.iter().map(|x| x * 100.0).collect();
+        assert!((nats_per_unit(LossKind::Mse, &big) * 100.0 - k).abs() < 1e-4);
+        // Degenerate validation losses fall back to 1.
+        assert_eq!(nats_per_unit(LossKind::Mse, &[0.0, 0.0, 0.0]), 1.0);
+        assert_eq!(nats_per_unit(LossKind::Mse, &[]), 1.0);
+    }
+
+    #[test]
+    fn auc_and_tpr_sides_of_the_stop_test() {
+        let reference: Vec<f32> = (0..2000).map(|i| i as f32).collect();
+        // Interleaved: alike on both.
+        let alike: Vec<f32> = (0..400).map(|i| (5 * i) as f32 + 0.5).collect();
+        assert!(auc_alike(&alike, &reference, 0.01));
+        assert!(tpr_alike(&alike, &reference));
+        // Shifted down by a tenth of the range: the AUC sees it.
+        let shifted: Vec<f32> = alike.iter().map(|x| (x - 200.0).max(0.0)).collect();
+        assert!(!auc_alike(&shifted, &reference, 0.01));
+        // A few forget samples far below every reference loss: the TPR sees them although
+        // the AUC barely moves.
+        let mut tail = alike.clone();
+        for x in tail.iter_mut().take(20) {
+            *x = -1.0;
+        }
+        assert!(!tpr_alike(&tail, &reference));
+        // Below TPR_MIN_REFERENCE reference samples the TPR side is not read.
+        assert!(tpr_alike(&tail, &reference[..TPR_MIN_REFERENCE - 1]));
+    }
+
+    #[test]
+    fn loss_health_bar() {
+        // Quarters are exact in f32, so the bar itself is hit exactly.
+        assert!(loss_healthy(1.0, (1.0, 0.25)));
+        assert!(loss_healthy(1.0 + HEALTH_BAR * 0.25, (1.0, 0.25)));
+        assert!(!loss_healthy(1.0 + HEALTH_BAR * 0.25 + 0.01, (1.0, 0.25)));
+        // Improving is healthy.
+        assert!(loss_healthy(0.5, (1.0, 0.25)));
+        let (m, se) = mean_se(&[1.0, 3.0]);
+        assert!((m - 2.0).abs() < 1e-6 && (se - 1.0).abs() < 1e-6, "{m} {se}");
     }
 
     #[test]

@@ -61,6 +61,11 @@ pub(super) enum ForgetTarget<'a> {
         reference: &'a [f32],
         two_sided: bool,
         margins: Option<&'a [f32]>,
+        /// Nats per unit of the model's loss: the gaps between the forget losses and their
+        /// targets are measured in nats before [`HUBER_DELTA`] clamps them (1 for the
+        /// cross-entropies, 1/(2σ²) for squared errors; see the monitor's
+        /// `nats_per_unit`).
+        nats_per_unit: f32,
     },
 }
 
@@ -206,7 +211,7 @@ pub(super) fn forget_objective(
     target: ForgetTarget<'_>,
     dev: Device,
 ) -> Result<Var> {
-    let (reference, two_sided) = match target {
+    let (reference, two_sided, nats) = match target {
         ForgetTarget::MeanAbove { tau } => {
             let gap = tape.scale(mean_f, -1.0)?;
             let gap = tape.add_scalar(gap, tau)?;
@@ -216,8 +221,9 @@ pub(super) fn forget_objective(
         ForgetTarget::RankMatched {
             reference,
             two_sided,
+            nats_per_unit,
             ..
-        } => (reference, two_sided),
+        } => (reference, two_sided, nats_per_unit),
     };
     let losses = tape.value(lf).to_vec()?;
     let n = losses.len();
@@ -228,8 +234,14 @@ pub(super) fn forget_objective(
         // up and never pulls down, so the forget losses overshoot the reference, the model
         // degrades, the validation losses (the reference) rise with it, and the chase goes
         // on until the budget ends (Fashion-MNIST, docs/REPRODUCTION.md).
+        // The gap is measured in nats, the unit the clamp (and the cross-entropy the
+        // recipe was measured on) has: a squared error has no unit of its own, and on a
+        // standardised regression target its gaps are about 1e-2, so a raw clamp at 1 never
+        // bites and the push is a hundredth of what a classifier's gets (diamonds MLP,
+        // docs/REPRODUCTION_REGRESSION.md: 54 steps moved the loss AUC 0.694 → 0.672). The
+        // coefficient multiplies the loss in its own units, like the retain term's.
         let coef: Vec<f32> = (0..n)
-            .map(|i| (target[i] - losses[i]).clamp(-HUBER_DELTA, HUBER_DELTA))
+            .map(|i| ((target[i] - losses[i]) * nats).clamp(-HUBER_DELTA, HUBER_DELTA))
             .collect();
         let c = tape.constant(Tensor::from_vec(coef, &[n])?.to_device(dev)?);
         let weighted = tape.mul(c, lf)?;
@@ -293,6 +305,7 @@ mod tests {
             reference: &reference,
             two_sided: true,
             margins: None,
+            nats_per_unit: 1.0,
         };
         // Huber: −mean(clamp(t − ℓ) · ℓ), so the gradient is −clamp(t − ℓ) / n.
         let (v, g) = value_and_grad(&[0.1, 2.0], two_sided);
@@ -310,6 +323,7 @@ mod tests {
             reference: &reference,
             two_sided: false,
             margins: None,
+            nats_per_unit: 1.0,
         };
         let (v, g) = value_and_grad(&[0.1, 2.0], hinge);
         assert!((v - 0.25).abs() < 1e-6, "{v}");
