@@ -21,6 +21,9 @@ def parse_args(description, peak_sizes=True):
     if peak_sizes:
         ap.add_argument("--peak-sizes", default="1024,2048")
     ap.add_argument("--unlearn-runs", type=int, default=0)
+    # Step benchmark sizes (the whole runs keep the recipe's sizes); JAX reads only the batch.
+    ap.add_argument("--batch", type=int, default=BATCH)
+    ap.add_argument("--width", type=int, default=256, help="MLP hidden width")
     args = ap.parse_args()
     args.models = [m for m in args.models.split(",") if m]
     for m in args.models:
@@ -72,3 +75,25 @@ def unlearn_line(impl, model, seconds, steps, epochs, **extra):
     return {"kind": "unlearn", "impl": impl, "model": model, "mode": "paper",
             "seconds": seconds, "steps": steps, "epochs": epochs, "forget": UNLEARN_FORGET,
             "retain": UNLEARN_RETAIN, "val": UNLEARN_VAL, **extra}
+
+
+def reset_peak_rss():
+    """Resets this process's peak resident memory (VmHWM) to its current size, as the Rust
+    side does, so a line's peak covers its own work (Linux 4.0+; elsewhere a no-op)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mib():
+    """Peak resident memory since the last reset, in MiB (Linux only; None elsewhere)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None

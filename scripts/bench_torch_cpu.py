@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 import bench_common as common
-from bench_common import BATCH, CLASSES
+from bench_common import CLASSES
 
 
 def linear_params(fan_in, fan_out, gen):
@@ -41,8 +41,8 @@ def conv_params(c_in, c_out, k, gen):
     ]
 
 
-def mlp(gen):
-    dims = [784, 256, 256, CLASSES]
+def mlp(gen, batch=common.BATCH, width=256):
+    dims = [784, width, width, CLASSES]
     params = []
     for a, b in zip(dims, dims[1:]):
         params += linear_params(a, b, gen)
@@ -54,11 +54,11 @@ def mlp(gen):
 
     # GEMM FLOPs per step, counted as on the Rust side: forward and dW for every layer,
     # dX for all but the first.
-    prods = [2.0 * BATCH * a * b for a, b in zip(dims, dims[1:])]
-    return params, forward, [BATCH, 784], 2 * sum(prods) + sum(prods[1:])
+    prods = [2.0 * batch * a * b for a, b in zip(dims, dims[1:])]
+    return params, forward, [batch, 784], 2 * sum(prods) + sum(prods[1:])
 
 
-def cnn(gen):
+def cnn(gen, batch=common.BATCH, width=None):
     params = conv_params(1, 16, 3, gen) + conv_params(16, 32, 3, gen)
     params += linear_params(32 * 7 * 7, CLASSES, gen)
 
@@ -67,14 +67,17 @@ def cnn(gen):
         h = F.max_pool2d(F.relu(F.conv2d(h, p[2], p[3], padding=1)), 2)
         return F.linear(h.flatten(1), p[4], p[5])
 
-    return params, forward, [BATCH, 1, 28, 28], None
+    # The im2col-shaped products, counted as on the Rust side (not all of the CNN's work).
+    per = 2.0 * (2 * 16 * 784 * 9 + 3 * 32 * 196 * 144 + 3 * 15680)
+    return params, forward, [batch, 1, 28, 28], per * batch
 
 
 def bench_model(name, build, args, gen):
-    params, forward, in_shape, gemm_flops = build(gen)
+    common.reset_peak_rss()
+    params, forward, in_shape, flops = build(gen, args.batch, args.width)
     params = [p.requires_grad_() for p in params]
     x = torch.randn(*in_shape, generator=gen)
-    y = torch.randint(0, CLASSES, (BATCH,), generator=gen)
+    y = torch.randint(0, CLASSES, (in_shape[0],), generator=gen)
     opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01)
     times = []
     loss = None
@@ -92,7 +95,7 @@ def bench_model(name, build, args, gen):
         "kind": "step",
         "impl": "torch",
         "model": name,
-        "batch": BATCH,
+        "batch": in_shape[0],
         "threads": torch.get_num_threads(),
         "warmup": args.warmup,
         "iters": args.iters,
@@ -101,9 +104,15 @@ def bench_model(name, build, args, gen):
         "final_loss": loss.item(),
         "torch_version": torch.__version__,
     }
-    if gemm_flops is not None:
-        line["gemm_gflop_per_step"] = gemm_flops / 1e9
-        line["gemm_gflops_at_median"] = gemm_flops / (med * 1e-3) / 1e9
+    line["gflop_per_step"] = flops / 1e9
+    line["gflops_at_median"] = flops / (med * 1e-3) / 1e9
+    if args.peak is not None:
+        line["peak_gflops"] = args.peak
+        line["peak_fraction"] = line["gflops_at_median"] / args.peak
+    if name == "mlp":
+        line["gemm_gflop_per_step"] = line["gflop_per_step"]
+        line["gemm_gflops_at_median"] = line["gflops_at_median"]
+    line["peak_rss_mib"] = common.peak_rss_mib()
     print(json.dumps(line), flush=True)
 
 
@@ -119,6 +128,7 @@ def bench_unlearn(name, build, gen):
     (xf, yf), (xr, yr), (xv, yv) = [synthetic(n) for n in (common.UNLEARN_FORGET,
                                                             common.UNLEARN_RETAIN,
                                                             common.UNLEARN_VAL)]
+    common.reset_peak_rss()
     opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01)
     batch = common.UNLEARN_BATCH
 
@@ -145,7 +155,8 @@ def bench_unlearn(name, build, gen):
                                            lambda n: torch.randperm(n, generator=gen))
     seconds = time.perf_counter() - t0
     print(json.dumps(common.unlearn_line("torch", name, seconds, steps, epochs,
-                                         threads=torch.get_num_threads())), flush=True)
+                                         threads=torch.get_num_threads(),
+                                         peak_rss_mib=common.peak_rss_mib())), flush=True)
 
 
 def gemm_peak(size, gen):
@@ -166,13 +177,16 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0x67726164)
+    args.peak = None
     for size in [int(s) for s in args.peak_sizes.split(",") if s]:
         g = gemm_peak(size, gen)
+        args.peak = max(g, args.peak or 0.0)
         print(json.dumps({"kind": "gemm_peak", "impl": "torch", "size": size,
                           "threads": torch.get_num_threads(), "gflops": g}), flush=True)
     builders = {"mlp": mlp, "cnn": cnn}
     for name in args.models:
-        bench_model(name, builders[name], args, gen)
+        if args.iters > 0:
+            bench_model(name, builders[name], args, gen)
     for name in args.models:
         for _ in range(args.unlearn_runs):
             bench_unlearn(name, builders[name], gen)

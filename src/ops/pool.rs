@@ -162,26 +162,109 @@ fn max_pool_2x2(plane: &[f32], g: &Geom, out: &mut [f32], idx: &mut [u32]) {
         let r0 = &plane[2 * oh * w..][..2 * g.ow];
         let r1 = &plane[(2 * oh + 1) * w..][..2 * g.ow];
         let base = (2 * oh * w) as u32;
-        for (ow, (((o, i), a), b)) in orow
-            .iter_mut()
-            .zip(irow.iter_mut())
-            .zip(r0.chunks_exact(2))
-            .zip(r1.chunks_exact(2))
-            .enumerate()
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if crate::backend::cpu::simd::has_avx2_fma() && !crate::backend::cpu::simd::reference_mode()
         {
-            let c = base + 2 * ow as u32;
-            let (mut best, mut arg) = (a[0], c);
-            if wins(a[1], best) {
-                (best, arg) = (a[1], c + 1);
-            }
-            if wins(b[0], best) {
-                (best, arg) = (b[0], c + w as u32);
-            }
-            if wins(b[1], best) {
-                (best, arg) = (b[1], c + w as u32 + 1);
-            }
-            *o = best;
-            *i = arg;
+            // SAFETY: the processor has AVX2 (checked just above).
+            done = unsafe { max_pool_2x2_row_avx2(r0, r1, base, w as u32, orow, irow) };
+        }
+        max_pool_2x2_row(r0, r1, base, w as u32, done, orow, irow);
+    }
+}
+
+/// Windows `from..` of one output row, one at a time (the reference, and the tail of the
+/// vector path).
+fn max_pool_2x2_row(
+    r0: &[f32],
+    r1: &[f32],
+    base: u32,
+    w: u32,
+    from: usize,
+    orow: &mut [f32],
+    irow: &mut [u32],
+) {
+    for ow in from..orow.len() {
+        let (a, b) = (&r0[2 * ow..2 * ow + 2], &r1[2 * ow..2 * ow + 2]);
+        let c = base + 2 * ow as u32;
+        let (mut best, mut arg) = (a[0], c);
+        if wins(a[1], best) {
+            (best, arg) = (a[1], c + 1);
+        }
+        if wins(b[0], best) {
+            (best, arg) = (b[0], c + w);
+        }
+        if wins(b[1], best) {
+            (best, arg) = (b[1], c + w + 1);
+        }
+        orow[ow] = best;
+        irow[ow] = arg;
+    }
+}
+
+/// Four windows at a time: compares and blends instead of branches. On real activations
+/// which cell wins is random, so the scalar version's branches mispredicted about half the
+/// time (max pooling was the CNN run's top kernel after GEMM and im2col). The candidates are
+/// compared in the scalar order with the same rule as [`wins`] (greater, or NaN), so ties
+/// and NaNs pick the same cell. Four lanes, not eight, because the rows that matter are
+/// short (14 and 7 windows in the benchmark CNN); a last group that would run past the row
+/// is moved back to end at it, recomputing a few windows with the same result. Returns how
+/// many windows it did: all of them, or none in rows of fewer than four.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn max_pool_2x2_row_avx2(
+    r0: &[f32],
+    r1: &[f32],
+    base: u32,
+    w: u32,
+    orow: &mut [f32],
+    irow: &mut [u32],
+) -> usize {
+    use std::arch::x86_64::*;
+    let n = orow.len();
+    if n < 4 {
+        return 0;
+    }
+    // The even and odd cells of 8 consecutive floats: windows k..k+4's left and right cells.
+    #[inline(always)]
+    unsafe fn split(p: *const f32) -> (__m128, __m128) {
+        let (lo, hi) = (_mm_loadu_ps(p), _mm_loadu_ps(p.add(4)));
+        (
+            _mm_shuffle_ps::<0x88>(lo, hi),
+            _mm_shuffle_ps::<0xDD>(lo, hi),
+        )
+    }
+    let (step, one, down) = (
+        _mm_setr_epi32(0, 2, 4, 6),
+        _mm_set1_epi32(1),
+        _mm_set1_epi32(w as i32),
+    );
+    let mut k = 0;
+    loop {
+        let k0 = k.min(n - 4);
+        // In bounds: window k0+3 reads cells up to 2 k0 + 7 < 2 n <= r0.len(), r1.len().
+        let (a0, a1) = split(r0.as_ptr().add(2 * k0));
+        let (b0, b1) = split(r1.as_ptr().add(2 * k0));
+        let c = _mm_add_epi32(_mm_set1_epi32((base + 2 * k0 as u32) as i32), step);
+        let (mut best, mut arg) = (a0, _mm_castsi128_ps(c));
+        let cd = _mm_add_epi32(c, down);
+        for (v, at) in [
+            (a1, _mm_add_epi32(c, one)),
+            (b0, cd),
+            (b1, _mm_add_epi32(cd, one)),
+        ] {
+            let t = _mm_or_ps(
+                _mm_cmp_ps::<_CMP_GT_OQ>(v, best),
+                _mm_cmp_ps::<_CMP_UNORD_Q>(v, v),
+            );
+            best = _mm_blendv_ps(best, v, t);
+            arg = _mm_blendv_ps(arg, _mm_castsi128_ps(at), t);
+        }
+        _mm_storeu_ps(orow.as_mut_ptr().add(k0), best);
+        _mm_storeu_si128(irow.as_mut_ptr().add(k0).cast(), _mm_castps_si128(arg));
+        k = k0 + 4;
+        if k >= n {
+            return n;
         }
     }
 }
@@ -503,11 +586,57 @@ mod tests {
         }
     }
 
+    /// The vector path of `MaxPool2d(2)` against the scalar reference (reference mode), on
+    /// odd widths and heights (rows of 1 to 17 windows, so every group/tail split occurs),
+    /// channel counts 1..=17, and inputs full of ties, signed zeros and NaNs: values, winner
+    /// indices and gradients must have the same bits.
+    #[test]
+    fn vector_2x2_matches_the_scalar_reference() {
+        use crate::backend::cpu::simd::set_reference_mode;
+        let mut rng = Rng::new(11);
+        let specials = [0.0, -0.0, 1.0, 1.0, f32::NAN, -1.0, f32::INFINITY];
+        for (c, h, w) in [
+            (1, 2, 2),
+            (3, 5, 9),
+            (17, 7, 16),
+            (2, 9, 35),
+            (5, 14, 14),
+            (4, 28, 28),
+        ] {
+            let n = 2 * c * h * w;
+            let v: Vec<f32> = (0..n)
+                .map(|_| match rng.below(4) {
+                    0 => specials[rng.below(specials.len())],
+                    _ => rng.below(5) as f32 * 0.5,
+                })
+                .collect();
+            let x = Tensor::from_vec(v, &[2, c, h, w]).unwrap();
+            let run = |reference: bool| {
+                set_reference_mode(reference);
+                let (y, idx, _) = max_forward(&x, Pool2dParams::square(2)).unwrap();
+                let mut t = Tape::new();
+                let xv = t.var(x.clone(), 0);
+                let yv = t.max_pool2d(xv, Pool2dParams::square(2)).unwrap();
+                let s = t.sum(yv).unwrap();
+                let g = t.backward(s).unwrap();
+                set_reference_mode(false);
+                let bits = |t: &Tensor| -> Vec<u32> {
+                    t.to_vec().unwrap().iter().map(|v| v.to_bits()).collect()
+                };
+                (bits(&y), idx, bits(g.get(0).unwrap()))
+            };
+            assert_eq!(run(false), run(true), "shape {c}x{h}x{w}");
+        }
+    }
+
     #[test]
     fn gradients_match_finite_differences() {
         let cfg = GradCheck::default();
         let cases = [
             ([2, 2, 6, 6], Pool2dParams::square(2)),
+            // Rows of 4 and 5 windows: the vector path of the 2x2 kernel, odd sizes.
+            ([1, 3, 5, 9], Pool2dParams::square(2)),
+            ([2, 1, 4, 11], Pool2dParams::square(2)),
             ([2, 3, 5, 7], params((3, 3), (2, 2), (1, 1))),
             ([1, 2, 7, 5], params((2, 3), (1, 2), (1, 1))),
             ([2, 2, 5, 5], params((3, 2), (3, 1), (0, 0))),

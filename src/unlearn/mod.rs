@@ -358,63 +358,99 @@ pub fn check_overlap(
     Ok(())
 }
 
-/// One data set as bit patterns: each sample's inputs followed by its target.
-struct Rows {
-    bits: Vec<u32>,
-    per: usize,
+/// One data set's samples as bit patterns, borrowed from the host buffers where possible:
+/// copying a whole training set just to look at it once cost more than the comparison
+/// (fresh pages for two copies of every input).
+struct Rows<'a> {
+    x: std::borrow::Cow<'a, [f32]>,
+    y: std::borrow::Cow<'a, [u32]>,
+    /// Input and target values per sample.
+    px: usize,
+    py: usize,
+    n: usize,
 }
 
-impl Rows {
-    fn new(d: &Dataset) -> Result<Self> {
-        let n = d.len().max(1);
-        let x = d.x.to_vec()?;
-        let y: Vec<u32> = match &d.y {
-            Targets::Classes(c) => c.clone(),
-            Targets::Values(t) => t.to_vec()?.iter().map(|v| v.to_bits()).collect(),
+impl<'a> Rows<'a> {
+    fn new(d: &'a Dataset) -> Result<Self> {
+        use std::borrow::Cow;
+        let n = d.len();
+        let x = match d.x.cpu_data("check_overlap") {
+            Ok(v) => Cow::Borrowed(v),
+            Err(_) => Cow::Owned(d.x.to_vec()?),
         };
-        let (px, py) = (x.len() / n, y.len() / n);
-        let mut bits = Vec::with_capacity(x.len() + y.len());
-        for i in 0..d.len() {
-            bits.extend(x[i * px..(i + 1) * px].iter().map(|v| v.to_bits()));
-            bits.extend_from_slice(&y[i * py..(i + 1) * py]);
+        let y = match &d.y {
+            Targets::Classes(c) => Cow::Borrowed(c.as_slice()),
+            Targets::Values(t) => Cow::Owned(t.to_vec()?.iter().map(|v| v.to_bits()).collect()),
+        };
+        let (px, py) = (x.len() / n.max(1), y.len() / n.max(1));
+        Ok(Rows { x, y, px, py, n })
+    }
+
+    fn x(&self, i: usize) -> &[f32] {
+        &self.x[i * self.px..(i + 1) * self.px]
+    }
+
+    fn y(&self, i: usize) -> &[u32] {
+        &self.y[i * self.py..(i + 1) * self.py]
+    }
+
+    /// A 64-bit hash of sample `i`'s bits. Not collision-proof (candidates are compared bit
+    /// for bit afterwards), only well mixed and fast: four independent multiply chains, so
+    /// the CPU overlaps them, where SipHash walked each row byte stream serially.
+    fn hash(&self, i: usize) -> u64 {
+        const K: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut h = [K, K.rotate_left(16), K.rotate_left(32), K.rotate_left(48)];
+        let x = self.x(i);
+        let mut quads = x.chunks_exact(8);
+        for q in &mut quads {
+            for (l, h) in h.iter_mut().enumerate() {
+                let w = u64::from(q[2 * l].to_bits()) | (u64::from(q[2 * l + 1].to_bits()) << 32);
+                *h = (*h ^ w).wrapping_mul(K).rotate_left(31);
+            }
         }
-        Ok(Rows { bits, per: px + py })
+        let tail = quads.remainder().iter().map(|v| v.to_bits());
+        for w in tail.chain(self.y(i).iter().copied()) {
+            h[0] = (h[0] ^ u64::from(w)).wrapping_mul(K).rotate_left(31);
+        }
+        let mut out = (x.len() as u64).wrapping_mul(K);
+        for v in h {
+            out = (out ^ v).wrapping_mul(K).rotate_left(27);
+        }
+        out ^ (out >> 29)
     }
 
-    fn row(&self, i: usize) -> &[u32] {
-        &self.bits[i * self.per..(i + 1) * self.per]
-    }
-
-    fn len(&self) -> usize {
-        self.bits.len() / self.per.max(1)
+    /// Whether sample `i` of `self` and sample `j` of `o` have the same bits.
+    fn same(&self, i: usize, o: &Rows<'_>, j: usize) -> bool {
+        self.y(i) == o.y(j)
+            && self
+                .x(i)
+                .iter()
+                .zip(o.x(j))
+                .all(|(a, b)| a.to_bits() == b.to_bits())
     }
 }
 
 /// How many rows of `b` also occur in `a`.
 fn shared_rows(a: &Dataset, b: &Dataset) -> Result<usize> {
-    use std::collections::HashMap;
-    use std::hash::{Hash, Hasher};
     if a.sample_shape() != b.sample_shape() || a.is_empty() || b.is_empty() {
         return Ok(0);
     }
     let (ra, rb) = (Rows::new(a)?, Rows::new(b)?);
-    if ra.per != rb.per || ra.per == 0 {
+    if (ra.px, ra.py) != (rb.px, rb.py) || ra.px + ra.py == 0 {
         return Ok(0);
     }
-    let key = |r: &[u32]| {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        r.hash(&mut h);
-        h.finish()
-    };
-    let mut seen: HashMap<u64, Vec<usize>> = HashMap::with_capacity(ra.len());
-    for i in 0..ra.len() {
-        seen.entry(key(ra.row(i))).or_default().push(i);
-    }
-    Ok((0..rb.len())
+    // `a`'s hashes sorted: a lookup is a binary search, with no per-entry allocation as in
+    // a map of buckets; equal hashes sit together, and each candidate is compared in full.
+    let mut keys: Vec<(u64, usize)> = (0..ra.n).map(|i| (ra.hash(i), i)).collect();
+    keys.sort_unstable();
+    Ok((0..rb.n)
         .filter(|&j| {
-            let r = rb.row(j);
-            seen.get(&key(r))
-                .is_some_and(|c| c.iter().any(|&i| ra.row(i) == r))
+            let h = rb.hash(j);
+            let first = keys.partition_point(|&(k, _)| k < h);
+            keys[first..]
+                .iter()
+                .take_while(|&&(k, _)| k == h)
+                .any(|&(_, i)| ra.same(i, &rb, j))
         })
         .count())
 }
@@ -487,5 +523,83 @@ pub(crate) fn report(progress: &mut ProgressFn<'_>, p: &Progress) -> Result<()> 
     match progress(p) {
         Control::Continue => Ok(()),
         Control::Cancel => Err(Error::Cancelled),
+    }
+}
+
+#[cfg(test)]
+mod overlap_tests {
+    use super::*;
+
+    /// The obvious pairwise count, the reference for the hashed one.
+    fn pairwise(a: &Dataset, b: &Dataset) -> usize {
+        let (ra, rb) = (Rows::new(a).unwrap(), Rows::new(b).unwrap());
+        (0..rb.n)
+            .filter(|&j| (0..ra.n).any(|i| ra.same(i, &rb, j)))
+            .count()
+    }
+
+    fn set(rows: &[[f32; 3]], y: Targets) -> Dataset {
+        let x: Vec<f32> = rows.iter().flatten().copied().collect();
+        Dataset::new(Tensor::from_vec(x, &[rows.len(), 3]).unwrap(), y).unwrap()
+    }
+
+    #[test]
+    fn hashed_count_matches_the_pairwise_count() {
+        let nan = f32::from_bits(0x7fc0_0001);
+        let a = set(
+            &[
+                [1.0, 2.0, 3.0],
+                [0.0, 0.0, 0.0],
+                [nan, 1.0, 1.0],
+                [4.0, 5.0, 6.0],
+            ],
+            Targets::Classes(vec![0, 1, 2, 3]),
+        );
+        // Same inputs with another label, -0.0 against 0.0, the same NaN bits, an exact
+        // duplicate twice, and a row only in `b`.
+        let b = set(
+            &[
+                [1.0, 2.0, 3.0],
+                [-0.0, 0.0, 0.0],
+                [nan, 1.0, 1.0],
+                [4.0, 5.0, 6.0],
+                [4.0, 5.0, 6.0],
+                [7.0, 8.0, 9.0],
+            ],
+            Targets::Classes(vec![1, 1, 2, 3, 3, 0]),
+        );
+        assert_eq!(shared_rows(&a, &b).unwrap(), 3);
+        assert_eq!(shared_rows(&a, &b).unwrap(), pairwise(&a, &b));
+        assert_eq!(shared_rows(&b, &a).unwrap(), pairwise(&b, &a));
+        let values = |v: Vec<f32>| Targets::Values(Tensor::from_vec(v, &[2, 1]).unwrap());
+        let c = set(&[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], values(vec![0.5, 1.5]));
+        let d = set(&[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], values(vec![0.5, 2.5]));
+        assert_eq!(shared_rows(&c, &d).unwrap(), 1);
+    }
+
+    #[test]
+    fn hashed_count_matches_on_random_sets_with_planted_duplicates() {
+        let mut rng = Rng::new(7);
+        // Long rows that differ only in their first 6 values (as images with blank borders
+        // do): 128 distinct samples with labels, so many rows of `b` are in `a`.
+        let (n, per) = (300, 37);
+        let mk = |rng: &mut Rng| {
+            let x: Vec<f32> = (0..n * per)
+                .map(|k| {
+                    if k % per < 6 {
+                        rng.below(2) as f32
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            let y: Vec<u32> = (0..n).map(|_| rng.below(2) as u32).collect();
+            Dataset::classification(Tensor::from_vec(x, &[n, per]).unwrap(), y).unwrap()
+        };
+        let (a, b) = (mk(&mut rng), mk(&mut rng));
+        let shared = shared_rows(&a, &b).unwrap();
+        assert!(shared > 0 && shared < n, "{shared}");
+        assert_eq!(shared, pairwise(&a, &b));
+        assert_eq!(shared_rows(&a, &a).unwrap(), n);
     }
 }

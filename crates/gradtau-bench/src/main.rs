@@ -1,10 +1,15 @@
 //! Times one training step (forward + backward + AdamW update) of the reference models at
-//! batch 128 on 28x28 inputs, and the machine's float32 GEMM peak through the same GEMM the
+//! batch 128 (`--batch`) on 28x28 inputs, and the machine's float32 GEMM peak through the same GEMM the
 //! library uses. `scripts/bench_torch_cpu.py` does the same with PyTorch; `scripts/bench.sh`
 //! runs both and prints the comparison.
 //!
 //! Every result is one JSON object per line on stdout, so the script can read it:
-//! - `{"kind":"step", "impl":"gradtau", "model":..., "median_ms":..., "min_ms":..., ...}`
+//! - `{"kind":"step", "impl":"gradtau", "model":..., "median_ms":..., "min_ms":..., ...}`,
+//!   with the step's GEMM-shaped work (`gflop_per_step`: the products of linear layers and the
+//!   im2col products of convolutions, 2mnk each), its rate at the median step, that rate as a
+//!   fraction of the GEMM peak measured in the same process (when `--peak-sizes` is not
+//!   empty), and `peak_rss_mib`: the process's peak resident memory (VmHWM) over this
+//!   model's steps (the peak is reset before each model and each run where the kernel allows).
 //! - `{"kind":"gemm_peak", "impl":"gradtau", "size":..., "gflops":...}`
 //! - `{"kind":"profile", "model":..., "phase":"forward"|"backward"|"optimizer", "op":..., "ms":...}`
 //!   (with `--profile`: the median time of each op over the timed steps).
@@ -12,10 +17,14 @@
 //!   `--unlearn-runs N`): a whole ∇τ run in paper mode through the library's public API, on
 //!   synthetic data the size of docs/REPRODUCTION.md's CNN scenario at 15 % (1500 forget,
 //!   8500 retain, 2000 validation samples); `bench_torch_cpu.py` and `bench_jax_cpu.py` run the
-//!   same loop (written once, in `bench_common.py`).
+//!   same loop (written once, in `bench_common.py`). `--modes paper,adaptive` adds runs in
+//!   adaptive mode (its membership checks and per-epoch τ are work the paper loop does not
+//!   do); each line carries its mode and `peak_rss_mib`.
 //!
 //! Usage: `gradtau-bench [--models mlp,cnn] [--threads N] [--warmup N] [--iters N]
-//! [--peak-sizes 1024,2048] [--profile] [--unlearn-runs N]`
+//! [--batch N] [--width N] [--peak-sizes 1024,2048] [--profile] [--unlearn-runs N]
+//! [--modes paper,adaptive]`. `--width` sets the MLP's two hidden widths (default 256); the
+//! whole runs keep the paper recipe's sizes whatever `--batch` and `--width` say.
 
 use gradtau::backend::cpu::{matmul, Transpose};
 use gradtau::data::Dataset;
@@ -23,14 +32,13 @@ use gradtau::ops::conv::Conv2dParams;
 use gradtau::ops::pool::Pool2dParams;
 use gradtau::optim::{Adam, AdamConfig, Optimizer};
 use gradtau::rng::Rng;
-use gradtau::unlearn::{no_progress, Method, NablaTauOptions, UnlearnSets};
+use gradtau::unlearn::{no_progress, Method, NablaTauMode, NablaTauOptions, UnlearnSets};
 use gradtau::{Device, DeviceRequest};
 use gradtau::{Result, Tape, Tensor, Var};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-const BATCH: usize = 128;
 const CLASSES: usize = 10;
 
 struct Args {
@@ -41,6 +49,9 @@ struct Args {
     peak_sizes: Vec<usize>,
     profile: bool,
     unlearn_runs: usize,
+    batch: usize,
+    width: usize,
+    modes: Vec<NablaTauMode>,
 }
 
 fn parse_args() -> std::result::Result<Args, String> {
@@ -52,6 +63,9 @@ fn parse_args() -> std::result::Result<Args, String> {
         peak_sizes: vec![1024, 2048],
         profile: false,
         unlearn_runs: 0,
+        batch: 128,
+        width: 256,
+        modes: vec![NablaTauMode::Paper],
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -61,7 +75,7 @@ fn parse_args() -> std::result::Result<Args, String> {
             "--models" => a.models = value()?.split(',').map(str::to_string).collect(),
             "--threads" => a.threads = num(value()?)?.max(1),
             "--warmup" => a.warmup = num(value()?)?,
-            "--iters" => a.iters = num(value()?)?.max(1),
+            "--iters" => a.iters = num(value()?)?,
             "--peak-sizes" => {
                 a.peak_sizes = value()?
                     .split(',')
@@ -71,11 +85,23 @@ fn parse_args() -> std::result::Result<Args, String> {
             }
             "--profile" => a.profile = true,
             "--unlearn-runs" => a.unlearn_runs = num(value()?)?,
+            "--batch" => a.batch = num(value()?)?.max(1),
+            "--width" => a.width = num(value()?)?.max(1),
+            "--modes" => {
+                a.modes = value()?
+                    .split(',')
+                    .map(|m| match m {
+                        "paper" => Ok(NablaTauMode::Paper),
+                        "adaptive" => Ok(NablaTauMode::Adaptive),
+                        _ => Err(format!("unknown mode {m} (expected paper or adaptive)")),
+                    })
+                    .collect::<std::result::Result<_, _>>()?
+            }
             "-h" | "--help" => {
                 return Err(
                     "usage: gradtau-bench [--models mlp,cnn] [--threads N] [--warmup N] \
-                            [--iters N] [--peak-sizes 1024,2048] [--profile] \
-                            [--unlearn-runs N]"
+                            [--iters N] [--batch N] [--width N] [--peak-sizes 1024,2048] \
+                            [--profile] [--unlearn-runs N] [--modes paper,adaptive]"
                         .into(),
                 )
             }
@@ -128,25 +154,33 @@ trait Model {
         y: &[u32],
         t: &mut OpTimes,
     ) -> Result<Var>;
-    /// GEMM FLOPs of one step (2mnk per product), for the fraction-of-peak line; `None` when
-    /// the model also does non-GEMM heavy work (convolutions) that would blur the figure.
-    fn gemm_flops(&self) -> Option<f64>;
+    /// FLOPs of one step's GEMM-shaped products (2mnk each): linear layers, and the im2col
+    /// products of convolutions.
+    fn flops(&self) -> f64;
+    /// Whether [`Model::flops`] is nearly all of the step's work (the MLP), so its rate is
+    /// also reported under the older `gemm_*` names.
+    fn gemm_bound(&self) -> bool;
 }
 
 struct Mlp {
     params: Vec<Tensor>,
+    dims: [usize; 4],
+    batch: usize,
 }
 
-const MLP_DIMS: [usize; 4] = [784, 256, 256, CLASSES];
-
 impl Mlp {
-    fn new(rng: &mut Rng) -> Self {
+    fn new(rng: &mut Rng, batch: usize, width: usize) -> Self {
+        let dims = [784, width, width, CLASSES];
         let mut params = Vec::new();
-        for w in MLP_DIMS.windows(2) {
+        for w in dims.windows(2) {
             params.push(uniform_init(&[w[1], w[0]], w[0], rng));
             params.push(uniform_init(&[w[1]], w[0], rng));
         }
-        Mlp { params }
+        Mlp {
+            params,
+            dims,
+            batch,
+        }
     }
 }
 
@@ -155,7 +189,7 @@ impl Model for Mlp {
         "mlp"
     }
     fn input_shape(&self) -> Vec<usize> {
-        vec![BATCH, 784]
+        vec![self.batch, 784]
     }
     fn params(&mut self) -> &mut Vec<Tensor> {
         &mut self.params
@@ -180,15 +214,19 @@ impl Model for Mlp {
         let l = t.forward("cross_entropy", || tape.cross_entropy(h, y))?;
         t.forward("mean", || tape.mean(l))
     }
-    fn gemm_flops(&self) -> Option<f64> {
+    fn flops(&self) -> f64 {
         // Forward x@W^T and backward dW for every layer; dX for all but the first (the input
         // needs no gradient, and neither side computes it).
-        let products: Vec<f64> = MLP_DIMS
+        let products: Vec<f64> = self
+            .dims
             .windows(2)
-            .map(|w| 2.0 * BATCH as f64 * w[0] as f64 * w[1] as f64)
+            .map(|w| 2.0 * self.batch as f64 * w[0] as f64 * w[1] as f64)
             .collect();
         let all: f64 = products.iter().sum();
-        Some(2.0 * all + products[1..].iter().sum::<f64>())
+        2.0 * all + products[1..].iter().sum::<f64>()
+    }
+    fn gemm_bound(&self) -> bool {
+        true
     }
 }
 
@@ -198,10 +236,11 @@ impl Model for Mlp {
 /// `nn::model::relu_pool_swaps`).
 struct Cnn {
     params: Vec<Tensor>,
+    batch: usize,
 }
 
 impl Cnn {
-    fn new(rng: &mut Rng) -> Self {
+    fn new(rng: &mut Rng, batch: usize) -> Self {
         let params = vec![
             uniform_init(&[16, 1, 3, 3], 9, rng),
             uniform_init(&[16], 9, rng),
@@ -210,7 +249,7 @@ impl Cnn {
             uniform_init(&[CLASSES, 32 * 7 * 7], 32 * 7 * 7, rng),
             uniform_init(&[CLASSES], 32 * 7 * 7, rng),
         ];
-        Cnn { params }
+        Cnn { params, batch }
     }
 }
 
@@ -219,7 +258,7 @@ impl Model for Cnn {
         "cnn"
     }
     fn input_shape(&self) -> Vec<usize> {
-        vec![BATCH, 1, 28, 28]
+        vec![self.batch, 1, 28, 28]
     }
     fn params(&mut self) -> &mut Vec<Tensor> {
         &mut self.params
@@ -249,8 +288,15 @@ impl Model for Cnn {
         let l = t.forward("cross_entropy", || tape.cross_entropy(h, y))?;
         t.forward("mean", || tape.mean(l))
     }
-    fn gemm_flops(&self) -> Option<f64> {
-        None
+    fn flops(&self) -> f64 {
+        // Per sample, as (m, n, k) of W @ col: conv1 16 x 784 x 9 (forward and dW; its input
+        // needs no gradient), conv2 32 x 196 x 144 (forward, dW, dcol), linear 10 x 1 x 1568
+        // (forward, dW, dX).
+        let per = 2.0 * (2.0 * 16.0 * 784.0 * 9.0 + 3.0 * 32.0 * 196.0 * 144.0 + 3.0 * 15680.0);
+        per * self.batch as f64
+    }
+    fn gemm_bound(&self) -> bool {
+        false
     }
 }
 
@@ -269,11 +315,12 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// Runs warm-up and timed steps; prints the step line and, when asked, the per-op profile.
-fn bench_model(model: &mut dyn Model, args: &Args, rng: &mut Rng) -> Result<()> {
+fn bench_model(model: &mut dyn Model, args: &Args, peak: Option<f64>, rng: &mut Rng) -> Result<()> {
+    reset_peak_rss();
     let shape = model.input_shape();
     let n: usize = shape.iter().product();
     let x = Tensor::from_vec((0..n).map(|_| rng.normal()).collect(), &shape)?;
-    let y: Vec<u32> = (0..BATCH).map(|_| rng.below(CLASSES) as u32).collect();
+    let y: Vec<u32> = (0..shape[0]).map(|_| rng.below(CLASSES) as u32).collect();
     let mut opt = Adam::new(AdamConfig::adamw(1e-3));
     let mut tape = Tape::new();
     tape.set_profiling(args.profile);
@@ -324,7 +371,7 @@ fn bench_model(model: &mut dyn Model, args: &Args, rng: &mut Rng) -> Result<()> 
         "kind": "step",
         "impl": "gradtau",
         "model": model.name(),
-        "batch": BATCH,
+        "batch": model.input_shape()[0],
         "threads": args.threads,
         "warmup": args.warmup,
         "iters": args.iters,
@@ -332,9 +379,20 @@ fn bench_model(model: &mut dyn Model, args: &Args, rng: &mut Rng) -> Result<()> 
         "min_ms": min,
         "final_loss": last_loss,
     });
-    if let Some(f) = model.gemm_flops() {
+    let f = model.flops();
+    let rate = f / (med * 1e-3) / 1e9;
+    line["gflop_per_step"] = json!(f / 1e9);
+    line["gflops_at_median"] = json!(rate);
+    if let Some(p) = peak {
+        line["peak_gflops"] = json!(p);
+        line["peak_fraction"] = json!(rate / p);
+    }
+    if model.gemm_bound() {
         line["gemm_gflop_per_step"] = json!(f / 1e9);
-        line["gemm_gflops_at_median"] = json!(f / (med * 1e-3) / 1e9);
+        line["gemm_gflops_at_median"] = json!(rate);
+    }
+    if let Some(m) = peak_rss_mib() {
+        line["peak_rss_mib"] = json!(m);
     }
     println!("{line}");
     let mut rows: Vec<_> = op_times.into_iter().collect();
@@ -380,8 +438,10 @@ fn gemm_peak(size: usize, rng: &mut Rng) -> f64 {
 
 fn run(args: &Args) -> Result<()> {
     let mut rng = Rng::new(0x6772_6164);
+    let mut peak: Option<f64> = None;
     for &size in &args.peak_sizes {
         let g = gemm_peak(size, &mut rng);
+        peak = Some(peak.map_or(g, |p| p.max(g)));
         println!(
             "{}",
             json!({"kind": "gemm_peak", "impl": "gradtau", "size": size,
@@ -390,15 +450,19 @@ fn run(args: &Args) -> Result<()> {
     }
     for name in &args.models {
         let mut model: Box<dyn Model> = match name.as_str() {
-            "mlp" => Box::new(Mlp::new(&mut rng)),
-            "cnn" => Box::new(Cnn::new(&mut rng)),
+            "mlp" => Box::new(Mlp::new(&mut rng, args.batch, args.width)),
+            "cnn" => Box::new(Cnn::new(&mut rng, args.batch)),
             _ => unreachable!("models were checked in parse_args"),
         };
-        bench_model(model.as_mut(), args, &mut rng)?;
+        if args.iters > 0 {
+            bench_model(model.as_mut(), args, peak, &mut rng)?;
+        }
     }
     for name in &args.models {
         for _ in 0..args.unlearn_runs {
-            bench_unlearn(name)?;
+            for &mode in &args.modes {
+                bench_unlearn(name, mode)?;
+            }
         }
     }
     Ok(())
@@ -427,20 +491,41 @@ fn synthetic(n: usize, sample_shape: &[usize], rng: &mut Rng) -> Result<Dataset>
     Dataset::classification(x, y)
 }
 
-/// One whole ∇τ run in paper mode (fixed schedule: E = ⌊3 · 34 / 6⌋ = 17 forget-epochs of 6
-/// steps, τ on the validation set at the start and every 5 epochs), timed from the call to
-/// its return, weights copied in and out included.
-fn bench_unlearn(name: &str) -> Result<()> {
+/// Resets the process's peak resident memory (VmHWM) to its current size (Linux 4.0+; a
+/// no-op elsewhere, where the peak then covers the whole process so far).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The process's peak resident memory since the last reset, in MiB (Linux only).
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// One whole ∇τ run (paper mode: fixed schedule, E = ⌊3 · 34 / 6⌋ = 17 forget-epochs of 6
+/// steps, τ on the validation set at the start and every 5 epochs; adaptive mode: the
+/// library's default, with its membership checks), timed from the call to its return,
+/// weights copied in and out included.
+fn bench_unlearn(name: &str, mode: NablaTauMode) -> Result<()> {
     let model = gradtau::nn::Model::from_json(spec(name))?;
     let mut rng = Rng::new(0x756e_6c65);
     let forget = synthetic(UNLEARN_FORGET, model.input_shape(), &mut rng)?;
     let retain = synthetic(UNLEARN_RETAIN, model.input_shape(), &mut rng)?;
     let val = synthetic(UNLEARN_VAL, model.input_shape(), &mut rng)?;
     let mut weights = model.init_weights(1);
+    let base = match mode {
+        NablaTauMode::Paper => NablaTauOptions::paper(),
+        _ => NablaTauOptions::default(),
+    };
     let method = Method::NablaTau(NablaTauOptions {
         device: DeviceRequest::Exact(Device::Cpu),
-        ..NablaTauOptions::paper()
+        mode,
+        ..base
     });
+    reset_peak_rss();
     let t0 = Instant::now();
     let report = method.run(
         &model,
@@ -455,8 +540,11 @@ fn bench_unlearn(name: &str) -> Result<()> {
     let seconds = t0.elapsed().as_secs_f64();
     println!(
         "{}",
-        json!({"kind": "unlearn", "impl": "gradtau", "model": name, "mode": "paper",
+        json!({"kind": "unlearn", "impl": "gradtau", "model": name,
+               "mode": if mode == NablaTauMode::Paper { "paper" } else { "adaptive" },
                "seconds": seconds, "steps": report.steps, "epochs": report.epochs,
+               "stop_reason": format!("{:?}", report.stop_reason),
+               "peak_rss_mib": peak_rss_mib(),
                "forget": UNLEARN_FORGET, "retain": UNLEARN_RETAIN, "val": UNLEARN_VAL})
     );
     Ok(())
