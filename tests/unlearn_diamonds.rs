@@ -55,7 +55,13 @@ struct Judged {
     auc: f64,
 }
 
-fn judge(model: &Model, w: &[Tensor], retain: &Dataset, forget: &Dataset, test: &Dataset) -> Judged {
+fn judge(
+    model: &Model,
+    w: &[Tensor],
+    retain: &Dataset,
+    forget: &Dataset,
+    test: &Dataset,
+) -> Judged {
     let sets = AuditSets {
         retain,
         forget,
@@ -115,10 +121,7 @@ fn price_model_forgets_a_random_tenth_and_one_cut() {
     let (rand_f, rand_r) = split_indices(train_set.len(), 0.1, &mut Rng::new(0x5eed));
     let (cut_f, cut_r): (Vec<usize>, Vec<usize>) =
         (0..train_set.len()).partition(|&k| cuts[k] == GOOD);
-    for (name, fpos, rpos) in [
-        ("random 10 %", rand_f, rand_r),
-        ("cut Good", cut_f, cut_r),
-    ] {
+    for (name, fpos, rpos) in [("random 10 %", rand_f, rand_r), ("cut Good", cut_f, cut_r)] {
         let forget = train_set.subset(&fpos).unwrap();
         let retain = train_set.subset(&rpos).unwrap();
         let mut retrained = model.init_weights(0);

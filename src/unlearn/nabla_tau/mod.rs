@@ -35,9 +35,10 @@
 //!   which is how a model that never saw those classes treats them;
 //! - α does not follow the forget fraction nor decay to 0: it starts at 0.4 and decays
 //!   linearly to half of that, and the run lasts at least 12 forget-epochs (and by default at
-//!   most 50; without class labels, at least 300 steps); the learning rate grows with the forget fraction instead (see [`adaptive_lr`]),
-//!   so large forget sets get enough movement both to forget and to repair the retain set
-//!   (measured on Fashion-MNIST at 3/15/30 % and class removal, docs/REPRODUCTION.md);
+//!   most 50; without class labels, at least 300 steps); the learning rate grows with the
+//!   forget fraction instead (see [`adaptive_lr`]), so large forget sets get enough movement
+//!   both to forget and to repair the retain set (measured on Fashion-MNIST at 3/15/30 % and
+//!   class removal, docs/REPRODUCTION.md);
 //! - for random forgetting a controller raises α (up to `alpha_max`, 0.8) at each membership
 //!   check where the forget set is still recognised above the validation accuracy while the
 //!   validation accuracy itself has not fallen: a model that takes the ascent without damage

@@ -650,7 +650,10 @@ mod tests {
         // Improving is healthy.
         assert!(loss_healthy(0.5, (1.0, 0.25)));
         let (m, se) = mean_se(&[1.0, 3.0]);
-        assert!((m - 2.0).abs() < 1e-6 && (se - 1.0).abs() < 1e-6, "{m} {se}");
+        assert!(
+            (m - 2.0).abs() < 1e-6 && (se - 1.0).abs() < 1e-6,
+            "{m} {se}"
+        );
     }
 
     #[test]

@@ -39,6 +39,8 @@ const PAPER_ALPHA_PER_FRACTION: f32 = 5.0 / 3.0;
 const RETAIN_PASSES: usize = 3;
 
 /// Derives batch size, α₀, E and the learning rate from the options and the set sizes.
+/// An adaptive run on a model without class labels lengthens E further where it would have
+/// fewer than 300 steps (`MIN_STEPS_WITHOUT_LABELS`; this function does not see the model).
 pub fn schedule(opts: &NablaTauOptions, n_forget: usize, n_retain: usize) -> Schedule {
     let batch = opts.batch_size.unwrap_or(match opts.mode {
         NablaTauMode::Paper => PAPER_BATCH,
