@@ -196,19 +196,25 @@ pub fn pooled_floats() -> usize {
     current().map_or(0, |p| p.floats())
 }
 
-fn alloc_error(n: usize, what: &str) -> Error {
+fn alloc_error<T>(n: usize, what: &str) -> Error {
     Error::ResourceLimit(format!(
         "could not allocate {} bytes for {what}",
-        (n as u128) * std::mem::size_of::<f32>() as u128
+        (n as u128) * std::mem::size_of::<T>() as u128
     ))
 }
 
-/// An empty host buffer with room for `n` values, or [`Error::ResourceLimit`] naming `what`
-/// and the bytes when the allocator cannot provide it (instead of aborting the process).
-pub fn try_alloc(n: usize, what: &str) -> Result<Vec<f32>> {
+/// An empty vector with room for `n` items, or [`Error::ResourceLimit`] naming `what` and
+/// the bytes when the allocator cannot provide it (instead of aborting the process).
+pub fn try_vec<T>(n: usize, what: &str) -> Result<Vec<T>> {
     let mut v = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| alloc_error(n, what))?;
+    v.try_reserve_exact(n)
+        .map_err(|_| alloc_error::<T>(n, what))?;
     Ok(v)
+}
+
+/// An empty host buffer with room for `n` values (see [`try_vec`]).
+pub fn try_alloc(n: usize, what: &str) -> Result<Vec<f32>> {
+    try_vec(n, what)
 }
 
 /// `n` zeros straight from the allocator, or [`Error::ResourceLimit`]. Unlike
@@ -219,11 +225,11 @@ fn try_zeroed_vec(n: usize, what: &str) -> Result<Vec<f32>> {
     if n == 0 {
         return Ok(Vec::new());
     }
-    let layout = Layout::array::<f32>(n).map_err(|_| alloc_error(n, what))?;
+    let layout = Layout::array::<f32>(n).map_err(|_| alloc_error::<f32>(n, what))?;
     // SAFETY: `layout` has a non-zero size (n > 0 and f32 is 4 bytes).
     let ptr = unsafe { std::alloc::alloc_zeroed(layout) } as *mut f32;
     if ptr.is_null() {
-        return Err(alloc_error(n, what));
+        return Err(alloc_error::<f32>(n, what));
     }
     // SAFETY: `ptr` comes from the global allocator with the layout of `[f32; n]`, which is
     // what a `Vec<f32>` of capacity `n` frees with; all `n` values are initialised (zero
