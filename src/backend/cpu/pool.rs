@@ -12,10 +12,11 @@
 //! A run (a [`RunGuard`] is alive; every autograd tape holds one, so training, unlearning,
 //! inference and benchmark loops all count) owns its own pool. The guard makes that pool the
 //! *current* one of the thread that opened it, and [`take`] / [`recycle`] use the current
-//! pool of the calling thread. A run opened while another is open on the same thread (a tape
-//! inside a training loop) joins the outer run's pool instead of starting one. The CPU
-//! kernels' worker threads take on the pool of the caller they are working for, for the
-//! duration of that work (see [`CurrentRun`]), so buffers move freely within a run.
+//! pool of the calling thread (a tape gives its own values back to its own run). A run opened
+//! while another is open on the same thread (an evaluation tape made while a training tape is
+//! alive) joins the outer run's pool instead of starting one. The CPU kernels' worker threads
+//! take on the pool of the caller they are working for, for the duration of that work (see
+//! [`CurrentRun`]), so buffers move freely within a run.
 //!
 //! Two runs on two threads (two models served by one host) therefore never touch the same
 //! pool or lock, and a run's memory goes back to the allocator as soon as its last guard
