@@ -2,6 +2,7 @@
 
 use super::host;
 use crate::autograd::{BackwardCtx, BackwardOp, Tape, Var};
+use crate::backend::cpu::pool::try_alloc;
 use crate::backend::cpu::simd;
 use crate::backend::Storage;
 use crate::error::Result;
@@ -67,10 +68,9 @@ fn sigmoid_value(x: f32) -> f32 {
 
 fn map(x: &Tensor, op: &'static str, f: impl Fn(f32) -> f32) -> Result<Tensor> {
     let d = host(x, op)?;
-    Ok(Tensor::cpu(
-        d.iter().map(|&v| f(v)).collect(),
-        x.shape().to_vec(),
-    ))
+    let mut out = try_alloc(d.len(), op)?;
+    out.extend(d.iter().map(|&v| f(v)));
+    Ok(Tensor::cpu(out, x.shape().to_vec()))
 }
 
 #[derive(Clone, Copy)]

@@ -12,6 +12,7 @@
 
 use super::host;
 use crate::autograd::{BackwardCtx, BackwardOp, Tape, Var};
+use crate::backend::cpu::pool::try_alloc;
 use crate::backend::cpu::simd;
 use crate::backend::Storage;
 use crate::error::{Error, Result};
@@ -33,7 +34,7 @@ pub fn dropout_mask(n: usize, p: f32, rng: &mut Rng) -> Result<Vec<f32>> {
     let threshold = (p as f64 * 4_294_967_296.0).round() as u64;
     let keep = 1.0 / (1.0 - p);
     let value = |word: u64| if word < threshold { 0.0 } else { keep };
-    let mut mask = Vec::with_capacity(n);
+    let mut mask = try_alloc(n, "a dropout mask")?;
     for _ in 0..n / 2 {
         let r = rng.next_u64();
         mask.push(value(r & 0xffff_ffff));

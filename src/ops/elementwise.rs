@@ -3,6 +3,7 @@
 
 use super::{host, same_device};
 use crate::autograd::{BackwardCtx, BackwardOp, Tape, Var};
+use crate::backend::cpu::pool::{try_alloc, try_vec};
 use crate::backend::cpu::simd;
 use crate::backend::cuda::BinaryOp;
 use crate::backend::Storage;
@@ -51,7 +52,7 @@ pub fn broadcast_shape(a: &[usize], b: &[usize], op: &'static str) -> Result<Vec
 
 /// For every element of `out_shape`, the flat index of the element of `in_shape` that
 /// broadcasting maps onto it.
-fn broadcast_indices(out_shape: &[usize], in_shape: &[usize]) -> Vec<usize> {
+fn broadcast_indices(out_shape: &[usize], in_shape: &[usize]) -> Result<Vec<usize>> {
     let n = out_shape.len();
     let offset = n - in_shape.len();
     let mut in_strides = vec![0usize; n];
@@ -61,7 +62,9 @@ fn broadcast_indices(out_shape: &[usize], in_shape: &[usize]) -> Vec<usize> {
         s *= in_shape[i];
     }
     let total: usize = out_shape.iter().product();
-    let mut idx = vec![0usize; total];
+    // One index per output element: as large as the output itself, twice over in bytes.
+    let mut idx = try_vec(total, "broadcast indices")?;
+    idx.resize(total, 0usize);
     let mut counter = vec![0usize; n];
     let mut cur = 0usize;
     for slot in idx.iter_mut() {
@@ -76,7 +79,7 @@ fn broadcast_indices(out_shape: &[usize], in_shape: &[usize]) -> Vec<usize> {
             counter[d] = 0;
         }
     }
-    idx
+    Ok(idx)
 }
 
 /// How `b` relates to `a` in a binary op, picked for speed.
@@ -123,8 +126,8 @@ fn binary_forward(
             }
         }
         _ => {
-            let ia = broadcast_indices(&out_shape, a.shape());
-            let ib = broadcast_indices(&out_shape, b.shape());
+            let ia = broadcast_indices(&out_shape, a.shape())?;
+            let ib = broadcast_indices(&out_shape, b.shape())?;
             for ((o, &i), &j) in out.iter_mut().zip(&ia).zip(&ib) {
                 *o = scalar_fn(x[i], y[j]);
             }
@@ -154,7 +157,7 @@ pub fn reduce_to_shape(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
             }
         }
         _ => {
-            let idx = broadcast_indices(g.shape(), shape);
+            let idx = broadcast_indices(g.shape(), shape)?;
             for (&v, &i) in gd.iter().zip(&idx) {
                 out[i] += v;
             }
@@ -193,10 +196,9 @@ pub fn add_scalar(x: &Tensor, c: f32) -> Result<Tensor> {
         ));
     }
     let d = host(x, "add_scalar")?;
-    Ok(Tensor::cpu(
-        d.iter().map(|v| v + c).collect(),
-        x.shape().to_vec(),
-    ))
+    let mut out = try_alloc(d.len(), "add_scalar")?;
+    out.extend(d.iter().map(|v| v + c));
+    Ok(Tensor::cpu(out, x.shape().to_vec()))
 }
 
 struct AddBackward;

@@ -4,6 +4,7 @@
 
 use super::{expect_rank, host, same_device};
 use crate::autograd::{BackwardCtx, BackwardOp, Tape, Var};
+use crate::backend::cpu::pool::try_alloc;
 use crate::backend::cpu::simd;
 use crate::backend::cuda;
 use crate::backend::Storage;
@@ -81,7 +82,7 @@ fn forward(ids: &Tensor, weight: &Tensor) -> Result<(Tensor, Option<Vec<u32>>)> 
     }
     let rows = row_indices(ids, num)?;
     let wd = host(weight, "embedding")?;
-    let mut out = Vec::with_capacity(rows.len() * dim);
+    let mut out = try_alloc(rows.len().saturating_mul(dim), "embedding")?;
     for &r in &rows {
         out.extend_from_slice(&wd[r * dim..][..dim]);
     }

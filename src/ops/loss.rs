@@ -7,6 +7,7 @@
 
 use super::{host, same_device};
 use crate::autograd::{BackwardCtx, BackwardOp, Tape, Var};
+use crate::backend::cpu::pool::try_alloc;
 use crate::backend::cuda::RegressionLoss;
 use crate::backend::Storage;
 use crate::error::{Error, Result};
@@ -180,7 +181,9 @@ impl BackwardOp for CrossEntropyBackward {
             return Ok(vec![Some(Tensor::from_cuda(out, vec![n, k]))]);
         }
         let g = host(c.grad, "cross_entropy")?;
-        let mut out = host(&self.probs, "cross_entropy")?.to_vec();
+        let probs = host(&self.probs, "cross_entropy")?;
+        let mut out = try_alloc(probs.len(), "cross_entropy")?;
+        out.extend_from_slice(probs);
         for i in 0..n {
             let row = &mut out[i * k..(i + 1) * k];
             row[self.labels[i] as usize] -= 1.0;
