@@ -108,7 +108,7 @@ def samples(stream):
             if tid is not None:
                 yield tid, frames
             tid, frames = None, []
-        elif not line.startswith((" ", "\t")):
+        elif not line.startswith("\t"):  # frames are tab-indented; the tid may be padded
             tid, frames = line.split()[0], []
         else:
             parts = line.split(None, 1)
