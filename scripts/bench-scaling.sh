@@ -8,6 +8,7 @@
 #   MODELS=mlp ROUNDS=3 scripts/bench-scaling.sh
 #   BATCHES=32,128,512 WIDTHS=256,1024 scripts/bench-scaling.sh
 #   TORCH=0 scripts/bench-scaling.sh              # gradtau only
+#   RESULTS=raw.jsonl scripts/bench-scaling.sh    # also keep the raw JSON lines
 #
 # The batch sweep uses the MLP's default width (256); the width sweep (MLP only) uses
 # batch 128. PyTorch comes from $TORCH_VENV (default .venv-torch, else .venv-bench); without
@@ -41,8 +42,13 @@ fi
 cargo build --release --quiet --bin gradtau-bench
 bench_bin="${CARGO_TARGET_DIR:-target}/release/gradtau-bench"
 export MATMUL_NUM_THREADS="$THREADS" OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS"
-results="$(mktemp)"
-trap 'rm -f "$results"' EXIT
+if [[ -n "${RESULTS:-}" ]]; then
+    results="$RESULTS"
+    : >"$results"
+else
+    results="$(mktemp)"
+    trap 'rm -f "$results"' EXIT
+fi
 
 one() { # model batch width
     local args=(--models "$1" --batch "$2" --width "$3" --threads "$THREADS"
@@ -89,8 +95,10 @@ for l in map(json.loads, (l for l in open(path) if l.startswith("{"))):
 impls = [i for i in ("gradtau", "torch") if any(k[0] == i for k in best)]
 print(f"\nstep time, best median over the rounds, {threads} threads; "
       f"load average before {lb}, after {la}")
-print("GFLOP/s: GEMM-shaped work per step / median step time; % peak: of the same "
-      "process's measured square-GEMM peak" +
+# One peak per side, the best any process measured: a single process's figure swings with
+# the load, and a fraction over 100 % of it would say nothing.
+print("GFLOP/s: GEMM-shaped work per step / median step time; % peak: of the best "
+      "square-GEMM peak measured in the sweep" +
       "".join(f" ({i} {peak[i]:.0f} GFLOP/s)" for i in impls if i in peak))
 head = "| model | batch | width |" + "".join(
     f" {i} ms | {i} GFLOP/s | {i} % peak | {i} RSS MiB |" for i in impls)
@@ -105,7 +113,7 @@ for key in sorted({k[1:] for k in best}, key=lambda k: (["mlp", "cnn"].index(k[0
         if l is None:
             row += " - | - | - | - |"
             continue
-        frac = l.get("peak_fraction")
+        frac = l["gflops_at_median"] / peak[i] if peak.get(i) else None
         rss = l.get("peak_rss_mib")
         row += f" {l['median_ms']:.2f} | {l['gflops_at_median']:.1f} |"
         row += f" {100 * frac:.0f} % |" if frac is not None else " - |"

@@ -9,6 +9,8 @@
 #   JAX=0 scripts/bench.sh          # without the JAX peer (scripts/bench_jax_cpu.py)
 #   THREADS=1 ROUNDS=5 MODELS=mlp scripts/bench.sh
 #   PROFILE=1 scripts/bench.sh      # also print gradtau's per-op breakdown
+#   MODES=paper,adaptive scripts/bench.sh   # also time gradtau's whole run in adaptive mode
+#                                           # (the peers have only the paper loop)
 #   MALLOC_VARIANT=1 scripts/bench.sh   # add a gradtau run with MALLOC_TOP_PAD_=64MiB, to see
 #                                       # how much first-touch page faults still cost
 #
@@ -32,6 +34,7 @@ PEAK_SIZES="${PEAK_SIZES:-1024,2048}"
 VENV="${BENCH_VENV:-.venv-bench}"
 MALLOC_VARIANT="${MALLOC_VARIANT:-0}"
 UNLEARN_RUNS="${UNLEARN_RUNS:-1}"
+MODES="${MODES:-paper}"
 JAX="${JAX:-1}"
 
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
@@ -64,7 +67,8 @@ steps_only=(--models "$MODELS" --threads "$THREADS" --warmup "$WARMUP" --iters "
 common=("${steps_only[@]}" --peak-sizes "$PEAK_SIZES" --unlearn-runs "$UNLEARN_RUNS")
 for ((r = 1; r <= ROUNDS; r++)); do
     echo "round $r/$ROUNDS..." >&2
-    "$bench_bin" "${common[@]}" "${profile_flag[@]}" | sed "s/^{/{\"round\":$r,/" >>"$results"
+    "$bench_bin" "${common[@]}" "${profile_flag[@]}" --modes "$MODES" |
+        sed "s/^{/{\"round\":$r,/" >>"$results"
     if [[ "$MALLOC_VARIANT" == 1 ]]; then
         # Same binary, but glibc keeps 64 MiB at the top of the heap instead of returning
         # freed activations to the kernel and faulting them in again on the next step.
@@ -79,6 +83,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     fi
 done
 
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 "$VENV/bin/python" - "$results" "$THREADS" <<'EOF'
 import json, statistics, sys
 from collections import defaultdict
@@ -92,8 +97,10 @@ prof = defaultdict(list)
 for l in lines:
     if l["kind"] == "step":
         steps[(l["impl"], l["model"])].append(l)
-    elif l["kind"] == "unlearn":
+    elif l["kind"] == "unlearn" and l.get("mode", "paper") == "paper":
         runs[(l["impl"], l["model"])].append(l)
+    elif l["kind"] == "unlearn":
+        runs[(l["impl"] + "_" + l["mode"], l["model"])].append(l)
     elif l["kind"] == "gemm_peak":
         peaks[(l["impl"], l["size"])].append(l["gflops"])
     elif l["kind"] == "profile":
@@ -150,6 +157,18 @@ if runs:
             comp = [r["compile_seconds"] for r in runs.get(("jax", m), [])]
             row += f" {statistics.median(comp):12.2f}" if comp else f" {'-':>12}"
         print(f"{m:<6}{row}")
+    for (impl, m), v in sorted(runs.items()):
+        if impl.startswith("gradtau_"):
+            med = statistics.median(r["seconds"] for r in v)
+            print(f"{m:<6} gradtau, {impl[8:]} mode: best {min(r['seconds'] for r in v):.3f} s, "
+                  f"median {med:.3f} s, {v[0]['steps']} steps (stop: {v[0].get('stop_reason')})")
+    print("\npeak RSS on the whole run (MiB, largest of the rounds)")
+    for m in sorted({m for (_, m) in runs}, key=lambda m: ["mlp", "cnn"].index(m)):
+        cells = []
+        for c in ["gradtau"] + run_peers:
+            v = [r["peak_rss_mib"] for r in runs.get((c, m), []) if r.get("peak_rss_mib")]
+            cells.append(f"{c} {max(v):.0f}" if v else f"{c} -")
+        print(f"  {m:<5} " + "  ".join(cells))
 
 print("\nGEMM peak, square sgemm, best of the rounds (GFLOP/s)")
 for impl, label in [("gradtau", "matrixmultiply"), ("torch", "torch.mm")]:
@@ -171,6 +190,19 @@ if g:
         if tpeak:
             line += f" = {t['gemm_gflops_at_median'] / tpeak:.1%} of torch.mm's peak ({tpeak:.1f})"
     print(line)
+
+print("\nstep GFLOP/s (GEMM-shaped products, at the best median step) and peak RSS")
+for m in models:
+    cells = []
+    for i in impls:
+        b = best(i, m)
+        if not b or "gflops_at_median" not in b:
+            continue
+        pk = max((max(v) for (j, _), v in peaks.items() if j == i.split("_")[0]), default=None)
+        frac = f" = {b['gflops_at_median'] / pk:.0%} of {pk:.0f}" if pk else ""
+        rss = f", {b['peak_rss_mib']:.0f} MiB" if b.get("peak_rss_mib") else ""
+        cells.append(f"{i} {b['gflops_at_median']:.1f}{frac}{rss}")
+    print(f"  {m:<5} " + ";  ".join(cells))
 
 if prof:
     print("\ngradtau per-op breakdown (median ms over the timed steps, median of the rounds)")
