@@ -18,6 +18,8 @@
 //! Results are merged into the JSON file by model (so the MLP and the CNN can be run
 //! separately) and the Markdown report is regenerated from the whole file.
 
+#[path = "common/report.rs"]
+mod report;
 use gradtau::audit::{audit_model, AuditRow, AuditSets};
 use gradtau::data::{split_indices, Dataset};
 use gradtau::io::{read_idx_images, read_idx_labels};
@@ -29,6 +31,7 @@ use gradtau::unlearn::{
     TrainRecipe, UnlearnSets,
 };
 use gradtau::Tensor;
+use report::machine;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -1031,21 +1034,6 @@ const READING: &str = "
   means to 2.6 (15 %) and 2.4 (30 %) points, left the MLP unchanged, but on the digits data let
   α climb until one seed lost 3 test points.
 ";
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    format!("{cpu}, {cores} cores (shared with other jobs), CPU backend, release build")
-}
 
 fn main() {
     let cfg = parse_args();

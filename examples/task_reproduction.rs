@@ -16,16 +16,16 @@
 //! seed), draws its own random 10 %, and seeds every unlearning method; the cut slice is the
 //! same for all seeds.
 
+#[path = "common/report.rs"]
+mod report;
 use gradtau::audit::{audit_model, loss_attacks, roc_auc, tpr_at_fpr, AuditSets, AUDIT_FPR};
 use gradtau::data::{split_indices, Dataset, Targets};
 use gradtau::nn::Model;
 use gradtau::optim::LrSchedule;
 use gradtau::rng::Rng;
-use gradtau::unlearn::{
-    train, BaselineOptions, Control, Method, NablaTauOptions, Progress, RunReport, TrainRecipe,
-    UnlearnSets,
-};
+use gradtau::unlearn::{train, Control, Progress, RunReport, TrainRecipe, UnlearnSets};
 use gradtau::{DeviceRequest, Tensor};
+use report::{cell, machine};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -401,31 +401,7 @@ fn run_scenario(
         "retrain",
         s.audit(&retrained, t.elapsed().as_secs_f64(), seed),
     );
-    let base = |b: BaselineOptions| BaselineOptions { seed, ..b };
-    let methods = [
-        (
-            "∇τ adaptive",
-            Method::NablaTau(NablaTauOptions {
-                seed,
-                ..NablaTauOptions::default()
-            }),
-        ),
-        (
-            "∇τ paper",
-            Method::NablaTau(NablaTauOptions {
-                seed,
-                ..NablaTauOptions::paper()
-            }),
-        ),
-        (
-            "fine-tune",
-            Method::FineTune(base(BaselineOptions::finetune())),
-        ),
-        (
-            "NegGrad+",
-            Method::NegGradPlus(base(BaselineOptions::neggrad_plus())),
-        ),
-    ];
+    let methods = report::unlearning_methods(seed);
     for (name, m) in methods {
         let mut w = original.to_vec();
         let rep = m
@@ -444,24 +420,6 @@ fn run_scenario(
             );
             sr.nabla_runs.push((seed, rep));
         }
-    }
-}
-
-fn mean_sd(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    (m, var.sqrt())
-}
-
-/// `mean ± sd` of `f` over the seeds, scaled and with `digits` decimals.
-fn cell(rows: &[Row], f: fn(&Row) -> f64, scale: f64, digits: usize) -> String {
-    let v: Vec<f64> = rows.iter().map(|r| f(r) * scale).collect();
-    let (m, sd) = mean_sd(&v);
-    if v.len() > 1 {
-        format!("{m:.digits$} ± {sd:.digits$}")
-    } else {
-        format!("{m:.digits$}")
     }
 }
 
@@ -567,21 +525,6 @@ fn verdict(sr: &ScenarioResult) -> String {
         time.join(", "),
         runs.join("; ")
     )
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    format!("{cpu}, {cores} cores (shared with other jobs), CPU backend, release build")
 }
 
 fn markdown(
