@@ -5,13 +5,15 @@
 //! docs/REPRODUCTION_REGRESSION.md). Needs the table that `scripts/get-diamonds.py` converts
 //! (CI runs it); without it the test says so and skips.
 
-use gradtau::audit::{audit_model, roc_auc, AuditRow, AuditSets};
+#[path = "common/judge.rs"]
+mod judge;
 use gradtau::data::{split_indices, Dataset, Targets};
 use gradtau::nn::Model;
 use gradtau::optim::LrSchedule;
 use gradtau::rng::Rng;
 use gradtau::unlearn::{no_progress, train, Method, NablaTauOptions, TrainRecipe, UnlearnSets};
 use gradtau::{Device, DeviceRequest, Tensor};
+use judge::{judge, Judged};
 use std::path::{Path, PathBuf};
 
 const SPEC: &str = r#"{"format": "gradtau.model/1", "input": {"shape": [9]},
@@ -48,32 +50,6 @@ fn load(dir: &Path, name: &str, rows: usize) -> gradtau::Result<(Dataset, Vec<u3
     let idx: Vec<usize> = Rng::new(0).permutation(all.len())[..rows.min(all.len())].to_vec();
     let cuts = idx.iter().map(|&i| cut[i]).collect();
     Ok((all.subset(&idx)?, cuts))
-}
-
-struct Judged {
-    row: AuditRow,
-    auc: f64,
-}
-
-fn judge(
-    model: &Model,
-    w: &[Tensor],
-    retain: &Dataset,
-    forget: &Dataset,
-    test: &Dataset,
-) -> Judged {
-    let sets = AuditSets {
-        retain,
-        forget,
-        test,
-    };
-    let row = audit_model(model, w, sets, 0).unwrap();
-    let lf = model.losses(w, forget, 512).unwrap();
-    let lt = model.losses(w, test, 512).unwrap();
-    Judged {
-        row,
-        auc: roc_auc(&lf, &lt),
-    }
 }
 
 fn recipe(rows: usize) -> TrainRecipe {

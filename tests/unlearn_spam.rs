@@ -8,13 +8,15 @@
 #[path = "../examples/text/mail.rs"]
 mod mail;
 
-use gradtau::audit::{audit_model, roc_auc, AuditRow, AuditSets};
+#[path = "common/judge.rs"]
+mod judge;
 use gradtau::data::{split_indices, Dataset};
 use gradtau::nn::Model;
 use gradtau::optim::LrSchedule;
 use gradtau::rng::Rng;
 use gradtau::unlearn::{no_progress, train, Method, NablaTauOptions, TrainRecipe, UnlearnSets};
 use gradtau::{Device, DeviceRequest, Tensor};
+use judge::{judge, Judged};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -48,37 +50,6 @@ impl Corpus {
             .collect();
         let y = idx.iter().map(|&i| self.y[i]).collect();
         Dataset::classification(Tensor::from_vec(x, &[idx.len(), l]).unwrap(), y).unwrap()
-    }
-}
-
-struct Judged {
-    row: AuditRow,
-    auc: f64,
-}
-
-fn judge(
-    model: &Model,
-    w: &[Tensor],
-    retain: &Dataset,
-    forget: &Dataset,
-    test: &Dataset,
-) -> Judged {
-    let row = audit_model(
-        model,
-        w,
-        AuditSets {
-            retain,
-            forget,
-            test,
-        },
-        0,
-    )
-    .unwrap();
-    let lf = model.losses(w, forget, 512).unwrap();
-    let lt = model.losses(w, test, 512).unwrap();
-    Judged {
-        row,
-        auc: roc_auc(&lf, &lt),
     }
 }
 
