@@ -212,7 +212,12 @@ struct CallShared {
     state: AtomicUsize,
     /// The first panic of a helper, resumed by the caller.
     panic: Mutex<Option<Box<dyn Any + Send>>>,
-    caller: std::thread::Thread,
+    /// The calling thread, to unpark; taken back by [`Call::finish`] on the caller itself. A
+    /// job that never entered may drop the last `Arc` of this struct on a pool thread long
+    /// after the call, and if the caller was a host's thread that has exited by then, that
+    /// drop would free the caller's `Thread` on another thread; ThreadSanitizer (in the C
+    /// tests) cannot see the reference count's ordering and reported it as a race.
+    caller: Mutex<Option<std::thread::Thread>>,
 }
 
 const CLOSED: usize = 1 << (usize::BITS - 1);
@@ -230,7 +235,7 @@ impl Call {
             shared: Arc::new(CallShared {
                 state: AtomicUsize::new(0),
                 panic: Mutex::new(None),
-                caller: std::thread::current(),
+                caller: Mutex::new(Some(std::thread::current())),
             }),
         }
     }
@@ -281,6 +286,8 @@ impl Call {
             std::thread::park();
             state = s.state.load(Ordering::Acquire);
         }
+        // No helper is inside and none can enter any more, so no one unparks us again.
+        drop(s.caller.lock().unwrap_or_else(|e| e.into_inner()).take());
         match s.panic.lock().unwrap_or_else(|e| e.into_inner()).take() {
             Some(payload) => Err(payload),
             None => Ok(()),
@@ -299,7 +306,10 @@ impl CallShared {
 
     fn leave(&self) {
         if self.state.fetch_sub(1, Ordering::AcqRel) == CLOSED + 1 {
-            self.caller.unpark();
+            let caller = self.caller.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(t) = caller.as_ref() {
+                t.unpark();
+            }
         }
     }
 }
