@@ -694,7 +694,9 @@ fn markdown(results: &Value) -> String {
     md += "forgetting of 3 %, 15 % and 30 % of the training set and for the removal of one class\n";
     md += &format!("(class {REMOVED_CLASS}, T-shirt/top). Both ∇τ modes run with their defaults: no tuning by the caller.\n\n");
     md += "The same protocol on text (a spam filter on the SpamAssassin corpus: a random 10 %, every mail of one\n";
-    md += "sender, one corpus folder) is [REPRODUCTION_TEXT.md](REPRODUCTION_TEXT.md).\n\n";
+    md += "sender, one corpus folder) is [REPRODUCTION_TEXT.md](REPRODUCTION_TEXT.md); on regression (a price\n";
+    md += "model on ggplot2's diamonds table: a random 10 % and every diamond of one cut, with the squared error\n";
+    md += "as the loss) it is [REPRODUCTION_REGRESSION.md](REPRODUCTION_REGRESSION.md).\n\n";
     md += "Regenerate (about 10 minutes each on 2 cores; `--cache DIR` keeps trained originals and retrains for reruns):\n\n";
     md += "```sh\ncargo run --release --example fashion_reproduction -- --model mlp\ncargo run --release --example fashion_reproduction -- --model cnn --train-subset 10000 --epochs 60\n```\n\n";
     md += "Each run merges its model's results into `docs/fashion_results.json` and rewrites this file from it\n";
