@@ -11,9 +11,9 @@ use gradtau::data::{split_indices, Dataset, Targets};
 use gradtau::nn::Model;
 use gradtau::optim::LrSchedule;
 use gradtau::rng::Rng;
-use gradtau::unlearn::{no_progress, train, Method, NablaTauOptions, TrainRecipe, UnlearnSets};
+use gradtau::unlearn::{no_progress, train, TrainRecipe, UnlearnSets};
 use gradtau::{Device, DeviceRequest, Tensor};
-use judge::{judge, Judged};
+use judge::{judge, nabla_tau_on_cpu, Judged};
 use std::path::{Path, PathBuf};
 
 const SPEC: &str = r#"{"format": "gradtau.model/1", "input": {"shape": [9]},
@@ -103,19 +103,12 @@ fn price_model_forgets_a_random_tenth_and_one_cut() {
         let mut retrained = model.init_weights(0);
         let rr = recipe(retain.len());
         train(&model, &mut retrained, &retain, &rr, &mut no_progress).unwrap();
-        let mut w = original.clone();
         let sets = UnlearnSets {
             forget: &forget,
             retain: &retain,
             val: &val,
         };
-        let opts = NablaTauOptions {
-            device: DeviceRequest::Exact(Device::Cpu),
-            ..Default::default()
-        };
-        let rep = Method::NablaTau(opts)
-            .run(&model, &mut w, sets, &mut no_progress)
-            .unwrap();
+        let (w, rep) = nabla_tau_on_cpu(&model, &original, sets);
         let o = judge(&model, &original, &retain, &forget, &test);
         let r = judge(&model, &retrained, &retain, &forget, &test);
         let u = judge(&model, &w, &retain, &forget, &test);

@@ -14,9 +14,9 @@ use gradtau::data::{split_indices, Dataset};
 use gradtau::nn::Model;
 use gradtau::optim::LrSchedule;
 use gradtau::rng::Rng;
-use gradtau::unlearn::{no_progress, train, Method, NablaTauOptions, TrainRecipe, UnlearnSets};
+use gradtau::unlearn::{no_progress, train, TrainRecipe, UnlearnSets};
 use gradtau::{Device, DeviceRequest, Tensor};
-use judge::{judge, Judged};
+use judge::{judge, nabla_tau_on_cpu, Judged};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -123,19 +123,12 @@ fn spam_filter_forgets_a_random_tenth_and_one_sender() {
         let (forget, retain) = (pick(&fpos), pick(&rpos));
         let mut retrained = model.init_weights(0);
         train(&model, &mut retrained, &retain, &recipe, &mut no_progress).unwrap();
-        let mut w = original.clone();
         let sets = UnlearnSets {
             forget: &forget,
             retain: &retain,
             val: &val,
         };
-        let opts = NablaTauOptions {
-            device: cpu,
-            ..Default::default()
-        };
-        let rep = Method::NablaTau(opts)
-            .run(&model, &mut w, sets, &mut no_progress)
-            .unwrap();
+        let (w, rep) = nabla_tau_on_cpu(&model, &original, sets);
         let o = judge(&model, &original, &retain, &forget, &test);
         let r = judge(&model, &retrained, &retain, &forget, &test);
         let u = judge(&model, &w, &retain, &forget, &test);
