@@ -182,6 +182,24 @@ fn elementwise_and_reductions() {
         let big = [randn(&[1 << 20], &mut rng)];
         tape_parity("sum 2^20", dev, &big, 1e-4, |t, v| t.sum(v[0]));
         tape_parity("flatten", dev, &x, 0.0, |t, v| t.flatten(v[0]));
+        // Row ranges: a device-to-device copy forward, a copy into zeros backward; both
+        // halves of one tensor (how a ∇τ step splits its batch).
+        for (start, len) in [(0, 1), (1, 2)] {
+            tape_parity(
+                &format!("narrow_rows {start}+{len}"),
+                dev,
+                &x,
+                0.0,
+                |t, v| t.narrow_rows(v[0], start, len),
+            );
+        }
+        tape_parity("narrow_rows halves", dev, &x, 1e-6, |t, v| {
+            let a = t.narrow_rows(v[0], 0, 2)?;
+            let b = t.narrow_rows(v[0], 2, 1)?;
+            let b = t.scale(b, 3.0)?;
+            let (a, b) = (t.sum(a)?, t.sum(b)?);
+            t.add(a, b)
+        });
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod digits;
 
+use crate::backend::cpu::pool;
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
@@ -43,12 +44,24 @@ pub struct Dataset {
     pub y: Targets,
 }
 
-fn gather_rows(x: &[f32], per: usize, idx: &[usize]) -> Vec<f32> {
-    let mut out = Vec::with_capacity(idx.len() * per);
-    for &i in idx {
-        out.extend_from_slice(&x[i * per..(i + 1) * per]);
+/// The rows `idx` (of `per` values each) of `x`, one after another, in a buffer from the
+/// run's pool: a batch is dropped by the tape into that pool at the end of its step, so a
+/// buffer from anywhere else would pile up there, one per step, unused (150 MB over a ∇τ
+/// run of the benchmark MLP with both batches in one), and every new one would be fresh
+/// pages.
+fn gather_rows(x: &[f32], per: usize, idx: &[usize]) -> Result<Vec<f32>> {
+    let mut out = pool::take(idx.len().saturating_mul(per))?;
+    gather_rows_into(&mut out, x, per, idx);
+    Ok(out)
+}
+
+fn gather_rows_into(out: &mut [f32], x: &[f32], per: usize, idx: &[usize]) {
+    if per == 0 {
+        return;
     }
-    out
+    for (row, &i) in out.chunks_exact_mut(per).zip(idx) {
+        row.copy_from_slice(&x[i * per..(i + 1) * per]);
+    }
 }
 
 impl Dataset {
@@ -88,18 +101,23 @@ impl Dataset {
         self.sample_shape().iter().product()
     }
 
-    /// Copies the samples at `idx` into a batch.
-    pub fn gather(&self, idx: &[usize]) -> Result<(Tensor, Targets)> {
+    fn check_indices(&self, idx: &[usize]) -> Result<()> {
         if let Some(&bad) = idx.iter().find(|&&i| i >= self.len()) {
             return Err(Error::invalid(format!(
                 "sample index {bad} out of range for {} samples",
                 self.len()
             )));
         }
+        Ok(())
+    }
+
+    /// Copies the samples at `idx` into a batch.
+    pub fn gather(&self, idx: &[usize]) -> Result<(Tensor, Targets)> {
+        self.check_indices(idx)?;
         let per = self.per_sample();
         let mut shape = self.x.shape().to_vec();
         shape[0] = idx.len();
-        let x = Tensor::from_vec(gather_rows(self.x.cpu_data("gather")?, per, idx), &shape)?;
+        let x = Tensor::from_vec(gather_rows(self.x.cpu_data("gather")?, per, idx)?, &shape)?;
         let y = match &self.y {
             Targets::Classes(y) => Targets::Classes(idx.iter().map(|&i| y[i]).collect()),
             Targets::Values(t) => {
@@ -111,10 +129,60 @@ impl Dataset {
                 let mut ts = t.shape().to_vec();
                 ts[0] = idx.len();
                 Targets::Values(Tensor::from_vec(
-                    gather_rows(t.cpu_data("gather")?, tper, idx),
+                    gather_rows(t.cpu_data("gather")?, tper, idx)?,
                     &ts,
                 )?)
             }
+        };
+        Ok((x, y))
+    }
+
+    /// One batch holding the samples `a.1` of `a.0` followed by the samples `b.1` of `b.0`
+    /// (what [`gather`](Self::gather) on each, concatenated, gives, copied once). The two sets must have the same sample shape and the same kind and shape of
+    /// targets.
+    pub fn gather_pair(
+        a: (&Dataset, &[usize]),
+        b: (&Dataset, &[usize]),
+    ) -> Result<(Tensor, Targets)> {
+        let ((da, ia), (db, ib)) = (a, b);
+        da.check_indices(ia)?;
+        db.check_indices(ib)?;
+        let mismatch = |what: &str| {
+            Error::shape(
+                "gather_pair",
+                format!("the two sets differ in their {what}; they cannot form one batch"),
+            )
+        };
+        if da.sample_shape() != db.sample_shape() {
+            return Err(mismatch("sample shapes"));
+        }
+        let n = ia.len() + ib.len();
+        let per = da.per_sample();
+        let mut x = pool::take(n.saturating_mul(per))?;
+        let (xa, xb) = x.split_at_mut(ia.len() * per);
+        gather_rows_into(xa, da.x.cpu_data("gather")?, per, ia);
+        gather_rows_into(xb, db.x.cpu_data("gather")?, per, ib);
+        let mut shape = da.x.shape().to_vec();
+        shape[0] = n;
+        let x = Tensor::from_vec(x, &shape)?;
+        let y = match (&da.y, &db.y) {
+            (Targets::Classes(ya), Targets::Classes(yb)) => Targets::Classes(
+                ia.iter()
+                    .map(|&i| ya[i])
+                    .chain(ib.iter().map(|&i| yb[i]))
+                    .collect(),
+            ),
+            (Targets::Values(ta), Targets::Values(tb)) if ta.shape()[1..] == tb.shape()[1..] => {
+                let tper: usize = ta.shape()[1..].iter().product();
+                let mut t = pool::take(n.saturating_mul(tper))?;
+                let (ta_out, tb_out) = t.split_at_mut(ia.len() * tper);
+                gather_rows_into(ta_out, ta.cpu_data("gather")?, tper, ia);
+                gather_rows_into(tb_out, tb.cpu_data("gather")?, tper, ib);
+                let mut ts = ta.shape().to_vec();
+                ts[0] = n;
+                Targets::Values(Tensor::from_vec(t, &ts)?)
+            }
+            _ => return Err(mismatch("targets")),
         };
         Ok((x, y))
     }
@@ -236,5 +304,47 @@ mod tests {
             .check_finite()
             .unwrap_err();
         assert!(e.to_string().contains("sample 1"), "{e}");
+    }
+
+    #[test]
+    fn gather_pair_is_both_gathers_concatenated() {
+        let x = |n: usize, base: f32| {
+            Tensor::from_vec((0..n * 2).map(|v| base + v as f32).collect(), &[n, 2]).unwrap()
+        };
+        let a = Dataset::classification(x(3, 0.0), vec![0, 1, 2]).unwrap();
+        let b = Dataset::classification(x(4, 100.0), vec![3, 4, 5, 6]).unwrap();
+        let (xp, yp) = Dataset::gather_pair((&a, &[2, 0]), (&b, &[1, 3, 1])).unwrap();
+        let (xa, ya) = a.gather(&[2, 0]).unwrap();
+        let (xb, yb) = b.gather(&[1, 3, 1]).unwrap();
+        assert_eq!(xp.shape(), &[5, 2]);
+        let mut want = xa.to_vec().unwrap();
+        want.extend(xb.to_vec().unwrap());
+        assert_eq!(xp.to_vec().unwrap(), want);
+        let mut labels = ya.classes().unwrap().to_vec();
+        labels.extend_from_slice(yb.classes().unwrap());
+        assert_eq!(yp.classes().unwrap(), labels);
+        // Float targets of several values per sample (multi-label, multi-output).
+        let t = |n: usize, base: f32| {
+            Targets::Values(
+                Tensor::from_vec((0..n * 3).map(|v| base + v as f32).collect(), &[n, 3]).unwrap(),
+            )
+        };
+        let c = Dataset::new(x(2, 0.0), t(2, 0.0)).unwrap();
+        let d = Dataset::new(x(3, 50.0), t(3, 50.0)).unwrap();
+        let (_, yp) = Dataset::gather_pair((&c, &[1]), (&d, &[2, 0])).unwrap();
+        let Targets::Values(yp) = yp else {
+            panic!("float targets expected")
+        };
+        assert_eq!(yp.shape(), &[3, 3]);
+        assert_eq!(
+            yp.to_vec().unwrap(),
+            [3.0, 4.0, 5.0, 56.0, 57.0, 58.0, 50.0, 51.0, 52.0]
+        );
+        // Sets that cannot form one batch, and indices out of range.
+        assert!(Dataset::gather_pair((&a, &[0]), (&c, &[0])).is_err());
+        let wide = Dataset::classification(Tensor::zeros(&[2, 3]), vec![0, 0]).unwrap();
+        assert!(Dataset::gather_pair((&a, &[0]), (&wide, &[0])).is_err());
+        assert!(Dataset::gather_pair((&a, &[3]), (&b, &[0])).is_err());
+        assert!(Dataset::gather_pair((&a, &[0]), (&b, &[4])).is_err());
     }
 }

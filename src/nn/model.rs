@@ -526,6 +526,22 @@ impl Model {
         }
     }
 
+    /// Whether every sample's output of a forward pass in `mode` is the one it gets in a
+    /// pass over any other batch that holds it, with nothing drawn from the generator: then
+    /// two batches may be evaluated as one. Not so with batch norm in training mode (it
+    /// normalises with the batch's own statistics and updates its running statistics once
+    /// per pass), a mean over the batch axis, or active dropout (a pass over two batches
+    /// at once draws its masks in another order than two passes: see
+    /// `StepCtx::outputs_pair`).
+    pub fn rows_independent(&self, mode: ForwardMode) -> bool {
+        self.spec.nodes.iter().all(|n| match n.op {
+            NodeOp::BatchNorm { .. } => !mode.norm_training,
+            NodeOp::Mean { dim } => dim != 0,
+            NodeOp::Dropout { p } => !mode.dropout || p == 0.0,
+            _ => true,
+        })
+    }
+
     /// Per-sample loss `[N]` of the model output against `targets`.
     pub fn per_sample_loss(&self, tape: &mut Tape, out: Var, targets: &Targets) -> Result<Var> {
         match (self.spec.loss, targets) {

@@ -497,6 +497,40 @@ impl StepCtx<'_> {
         Ok((f.out, y))
     }
 
+    /// Whether [`outputs_pair`](Self::outputs_pair) gives two batches the outputs (and
+    /// gradients, up to the order of summation) of two [`outputs`](Self::outputs) calls.
+    ///
+    /// Not with active dropout: two passes draw each layer's mask for the first batch, then
+    /// each layer's for the second; one pass draws each layer's mask for both at once, so
+    /// with two dropout layers the numbers land on other layers. On the CPU two elements
+    /// share a 64-bit draw, so an odd first batch of elements also shifts the second's mask,
+    /// and on CUDA one draw seeds each application. ∇τ runs with dropout off, so nothing is
+    /// lost by keeping two passes there.
+    pub fn fuses(&self) -> bool {
+        self.model.rows_independent(self.mode)
+    }
+
+    /// Model outputs for the samples `a.1` of `a.0` followed by those `b.1` of `b.0`, from one
+    /// forward pass, with their targets (see [`fuses`](Self::fuses) for when that is the
+    /// same as two passes). One pass over both packs each weight once for the matrix
+    /// products and forms each weight gradient as one product rather than two and a sum.
+    pub fn outputs_pair(
+        &mut self,
+        tape: &mut Tape,
+        weights: &[Tensor],
+        a: (&Dataset, &[usize]),
+        b: (&Dataset, &[usize]),
+        updates: &mut Vec<(usize, Tensor)>,
+    ) -> Result<(Var, Targets)> {
+        let (x, y) = Dataset::gather_pair(a, b)?;
+        let x = x.to_device(self.device)?;
+        let f = self
+            .model
+            .forward(tape, weights, x, self.mode, &mut self.rng)?;
+        updates.extend(f.buffer_updates);
+        Ok((f.out, y))
+    }
+
     /// Mean loss over `idx` of `data`, on the tape.
     pub fn mean_loss(
         &mut self,

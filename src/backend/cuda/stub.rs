@@ -63,6 +63,12 @@ impl CudaStorage {
     pub fn zeros(_len: usize, ordinal: usize) -> Result<Self> {
         Err(unavailable(ordinal))
     }
+    pub fn range(&self, _start: usize, _len: usize) -> Result<Self> {
+        match *self {}
+    }
+    pub fn placed(&self, _total: usize, _start: usize) -> Result<Self> {
+        match *self {}
+    }
     pub fn unary(&self, _kernel: &'static str, _param: f32) -> Result<Self> {
         match *self {}
     }

@@ -81,6 +81,8 @@ use crate::rng::Rng;
 use crate::tensor::Tensor;
 use std::time::Instant;
 
+#[cfg(test)]
+mod fuse_tests;
 mod monitor;
 mod objective;
 mod options;

@@ -88,9 +88,12 @@ pub(super) struct Batch<'a> {
 
 /// Builds `L` for the samples of `batch` on the tape. With
 /// `alpha == 0` (the repair phase, or a caller's α₀ of 0) the forget batch is not evaluated
-/// at all: the step costs half as much and reports NaN for the forget loss. The forget batch
-/// is evaluated before the retain batch (dropout masks come from one generator in that
-/// order). Buffer updates of normalisation layers go to `updates`.
+/// at all: the step costs half as much and reports NaN for the forget loss. Otherwise both
+/// batches go through one forward pass, forget rows first, and their losses (and the forget
+/// batch's outputs, for the margin term) are split on the tape, unless the model's forward
+/// pass is not per-sample ([`StepCtx::fuses`]): then the forget batch is evaluated before
+/// the retain batch (dropout masks come from one generator in that order). Buffer updates of
+/// normalisation layers go to `updates`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn step_loss(
     ctx: &mut StepCtx<'_>,
@@ -102,29 +105,59 @@ pub(super) fn step_loss(
     target: ForgetTarget<'_>,
     updates: &mut Vec<(usize, Tensor)>,
 ) -> Result<StepLoss> {
+    let fuse = ctx.fuses();
+    build_step_loss(ctx, tape, w, sets, batch, alpha, target, updates, fuse)
+}
+
+/// [`step_loss`], with one forward pass over both batches where `fuse` says so (the tests
+/// build both ways).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn build_step_loss(
+    ctx: &mut StepCtx<'_>,
+    tape: &mut Tape,
+    w: &[Tensor],
+    sets: UnlearnSets<'_>,
+    batch: &Batch<'_>,
+    alpha: f32,
+    target: ForgetTarget<'_>,
+    updates: &mut Vec<(usize, Tensor)>,
+    fuse: bool,
+) -> Result<StepLoss> {
     let dev = ctx.device;
-    let (forget, forget_term) = if alpha == 0.0 {
-        (f32::NAN, None)
+    let (forget, forget_term, mean_r) = if alpha == 0.0 {
+        let mean_r = ctx.mean_loss(tape, w, sets.retain, batch.retain, updates)?;
+        (f32::NAN, None, mean_r)
+    } else if fuse {
+        let (nf, nr) = (batch.forget.len(), batch.retain.len());
+        let (logits, targets) = ctx.outputs_pair(
+            tape,
+            w,
+            (sets.forget, batch.forget),
+            (sets.retain, batch.retain),
+            updates,
+        )?;
+        let l = ctx.model.per_sample_loss(tape, logits, &targets)?;
+        let lf = tape.narrow_rows(l, 0, nf)?;
+        let lr = tape.narrow_rows(l, nf, nr)?;
+        let labels = targets.classes().map(|y| &y[..nf]);
+        let forget_logits = |t: &mut Tape| t.narrow_rows(logits, 0, nf);
+        let (forget, term) = forget_part(tape, lf, forget_logits, labels, target, dev)?;
+        let mean_r = tape.mean(lr)?;
+        (forget, Some(term), mean_r)
     } else {
         let (logits, targets) = ctx.outputs(tape, w, sets.forget, batch.forget, updates)?;
         let lf = ctx.model.per_sample_loss(tape, logits, &targets)?;
-        let mean_f = tape.mean(lf)?;
-        let forget = tape.value(mean_f).item()?;
-        let mut term = forget_objective(tape, lf, mean_f, target, dev)?;
-        // Margins exist only for random forgetting with class labels.
-        if let (
-            ForgetTarget::RankMatched {
-                margins: Some(m), ..
-            },
-            Some(y),
-        ) = (target, targets.classes())
-        {
-            let mt = margin_objective(tape, logits, lf, y, m, dev)?;
-            term = tape.add(term, mt)?;
-        }
-        (forget, Some(term))
+        let (forget, term) = forget_part(
+            tape,
+            lf,
+            |_: &mut Tape| Ok(logits),
+            targets.classes(),
+            target,
+            dev,
+        )?;
+        let mean_r = ctx.mean_loss(tape, w, sets.retain, batch.retain, updates)?;
+        (forget, Some(term), mean_r)
     };
-    let mean_r = ctx.mean_loss(tape, w, sets.retain, batch.retain, updates)?;
     let retain = tape.value(mean_r).item()?;
     crate::unlearn::check_divergence(
         ctx.model,
@@ -149,6 +182,35 @@ pub(super) fn step_loss(
         forget,
         retain,
     })
+}
+
+/// The forget batch's mean loss and its forget term, from its per-sample losses `lf`, its
+/// class labels (if any), and `logits`, which puts its outputs on the tape (only the margin
+/// term reads them).
+fn forget_part(
+    tape: &mut Tape,
+    lf: Var,
+    logits: impl FnOnce(&mut Tape) -> Result<Var>,
+    labels: Option<&[u32]>,
+    target: ForgetTarget<'_>,
+    dev: Device,
+) -> Result<(f32, Var)> {
+    let mean_f = tape.mean(lf)?;
+    let forget = tape.value(mean_f).item()?;
+    let mut term = forget_objective(tape, lf, mean_f, target, dev)?;
+    // Margins exist only for random forgetting with class labels.
+    if let (
+        ForgetTarget::RankMatched {
+            margins: Some(m), ..
+        },
+        Some(y),
+    ) = (target, labels)
+    {
+        let logits = logits(tape)?;
+        let mt = margin_objective(tape, logits, lf, y, m, dev)?;
+        term = tape.add(term, mt)?;
+    }
+    Ok((forget, term))
 }
 
 /// For each value, the `reference` value (sorted ascending, not empty) of the same quantile

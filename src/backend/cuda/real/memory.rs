@@ -199,4 +199,49 @@ impl CudaStorage {
             dev: self.dev.clone(),
         })
     }
+
+    /// Values `start..start + len` in a new buffer: a device-to-device copy, with no kernel.
+    pub fn range(&self, start: usize, len: usize) -> Result<Self> {
+        check_range("range", self.len, start, len)?;
+        if len == 0 {
+            return self.zeros_like_len(0);
+        }
+        self.dev.bind()?;
+        let buf = self
+            .dev
+            .stream
+            .clone_dtod(&self.buf.slice(start..start + len))
+            .map_err(drv("copying a range of a buffer"))?;
+        Ok(CudaStorage {
+            buf,
+            len,
+            dev: self.dev.clone(),
+        })
+    }
+
+    /// `self` copied into `total` zeros at `start` (the backward of [`range`](Self::range)).
+    pub fn placed(&self, total: usize, start: usize) -> Result<Self> {
+        check_range("placed", total, start, self.len)?;
+        let mut out = self.zeros_like_len(total)?;
+        if self.len > 0 {
+            self.dev.bind()?;
+            let mut dst = out.buf.slice_mut(start..start + self.len);
+            self.dev
+                .stream
+                .memcpy_dtod(&self.buf.slice(..self.len), &mut dst)
+                .map_err(drv("copying into a range of a buffer"))?;
+        }
+        Ok(out)
+    }
+}
+
+/// An error unless `start..start + len` lies within `total` values.
+fn check_range(op: &'static str, total: usize, start: usize, len: usize) -> Result<()> {
+    match start.checked_add(len) {
+        Some(end) if end <= total => Ok(()),
+        _ => Err(Error::shape(
+            op,
+            format!("values {start}..{start}+{len} of a buffer of {total}"),
+        )),
+    }
 }
