@@ -160,8 +160,20 @@ if runs:
     for (impl, m), v in sorted(runs.items()):
         if impl.startswith("gradtau_"):
             med = statistics.median(r["seconds"] for r in v)
-            print(f"{m:<6} gradtau, {impl[8:]} mode: best {min(r['seconds'] for r in v):.3f} s, "
+            fast = min(v, key=lambda r: r["seconds"])
+            print(f"{m:<6} gradtau, {impl[8:]} mode: best {fast['seconds']:.3f} s, "
                   f"median {med:.3f} s, {v[0]['steps']} steps (stop: {v[0].get('stop_reason')})")
+            if fast.get("trained_forget_acc") is not None:
+                print(f"       on a model trained first (forget accuracy {fast['trained_forget_acc']:.3f}, "
+                      f"validation {fast['trained_val_acc']:.3f}); of its best run: steps "
+                      f"{fast['steps'] * (fast['median_step_s'] or 0):.3f} s, set-up {fast['setup_s']:.3f} s, "
+                      f"{fast['checks']} checks {fast['check_s']:.3f} s")
+    for (impl, m), v in sorted(runs.items()):
+        if impl == "gradtau" and v and "checks" in v[0]:
+            fast = min(v, key=lambda r: r["seconds"])
+            print(f"{m:<6} gradtau, paper mode, its best run: steps "
+                  f"{fast['steps'] * fast['median_step_s']:.3f} s, set-up {fast['setup_s']:.3f} s, "
+                  f"{fast['checks']} τ validation passes {fast['check_s']:.3f} s")
     print("\npeak RSS on the whole run (MiB, largest of the rounds)")
     for m in sorted({m for (_, m) in runs}, key=lambda m: ["mlp", "cnn"].index(m)):
         cells = []
