@@ -1075,7 +1075,18 @@ the label-free one does) would not have changed any of these rows; it was not ad
   and the validation margins fell faster than the forget margins it was aimed at, so the forget set
   looked more like a member than before. The shared weights carry most of the push; the per-mail
   part a retrained filter lacks (the embeddings of words few mails use, averaged over 256 tokens)
-  moves little in 57 steps.
+  moves little in 57 steps. The same split came with the push alone (no loss term, no push on the
+  low ranks, rate × 3: 88, −90, −47 %), so it is the saturated push, not its interplay with the
+  others.
+- **The signal is at the reference's noise floor.** Forget against validation, the originals'
+  margin AUC is 0.529, 0.523, 0.532 (MLP), where sampling noise alone gives a standard error of
+  0.018 for 423 against 605 mails: 1.3 to 1.7 standard errors (the label-free stop test's AUC side,
+  with its bar at 0.012, would fail them, but by only 1.9 to 2.6 times its bar). On seeds 1 and 2
+  the medians agree (11.06 / 11.08 and 10.71 / 10.71) and the difference lies in a few ranks, so a
+  push rank-matched per batch (211 forget margins against 605 validation margins) has gaps of both
+  signs set mostly by which mails the batch drew; AdamW scales each weight's step by its own
+  gradient history, so such a push still takes full-size steps, and their direction is not the
+  one that removes the difference. This reading fits the replayed checks; it was not tested further.
 - **Not safe on images either.** With the saturated push, Fashion-MNIST's test (tests/unlearn_fashion.rs)
   was unchanged within noise (forget 0.880, 0.892, 0.885 against 0.882, 0.890, 0.885; test 0.855,
   0.857, 0.855 against 0.851, 0.855, 0.853), but the digits test lost 3.0 test points on seed 0
