@@ -1111,7 +1111,4 @@ the label-free one does) would not have changed any of these rows; it was not ad
   the forget accuracy to retraining's (40 to 133 % of the gap) but leaves the loss AUC where it was:
   the run's reach was not what held the AUC back. The rule that sets the rate was measured on images
   (at 3 %, three times the rate cost the Fashion-MNIST MLP 1.4 test points), so it was not changed.
-- **The time bar.** Three retain passes' worth of steps, each on a forget and a retain batch, is about
-  6 × 3809 mail passes against retraining's 20 × 3809, so 30 % of retraining's work before the checks:
-  on these filters the budget's definition, not the machine, puts ∇τ above 25 %.
 ";
