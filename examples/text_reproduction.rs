@@ -562,8 +562,14 @@ fn main() {
             let original_secs = t.elapsed().as_secs_f64();
             let (train_acc, _) = accuracy_and_losses(&model, &original, &train_set);
             let (test_acc, _) = accuracy_and_losses(&model, &original, &test);
+            // ∇τ's reference is the validation set: how far it already sits from the test
+            // set (which the audit reads) bounds how closely matching it can match retraining.
+            let neg = |d: &Dataset| -> Vec<f32> {
+                margins(&model, &original, d).iter().map(|m| -m).collect()
+            };
+            let val_auc = roc_auc(&neg(&val), &neg(&test));
             println!(
-                "== {mname} seed {seed}: original trained in {original_secs:.1} s, train accuracy {train_acc:.4}, test {test_acc:.4}"
+                "== {mname} seed {seed}: original trained in {original_secs:.1} s, train accuracy {train_acc:.4}, test {test_acc:.4}, margin AUC validation vs test {val_auc:.3}"
             );
             originals_info.push((mname.clone(), seed, train_acc, test_acc, original_secs));
             for sr in per_scen.iter_mut() {
@@ -939,6 +945,7 @@ fn markdown(
         }
     }
     md += READING;
+    md += TRIED;
     md
 }
 
@@ -1027,4 +1034,86 @@ const READING: &str = "
   half the forget set) is 57 steps of 2 × 211 mails, about a third of retraining's 20 epochs in
   mail passes before its checks; measured, 28 to 60 % of retraining's time on this shared machine, above
   the 25 % bar.
+";
+
+/// Measured with variants of the library that were not kept (see the text), so not regenerated.
+const TRIED: &str = "
+## Random 10 %: what was tried to close the gap (measured, not landed)
+
+The random 10 % rows miss the goal set for them (60 % of the original→retraining gap closed on the
+loss AUC and on forget accuracy, test accuracy within a point of retraining's, at most 25 % of its
+time). Variants of adaptive ∇τ on that scenario, both models, the same three seeds (the originals
+and retrain references above; per seed 0, 1, 2: share of the loss AUC's gap closed, then of the
+forget accuracy's), measured with the generator's `--scenarios random10 --no-diagnosis`:
+
+| variant | MLP: loss AUC | MLP: forget acc | LN-GELU: loss AUC | LN-GELU: forget acc |
+|---|---|---|---|---|
+| as released | 12, 33, −33 % | 0, 55, 83 % | 31, 38, 56 % | 116, 54, 100 % |
+| margin push on the saturated ranks (reference margin > 7) | 44, −38, −40 % | 0, 0, 0 % | 21, 10, 25 % | 0, 0, 0 % |
+| the same, one-sided (only margins above their target) | 38, −33, −33 % | 0, 37, 17 % | 55, −24, 31 % | 33, 85, 15 % |
+| margin push on every rank above 0.5 | 47, −38, −63 % | 0, 0, 33 % | 21, 19, 9 % | 0, 0, 28 % |
+| learning rate × 3 | 12, 0, −3 % | 40, 45, 83 % | 38, 5, −9 % | 133, 62, 115 % |
+| saturated margin push and learning rate × 3 | 94, −86, −60 % | 0, 27, 50 % | 48, −67, 31 % | 67, 31, 43 % |
+| push on every rank above 0.5 and learning rate × 3 | 94, −76, −87 % | 0, 55, 133 % | 48, −57, −3 % | 116, 100, 100 % |
+| saturated push, each mail's target kept from the last check (ranked in the whole forget set) | 34, −5, 13 % | 0, 0, 0 % | 69, 33, 59 % | 0, 0, 0 % |
+| the same and learning rate × 3 | 47, 5, 33 % | 0, 27, 17 % | 107, 76, 84 % | 116, 46, 15 % |
+| targets kept from the last check for the push below 0.5 only (no saturated push) | 12, 38, −17 % | 0, 55, 83 % | 41, 33, 22 % | 67, 46, 86 % |
+
+Every run still ended on its 57-step budget, so a stop test that also asks for the loss AUC (as
+the label-free one does) would not have changed any of these rows; it was not added.
+
+- **The reference is good enough.** On the originals, the validation mails (∇τ's reference) against
+  the test mails give a margin AUC of 0.520, 0.521, 0.514 (MLP) and 0.510, 0.518, 0.515 (LN-GELU):
+  forget mails matched to validation would land where retraining does (0.512 to 0.523). The gap is
+  not in the target.
+- **Force in margin space moves the whole model, not the forget set.** Pushing the saturated ranks
+  in margin space (the gap to the target clamped to ±1, weight 0.3, as the margin term does below
+  0.5) gives the push force where the loss has none, and it moves the loss AUC much more than the
+  loss push does, but in a direction that depends on the seed. The checks, replayed with the
+  rate × 3 (MLP, forget against validation margin AUC, then median margins at steps 0 and 54):
+  seed 0, 0.529 → 0.503, 10.94 / 10.57 → 10.33 / 10.12; seed 1, 0.523 → 0.541, 11.06 / 11.08 →
+  10.65 / 10.21; seed 2, 0.532 → 0.543, 10.71 / 10.71 → 9.78 / 9.29. Where the forget set's
+  margins sat above validation's in the bulk (seed 0) the push closed the gap; where the medians
+  already agreed and the difference was in the tails (seeds 1 and 2), the push lowered every margin
+  and the validation margins fell faster than the forget margins it was aimed at, so the forget set
+  looked more like a member than before. The shared weights carry most of the push; the per-mail
+  part a retrained filter lacks (the embeddings of words few mails use, averaged over 256 tokens)
+  moves little in 57 steps. The same split came with the push alone (no loss term, no push on the
+  low ranks, rate × 3: 88, −90, −47 %), so it is the saturated push, not its interplay with the
+  others.
+- **The signal is at the reference's noise floor.** Forget against validation, the originals'
+  margin AUC is 0.529, 0.523, 0.532 (MLP), where sampling noise alone gives a standard error of
+  0.018 for 423 against 605 mails: 1.3 to 1.7 standard errors (the label-free stop test's AUC side,
+  with its bar at 0.012, would fail them, but by only 1.9 to 2.6 times its bar). On seeds 1 and 2
+  the medians agree (11.06 / 11.08 and 10.71 / 10.71) and the difference lies in a few ranks, so a
+  push rank-matched per batch (211 forget margins against 605 validation margins) has gaps of both
+  signs set mostly by which mails the batch drew; AdamW scales each weight's step by its own
+  gradient history, so such a push still takes full-size steps, and their direction is not the
+  one that removes the difference.
+- **Steadier targets remove the split, and drown the label push.** Ranking each forget mail among
+  the whole forget set at the last check (423 margins, not a batch of 211) and keeping its target
+  until the next check makes the saturated push close the gap on every seed with the rate × 3
+  (last row: forget against validation margin AUC 0.529 → 0.516, 0.523 → 0.524, 0.532 → 0.524 on
+  the MLP; test accuracy within 0.25 points of retraining's on both models). At the default rate
+  it still helps the loss AUC (LN-GELU 69, 33, 59 %), but the forget accuracy stays at 100 %: the
+  push on nearly every rank sets AdamW's step scale, and the push on the few low ranks that should
+  turn wrong no longer moves them. On images the steadier push (default rate) left Fashion-MNIST's
+  test within noise (forget 0.887, 0.890, 0.885; test 0.855, 0.861, 0.854) and cost the digits test
+  0.3 points on the mean of 5 seeds (0.939 against 0.942; forget 0.971 against 0.965, retraining
+  0.960); with the rate × 3, Fashion-MNIST did better (test 0.861, 0.860, 0.854; 68 % of the
+  forget gap against 61 %) but digits seed 4 overshot retraining's forget accuracy (0.944) and
+  failed its test. No rule for the rate was found that both text models and the digits model
+  take, so neither the push nor the rate was landed; the steadier targets are where to start.
+  Kept targets for the existing push below 0.5 alone did no harm on images (digits, mean of 5
+  seeds: forget 0.964, test 0.944, against 0.965 and 0.942; Fashion-MNIST: forget 0.880, 0.885,
+  0.883, test 0.855, 0.852, 0.858, against 0.882, 0.890, 0.885 and 0.851, 0.855, 0.853) but did not
+  help the text rows either (last row), so it was not landed.
+- **Not safe on images either.** With the saturated push, Fashion-MNIST's test (tests/unlearn_fashion.rs)
+  was unchanged within noise (forget 0.880, 0.892, 0.885 against 0.882, 0.890, 0.885; test 0.855,
+  0.857, 0.855 against 0.851, 0.855, 0.853), but the digits test lost 3.0 test points on seed 0
+  (0.945 → 0.914) and failed its 3-point bar; pushing every rank above 0.5 cost it 3.6 points.
+- **A larger rate forgets labels, not membership.** Three times the rate over the same 57 steps brings
+  the forget accuracy to retraining's (40 to 133 % of the gap) but leaves the loss AUC where it was:
+  the run's reach was not what held the AUC back. The rule that sets the rate was measured on images
+  (at 3 %, three times the rate cost the Fashion-MNIST MLP 1.4 test points), so it was not changed.
 ";
