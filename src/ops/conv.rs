@@ -319,8 +319,12 @@ fn col2im(dcol: &[f32], g: &Geom, dx: &mut [f32]) {
 mod direct {
     /// Lanes of one vector chunk along `q` (one AVX-512 register; two AVX2 ones).
     pub(super) const L: usize = 16;
-    /// Output channels per forward tile.
-    pub(super) const CB: usize = 6;
+    /// Output channels per forward tile with AVX-512 (6 x 2 accumulators, 2 + 6 loads per
+    /// 12 multiply-adds: LLVM keeps this tile in registers, while at 8 rows it turned the
+    /// loop into gathers and ran 50x slower), and on narrower units, where a 16-lane chunk
+    /// takes two registers (3 x 2 x 2 of 16).
+    const CB_WIDE: usize = 6;
+    const CB_NARROW: usize = 3;
     /// Vector chunks along `q` per forward tile: 6 x 2 accumulators and 2 + 6 loads per
     /// tap, the balance of a GEMM micro-kernel.
     const NV: usize = 2;
@@ -408,14 +412,14 @@ mod direct {
             for (c, src) in x[..self.c * hw].chunks_exact(hw.max(1)).enumerate() {
                 let dst = &mut buf[c * self.plane + self.ph * self.wp + self.pw..];
                 for (r, row) in src.chunks_exact(self.w).enumerate() {
-                    dst[r * self.wp..][..self.w].copy_from_slice(row);
+                    super::copy_row(&mut dst[r * self.wp..][..self.w], row);
                 }
             }
         }
 
         /// Floats of the forward scratch: `co` rounded up to whole tiles, `qpad` each.
-        pub fn scratch(&self, co: usize) -> usize {
-            co.next_multiple_of(CB) * self.qpad
+        pub fn scratch(&self, w: &Packed) -> usize {
+            w.co.next_multiple_of(w.cb) * self.qpad
         }
 
         /// Copies the valid columns of `scratch` (`[co, qpad]`) into `y: [co, oh, ow]`.
@@ -426,23 +430,43 @@ mod direct {
             }
             for (plane, s) in y.chunks_exact_mut(p).zip(scratch.chunks_exact(self.qpad)) {
                 for (r, row) in plane.chunks_exact_mut(self.ow).enumerate() {
-                    row.copy_from_slice(&s[r * self.wp..][..self.ow]);
+                    super::copy_row(row, &s[r * self.wp..][..self.ow]);
                 }
             }
         }
     }
 
-    /// Weights `[co, k]` regrouped as `[co / CB][k][CB]` (missing channels zero), so that a
-    /// tile reads its `CB` weights of one tap from one place.
-    pub(super) fn pack_weights(w: &[f32], co: usize, k: usize) -> Vec<f32> {
-        let blocks = co.div_ceil(CB);
-        let mut p = vec![0.0; blocks * k * CB];
+    /// Weights `[co, k]` regrouped as `[co / cb][k][cb]` (missing channels zero), so that a
+    /// tile reads its `cb` weights of one tap from one place.
+    pub(super) struct Packed {
+        w: Vec<f32>,
+        co: usize,
+        cb: usize,
+    }
+
+    pub(super) fn pack_weights(w: &[f32], co: usize, k: usize) -> Packed {
+        let cb = if isa() == Isa::Portable {
+            CB_NARROW
+        } else {
+            tile_rows()
+        };
+        let blocks = co.div_ceil(cb);
+        let mut p = vec![0.0; blocks * k * cb];
         for o in 0..co {
             for t in 0..k {
-                p[((o / CB) * k + t) * CB + o % CB] = w[o * k + t];
+                p[((o / cb) * k + t) * cb + o % cb] = w[o * k + t];
             }
         }
-        p
+        Packed { w: p, co, cb }
+    }
+
+    /// Tile height for the widest vector unit present.
+    fn tile_rows() -> usize {
+        #[cfg(target_arch = "x86_64")]
+        if isa() == Isa::Avx512 {
+            return CB_WIDE;
+        }
+        CB_NARROW
     }
 
     /// Reads `L` floats at `p`.
@@ -459,7 +483,7 @@ mod direct {
     /// `scratch[o, q] = bias[o] + sum_t w[o, t] * buf[offs[t] + q]` for every output
     /// channel (in whole tiles) and every `q < qpad`, `wpk` from [`pack_weights`].
     #[inline(always)]
-    fn forward_body(
+    fn forward_body<const CB: usize>(
         buf: &[f32],
         offs: &[usize],
         wpk: &[f32],
@@ -489,10 +513,12 @@ mod direct {
                     // SAFETY: off + q0 + NV * L <= off + qpad <= buf.len() (asserted above).
                     let xs: [[f32; L]; NV] =
                         std::array::from_fn(|v| unsafe { load(bp.add(off + q0 + v * L)) });
+                    let wt: &[f32; CB] = wt.try_into().unwrap();
                     for r in 0..CB {
+                        let wr = wt[r];
                         for v in 0..NV {
                             for l in 0..L {
-                                acc[r][v][l] = wt[r].mul_add(xs[v][l], acc[r][v][l]);
+                                acc[r][v][l] = wr.mul_add(xs[v][l], acc[r][v][l]);
                             }
                         }
                     }
@@ -587,7 +613,7 @@ mod direct {
         }
         for (o, plane) in g.chunks_exact(p).enumerate() {
             for (r, row) in plane.chunks_exact(f.ow).enumerate() {
-                gz[o * f.qpad + r * f.wp..][..f.ow].copy_from_slice(row);
+                super::copy_row(&mut gz[o * f.qpad + r * f.wp..][..f.ow], row);
             }
         }
     }
@@ -624,11 +650,12 @@ mod direct {
     pub(super) fn forward(
         buf: &[f32],
         offs: &[usize],
-        wpk: &[f32],
+        w: &Packed,
         bias: Option<&[f32]>,
         qpad: usize,
         scratch: &mut [f32],
     ) {
+        let wpk = &w.w[..];
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx512f,avx2,fma")]
@@ -640,7 +667,7 @@ mod direct {
                 qpad: usize,
                 scratch: &mut [f32],
             ) {
-                forward_body(buf, offs, wpk, bias, qpad, scratch)
+                forward_body::<CB_WIDE>(buf, offs, wpk, bias, qpad, scratch)
             }
             #[target_feature(enable = "avx2,fma")]
             fn avx2(
@@ -651,17 +678,27 @@ mod direct {
                 qpad: usize,
                 scratch: &mut [f32],
             ) {
-                forward_body(buf, offs, wpk, bias, qpad, scratch)
+                forward_body::<CB_NARROW>(buf, offs, wpk, bias, qpad, scratch)
             }
-            match isa() {
+            // The tile height was fixed when the weights were packed (possibly on another
+            // thread, in another reference mode): the build must match it.
+            match (w.cb, isa()) {
                 // SAFETY: the processor has these features (detected at run time in `isa`).
-                Isa::Avx512 => return unsafe { avx512(buf, offs, wpk, bias, qpad, scratch) },
+                (CB_WIDE, Isa::Avx512) => {
+                    return unsafe { avx512(buf, offs, wpk, bias, qpad, scratch) }
+                }
                 // SAFETY: as above.
-                Isa::Avx2 => return unsafe { avx2(buf, offs, wpk, bias, qpad, scratch) },
-                Isa::Portable => {}
+                (CB_NARROW, Isa::Avx2 | Isa::Avx512) => {
+                    return unsafe { avx2(buf, offs, wpk, bias, qpad, scratch) }
+                }
+                _ => {}
             }
         }
-        forward_body(buf, offs, wpk, bias, qpad, scratch)
+        if w.cb == CB_WIDE {
+            forward_body::<CB_WIDE>(buf, offs, wpk, bias, qpad, scratch)
+        } else {
+            forward_body::<CB_NARROW>(buf, offs, wpk, bias, qpad, scratch)
+        }
     }
 
     /// The weight-gradient kernel (see [`weight_grad_body`]) on the widest vector unit present.
@@ -746,9 +783,10 @@ fn batch_parallel(g: &Geom) -> bool {
     g.n >= 2 && g.k() * g.p() <= BATCH_PARALLEL_MAX_PATCH
 }
 
-/// Largest patch-matrix height (`C_in * kh * kw`) sent to the [`direct`] kernels. They
-/// read every tap of a tile from L1; past this the weights of one tile outgrow it and the
-/// packed GEMM, which blocks along k, is the better choice.
+/// Largest patch-matrix height (`C_in * kh * kw`) sent to the [`direct`] kernels, which do
+/// not block along it: a tile's packed weights (`K x 6` floats) stay within a 48 KiB L1
+/// cache up to here. Measured only on the benchmark CNN's layers (K = 9 and 144); past this
+/// the packed GEMM, which does block along K, keeps the larger layers.
 const DIRECT_MAX_K: usize = 1152;
 
 /// Whether the forward pass (and the weight gradient) runs on the [`direct`] kernels:
@@ -768,10 +806,12 @@ fn direct_forward(g: &Geom) -> bool {
 /// needed, as a stride-1 convolution with padding `k - 1 - pad`, which must not be negative.
 ///
 /// The input gradient's output channels are the input's, computed in tiles of
-/// [`direct::CB`]: with fewer, most of each tile would be thrown away (the first layer of an
+/// up to 6: with fewer, most of each tile would be thrown away (the first layer of an
 /// image model, whose input needs no gradient anyway), and `col2im` is cheaper.
+const DIRECT_DX_MIN_CHANNELS: usize = 6;
+
 fn direct_backward(g: &Geom, need_x: bool) -> bool {
-    direct_forward(g) && (!need_x || (g.ph < g.kh && g.pw < g.kw && g.c >= direct::CB))
+    direct_forward(g) && (!need_x || (g.ph < g.kh && g.pw < g.kw && g.c >= DIRECT_DX_MIN_CHANNELS))
 }
 
 /// The padded-width layout of a convolution's input.
@@ -793,7 +833,7 @@ fn forward_direct(
     let parts = over_batch(g.n, g.n >= 2, out, per_out, |samples, out| {
         let mut buf = crate::backend::cpu::pool::zeroed(f.buf)?;
         // Fully written by every call of the kernel.
-        let mut scratch = crate::backend::cpu::pool::take(f.scratch(g.co))?;
+        let mut scratch = crate::backend::cpu::pool::take(f.scratch(&wpk))?;
         for (s, y) in samples.zip(out.chunks_exact_mut(per_out)) {
             f.load(&xd[s * chw..][..chw], &mut buf);
             direct::forward(&buf, &offs, &wpk, bias, f.qpad, &mut scratch);
@@ -841,7 +881,7 @@ fn backward_direct(
         }
         (fb.offsets(), direct::pack_weights(&flipped, g.c, kb))
     } else {
-        (Vec::new(), Vec::new())
+        (Vec::new(), direct::pack_weights(&[], 0, 0))
     };
     // Every sample's input gradient is written whole by `store`.
     let mut dx = crate::backend::cpu::pool::take(if need_x { g.n * chw } else { 0 })?;
@@ -858,7 +898,7 @@ fn backward_direct(
             crate::backend::cpu::pool::zeroed(if need_w { direct::gz_len(&f, g.co) } else { 0 })?;
         let mut gbuf = crate::backend::cpu::pool::zeroed(if need_x { fb.buf } else { 0 })?;
         let mut scratch =
-            crate::backend::cpu::pool::take(if need_x { fb.scratch(g.c) } else { 0 })?;
+            crate::backend::cpu::pool::take(if need_x { fb.scratch(&wpk_b) } else { 0 })?;
         let start = samples.start;
         for s in samples {
             let gs = &gd[s * per_out..][..per_out];
