@@ -416,24 +416,6 @@ mod direct {
                 }
             }
         }
-
-        /// Floats of the forward scratch: `co` rounded up to whole tiles, `qpad` each.
-        pub fn scratch(&self, w: &Packed) -> usize {
-            w.co.next_multiple_of(w.cb) * self.qpad
-        }
-
-        /// Copies the valid columns of `scratch` (`[co, qpad]`) into `y: [co, oh, ow]`.
-        pub fn store(&self, scratch: &[f32], y: &mut [f32]) {
-            let p = self.oh * self.ow;
-            if p == 0 {
-                return;
-            }
-            for (plane, s) in y.chunks_exact_mut(p).zip(scratch.chunks_exact(self.qpad)) {
-                for (r, row) in plane.chunks_exact_mut(self.ow).enumerate() {
-                    super::copy_row(row, &s[r * self.wp..][..self.ow]);
-                }
-            }
-        }
     }
 
     /// Weights `[co, k]` regrouped as `[co / cb][k][cb]` (missing channels zero), so that a
@@ -480,20 +462,24 @@ mod direct {
         unsafe { std::ptr::read_unaligned(p.cast::<[f32; L]>()) }
     }
 
-    /// `scratch[o, q] = bias[o] + sum_t w[o, t] * buf[offs[t] + q]` for every output
-    /// channel (in whole tiles) and every `q < qpad`, `wpk` from [`pack_weights`].
+    /// `y[o, oh, ow] = bias[o] + sum_t w[o, t] * buf[offs[t] + oh * wp + ow]` for every
+    /// output channel `o < co` and position of `f`'s output, `wpk` from [`pack_weights`].
+    /// Each tile's valid columns go from its registers straight to `y`: a `[co, qpad]`
+    /// scratch copied out afterwards cost a pass over a buffer larger than L1.
     #[inline(always)]
     fn forward_body<const CB: usize>(
+        f: &Flat,
         buf: &[f32],
         offs: &[usize],
         wpk: &[f32],
+        co: usize,
         bias: Option<&[f32]>,
-        qpad: usize,
-        scratch: &mut [f32],
+        y: &mut [f32],
     ) {
+        let (qpad, wp, ow, p) = (f.qpad, f.wp, f.ow, f.oh * f.ow);
+        let q_end = f.oh * wp;
         let k = offs.len();
-        let blocks = wpk.len() / (k * CB).max(1);
-        assert!(qpad % (NV * L) == 0 && scratch.len() >= blocks * CB * qpad);
+        assert!(qpad % (NV * L) == 0 && y.len() >= co * p && ow <= wp);
         assert!(offs.iter().all(|&o| o + qpad <= buf.len()));
         let bp = buf.as_ptr();
         for (blk, wb) in wpk.chunks_exact(k * CB).enumerate() {
@@ -503,8 +489,9 @@ mod direct {
                     b0[r] = b.get(blk * CB + r).copied().unwrap_or(0.0);
                 }
             }
-            let out = &mut scratch[blk * CB * qpad..][..CB * qpad];
-            for q0 in (0..qpad).step_by(NV * L) {
+            let rows = CB.min(co - blk * CB);
+            let out = &mut y[blk * CB * p..][..rows * p];
+            for q0 in (0..q_end).step_by(NV * L) {
                 let mut acc = [[[0.0f32; L]; NV]; CB];
                 for r in 0..CB {
                     acc[r] = [[b0[r]; L]; NV];
@@ -523,11 +510,20 @@ mod direct {
                         }
                     }
                 }
-                for r in 0..CB {
-                    let dst = &mut out[r * qpad + q0..][..NV * L];
-                    for v in 0..NV {
-                        dst[v * L..][..L].copy_from_slice(&acc[r][v]);
+                // The output rows this tile overlaps, and the valid columns of each.
+                let q1 = (q0 + NV * L).min(q_end);
+                let mut row = q0 / wp;
+                while row * wp < q1 {
+                    let lo = (row * wp).max(q0);
+                    let hi = (row * wp + ow).min(q1);
+                    if lo < hi {
+                        let dst = row * ow + lo - row * wp;
+                        for r in 0..rows {
+                            let src = &acc[r].as_flattened()[lo - q0..hi - q0];
+                            super::copy_row(&mut out[r * p + dst..][..hi - lo], src);
+                        }
                     }
+                    row += 1;
                 }
             }
         }
@@ -648,56 +644,56 @@ mod direct {
 
     /// The forward kernel (see [`forward_body`]) on the widest vector unit present.
     pub(super) fn forward(
+        f: &Flat,
         buf: &[f32],
         offs: &[usize],
         w: &Packed,
         bias: Option<&[f32]>,
-        qpad: usize,
-        scratch: &mut [f32],
+        y: &mut [f32],
     ) {
-        let wpk = &w.w[..];
+        let (wpk, co) = (&w.w[..], w.co);
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx512f,avx2,fma")]
             fn avx512(
+                f: &Flat,
                 buf: &[f32],
                 offs: &[usize],
                 wpk: &[f32],
+                co: usize,
                 bias: Option<&[f32]>,
-                qpad: usize,
-                scratch: &mut [f32],
+                y: &mut [f32],
             ) {
-                forward_body::<CB_WIDE>(buf, offs, wpk, bias, qpad, scratch)
+                forward_body::<CB_WIDE>(f, buf, offs, wpk, co, bias, y)
             }
             #[target_feature(enable = "avx2,fma")]
             fn avx2(
+                f: &Flat,
                 buf: &[f32],
                 offs: &[usize],
                 wpk: &[f32],
+                co: usize,
                 bias: Option<&[f32]>,
-                qpad: usize,
-                scratch: &mut [f32],
+                y: &mut [f32],
             ) {
-                forward_body::<CB_NARROW>(buf, offs, wpk, bias, qpad, scratch)
+                forward_body::<CB_NARROW>(f, buf, offs, wpk, co, bias, y)
             }
             // The tile height was fixed when the weights were packed (possibly on another
             // thread, in another reference mode): the build must match it.
             match (w.cb, isa()) {
                 // SAFETY: the processor has these features (detected at run time in `isa`).
-                (CB_WIDE, Isa::Avx512) => {
-                    return unsafe { avx512(buf, offs, wpk, bias, qpad, scratch) }
-                }
+                (CB_WIDE, Isa::Avx512) => return unsafe { avx512(f, buf, offs, wpk, co, bias, y) },
                 // SAFETY: as above.
                 (CB_NARROW, Isa::Avx2 | Isa::Avx512) => {
-                    return unsafe { avx2(buf, offs, wpk, bias, qpad, scratch) }
+                    return unsafe { avx2(f, buf, offs, wpk, co, bias, y) }
                 }
                 _ => {}
             }
         }
         if w.cb == CB_WIDE {
-            forward_body::<CB_WIDE>(buf, offs, wpk, bias, qpad, scratch)
+            forward_body::<CB_WIDE>(f, buf, offs, wpk, co, bias, y)
         } else {
-            forward_body::<CB_NARROW>(buf, offs, wpk, bias, qpad, scratch)
+            forward_body::<CB_NARROW>(f, buf, offs, wpk, co, bias, y)
         }
     }
 
@@ -833,14 +829,11 @@ fn forward_direct(
     let parts = over_batch(g.n, g.n >= 2, out, per_out, |samples, out| {
         let mut buf = crate::backend::cpu::pool::zeroed(f.buf)?;
         // Fully written by every call of the kernel.
-        let mut scratch = crate::backend::cpu::pool::take(f.scratch(&wpk))?;
         for (s, y) in samples.zip(out.chunks_exact_mut(per_out)) {
             f.load(&xd[s * chw..][..chw], &mut buf);
-            direct::forward(&buf, &offs, &wpk, bias, f.qpad, &mut scratch);
-            f.store(&scratch, y);
+            direct::forward(&f, &buf, &offs, &wpk, bias, y);
         }
         crate::backend::cpu::pool::recycle(buf);
-        crate::backend::cpu::pool::recycle(scratch);
         Ok::<(), Error>(())
     });
     parts.into_iter().collect()
@@ -883,7 +876,7 @@ fn backward_direct(
     } else {
         (Vec::new(), direct::pack_weights(&[], 0, 0))
     };
-    // Every sample's input gradient is written whole by `store`.
+    // Every sample's input gradient is written whole by the kernel.
     let mut dx = crate::backend::cpu::pool::take(if need_x { g.n * chw } else { 0 })?;
     let partials = over_batch(g.n, g.n >= 2, &mut dx, chw, |samples, dx| -> Result<_> {
         let mut dw = crate::backend::cpu::pool::zeroed(if need_w { g.co * k } else { 0 })?;
@@ -897,8 +890,6 @@ fn backward_direct(
         let mut gz =
             crate::backend::cpu::pool::zeroed(if need_w { direct::gz_len(&f, g.co) } else { 0 })?;
         let mut gbuf = crate::backend::cpu::pool::zeroed(if need_x { fb.buf } else { 0 })?;
-        let mut scratch =
-            crate::backend::cpu::pool::take(if need_x { fb.scratch(&wpk_b) } else { 0 })?;
         let start = samples.start;
         for s in samples {
             let gs = &gd[s * per_out..][..per_out];
@@ -909,8 +900,8 @@ fn backward_direct(
             }
             if need_x {
                 fb.load(gs, &mut gbuf);
-                direct::forward(&gbuf, &offs_b, &wpk_b, None, fb.qpad, &mut scratch);
-                fb.store(&scratch, &mut dx[(s - start) * chw..][..chw]);
+                let dxs = &mut dx[(s - start) * chw..][..chw];
+                direct::forward(&fb, &gbuf, &offs_b, &wpk_b, None, dxs);
             }
             if need_b {
                 for (acc, plane) in db.iter_mut().zip(gs.chunks_exact(pp)) {
@@ -921,7 +912,7 @@ fn backward_direct(
         if need_w {
             direct::reduce_lanes(&lanes, g.co, k, &mut dw);
         }
-        for v in [buf, gz, gbuf, scratch, lanes] {
+        for v in [buf, gz, gbuf, lanes] {
             crate::backend::cpu::pool::recycle(v);
         }
         Ok((dw, db))
@@ -970,7 +961,7 @@ fn forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams) -> Resul
     let (k, pp, chw) = (g.k(), g.p(), g.c * g.h * g.w);
     let per_out = g.co * pp;
     if direct_forward(&g) {
-        // Every output element is written by `store`.
+        // Every output element is written by the kernel.
         let mut out = crate::backend::cpu::pool::take(g.n * per_out)?;
         forward_direct(xd, wd, bias, &g, &mut out)?;
         return Ok((Tensor::cpu(out, g.out_shape()), g));
