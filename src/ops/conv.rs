@@ -426,20 +426,20 @@ mod direct {
         cb: usize,
     }
 
-    pub(super) fn pack_weights(w: &[f32], co: usize, k: usize) -> Packed {
+    pub(super) fn pack_weights(w: &[f32], co: usize, k: usize) -> crate::error::Result<Packed> {
         let cb = if isa() == Isa::Portable {
             CB_NARROW
         } else {
             tile_rows()
         };
         let blocks = co.div_ceil(cb);
-        let mut p = vec![0.0; blocks * k * cb];
+        let mut p = crate::backend::cpu::pool::zeroed(blocks * k * cb)?;
         for o in 0..co {
             for t in 0..k {
                 p[((o / cb) * k + t) * cb + o % cb] = w[o * k + t];
             }
         }
-        Packed { w: p, co, cb }
+        Ok(Packed { w: p, co, cb })
     }
 
     /// Tile height for the widest vector unit present.
@@ -788,14 +788,7 @@ const DIRECT_MAX_K: usize = 1152;
 /// Whether the forward pass (and the weight gradient) runs on the [`direct`] kernels:
 /// stride 1, and no empty dimension (those keep the general path's handling).
 fn direct_forward(g: &Geom) -> bool {
-    g.sh == 1
-        && g.sw == 1
-        && g.c > 0
-        && g.co > 0
-        && g.h > 0
-        && g.w > 0
-        && g.k() <= DIRECT_MAX_K
-        && g.co * g.kh * g.kw <= DIRECT_MAX_K
+    g.sh == 1 && g.sw == 1 && g.c > 0 && g.co > 0 && g.h > 0 && g.w > 0 && g.k() <= DIRECT_MAX_K
 }
 
 /// Whether the backward pass runs on the [`direct`] kernels: the input gradient, when
@@ -807,7 +800,12 @@ fn direct_forward(g: &Geom) -> bool {
 const DIRECT_DX_MIN_CHANNELS: usize = 6;
 
 fn direct_backward(g: &Geom, need_x: bool) -> bool {
-    direct_forward(g) && (!need_x || (g.ph < g.kh && g.pw < g.kw && g.c >= DIRECT_DX_MIN_CHANNELS))
+    direct_forward(g)
+        && (!need_x
+            || (g.ph < g.kh
+                && g.pw < g.kw
+                && g.c >= DIRECT_DX_MIN_CHANNELS
+                && g.co * g.kh * g.kw <= DIRECT_MAX_K))
 }
 
 /// The padded-width layout of a convolution's input.
@@ -824,7 +822,7 @@ fn forward_direct(
 ) -> Result<()> {
     let f = flat_input(g);
     let offs = f.offsets();
-    let wpk = direct::pack_weights(wd, g.co, g.k());
+    let wpk = direct::pack_weights(wd, g.co, g.k())?;
     let (chw, per_out) = (g.c * g.h * g.w, g.co * g.p());
     let parts = over_batch(g.n, g.n >= 2, out, per_out, |samples, out| {
         let mut buf = crate::backend::cpu::pool::zeroed(f.buf)?;
@@ -861,7 +859,7 @@ fn backward_direct(
     );
     let (offs_b, wpk_b) = if need_x {
         let kb = g.co * g.kh * g.kw;
-        let mut flipped = vec![0.0; g.c * kb];
+        let mut flipped = crate::backend::cpu::pool::take(g.c * kb)?;
         for o in 0..g.co {
             for c in 0..g.c {
                 for i in 0..g.kh {
@@ -872,9 +870,9 @@ fn backward_direct(
                 }
             }
         }
-        (fb.offsets(), direct::pack_weights(&flipped, g.c, kb))
+        (fb.offsets(), direct::pack_weights(&flipped, g.c, kb)?)
     } else {
-        (Vec::new(), direct::pack_weights(&[], 0, 0))
+        (Vec::new(), direct::pack_weights(&[], 0, 0)?)
     };
     // Every sample's input gradient is written whole by the kernel.
     let mut dx = crate::backend::cpu::pool::take(if need_x { g.n * chw } else { 0 })?;
@@ -1329,6 +1327,9 @@ mod tests {
             (2, 7, 31, 5, 6, 5, 2, (1, 1), (2, 1)),
             (1, 12, 9, 40, 13, 3, 5, (1, 1), (0, 4)),
             (5, 6, 1, 1, 7, 1, 1, (1, 1), (0, 0)),
+            // Past DIRECT_MAX_K: the input gradient's taps (130 * 9), then the forward's.
+            (2, 6, 5, 6, 130, 3, 3, (1, 1), (1, 1)),
+            (1, 129, 4, 4, 3, 3, 3, (1, 1), (1, 1)),
         ]);
         v
     }
