@@ -791,21 +791,19 @@ fn direct_forward(g: &Geom) -> bool {
     g.sh == 1 && g.sw == 1 && g.c > 0 && g.co > 0 && g.h > 0 && g.w > 0 && g.k() <= DIRECT_MAX_K
 }
 
-/// Whether the backward pass runs on the [`direct`] kernels: the input gradient, when
-/// needed, as a stride-1 convolution with padding `k - 1 - pad`, which must not be negative.
-///
-/// The input gradient's output channels are the input's, computed in tiles of
-/// up to 6: with fewer, most of each tile would be thrown away (the first layer of an
-/// image model, whose input needs no gradient anyway), and `col2im` is cheaper.
+/// Whether the input gradient of a convolution that [`direct_forward`] accepts runs on the
+/// [`direct`] kernels too, as a stride-1 convolution with padding `k - 1 - pad` (which must
+/// not be negative) whose output channels are the input's, computed in tiles of up to 6:
+/// with fewer, most of each tile would be thrown away, and `col2im` is cheaper (the first
+/// layer of an image model, whose input needs no gradient anyway). The weight and bias
+/// gradients stay on the direct kernels either way.
 const DIRECT_DX_MIN_CHANNELS: usize = 6;
 
-fn direct_backward(g: &Geom, need_x: bool) -> bool {
-    direct_forward(g)
-        && (!need_x
-            || (g.ph < g.kh
-                && g.pw < g.kw
-                && g.c >= DIRECT_DX_MIN_CHANNELS
-                && g.co * g.kh * g.kw <= DIRECT_MAX_K))
+fn direct_input_grad(g: &Geom) -> bool {
+    g.ph < g.kh
+        && g.pw < g.kw
+        && g.c >= DIRECT_DX_MIN_CHANNELS
+        && g.co * g.kh * g.kw <= DIRECT_MAX_K
 }
 
 /// The padded-width layout of a convolution's input.
@@ -838,7 +836,8 @@ fn forward_direct(
 }
 
 /// The weight gradient `[co, k]`, bias gradient and (when `need_x`) input gradient of a
-/// convolution that [`direct_backward`] accepts.
+/// convolution that [`direct_forward`] accepts (the input gradient only where
+/// [`direct_input_grad`] allows).
 fn backward_direct(
     xd: &[f32],
     wd: &[f32],
@@ -1015,9 +1014,6 @@ impl BackwardOp for Conv2dBackward {
         "conv2d"
     }
 
-    // Per sample: rebuild the patch matrix (a copy, cheaper to redo than to keep for the whole
-    // batch), dW += g_n @ col^T, dcol = W^T @ g_n, dx_n = col2im(dcol). Each thread keeps its
-    // own dW and db partial sums, added at the end in a fixed order.
     fn backward(&self, c: &BackwardCtx<'_>) -> Result<Vec<Option<Tensor>>> {
         let g = &self.geom;
         let need_x = c.needs[0];
@@ -1039,82 +1035,102 @@ impl BackwardOp for Conv2dBackward {
             }
             return Ok(result);
         }
-        let (k, pp, chw) = (g.k(), g.p(), g.c * g.h * g.w);
-        let per_out = g.co * pp;
         let xd = host(c.inputs[0], "conv2d")?;
         let wd = host(c.inputs[1], "conv2d")?;
         let gd = host(c.grad, "conv2d")?;
 
-        if direct_backward(g, need_x) {
-            let (dx, dw, db) = backward_direct(xd, wd, gd, g, [need_x, need_w, need_b])?;
-            return Ok(self.grads(dx, dw, db, [need_x, need_w, need_b]));
-        }
-        let parallel = batch_parallel(g);
-        let mut dx = crate::backend::cpu::pool::zeroed(if need_x { g.n * chw } else { 0 })?;
-        let partials = over_batch(g.n, parallel, &mut dx, chw, |samples, dx| -> Result<_> {
-            // dW^T [K, C_out] += col @ g_n^T, summed per range, transposed once at the end.
-            let mut dwt = crate::backend::cpu::pool::zeroed(if need_w { k * g.co } else { 0 })?;
-            let mut db = crate::backend::cpu::pool::zeroed(if need_b { g.co } else { 0 })?;
-            let mut col = crate::backend::cpu::pool::take(if need_w { k * pp } else { 0 })?;
-            // Overwritten per sample by a product with β = 0.
-            let mut dcol = crate::backend::cpu::pool::take(if need_x { k * pp } else { 0 })?;
-            let start = samples.start;
-            for s in samples {
-                let gs = &gd[s * per_out..][..per_out];
-                if need_w {
-                    im2col(&xd[s * chw..][..chw], g, &mut col);
-                    gemm(
-                        k,
-                        pp,
-                        g.co,
-                        1.0,
-                        &col,
-                        Transpose::No,
-                        gs,
-                        Transpose::Yes,
-                        1.0,
-                        &mut dwt,
-                    );
-                }
-                if need_x {
-                    // dcol = W^T @ g_n, W read transposed in place.
-                    gemm(
-                        k,
-                        g.co,
-                        pp,
-                        1.0,
-                        wd,
-                        Transpose::Yes,
-                        gs,
-                        Transpose::No,
-                        0.0,
-                        &mut dcol,
-                    );
-                    col2im(&dcol, g, &mut dx[(s - start) * chw..][..chw]);
-                }
-                if need_b {
-                    for (acc, plane) in db.iter_mut().zip(gs.chunks_exact(pp.max(1))) {
-                        *acc += simd::sum(plane);
-                    }
-                }
+        let needs = [need_x, need_w, need_b];
+        if direct_forward(g) {
+            let direct_x = need_x && direct_input_grad(g);
+            let (mut dx, dw, db) = backward_direct(xd, wd, gd, g, [direct_x, need_w, need_b])?;
+            if need_x && !direct_x {
+                dx = backward_im2col(xd, wd, gd, g, [true, false, false])?.0;
             }
-            Ok((dwt, db))
-        });
-        let partials = partials.into_iter().collect::<Result<Vec<_>>>()?;
-        let mut parts = partials.into_iter();
-        let (mut dwt, mut db) = parts.next().unwrap_or_default();
-        for (pw, pb) in parts {
-            simd::add_assign(&mut dwt, &pw);
-            simd::add_assign(&mut db, &pb);
+            return Ok(self.grads(dx, dw, db, needs));
         }
-        let mut dw = crate::backend::cpu::pool::take(dwt.len())?;
-        for (r, row) in dwt.chunks_exact(g.co.max(1)).enumerate() {
-            for (o, &v) in row.iter().enumerate() {
-                dw[o * k + r] = v;
-            }
-        }
-        Ok(self.grads(dx, dw, db, [need_x, need_w, need_b]))
+        let (dx, dw, db) = backward_im2col(xd, wd, gd, g, needs)?;
+        Ok(self.grads(dx, dw, db, needs))
     }
+}
+
+/// The gradients `(dx, dw [co, k], db)` through im2col and GEMM, per sample: rebuild the
+/// patch matrix (a copy, cheaper to redo than to keep for the whole batch),
+/// dW += g_n @ col^T, dcol = W^T @ g_n, dx_n = col2im(dcol). Each range of samples keeps
+/// its own dW and db partial sums, added at the end in a fixed order.
+fn backward_im2col(
+    xd: &[f32],
+    wd: &[f32],
+    gd: &[f32],
+    g: &Geom,
+    [need_x, need_w, need_b]: [bool; 3],
+) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+    let (k, pp, chw) = (g.k(), g.p(), g.c * g.h * g.w);
+    let per_out = g.co * pp;
+    let parallel = batch_parallel(g);
+    let mut dx = crate::backend::cpu::pool::zeroed(if need_x { g.n * chw } else { 0 })?;
+    let partials = over_batch(g.n, parallel, &mut dx, chw, |samples, dx| -> Result<_> {
+        // dW^T [K, C_out] += col @ g_n^T, summed per range, transposed once at the end.
+        let mut dwt = crate::backend::cpu::pool::zeroed(if need_w { k * g.co } else { 0 })?;
+        let mut db = crate::backend::cpu::pool::zeroed(if need_b { g.co } else { 0 })?;
+        let mut col = crate::backend::cpu::pool::take(if need_w { k * pp } else { 0 })?;
+        // Overwritten per sample by a product with β = 0.
+        let mut dcol = crate::backend::cpu::pool::take(if need_x { k * pp } else { 0 })?;
+        let start = samples.start;
+        for s in samples {
+            let gs = &gd[s * per_out..][..per_out];
+            if need_w {
+                im2col(&xd[s * chw..][..chw], g, &mut col);
+                gemm(
+                    k,
+                    pp,
+                    g.co,
+                    1.0,
+                    &col,
+                    Transpose::No,
+                    gs,
+                    Transpose::Yes,
+                    1.0,
+                    &mut dwt,
+                );
+            }
+            if need_x {
+                // dcol = W^T @ g_n, W read transposed in place.
+                gemm(
+                    k,
+                    g.co,
+                    pp,
+                    1.0,
+                    wd,
+                    Transpose::Yes,
+                    gs,
+                    Transpose::No,
+                    0.0,
+                    &mut dcol,
+                );
+                col2im(&dcol, g, &mut dx[(s - start) * chw..][..chw]);
+            }
+            if need_b {
+                for (acc, plane) in db.iter_mut().zip(gs.chunks_exact(pp.max(1))) {
+                    *acc += simd::sum(plane);
+                }
+            }
+        }
+        Ok((dwt, db))
+    });
+    let partials = partials.into_iter().collect::<Result<Vec<_>>>()?;
+    let mut parts = partials.into_iter();
+    let (mut dwt, mut db) = parts.next().unwrap_or_default();
+    for (pw, pb) in parts {
+        simd::add_assign(&mut dwt, &pw);
+        simd::add_assign(&mut db, &pb);
+    }
+    let mut dw = crate::backend::cpu::pool::take(dwt.len())?;
+    for (r, row) in dwt.chunks_exact(g.co.max(1)).enumerate() {
+        for (o, &v) in row.iter().enumerate() {
+            dw[o * k + r] = v;
+        }
+    }
+    Ok((dx, dw, db))
 }
 
 impl Conv2dBackward {
