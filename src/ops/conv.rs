@@ -655,7 +655,7 @@ mod direct {
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx512f,avx2,fma")]
-            fn avx512(
+            unsafe fn avx512(
                 f: &Flat,
                 buf: &[f32],
                 offs: &[usize],
@@ -667,7 +667,7 @@ mod direct {
                 forward_body::<CB_WIDE>(f, buf, offs, wpk, co, bias, y)
             }
             #[target_feature(enable = "avx2,fma")]
-            fn avx2(
+            unsafe fn avx2(
                 f: &Flat,
                 buf: &[f32],
                 offs: &[usize],
@@ -708,11 +708,23 @@ mod direct {
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx512f,avx2,fma")]
-            fn avx512(buf: &[f32], offs: &[usize], gz: &[f32], qpad: usize, lanes: &mut [f32]) {
+            unsafe fn avx512(
+                buf: &[f32],
+                offs: &[usize],
+                gz: &[f32],
+                qpad: usize,
+                lanes: &mut [f32],
+            ) {
                 weight_grad_body(buf, offs, gz, qpad, lanes)
             }
             #[target_feature(enable = "avx2,fma")]
-            fn avx2(buf: &[f32], offs: &[usize], gz: &[f32], qpad: usize, lanes: &mut [f32]) {
+            unsafe fn avx2(
+                buf: &[f32],
+                offs: &[usize],
+                gz: &[f32],
+                qpad: usize,
+                lanes: &mut [f32],
+            ) {
                 weight_grad_body(buf, offs, gz, qpad, lanes)
             }
             match isa() {
