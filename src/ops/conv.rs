@@ -319,13 +319,11 @@ fn col2im(dcol: &[f32], g: &Geom, dx: &mut [f32]) {
 mod direct {
     /// Lanes of one vector chunk along `q` (one AVX-512 register; two AVX2 ones).
     pub(super) const L: usize = 16;
-    /// Output channels per forward tile with AVX-512 (6 x 2 accumulators, 2 + 6 loads per
-    /// 12 multiply-adds: LLVM keeps this tile in registers, while at 8 rows it turned the
-    /// loop into gathers and ran 50x slower), and on narrower units, where a 16-lane chunk
-    /// takes two registers (3 x 2 x 2 of 16).
-    const CB_WIDE: usize = 6;
+    /// Output channels per forward tile with AVX-512 ([`tile_avx512_8`]), and on narrower
+    /// units, where a 16-lane chunk takes two registers (3 x 2 x 2 of 16).
+    const CB_WIDE: usize = 8;
     const CB_NARROW: usize = 3;
-    /// Vector chunks along `q` per forward tile: 6 x 2 accumulators and 2 + 6 loads per
+    /// Vector chunks along `q` per forward tile: 8 x 2 accumulators and 2 + 8 loads per
     /// tap, the balance of a GEMM micro-kernel.
     const NV: usize = 2;
     /// Output channels and taps per weight-gradient tile (4 x 3 accumulators, 7 loads).
@@ -476,6 +474,110 @@ mod direct {
         bias: Option<&[f32]>,
         y: &mut [f32],
     ) {
+        // SAFETY: forward_with checks that every read of the tiles stays inside `buf`.
+        forward_with::<CB>(f, buf, offs, wpk, co, bias, y, |bp, wb, q0, b0| unsafe {
+            tile_portable::<CB>(bp, offs, wb, q0, b0)
+        })
+    }
+
+    /// One tile's sums, `acc[r][v][l]` for output channel `r` of the block and position
+    /// `q0 + v * L + l`: the bias, then one fused multiply-add per tap in weight order.
+    ///
+    /// # Safety
+    /// `bp + off + q0 .. bp + off + q0 + NV * L` must be readable for every `off` in `offs`,
+    /// and `wb` must hold `offs.len() * CB` weights.
+    #[inline(always)]
+    unsafe fn tile_portable<const CB: usize>(
+        bp: *const f32,
+        offs: &[usize],
+        wb: &[f32],
+        q0: usize,
+        b0: [f32; CB],
+    ) -> [[[f32; L]; NV]; CB] {
+        let mut acc = [[[0.0f32; L]; NV]; CB];
+        for r in 0..CB {
+            acc[r] = [[b0[r]; L]; NV];
+        }
+        for (&off, wt) in offs.iter().zip(wb.chunks_exact(CB)) {
+            // SAFETY: the caller's contract.
+            let xs: [[f32; L]; NV] =
+                std::array::from_fn(|v| unsafe { load(bp.add(off + q0 + v * L)) });
+            let wt: &[f32; CB] = wt.try_into().unwrap();
+            for r in 0..CB {
+                let wr = wt[r];
+                for v in 0..NV {
+                    for l in 0..L {
+                        acc[r][v][l] = wr.mul_add(xs[v][l], acc[r][v][l]);
+                    }
+                }
+            }
+        }
+        acc
+    }
+
+    /// [`tile_portable`] for 8 output channels in AVX-512 registers (16 accumulators, 2 + 8
+    /// loads per 16 multiply-adds). Written with intrinsics because LLVM turned the portable
+    /// body into gathers at 8 rows; `_mm512_fmadd_ps` rounds once, as `mul_add` does, so
+    /// the sums have the same bits.
+    ///
+    /// # Safety
+    /// As [`tile_portable`], and the processor must support AVX-512F.
+    // AVX-512 intrinsics and target features are stable since Rust 1.89, above the crate's
+    // declared 1.80 (as is `avx512f` in the target-feature builds below): building this
+    // module needs 1.89, whatever the manifest says, until the two are reconciled.
+    #[clippy::msrv = "1.89"]
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tile_avx512_8(
+        bp: *const f32,
+        offs: &[usize],
+        wb: &[f32],
+        q0: usize,
+        b0: [f32; 8],
+    ) -> [[[f32; L]; NV]; 8] {
+        use std::arch::x86_64::*;
+        const { assert!(NV == 2 && L == 16) };
+        let mut acc = [[_mm512_setzero_ps(); NV]; 8];
+        for r in 0..8 {
+            acc[r] = [_mm512_set1_ps(b0[r]); NV];
+        }
+        for (&off, wt) in offs.iter().zip(wb.chunks_exact(8)) {
+            // SAFETY: the caller's contract.
+            let (x0, x1) = unsafe {
+                (
+                    _mm512_loadu_ps(bp.add(off + q0)),
+                    _mm512_loadu_ps(bp.add(off + q0 + L)),
+                )
+            };
+            for r in 0..8 {
+                let w = _mm512_set1_ps(wt[r]);
+                acc[r][0] = _mm512_fmadd_ps(w, x0, acc[r][0]);
+                acc[r][1] = _mm512_fmadd_ps(w, x1, acc[r][1]);
+            }
+        }
+        let mut out = [[[0.0f32; L]; NV]; 8];
+        for r in 0..8 {
+            for v in 0..NV {
+                // SAFETY: `out[r][v]` holds L = 16 floats.
+                unsafe { _mm512_storeu_ps(out[r][v].as_mut_ptr(), acc[r][v]) };
+            }
+        }
+        out
+    }
+
+    /// The forward loop around a tile function (see [`forward_body`]).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn forward_with<const CB: usize>(
+        f: &Flat,
+        buf: &[f32],
+        offs: &[usize],
+        wpk: &[f32],
+        co: usize,
+        bias: Option<&[f32]>,
+        y: &mut [f32],
+        tile: impl Fn(*const f32, &[f32], usize, [f32; CB]) -> [[[f32; L]; NV]; CB],
+    ) {
         let (qpad, wp, ow, p) = (f.qpad, f.wp, f.ow, f.oh * f.ow);
         let q_end = f.oh * wp;
         let k = offs.len();
@@ -492,24 +594,8 @@ mod direct {
             let rows = CB.min(co - blk * CB);
             let out = &mut y[blk * CB * p..][..rows * p];
             for q0 in (0..q_end).step_by(NV * L) {
-                let mut acc = [[[0.0f32; L]; NV]; CB];
-                for r in 0..CB {
-                    acc[r] = [[b0[r]; L]; NV];
-                }
-                for (&off, wt) in offs.iter().zip(wb.chunks_exact(CB)) {
-                    // SAFETY: off + q0 + NV * L <= off + qpad <= buf.len() (asserted above).
-                    let xs: [[f32; L]; NV] =
-                        std::array::from_fn(|v| unsafe { load(bp.add(off + q0 + v * L)) });
-                    let wt: &[f32; CB] = wt.try_into().unwrap();
-                    for r in 0..CB {
-                        let wr = wt[r];
-                        for v in 0..NV {
-                            for l in 0..L {
-                                acc[r][v][l] = wr.mul_add(xs[v][l], acc[r][v][l]);
-                            }
-                        }
-                    }
-                }
+                // off + q0 + NV * L <= off + qpad <= buf.len() for every tap (asserted above).
+                let acc = tile(bp, wb, q0, b0);
                 // The output rows this tile overlaps, and the valid columns of each.
                 let q1 = (q0 + NV * L).min(q_end);
                 let mut row = q0 / wp;
@@ -664,7 +750,11 @@ mod direct {
                 bias: Option<&[f32]>,
                 y: &mut [f32],
             ) {
-                forward_body::<CB_WIDE>(f, buf, offs, wpk, co, bias, y)
+                // SAFETY: forward_with checks that every read of the tiles stays inside
+                // `buf`, and this function runs only where AVX-512F is present.
+                forward_with::<CB_WIDE>(f, buf, offs, wpk, co, bias, y, |bp, wb, q0, b0| unsafe {
+                    tile_avx512_8(bp, offs, wb, q0, b0)
+                })
             }
             #[target_feature(enable = "avx2,fma")]
             unsafe fn avx2(
@@ -792,7 +882,7 @@ fn batch_parallel(g: &Geom) -> bool {
 }
 
 /// Largest patch-matrix height (`C_in * kh * kw`) sent to the [`direct`] kernels, which do
-/// not block along it: a tile's packed weights (`K x 6` floats) stay within a 48 KiB L1
+/// not block along it: a tile's packed weights (`K x 8` floats) stay within a 48 KiB L1
 /// cache up to here. Measured only on the benchmark CNN's layers (K = 9 and 144); past this
 /// the packed GEMM, which does block along K, keeps the larger layers.
 const DIRECT_MAX_K: usize = 1152;
