@@ -371,7 +371,7 @@ fn run_model(name: &str, cfg: &Config, results: &mut Value) {
     let train_log = |label: String| {
         let t0 = Instant::now();
         move |p: &Progress| {
-            if p.step % (p.total_steps / p.epochs).max(1) == 0 {
+            if p.step.is_multiple_of((p.total_steps / p.epochs).max(1)) {
                 println!(
                     "   {label} epoch {}/{} loss {:.4} ({:.0} s)",
                     p.epoch + 1,

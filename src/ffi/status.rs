@@ -277,14 +277,14 @@ fn check_buffer<T>(p: *const T, len: usize, what: &str) -> FfiResult<()> {
     if p.is_null() {
         return Err(Failure::null(what));
     }
-    if (p as usize) % std::mem::align_of::<T>() != 0 {
+    if !(p as usize).is_multiple_of(std::mem::align_of::<T>()) {
         return Err(Failure::invalid(format!(
             "`{what}` is not aligned for its element type"
         )));
     }
     if len
         .checked_mul(std::mem::size_of::<T>())
-        .map_or(true, |b| b > isize::MAX as usize)
+        .is_none_or(|b| b > isize::MAX as usize)
     {
         return Err(Failure::invalid(format!(
             "`{what}`: length {len} overflows the address space"

@@ -436,7 +436,7 @@ pub fn footprint(model: &Model, work: Workload) -> Option<Footprint> {
         activations = activations.checked_add(act)?;
         workspace = workspace.max(ws);
         let share = act.checked_add(ws)?;
-        if largest.as_ref().map_or(true, |(_, s)| share > *s) {
+        if largest.as_ref().is_none_or(|(_, s)| share > *s) {
             largest = Some((format!("`{}` ({})", node.name, op_name(&node.op)), share));
         }
     }

@@ -177,7 +177,7 @@ fn ints(t: &TensorProto) -> Result<Vec<i64>> {
 /// no trailing bytes are silently dropped.
 fn raw_whole(t: &TensorProto, sizes: &[(i32, usize)]) -> Result<()> {
     match sizes.iter().find(|(ty, _)| *ty == t.data_type) {
-        Some((_, size)) if t.raw_data.len() % size != 0 => Err(Error::Spec(format!(
+        Some((_, size)) if !t.raw_data.len().is_multiple_of(*size) => Err(Error::Spec(format!(
             "tensor `{}`: its {} bytes of raw data are not a whole number of {size}-byte values",
             t.name,
             t.raw_data.len()

@@ -522,10 +522,6 @@ mod direct {
     ///
     /// # Safety
     /// As [`tile_portable`], and the processor must support AVX-512F.
-    // AVX-512 intrinsics and target features are stable since Rust 1.89, above the crate's
-    // declared 1.80 (as is `avx512f` in the target-feature builds below): building this
-    // module needs 1.89, whatever the manifest says, until the two are reconciled.
-    #[clippy::msrv = "1.89"]
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     unsafe fn tile_avx512_8(
@@ -630,7 +626,7 @@ mod direct {
         let k = offs.len();
         let kp = k.next_multiple_of(TB);
         let blocks = lanes.len() / (WB * kp * L).max(1);
-        assert!(k > 0 && qpad % L == 0 && gz.len() >= blocks * WB * qpad);
+        assert!(k > 0 && qpad.is_multiple_of(L) && gz.len() >= blocks * WB * qpad);
         assert!(offs.iter().all(|&o| o + qpad <= buf.len()));
         let (bp, gp) = (buf.as_ptr(), gz.as_ptr());
         for blk in 0..blocks {

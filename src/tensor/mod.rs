@@ -282,7 +282,7 @@ pub fn infer_shape(shape: &[usize], numel: usize) -> Result<Vec<usize>> {
     let mut out = shape.to_vec();
     match holes {
         0 if known == numel => Ok(out),
-        1 if known > 0 && numel % known == 0 => {
+        1 if known > 0 && numel.is_multiple_of(known) => {
             for d in out.iter_mut() {
                 if *d == usize::MAX {
                     *d = numel / known;

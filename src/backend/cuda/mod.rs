@@ -109,7 +109,10 @@ impl Conv2dGeometry {
     /// Checks that the geometry is consistent and that every size fits the kernels' `int`s.
     pub fn validate(&self) -> Result<()> {
         let bad = |d: String| Err(Error::shape("conv2d", d));
-        if self.groups == 0 || self.c_in % self.groups != 0 || self.c_out % self.groups != 0 {
+        if self.groups == 0
+            || !self.c_in.is_multiple_of(self.groups)
+            || !self.c_out.is_multiple_of(self.groups)
+        {
             return bad(format!(
                 "groups = {} must divide c_in = {} and c_out = {}",
                 self.groups, self.c_in, self.c_out

@@ -186,7 +186,7 @@ impl Plan<'_> {
         epoch: usize,
         tau: f32,
     ) -> Result<f32> {
-        if monitor.is_some() || (epoch > 0 && epoch % self.opts.tau_every == 0) {
+        if monitor.is_some() || (epoch > 0 && epoch.is_multiple_of(self.opts.tau_every)) {
             self.first_tau(monitor, w)
         } else {
             Ok(tau)

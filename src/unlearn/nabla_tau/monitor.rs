@@ -152,7 +152,7 @@ fn mean_se(v: &[f32]) -> (f32, f32) {
 
 /// Whether a check is due after `step` steps, the last one having run at `last_check`.
 pub(super) fn check_due(last_check: Option<usize>, step: usize) -> bool {
-    last_check.map_or(true, |s| step - s >= CHECK_MIN_STEPS)
+    last_check.is_none_or(|s| step - s >= CHECK_MIN_STEPS)
 }
 
 /// The loss side of the stop test: the best threshold on the losses tells `forget` from

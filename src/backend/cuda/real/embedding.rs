@@ -16,7 +16,7 @@ fn check_ids(ids: &[u32], num: usize) -> Result<()> {
 
 /// Rows `ids` of `weight` (`[num, dim]`), giving `[ids.len(), dim]`.
 pub fn embedding_forward(weight: &CudaStorage, ids: &[u32], dim: usize) -> Result<CudaStorage> {
-    if dim == 0 || weight.len() % dim != 0 {
+    if dim == 0 || !weight.len().is_multiple_of(dim) {
         return Err(Error::shape(
             "embedding",
             format!("weight of {} values is not [num, {dim}]", weight.len()),
