@@ -1649,38 +1649,7 @@ mod tests {
             .conv2d(v[0], v[1], Some(v[2]), params((1, 1), (1, 1)))
             .unwrap();
         let grads = t.backward_with_seed(y, seed.clone()).unwrap();
-        let (xd, wd, gd) = (
-            x.to_vec().unwrap(),
-            wt.to_vec().unwrap(),
-            seed.to_vec().unwrap(),
-        );
-        let mut dx = vec![0.0f64; xd.len()];
-        let mut dw = vec![0.0f64; wd.len()];
-        let mut db = vec![0.0f64; co];
-        for ni in 0..n {
-            for o in 0..co {
-                for yy in 0..h {
-                    for z in 0..w {
-                        let gv = gd[((ni * co + o) * h + yy) * w + z] as f64;
-                        db[o] += gv;
-                        for ci in 0..c {
-                            for i in 0..k {
-                                for j in 0..k {
-                                    let (ih, iw) = (yy + i, z + j);
-                                    if ih < 1 || iw < 1 || ih > h || iw > w {
-                                        continue;
-                                    }
-                                    let xi = ((ni * c + ci) * h + ih - 1) * w + iw - 1;
-                                    let wi = ((o * c + ci) * k + i) * k + j;
-                                    dw[wi] += gv * xd[xi] as f64;
-                                    dx[xi] += gv * wd[wi] as f64;
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        let (dx, dw, db) = naive_backward(&x, &wt, &seed, params((1, 1), (1, 1)));
         for (key, want) in [(0, dx), (1, dw), (2, db)] {
             let got = grads.get(key).unwrap().to_vec().unwrap();
             for (g, w) in got.iter().zip(&want) {
