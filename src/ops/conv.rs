@@ -1,7 +1,7 @@
 //! 2-D convolution over NCHW tensors (PyTorch layout: weight `[C_out, C_in, kh, kw]`).
 //!
 //! Stride-1 convolutions (every convolution of the benchmark CNN) run on hand-written
-//! kernels, see [`direct`]: they read the zero-padded input in place instead of copying it
+//! kernels (the private module `direct`): they read the zero-padded input in place instead of copying it
 //! into a patch matrix that the GEMM then copies again into its packed layout, which is
 //! where the per-sample GEMM path spent most of its time on small layers.
 //!
