@@ -538,7 +538,21 @@ impl Model {
             NodeOp::BatchNorm { .. } => !mode.norm_training,
             NodeOp::Mean { dim } => dim != 0,
             NodeOp::Dropout { p } => !mode.dropout || p == 0.0,
-            _ => true,
+            // Listed one by one so that a new op has to say whether it mixes samples.
+            NodeOp::Linear { .. }
+            | NodeOp::Conv2d { .. }
+            | NodeOp::Relu
+            | NodeOp::Gelu(_)
+            | NodeOp::Tanh
+            | NodeOp::Sigmoid
+            | NodeOp::MaxPool2d { .. }
+            | NodeOp::AvgPool2d { .. }
+            | NodeOp::GlobalAvgPool
+            | NodeOp::LayerNorm { .. }
+            | NodeOp::Embedding { .. }
+            | NodeOp::Flatten
+            | NodeOp::Reshape { .. }
+            | NodeOp::Add => true,
         })
     }
 
