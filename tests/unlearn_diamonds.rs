@@ -13,7 +13,7 @@ use gradtau::optim::LrSchedule;
 use gradtau::rng::Rng;
 use gradtau::unlearn::{no_progress, train, TrainRecipe, UnlearnSets};
 use gradtau::{Device, DeviceRequest, Tensor};
-use judge::{judge, nabla_tau_on_cpu, Judged};
+use judge::Scenario;
 use std::path::{Path, PathBuf};
 
 const SPEC: &str = r#"{"format": "gradtau.model/1", "input": {"shape": [9]},
@@ -100,19 +100,14 @@ fn price_model_forgets_a_random_tenth_and_one_cut() {
     for (name, fpos, rpos) in [("random 10 %", rand_f, rand_r), ("cut Good", cut_f, cut_r)] {
         let forget = train_set.subset(&fpos).unwrap();
         let retain = train_set.subset(&rpos).unwrap();
-        let mut retrained = model.init_weights(0);
-        let rr = recipe(retain.len());
-        train(&model, &mut retrained, &retain, &rr, &mut no_progress).unwrap();
         let sets = UnlearnSets {
             forget: &forget,
             retain: &retain,
             val: &val,
         };
-        let (w, rep) = nabla_tau_on_cpu(&model, &original, sets);
-        let o = judge(&model, &original, &retain, &forget, &test);
-        let r = judge(&model, &retrained, &retain, &forget, &test);
-        let u = judge(&model, &w, &retain, &forget, &test);
-        for (who, j) in [("original", &o), ("retrain", &r), ("∇τ", &u)] {
+        let sc = Scenario::run(&model, &original, sets, &test, &recipe(retain.len()));
+        let (o, r, u, rep) = (&sc.original, &sc.retrained, &sc.unlearned, &sc.report);
+        for (who, j) in [("original", o), ("retrain", r), ("∇τ", u)] {
             eprintln!(
                 "{name} ({} rows): {who}: MSE forget {:.4} test {:.4} retain {:.4}, MIA {:.3}, loss AUC {:.3}",
                 forget.len(),
@@ -136,8 +131,7 @@ fn price_model_forgets_a_random_tenth_and_one_cut() {
             "{name}: no forget-MSE gap"
         );
         assert!(o.auc - r.auc > 0.05, "{name}: no AUC gap");
-        let closed = |f: fn(&Judged) -> f64| (f(&o) - f(&u)) / (f(&o) - f(&r));
-        let (mse_closed, auc_closed) = (closed(|j| j.row.metric.forget), closed(|j| j.auc));
+        let (mse_closed, auc_closed) = (sc.closed(|j| j.row.metric.forget), sc.closed(|j| j.auc));
         eprintln!(
             "{name}: gap closed: forget MSE {:.0} %, loss AUC {:.0} %",
             100.0 * mse_closed,
