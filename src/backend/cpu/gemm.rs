@@ -1,14 +1,19 @@
-//! Row-major matrix products: matrixmultiply's packed single-threaded sgemm, with C cut into
-//! blocks that run in parallel under the caller's thread budget.
+//! Row-major matrix products, with C cut into blocks that run in parallel under the caller's
+//! thread budget.
 //!
-//! matrixmultiply's own threading (a process-wide pool sized once from `MATMUL_NUM_THREADS`)
-//! cannot honour a per-call budget, so it is off, and products large enough to pay for it
-//! are split here: C is cut along its longer side (rows when `m >= n`, else columns) into at
-//! most [`thread_limit`] blocks, each a single-threaded sgemm on the same operands with
-//! offset pointers, run through [`par_map`]. Every element of C is still the same sum in the
-//! same order (matrixmultiply blocks only along k in a fixed way), so the result is bitwise
-//! the same at every thread count. Cutting the longer side means the operand every block
-//! packs in full is the smaller one.
+//! Each block is computed by one of two engines, chosen per call ([`Engine`]): ours
+//! (`gemm_avx512`), on processors with AVX-512 when the left operand is stored row-major, which
+//! packs only the right operand and reads the left one in place; and matrixmultiply's packed
+//! single-threaded sgemm for everything else (a transposed left operand, other processors, and
+//! the reference path of tests). matrixmultiply's own threading (a process-wide pool sized once
+//! from `MATMUL_NUM_THREADS`) cannot honour a per-call budget, so it is off, and products large
+//! enough to pay for it are split here into at most [`thread_limit`] blocks (twice as many
+//! column ranges for ours, claimed as threads come free), each a single-threaded product on
+//! the same operands with offset pointers, run through [`par_map`]. matrixmultiply's blocks
+//! cut C along its longer side, so the operand each packs in full is the smaller one; ours
+//! cut columns, so each packs only its own columns. Either way every element of C is the
+//! same sum in the same order whichever block computes it (both engines block only along k,
+//! in a fixed way), so the result is bitwise the same at every thread count.
 
 use super::parallel::{par_map, thread_limit};
 
@@ -83,16 +88,22 @@ pub fn matmul(
         beta,
         c: c.as_mut_ptr(),
     };
-    let blocks = block_count(m, k, n, thread_limit());
+    let engine = Engine::for_this_call(&p);
+    let blocks = block_count(m, k, n, thread_limit(), engine);
     if blocks <= 1 {
         // SAFETY: the asserts above put every element of op(a), op(b) and c inside the
         // three slices; `c` is exclusively borrowed for this call.
-        unsafe { p.run(0..m, 0..n) };
+        unsafe { p.run(engine, 0..m, 0..n) };
         return;
     }
-    let rows = m >= n;
-    let long = if rows { m } else { n };
-    let step = long.div_ceil(blocks).next_multiple_of(BLOCK_ALIGN);
+    let rows = engine.split_rows(m, n, blocks);
+    let (long, align) = if rows {
+        (m, engine.row_align())
+    } else {
+        (n, engine.column_align())
+    };
+    let pieces = engine.pieces(blocks, rows, long.div_ceil(align));
+    let step = long.div_ceil(pieces).next_multiple_of(align);
     let ranges: Vec<_> = (0..long)
         .step_by(step)
         .map(|s| s..(s + step).min(long))
@@ -104,21 +115,97 @@ pub fn matmul(
         // exclusively borrowed until par_map has returned, after every block has finished.
         unsafe {
             if rows {
-                p.run(r, 0..n)
+                p.run(engine, r, 0..n)
             } else {
-                p.run(0..m, r)
+                p.run(engine, 0..m, r)
             }
         }
     });
 }
 
+/// Which code computes the blocks of a product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Engine {
+    /// Ours, on processors with AVX-512 (see [`super::gemm_avx512`]).
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    /// matrixmultiply's packed sgemm: every other processor, and the reference path of tests.
+    MatrixMultiply,
+}
+
+impl Engine {
+    /// Chosen on the calling thread (whose reference mode counts), then shared by its blocks.
+    fn for_this_call(p: &Product) -> Engine {
+        #[cfg(target_arch = "x86_64")]
+        if super::gemm_avx512::available()
+            && !super::simd::reference_mode()
+            && super::gemm_avx512::reads_in_place(p.a_strides)
+        {
+            return Engine::Avx512;
+        }
+        Engine::MatrixMultiply
+    }
+
+    /// Whether to cut C into row ranges (else column ranges). Ours packs only `op(b)`, per
+    /// block of columns, so column ranges pack nothing twice; it cuts rows only when there
+    /// are too few column panels to go round and more row tiles than panels. matrixmultiply packs both operands in every
+    /// block, so its blocks cut the longer side and each packs the smaller operand in full.
+    fn split_rows(self, m: usize, n: usize, blocks: usize) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx512 => {
+                let panels = n.div_ceil(super::gemm_avx512::NR);
+                panels < blocks && m.div_ceil(super::gemm_avx512::MR) > panels
+            }
+            Engine::MatrixMultiply => m >= n,
+        }
+    }
+
+    /// How many ranges to cut C into for `blocks` threads, out of `tiles` whole tiles along
+    /// the cut side. Column ranges of ours share nothing that would be packed twice (each
+    /// packs its own columns of `b`, and `a` is read in place), so they are cut twice as
+    /// fine: threads claim ranges as they come free, and a helper that starts late (its
+    /// core busy) leaves the caller waiting for at most one small range. Rows of ours and
+    /// every block of matrixmultiply repack an operand, so those get one range per thread.
+    fn pieces(self, blocks: usize, rows: bool, tiles: usize) -> usize {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx512 if !rows => (2 * blocks).min(tiles),
+            _ => blocks,
+        }
+    }
+
+    /// Row ranges are whole register tiles, so that only the last block has a partial one.
+    fn row_align(self) -> usize {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx512 => super::gemm_avx512::MR,
+            Engine::MatrixMultiply => BLOCK_ALIGN,
+        }
+    }
+
+    /// Column ranges likewise.
+    fn column_align(self) -> usize {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx512 => super::gemm_avx512::NR,
+            Engine::MatrixMultiply => BLOCK_ALIGN,
+        }
+    }
+}
+
 /// How many blocks to cut an `m x k x n` product into under a budget of `limit` threads.
-fn block_count(m: usize, k: usize, n: usize, limit: usize) -> usize {
+fn block_count(m: usize, k: usize, n: usize, limit: usize, engine: Engine) -> usize {
     if limit <= 1 || m.saturating_mul(k).saturating_mul(n) < PARALLEL_MIN_MACS {
         return 1;
     }
     // No block thinner than one register tile.
-    limit.min(m.max(n).div_ceil(BLOCK_ALIGN))
+    let tiles = if engine.split_rows(m, n, limit) {
+        m.div_ceil(engine.row_align())
+    } else {
+        n.div_ceil(engine.column_align())
+    };
+    limit.min(tiles)
 }
 
 /// One validated product, as raw parts that blocks on several threads may share.
@@ -146,7 +233,33 @@ impl Product {
     /// # Safety
     /// The pointers must cover the whole product (as `matmul` checks), and no other thread
     /// may touch `c[rows, cols]` meanwhile.
-    unsafe fn run(&self, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>) {
+    unsafe fn run(
+        &self,
+        engine: Engine,
+        rows: std::ops::Range<usize>,
+        cols: std::ops::Range<usize>,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if engine == Engine::Avx512 {
+            use super::gemm_avx512::{block, Operand};
+            let operand = |ptr, (rs, cs)| Operand { ptr, rs, cs };
+            // SAFETY: `available()` chose this engine; the caller's contract covers the rest.
+            unsafe {
+                block(
+                    rows,
+                    cols,
+                    self.k,
+                    self.alpha,
+                    operand(self.a, self.a_strides),
+                    operand(self.b, self.b_strides),
+                    self.beta,
+                    self.c,
+                    self.n,
+                )
+            };
+            return;
+        }
+        let _ = engine;
         let (rsa, csa) = self.a_strides;
         let (rsb, csb) = self.b_strides;
         let (r0, c0) = (rows.start as isize, cols.start as isize);
@@ -258,6 +371,15 @@ mod tests {
         // One row: the dot-product path when b is transposed (k not a multiple of 8, too).
         (1, 784, 256),
         (1, 13, 5),
+        // Our AVX-512 kernel's edges: short last tiles of every kernel size (m % 12 = 1, 5,
+        // 9), short last panels (n % 32), two and three blocks along k (KC = 256) with a short
+        // last one, more columns than one packed chunk (NC = 512), and rows 4 KiB apart
+        // (k = 1024, left to matrixmultiply when stored row-major).
+        (25, 300, 70),
+        (29, 513, 545),
+        (33, 257, 33),
+        (12, 256, 32),
+        (100, 1024, 40),
     ];
 
     fn randn(r: &mut Rng, len: usize) -> Vec<f32> {
@@ -289,6 +411,8 @@ mod tests {
     }
 
     #[test]
+    /// Both engines (the default, ours where the processor has AVX-512, and matrixmultiply
+    /// through reference mode) against the f64 triple loop.
     fn matches_reference_on_every_shape_class_at_every_limit() {
         let mut r = Rng::new(3);
         for &(m, k, n) in SHAPES {
@@ -300,7 +424,8 @@ mod tests {
                     let ab = matmul_reference(m, k, n, &a, ta, &b, tb);
                     let what = format!("{m}x{k}x{n} {ta:?} {tb:?}");
                     let mut by_limit = Vec::new();
-                    for limit in [1, 2, 0] {
+                    for (limit, reference) in [(1, false), (2, false), (0, false), (2, true)] {
+                        crate::backend::cpu::simd::set_reference_mode(reference);
                         with_thread_limit(limit, || {
                             // beta = 0 overwrites whatever c held (NaN included).
                             let got = product((m, k, n), 1.0, &a, ta, &b, tb, 0.0, &c0);
@@ -313,8 +438,11 @@ mod tests {
                             let want: Vec<f32> =
                                 ab.iter().zip(&c0).map(|(p, c)| 2.0 * p + 0.5 * c).collect();
                             close(&got, &want, 1e-3, &what);
-                            by_limit.push(got);
+                            if !reference {
+                                by_limit.push(got);
+                            }
                         });
+                        crate::backend::cpu::simd::set_reference_mode(false);
                     }
                     // Splitting C leaves every element's sum and its order unchanged.
                     for got in &by_limit[1..] {
@@ -331,19 +459,74 @@ mod tests {
 
     #[test]
     fn large_products_are_split_under_a_budget_and_small_ones_are_not() {
+        let mm = Engine::MatrixMultiply;
         // The split shapes of the test above.
         for &(m, k, n) in &[(2100, 40, 30), (30, 40, 2100), (130, 70, 257)] {
-            assert_eq!(block_count(m, k, n, 1), 1);
-            assert_eq!(block_count(m, k, n, 2), 2);
+            assert_eq!(block_count(m, k, n, 1, mm), 1);
+            assert_eq!(block_count(m, k, n, 2, mm), 2);
         }
-        assert_eq!(block_count(2100, 40, 30, 8), 8);
+        assert_eq!(block_count(2100, 40, 30, 8, mm), 8);
         // Never more blocks than register tiles along the longer side.
         assert_eq!(
-            block_count(40, 1000, 3000, 512),
+            block_count(40, 1000, 3000, 512, mm),
             3000usize.div_ceil(BLOCK_ALIGN)
         );
-        assert_eq!(block_count(67, 129, 33, 2), 1);
-        assert_eq!(block_count(128, 256, 10, 2), 1);
+        assert_eq!(block_count(67, 129, 33, 2, mm), 1);
+        assert_eq!(block_count(128, 256, 10, 2, mm), 1);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn our_kernel_takes_row_major_left_operands_unless_reference_mode_or_aliasing() {
+        if !super::super::gemm_avx512::available() {
+            eprintln!("SKIPPED: this processor has no AVX-512; matrixmultiply runs every product");
+            return;
+        }
+        let engine = |m: usize, k: usize, ta| {
+            let (a, b) = (vec![0.0f32; m * k], vec![0.0f32; k]);
+            let mut c = vec![0.0f32; m];
+            let p = Product {
+                m,
+                k,
+                n: 1,
+                alpha: 1.0,
+                a: a.as_ptr(),
+                a_strides: match ta {
+                    Transpose::No => (k as isize, 1),
+                    Transpose::Yes => (1, m as isize),
+                },
+                b: b.as_ptr(),
+                b_strides: (1, 1),
+                beta: 0.0,
+                c: c.as_mut_ptr(),
+            };
+            Engine::for_this_call(&p)
+        };
+        assert_eq!(engine(512, 784, Transpose::No), Engine::Avx512);
+        assert_eq!(engine(512, 784, Transpose::Yes), Engine::MatrixMultiply);
+        assert_eq!(engine(100, 1024, Transpose::No), Engine::MatrixMultiply);
+        crate::backend::cpu::simd::set_reference_mode(true);
+        let reference = engine(512, 784, Transpose::No);
+        crate::backend::cpu::simd::set_reference_mode(false);
+        assert_eq!(reference, Engine::MatrixMultiply);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn our_kernel_cuts_columns_unless_too_few_panels() {
+        use super::super::gemm_avx512::{MR, NR};
+        let ours = Engine::Avx512;
+        // The MLP's first layer: 256 columns are 8 panels, so two blocks of columns.
+        assert!(!ours.split_rows(512, 256, 2));
+        assert_eq!(block_count(512, 784, 256, 2, ours), 2);
+        // 30 columns are one panel: rows are cut, in whole tiles, no more blocks than tiles.
+        assert!(ours.split_rows(2100, 30, 2));
+        assert_eq!(block_count(2100, 40, 30, 8, ours), 8);
+        assert_eq!(
+            block_count(30, 400, 2100, 512, ours),
+            2100usize.div_ceil(NR)
+        );
+        assert_eq!(block_count(400, 1000, 20, 512, ours), 400usize.div_ceil(MR));
     }
 
     #[test]
