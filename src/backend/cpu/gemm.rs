@@ -1,7 +1,7 @@
 //! Row-major matrix products, with C cut into blocks that run in parallel under the caller's
 //! thread budget.
 //!
-//! Each block is computed by one of two engines, chosen per call ([`Engine`]): ours
+//! Each block is computed by one of two engines, chosen per call (`Engine`): ours
 //! (`gemm_avx512`), on processors with AVX-512 when the left operand is stored row-major, which
 //! packs only the right operand and reads the left one in place; and matrixmultiply's packed
 //! single-threaded sgemm for everything else (a transposed left operand, other processors, and
