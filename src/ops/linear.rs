@@ -5,7 +5,7 @@
 
 use super::{expect_rank, host, same_device};
 use crate::autograd::{BackwardCtx, BackwardOp, Tape, Var};
-use crate::backend::cpu::{matmul as gemm, Transpose};
+use crate::backend::cpu::{matmul as gemm, matmul_bias, Transpose};
 use crate::backend::{cuda, Storage};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -32,28 +32,13 @@ fn product(
         cuda::gemm(m, k, n, 1.0, x, ta, y, tb, beta, &mut out)?;
         return Ok(Tensor::from_cuda(out, shape));
     }
-    // Written in full: by the bias rows below, or by the GEMM with β = 0 (which ignores C).
+    // Written in full by the GEMM: β = 0 ignores C, and a bias replaces it.
     let mut out = crate::backend::cpu::pool::take(m * n)?;
-    let mut beta = 0.0;
-    if let Some(bias) = init {
-        let bd = host(bias, op)?;
-        for row in out.chunks_exact_mut(n) {
-            row.copy_from_slice(bd);
-        }
-        beta = 1.0;
+    let (a, b) = (host(a, op)?, host(b, op)?);
+    match init {
+        Some(bias) => matmul_bias(m, k, n, a, ta, b, tb, host(bias, op)?, &mut out),
+        None => gemm(m, k, n, 1.0, a, ta, b, tb, 0.0, &mut out),
     }
-    gemm(
-        m,
-        k,
-        n,
-        1.0,
-        host(a, op)?,
-        ta,
-        host(b, op)?,
-        tb,
-        beta,
-        &mut out,
-    );
     Ok(Tensor::cpu(out, shape))
 }
 

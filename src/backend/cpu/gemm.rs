@@ -53,12 +53,64 @@ pub fn matmul(
     beta: f32,
     c: &mut [f32],
 ) {
+    product(m, k, n, alpha, a, ta, b, tb, Init::Scale(beta), c);
+}
+
+/// `c = op(a) * op(b) + bias` with `bias` (`n` values) added to every row: a linear layer's
+/// forward pass. Whatever `c` held is overwritten.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_bias(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    ta: Transpose,
+    b: &[f32],
+    tb: Transpose,
+    bias: &[f32],
+    c: &mut [f32],
+) {
+    assert!(bias.len() >= n, "gemm: bias too short");
+    product(m, k, n, 1.0, a, ta, b, tb, Init::Bias(&bias[..n]), c);
+}
+
+/// What a product adds to `alpha * op(a) * op(b)`.
+#[derive(Clone, Copy)]
+enum Init<'a> {
+    /// `beta * c` (c not read when `beta == 0`).
+    Scale(f32),
+    /// One value per column, added to every row.
+    Bias(&'a [f32]),
+}
+
+#[allow(clippy::too_many_arguments)]
+fn product(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &[f32],
+    ta: Transpose,
+    b: &[f32],
+    tb: Transpose,
+    init: Init<'_>,
+    c: &mut [f32],
+) {
     assert!(a.len() >= m * k, "gemm: a too short");
     assert!(b.len() >= k * n, "gemm: b too short");
     assert!(c.len() >= m * n, "gemm: c too short");
     if m == 0 || n == 0 {
         return;
     }
+    let beta = match init {
+        Init::Scale(beta) => beta,
+        // The paths below that do not take a bias start from it in c.
+        Init::Bias(bias) if k == 0 || m == 1 => {
+            fill_rows(&mut c[..m * n], bias);
+            1.0
+        }
+        Init::Bias(_) => 1.0,
+    };
     if k == 0 {
         // matrixmultiply would leave c unscaled; make beta's meaning hold for empty sums too.
         for v in &mut c[..m * n] {
@@ -70,6 +122,10 @@ pub fn matmul(
         row_times_rows(k, alpha, &a[..k], &b[..n * k], beta, &mut c[..n]);
         return;
     }
+    let bias = match init {
+        Init::Bias(bias) if m > 1 => Some(bias.as_ptr()),
+        _ => None,
+    };
     let p = Product {
         m,
         k,
@@ -86,6 +142,7 @@ pub fn matmul(
             Transpose::Yes => (1, k as isize),
         },
         beta,
+        bias,
         c: c.as_mut_ptr(),
     };
     let engine = Engine::for_this_call(&p);
@@ -219,6 +276,8 @@ struct Product {
     b: *const f32,
     b_strides: (isize, isize),
     beta: f32,
+    /// `n` values added to every row of c instead of `beta * c`.
+    bias: Option<*const f32>,
     c: *mut f32,
 }
 
@@ -241,8 +300,9 @@ impl Product {
     ) {
         #[cfg(target_arch = "x86_64")]
         if engine == Engine::Avx512 {
-            use super::gemm_avx512::{block, Operand};
+            use super::gemm_avx512::{block, Operand, Start};
             let operand = |ptr, (rs, cs)| Operand { ptr, rs, cs };
+            let start = self.bias.map_or(Start::Scale(self.beta), Start::Bias);
             // SAFETY: `available()` chose this engine; the caller's contract covers the rest.
             unsafe {
                 block(
@@ -252,7 +312,7 @@ impl Product {
                     self.alpha,
                     operand(self.a, self.a_strides),
                     operand(self.b, self.b_strides),
-                    self.beta,
+                    start,
                     self.c,
                     self.n,
                 )
@@ -260,6 +320,16 @@ impl Product {
             return;
         }
         let _ = engine;
+        if let Some(bias) = self.bias {
+            // SAFETY: the bias holds n values; the block's rows and columns lie in c.
+            unsafe {
+                let bias = std::slice::from_raw_parts(bias.add(cols.start), cols.len());
+                for i in rows.clone() {
+                    let row = self.c.add(i * self.n + cols.start);
+                    std::slice::from_raw_parts_mut(row, cols.len()).copy_from_slice(bias);
+                }
+            }
+        }
         let (rsa, csa) = self.a_strides;
         let (rsb, csb) = self.b_strides;
         let (r0, c0) = (rows.start as isize, cols.start as isize);
@@ -284,6 +354,13 @@ impl Product {
                 1,
             );
         }
+    }
+}
+
+/// Copies `row` into every row of `c` (rows of `row.len()` values).
+fn fill_rows(c: &mut [f32], row: &[f32]) {
+    for r in c.chunks_exact_mut(row.len()) {
+        r.copy_from_slice(row);
     }
 }
 
@@ -458,6 +535,44 @@ mod tests {
     }
 
     #[test]
+    fn bias_rows_match_the_reference_on_both_engines_with_the_same_bits_at_every_limit() {
+        let mut r = Rng::new(5);
+        for &(m, k, n) in SHAPES {
+            let a = randn(&mut r, m * k);
+            let b = randn(&mut r, k * n);
+            let bias = randn(&mut r, n);
+            for ta in [Transpose::No, Transpose::Yes] {
+                for tb in [Transpose::No, Transpose::Yes] {
+                    let ab = matmul_reference(m, k, n, &a, ta, &b, tb);
+                    let want: Vec<f32> = ab
+                        .chunks(n.max(1))
+                        .flat_map(|row| row.iter().zip(&bias).map(|(p, b)| p + b))
+                        .collect();
+                    let what = format!("bias {m}x{k}x{n} {ta:?} {tb:?}");
+                    let mut by_limit: Vec<Vec<f32>> = Vec::new();
+                    for (limit, reference) in [(1, false), (2, false), (2, true)] {
+                        crate::backend::cpu::simd::set_reference_mode(reference);
+                        let mut c = vec![f32::NAN; m * n];
+                        with_thread_limit(limit, || {
+                            matmul_bias(m, k, n, &a, ta, &b, tb, &bias, &mut c)
+                        });
+                        crate::backend::cpu::simd::set_reference_mode(false);
+                        close(&c, &want, 1e-4, &what);
+                        if !reference {
+                            by_limit.push(c);
+                        }
+                    }
+                    let same = by_limit[0]
+                        .iter()
+                        .zip(&by_limit[1])
+                        .all(|(x, y)| x.to_bits() == y.to_bits());
+                    assert!(same, "{what}: bits differ between thread limits");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn large_products_are_split_under_a_budget_and_small_ones_are_not() {
         let mm = Engine::MatrixMultiply;
         // The split shapes of the test above.
@@ -498,6 +613,7 @@ mod tests {
                 b: b.as_ptr(),
                 b_strides: (1, 1),
                 beta: 0.0,
+                bias: None,
                 c: c.as_mut_ptr(),
             };
             Engine::for_this_call(&p)

@@ -72,9 +72,9 @@ thread_local! {
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// `c[rows, cols] = alpha * op(a)[rows, :] · op(b)[:, cols] + beta * c[rows, cols]` on the
-/// calling thread; `op(a)` is `m x k`, `op(b)` is `k x n`, `c` row-major with `ldc` columns.
-/// With `beta == 0`, C is not read.
+/// `c[rows, cols] = alpha * op(a)[rows, :] · op(b)[:, cols] + start` on the calling thread,
+/// where `start` is `beta * c[rows, cols]` (C not read when `beta == 0`) or a bias row added
+/// to every row; `op(a)` is `m x k`, `op(b)` is `k x n`, `c` row-major with `ldc` columns.
 ///
 /// # Safety
 /// [`available`] must be true and `a`'s strides pass [`reads_in_place`]; `a`, `b` and `c`
@@ -88,7 +88,7 @@ pub(super) unsafe fn block(
     alpha: f32,
     a: Operand,
     b: Operand,
-    beta: f32,
+    start: Start,
     c: *mut f32,
     ldc: usize,
 ) {
@@ -115,7 +115,8 @@ pub(super) unsafe fn block(
                 // SAFETY: the caller's contract covers these elements of a, b and c.
                 unsafe {
                     pack_b(b, k0, kc, j0..j0 + nc, panels);
-                    let beta = if k0 == 0 { beta } else { 1.0 };
+                    // Later blocks along k add to what the earlier ones left in c.
+                    let start = if k0 == 0 { start } else { Start::Scale(1.0) };
                     row_tiles(
                         &rows,
                         j0..j0 + nc,
@@ -125,7 +126,7 @@ pub(super) unsafe fn block(
                         a,
                         panels,
                         zeros,
-                        beta,
+                        start,
                         c,
                         ldc,
                     );
@@ -148,7 +149,7 @@ unsafe fn row_tiles(
     a: Operand,
     panels: &[f32],
     zeros: &[f32],
-    beta: f32,
+    start: Start,
     c: *mut f32,
     ldc: usize,
 ) {
@@ -172,7 +173,11 @@ unsafe fn row_tiles(
                 mr,
                 nr: (cols.end - j).min(NR),
                 alpha,
-                beta,
+                // SAFETY: a bias holds a value for every column of the block.
+                start: match start {
+                    Start::Bias(bias) => Start::Bias(unsafe { bias.add(j) }),
+                    scale => scale,
+                },
             };
             // SAFETY: every row pointer has kc values, the panel kc rows of NR values.
             unsafe {
@@ -194,8 +199,18 @@ fn aliases_in_l1(stride: isize) -> bool {
     stride % 1024 == 0
 }
 
-/// Where a kernel's tile goes: `c = alpha * acc + beta * c` on its first `mr` rows and `nr`
-/// columns, C row-major with `ldc` columns (not read when `beta == 0`).
+/// What a block adds to `alpha * op(a) · op(b)`.
+#[derive(Clone, Copy)]
+pub(super) enum Start {
+    /// `beta * c` (c not read when `beta == 0`).
+    Scale(f32),
+    /// A bias row added to every row of C: one value per column of C (for a tile, from the
+    /// tile's first column).
+    Bias(*const f32),
+}
+
+/// Where a kernel's tile goes: `c = alpha * acc + start` on its first `mr` rows and `nr`
+/// columns, C row-major with `ldc` columns.
 #[derive(Clone, Copy)]
 struct Out {
     c: *mut f32,
@@ -203,7 +218,7 @@ struct Out {
     mr: usize,
     nr: usize,
     alpha: f32,
-    beta: f32,
+    start: Start,
 }
 
 /// Packs `op(b)[k0..k0 + kc, cols]` into panels of [`NR`] columns, each `kc x NR`
@@ -272,7 +287,7 @@ unsafe fn kernel<const R: usize>(kc: usize, rows: &[*const f32; MR], panel: &[f3
     unsafe { store(&acc, out) }
 }
 
-/// `c = alpha * acc + beta * c` on the tile's first `mr` rows and `nr` columns.
+/// `c = alpha * acc + start` on the tile's first `mr` rows and `nr` columns.
 #[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn store<const R: usize>(acc: &[[__m512; 2]; R], out: Out) {
@@ -285,17 +300,22 @@ unsafe fn store<const R: usize>(acc: &[[__m512; 2]; R], out: Out) {
     };
     let masks = [lanes(out.nr), lanes(out.nr.saturating_sub(16))];
     let alpha = _mm512_set1_ps(out.alpha);
-    let beta = _mm512_set1_ps(out.beta);
     for (r, row) in acc.iter().enumerate().take(out.mr) {
         for (h, (&v, &mask)) in row.iter().zip(&masks).enumerate() {
-            // SAFETY: masked lanes are neither read nor written; the others lie in the tile.
+            // SAFETY: masked lanes are neither read nor written; the others lie in the tile
+            // (and in the bias row).
             unsafe {
                 let cp = out.c.add(r * out.ldc + 16 * h);
-                let value = if out.beta == 0.0 {
-                    _mm512_mul_ps(alpha, v)
-                } else {
-                    let old = _mm512_maskz_loadu_ps(mask, cp);
-                    _mm512_fmadd_ps(alpha, v, _mm512_mul_ps(beta, old))
+                let value = match out.start {
+                    Start::Scale(0.0) => _mm512_mul_ps(alpha, v),
+                    Start::Scale(beta) => {
+                        let old = _mm512_maskz_loadu_ps(mask, cp);
+                        _mm512_fmadd_ps(alpha, v, _mm512_mul_ps(_mm512_set1_ps(beta), old))
+                    }
+                    Start::Bias(bias) => {
+                        let b = _mm512_maskz_loadu_ps(mask, bias.add(16 * h));
+                        _mm512_fmadd_ps(alpha, v, b)
+                    }
                 };
                 _mm512_mask_storeu_ps(cp, mask, value);
             }

@@ -10,5 +10,5 @@ pub mod parallel;
 pub mod pool;
 pub mod simd;
 
-pub use gemm::{matmul, Transpose};
+pub use gemm::{matmul, matmul_bias, Transpose};
 pub use parallel::{par_chunks_mut, par_map, thread_limit, with_thread_limit};
