@@ -244,13 +244,16 @@ unsafe fn pack_b(b: Operand, k0: usize, kc: usize, cols: Range<usize>, out: &mut
                 row[..nr].copy_from_slice(src);
             }
         } else if b.rs == 1 {
-            // Stored transposed: each column of op(b) is contiguous along k.
-            for j in 0..nr {
-                // SAFETY: kc contiguous values of op(b)'s column j0 + j.
-                let src =
-                    unsafe { std::slice::from_raw_parts(origin.offset(j as isize * b.cs), kc) };
-                for (p, &v) in src.iter().enumerate() {
-                    panel[p * NR + j] = v;
+            // Stored transposed (a weight `[out, in]` read as `[in, out]`): each column of
+            // op(b) is contiguous along k, and 16 x 16 blocks are transposed in registers.
+            for half in (0..nr).step_by(16) {
+                for p0 in (0..kc).step_by(16) {
+                    // SAFETY: columns j0 + half + j (j < nr - half) and steps k0 + p0 + t
+                    // (t < kc - p0) lie inside op(b); the panel has kc rows of NR values.
+                    unsafe {
+                        let src = origin.offset(half as isize * b.cs + p0 as isize);
+                        transpose_16x16(src, b.cs, nr - half, kc - p0, panel, p0 * NR + half);
+                    }
                 }
             }
         } else {
@@ -262,6 +265,81 @@ unsafe fn pack_b(b: Operand, k0: usize, kc: usize, cols: Range<usize>, out: &mut
                 }
             }
         }
+    }
+}
+
+/// Writes the transpose of a block of up to 16 x 16 values into `out`: source row `j` (of
+/// `rows`, each `stride` apart, `steps` contiguous values used) becomes column `j` of 16 rows
+/// of `out`, [`NR`] apart from `at`. Missing rows read as zeros; only `steps` rows are
+/// written.
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose_16x16(
+    src: *const f32,
+    stride: isize,
+    rows: usize,
+    steps: usize,
+    out: &mut [f32],
+    at: usize,
+) {
+    let steps = steps.min(16);
+    let mask: __mmask16 = if steps == 16 {
+        0xFFFF
+    } else {
+        ((1u32 << steps) - 1) as __mmask16
+    };
+    // SAFETY: row j < rows has `steps` values from src + j * stride (masked beyond).
+    let r: [__m512; 16] = std::array::from_fn(|j| {
+        if j < rows {
+            unsafe { _mm512_maskz_loadu_ps(mask, src.offset(j as isize * stride)) }
+        } else {
+            _mm512_setzero_ps()
+        }
+    });
+    let lo = |a, b| _mm512_unpacklo_ps(a, b);
+    let hi = |a, b| _mm512_unpackhi_ps(a, b);
+    let t: [__m512; 16] = std::array::from_fn(|i| {
+        let pair = 2 * (i / 2);
+        if i % 2 == 0 {
+            lo(r[pair], r[pair + 1])
+        } else {
+            hi(r[pair], r[pair + 1])
+        }
+    });
+    let dlo = |a: __m512, b: __m512| {
+        _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)))
+    };
+    let dhi = |a: __m512, b: __m512| {
+        _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)))
+    };
+    // Within each group of four rows: (t0, t2) and (t1, t3) give rows 0..4 of 4-wide blocks.
+    let u: [__m512; 16] = std::array::from_fn(|i| {
+        let g = 4 * (i / 4);
+        match i % 4 {
+            0 => dlo(t[g], t[g + 2]),
+            1 => dhi(t[g], t[g + 2]),
+            2 => dlo(t[g + 1], t[g + 3]),
+            _ => dhi(t[g + 1], t[g + 3]),
+        }
+    });
+    // 128-bit lanes: first pair groups 0/1 and 2/3, then 0-1/2-3.
+    let v: [__m512; 16] = std::array::from_fn(|i| {
+        let (base, hi_half) = (8 * (i / 8), i % 8 >= 4);
+        let (a, b) = (u[base + i % 4], u[base + 4 + i % 4]);
+        if hi_half {
+            _mm512_shuffle_f32x4::<0xDD>(a, b)
+        } else {
+            _mm512_shuffle_f32x4::<0x88>(a, b)
+        }
+    });
+    for (i, o) in out[at..].chunks_mut(NR).take(steps).enumerate() {
+        let (a, b) = (v[i % 8], v[8 + i % 8]);
+        let row = if i < 8 {
+            _mm512_shuffle_f32x4::<0x88>(a, b)
+        } else {
+            _mm512_shuffle_f32x4::<0xDD>(a, b)
+        };
+        // SAFETY: 16 values from `o`'s start lie inside its row of NR.
+        unsafe { _mm512_storeu_ps(o.as_mut_ptr(), row) };
     }
 }
 
