@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
 /// `op(a) @ op(b)` into a new `[m, n]` tensor of `shape`, on the operands' device: cuBLAS
-/// for CUDA tensors, matrixmultiply on the host. `beta_init` (bias rows) seeds the output.
+/// for CUDA tensors, the CPU GEMM on the host. `init` (a bias row) is added to every row.
 #[allow(clippy::too_many_arguments)]
 fn product(
     op: &'static str,

@@ -1,19 +1,19 @@
 //! Row-major matrix products, with C cut into blocks that run in parallel under the caller's
 //! thread budget.
 //!
-//! Each block is computed by one of two engines, chosen per call (`Engine`): ours
-//! (`gemm_avx512`), on processors with AVX-512 when the left operand is stored row-major, which
-//! packs only the right operand and reads the left one in place; and matrixmultiply's packed
-//! single-threaded sgemm for everything else (a transposed left operand, other processors, and
-//! the reference path of tests). matrixmultiply's own threading (a process-wide pool sized once
-//! from `MATMUL_NUM_THREADS`) cannot honour a per-call budget, so it is off, and products large
-//! enough to pay for it are split here into at most [`thread_limit`] blocks (twice as many
-//! column ranges for ours, claimed as threads come free), each a single-threaded product on
-//! the same operands with offset pointers, run through [`par_map`]. matrixmultiply's blocks
-//! cut C along its longer side, so the operand each packs in full is the smaller one; ours
-//! cut columns, so each packs only its own columns. Either way every element of C is the
-//! same sum in the same order whichever block computes it (both engines block only along k,
-//! in a fixed way), so the result is bitwise the same at every thread count.
+//! Each block is computed by one of two engines (`Engine`): ours (`gemm_avx512`) on processors
+//! with AVX-512, which packs the right operand into a buffer kept per thread and reads a
+//! row-major left operand in place; and matrixmultiply's packed single-threaded sgemm on every
+//! other processor and as the reference path of tests. matrixmultiply's own threading (a
+//! process-wide pool sized once from `MATMUL_NUM_THREADS`) cannot honour a per-call budget, so
+//! it is off, and products large enough to pay for it are split here into at most
+//! [`thread_limit`] blocks (twice as many column ranges where ours copies nothing that the
+//! ranges share, claimed as threads come free), each a single-threaded product on the same
+//! operands with offset pointers, run through [`par_map`]. matrixmultiply's blocks cut C along
+//! its longer side, so the operand each packs in full is the smaller one; ours cut columns, so
+//! each packs only its own columns. Either way every element of C is the same sum in the same
+//! order whichever block computes it (both engines block only along k, in a fixed way), so the
+//! result is bitwise the same at every thread count.
 
 use super::parallel::{par_map, thread_limit};
 
@@ -145,7 +145,7 @@ fn product(
         bias,
         c: c.as_mut_ptr(),
     };
-    let engine = Engine::for_this_call(&p);
+    let engine = Engine::for_this_call();
     let blocks = block_count(m, k, n, thread_limit(), engine);
     if blocks <= 1 {
         // SAFETY: the asserts above put every element of op(a), op(b) and c inside the
@@ -159,7 +159,7 @@ fn product(
     } else {
         (n, engine.column_align())
     };
-    let pieces = engine.pieces(blocks, rows, long.div_ceil(align));
+    let pieces = engine.pieces(blocks, rows, long.div_ceil(align), p.a_strides);
     let step = long.div_ceil(pieces).next_multiple_of(align);
     let ranges: Vec<_> = (0..long)
         .step_by(step)
@@ -183,21 +183,18 @@ fn product(
 /// Which code computes the blocks of a product.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Engine {
-    /// Ours, on processors with AVX-512 (see [`super::gemm_avx512`]).
+    /// Ours, on every product on processors with AVX-512 (see [`super::gemm_avx512`]).
     #[cfg(target_arch = "x86_64")]
     Avx512,
-    /// matrixmultiply's packed sgemm: every other processor, and the reference path of tests.
+    /// matrixmultiply's packed sgemm: other processors, and the reference path of tests.
     MatrixMultiply,
 }
 
 impl Engine {
     /// Chosen on the calling thread (whose reference mode counts), then shared by its blocks.
-    fn for_this_call(p: &Product) -> Engine {
+    fn for_this_call() -> Engine {
         #[cfg(target_arch = "x86_64")]
-        if super::gemm_avx512::available()
-            && !super::simd::reference_mode()
-            && super::gemm_avx512::reads_in_place(p.a_strides)
-        {
+        if super::gemm_avx512::available() && !super::simd::reference_mode() {
             return Engine::Avx512;
         }
         Engine::MatrixMultiply
@@ -219,16 +216,21 @@ impl Engine {
     }
 
     /// How many ranges to cut C into for `blocks` threads, out of `tiles` whole tiles along
-    /// the cut side. Column ranges of ours share nothing that would be packed twice (each
-    /// packs its own columns of `b`, and `a` is read in place), so they are cut twice as
-    /// fine: threads claim ranges as they come free, and a helper that starts late (its
-    /// core busy) leaves the caller waiting for at most one small range. Rows of ours and
-    /// every block of matrixmultiply repack an operand, so those get one range per thread.
-    fn pieces(self, blocks: usize, rows: bool, tiles: usize) -> usize {
+    /// the cut side. Column ranges of ours that read `a` in place share nothing that would
+    /// be copied twice (each packs its own columns of `b`), so they are cut twice as fine:
+    /// threads claim ranges as they come free, and a helper that starts late (its core busy)
+    /// leaves the caller waiting for at most one small range. Every other range copies an
+    /// operand in full (ours a copied `a`, matrixmultiply both), so those get one per thread.
+    fn pieces(self, blocks: usize, rows: bool, tiles: usize, a_strides: (isize, isize)) -> usize {
         match self {
             #[cfg(target_arch = "x86_64")]
-            Engine::Avx512 if !rows => (2 * blocks).min(tiles),
-            _ => blocks,
+            Engine::Avx512 if !rows && super::gemm_avx512::reads_in_place(a_strides) => {
+                (2 * blocks).min(tiles)
+            }
+            _ => {
+                let _ = a_strides;
+                blocks
+            }
         }
     }
 
@@ -451,7 +453,7 @@ mod tests {
         // Our AVX-512 kernel's edges: short last tiles of every kernel size (m % 12 = 1, 5,
         // 9), short last panels (n % 32), two and three blocks along k (KC = 256) with a short
         // last one, more columns than one packed chunk (NC = 512), and rows 4 KiB apart
-        // (k = 1024, left to matrixmultiply when stored row-major).
+        // (k = 1024, copied when stored row-major).
         (25, 300, 70),
         (29, 513, 545),
         (33, 257, 33),
@@ -592,39 +594,22 @@ mod tests {
 
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn our_kernel_takes_row_major_left_operands_unless_reference_mode_or_aliasing() {
+    fn our_kernel_takes_every_product_unless_in_reference_mode() {
         if !super::super::gemm_avx512::available() {
             eprintln!("SKIPPED: this processor has no AVX-512; matrixmultiply runs every product");
             return;
         }
-        let engine = |m: usize, k: usize, ta| {
-            let (a, b) = (vec![0.0f32; m * k], vec![0.0f32; k]);
-            let mut c = vec![0.0f32; m];
-            let p = Product {
-                m,
-                k,
-                n: 1,
-                alpha: 1.0,
-                a: a.as_ptr(),
-                a_strides: match ta {
-                    Transpose::No => (k as isize, 1),
-                    Transpose::Yes => (1, m as isize),
-                },
-                b: b.as_ptr(),
-                b_strides: (1, 1),
-                beta: 0.0,
-                bias: None,
-                c: c.as_mut_ptr(),
-            };
-            Engine::for_this_call(&p)
-        };
-        assert_eq!(engine(512, 784, Transpose::No), Engine::Avx512);
-        assert_eq!(engine(512, 784, Transpose::Yes), Engine::MatrixMultiply);
-        assert_eq!(engine(100, 1024, Transpose::No), Engine::MatrixMultiply);
+        assert_eq!(Engine::for_this_call(), Engine::Avx512);
         crate::backend::cpu::simd::set_reference_mode(true);
-        let reference = engine(512, 784, Transpose::No);
+        let reference = Engine::for_this_call();
         crate::backend::cpu::simd::set_reference_mode(false);
         assert_eq!(reference, Engine::MatrixMultiply);
+        // Ranges that copy no operand are cut finer than one per thread; others are not.
+        let ours = Engine::Avx512;
+        assert_eq!(ours.pieces(2, false, 8, (784, 1)), 4);
+        assert_eq!(ours.pieces(2, false, 8, (1, 256)), 2);
+        assert_eq!(ours.pieces(2, false, 8, (1024, 1)), 2);
+        assert_eq!(ours.pieces(2, true, 40, (784, 1)), 2);
     }
 
     #[cfg(target_arch = "x86_64")]

@@ -1,21 +1,21 @@
-//! Our own single-precision GEMM block for processors with AVX-512, for products whose left
-//! operand is stored row-major: the forward pass of a linear layer (`x · Wᵀ`) and the input
-//! gradient (`dy · W`).
+//! Our own single-precision GEMM block for processors with AVX-512.
 //!
-//! # Why not matrixmultiply for these
+//! # Why not matrixmultiply
 //!
-//! matrixmultiply (the path on every other processor, and for a transposed left operand here)
-//! packs both operands of every product into its own panel layout, and when a product is
-//! split over threads, each block packs the operand the blocks share again. In the MLP's ∇τ
-//! step, profiled, packing was 18 % of the run's cycles against 65 % in the register kernel.
-//! Here only `op(b)` is packed, and `op(a)` is read where it lies: a register tile takes 12
-//! rows of `a`, which are 12 short contiguous streams along k, so they need no copy. Threads
-//! split C by whole panels of columns, so each block packs only its own columns of `b` and
-//! nothing is packed twice. Measured on one core (`examples/gemm_shapes.rs`), this path ran
-//! the MLP's row-major products 5 to 11 % faster than matrixmultiply. A transposed left
-//! operand (a weight gradient, `dyᵀ · x`) was tried with a contiguous copy of each tile and
-//! ran 5 % slower than matrixmultiply's packed path, so it stays there; so do rows a
-//! multiple of 4 KiB apart, which fall into the same few L1 sets (see [`reads_in_place`]).
+//! matrixmultiply (the path on every other processor) packs both operands of every product
+//! into its own panel layout, in a buffer it allocates (and the system zeroes) on every call,
+//! and when a product is split over threads each block packs the operand the blocks share
+//! again. In the MLP's ∇τ step, profiled, packing was 18 % of the run's cycles against 65 %
+//! in the register kernel. Here `op(b)` is packed into a buffer kept per thread, and `op(a)`
+//! is read where it lies whenever it is stored row-major: a register tile takes 12 rows of
+//! `a`, 12 short contiguous streams along k, which need no copy. Threads split C by whole
+//! panels of columns, so each block packs only its own columns of `b`. Only a transposed `a`
+//! (the `dyᵀ · x` of a weight gradient) and rows a multiple of 4 KiB apart (which fall into
+//! the same few L1 sets) are copied, one tile at a time, into rows the kernel reads the
+//! same way. Measured on one core (`examples/gemm_shapes.rs`), the MLP's forward products
+//! ran 11 to 13 % faster than matrixmultiply, the input gradient 8 %; the copied weight
+//! gradients ran 0 to 4 % slower on one core, but without matrixmultiply's allocation per
+//! call and its second copy of `a` when split over threads.
 //!
 //! # The tile
 //!
@@ -26,7 +26,9 @@
 //! rows read from a row of zeros; a short last panel (fewer than 32 columns) is packed with
 //! zeros and stored through masks. Every element of C is the same sequence of fused
 //! multiply-adds along k, in the same order, whichever tile, panel, block or thread computes
-//! it, so the result is bitwise the same at every thread count.
+//! it, so the result is bitwise the same at every thread count. Transposed operands (a
+//! weight `[out, in]` read as `[in, out]`, a transposed `a`) are packed through 16 × 16
+//! register transposes.
 
 #![cfg(target_arch = "x86_64")]
 
@@ -52,8 +54,8 @@ pub(super) fn available() -> bool {
     *HAS
 }
 
-/// Whether tiles of an `op(a)` with these (row, column) strides are read in place: rows
-/// stored contiguously, not a multiple of 4 KiB apart.
+/// Whether tiles of an `op(a)` with these (row, column) strides are read in place (else
+/// copied): rows stored contiguously, not a multiple of 4 KiB apart.
 pub(super) fn reads_in_place((rs, cs): (isize, isize)) -> bool {
     cs == 1 && !aliases_in_l1(rs)
 }
@@ -67,8 +69,9 @@ pub(super) struct Operand {
 }
 
 thread_local! {
-    /// Packed panels of `b`, and a row of zeros for the missing rows of a short tile; kept
-    /// per thread so that a step's products allocate nothing.
+    /// Packed panels of `b`, a row of zeros for the missing rows of a short tile, and the
+    /// copy of a tile of `a` when it is not read in place; kept per thread so that a step's
+    /// products allocate nothing.
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -77,9 +80,8 @@ thread_local! {
 /// to every row; `op(a)` is `m x k`, `op(b)` is `k x n`, `c` row-major with `ldc` columns.
 ///
 /// # Safety
-/// [`available`] must be true and `a`'s strides pass [`reads_in_place`]; `a`, `b` and `c`
-/// must cover every element the block touches, and no other thread may access
-/// `c[rows, cols]` meanwhile.
+/// [`available`] must be true; `a`, `b` and `c` must cover every element the block touches,
+/// and no other thread may access `c[rows, cols]` meanwhile.
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn block(
     rows: Range<usize>,
@@ -96,7 +98,7 @@ pub(super) unsafe fn block(
         return;
     }
     let widest = cols.len().min(NC).next_multiple_of(NR);
-    let need = KC.min(k) * widest + KC + 16;
+    let need = KC.min(k) * widest + KC + MR * COPY_LD + 16;
     SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
         if s.len() < need {
@@ -104,7 +106,8 @@ pub(super) unsafe fn block(
         }
         // 64-byte alignment for the panels: every load of b is then one cache line.
         let skip = s.as_ptr().align_offset(64).min(15);
-        let (panels, zeros) = s[skip..].split_at_mut(KC.min(k) * widest);
+        let (panels, rest) = s[skip..].split_at_mut(KC.min(k) * widest);
+        let (zeros, copy) = rest.split_at_mut(KC);
         zeros.fill(0.0);
         let mut j0 = cols.start;
         while j0 < cols.end {
@@ -126,6 +129,7 @@ pub(super) unsafe fn block(
                         a,
                         panels,
                         zeros,
+                        copy,
                         start,
                         c,
                         ldc,
@@ -149,19 +153,27 @@ unsafe fn row_tiles(
     a: Operand,
     panels: &[f32],
     zeros: &[f32],
+    copy: &mut [f32],
     start: Start,
     c: *mut f32,
     ldc: usize,
 ) {
+    let in_place = reads_in_place((a.rs, a.cs));
     let mut i0 = rows.start;
     while i0 < rows.end {
         let mr = (rows.end - i0).min(MR);
+        if !in_place {
+            // SAFETY: rows i0..i0 + mr and steps k0..k0 + kc lie inside op(a).
+            unsafe { copy_tile(a, i0, mr, k0, kc, copy) };
+        }
         let tile: [*const f32; MR] = std::array::from_fn(|r| {
-            if r < mr {
+            if r >= mr {
+                zeros.as_ptr()
+            } else if in_place {
                 // SAFETY: row i0 + r of op(a), from column k0 (kc values follow).
                 unsafe { a.ptr.offset((i0 + r) as isize * a.rs + k0 as isize) }
             } else {
-                zeros.as_ptr()
+                copy[r * COPY_LD..].as_ptr()
             }
         });
         let mut j = cols.start;
@@ -190,6 +202,31 @@ unsafe fn row_tiles(
             j += NR;
         }
         i0 += mr;
+    }
+}
+
+/// Row stride of a tile's copy: rows of KC values, 16 more so they do not share L1 sets.
+const COPY_LD: usize = KC + 16;
+
+/// Copies rows `i0..i0 + mr`, steps `k0..k0 + kc` of `op(a)` into `out` as `mr` rows of
+/// [`COPY_LD`] values: for a transposed `a`, 16 x 16 register transposes.
+unsafe fn copy_tile(a: Operand, i0: usize, mr: usize, k0: usize, kc: usize, out: &mut [f32]) {
+    // SAFETY (both branches): the caller's rows and steps lie inside op(a).
+    let origin = unsafe { a.ptr.offset(i0 as isize * a.rs + k0 as isize * a.cs) };
+    if a.rs == 1 {
+        for p0 in (0..kc).step_by(16) {
+            unsafe {
+                let src = origin.offset(p0 as isize * a.cs);
+                transpose_16x16(src, a.cs, kc - p0, mr, out, p0, COPY_LD);
+            }
+        }
+    } else {
+        for r in 0..mr {
+            for p in 0..kc {
+                out[r * COPY_LD + p] =
+                    unsafe { *origin.offset(r as isize * a.rs + p as isize * a.cs) };
+            }
+        }
     }
 }
 
@@ -252,7 +289,7 @@ unsafe fn pack_b(b: Operand, k0: usize, kc: usize, cols: Range<usize>, out: &mut
                     // (t < kc - p0) lie inside op(b); the panel has kc rows of NR values.
                     unsafe {
                         let src = origin.offset(half as isize * b.cs + p0 as isize);
-                        transpose_16x16(src, b.cs, nr - half, kc - p0, panel, p0 * NR + half);
+                        transpose_16x16(src, b.cs, nr - half, kc - p0, panel, p0 * NR + half, NR);
                     }
                 }
             }
@@ -280,6 +317,7 @@ unsafe fn transpose_16x16(
     steps: usize,
     out: &mut [f32],
     at: usize,
+    ld: usize,
 ) {
     let steps = steps.min(16);
     let mask: __mmask16 = if steps == 16 {
@@ -331,7 +369,7 @@ unsafe fn transpose_16x16(
             _mm512_shuffle_f32x4::<0x88>(a, b)
         }
     });
-    for (i, o) in out[at..].chunks_mut(NR).take(steps).enumerate() {
+    for (i, o) in out[at..].chunks_mut(ld).take(steps).enumerate() {
         let (a, b) = (v[i % 8], v[8 + i % 8]);
         let row = if i < 8 {
             _mm512_shuffle_f32x4::<0x88>(a, b)

@@ -1,5 +1,5 @@
-//! CPU kernels: GEMM (our AVX-512 block for row-major left operands, matrixmultiply's
-//! single-threaded packed sgemm for the rest), split over threads by us; SIMD elementwise maps and reductions (AVX2/FMA picked at run time, with a portable
+//! CPU kernels: GEMM (our AVX-512 block where the processor has it, matrixmultiply's
+//! single-threaded packed sgemm elsewhere), split over threads by us; SIMD elementwise maps and reductions (AVX2/FMA picked at run time, with a portable
 //! reference path kept for tests); and the threading every kernel shares: one persistent
 //! worker pool and a per-call thread budget (see [`parallel`]).
 
