@@ -183,7 +183,7 @@ if runs:
         print(f"  {m:<5} " + "  ".join(cells))
 
 print("\nGEMM peak, square sgemm, best of the rounds (GFLOP/s)")
-for impl, label in [("gradtau", "matrixmultiply"), ("torch", "torch.mm")]:
+for impl, label in [("gradtau", "gradtau GEMM"), ("torch", "torch.mm")]:
     sizes = sorted(s for (i, s) in peaks if i == impl)
     print(f"  {label:<15}" + "  ".join(f"{s}^3: {max(peaks[(impl, s)]):7.1f}" for s in sizes))
 
@@ -194,7 +194,7 @@ if g:
     line = (f"\nMLP step GEMM throughput: {flops * 1e3:.1f} MFLOP/step of GEMM, gradtau "
             f"{g['gemm_gflops_at_median']:.1f} GFLOP/s at the median step")
     if peak:
-        line += f" = {g['gemm_gflops_at_median'] / peak:.1%} of the matrixmultiply peak ({peak:.1f})"
+        line += f" = {g['gemm_gflops_at_median'] / peak:.1%} of gradtau's GEMM peak ({peak:.1f})"
     t = best("torch", "mlp")
     if t:
         tpeak = max((max(v) for (i, _), v in peaks.items() if i == "torch"), default=None)

@@ -55,6 +55,11 @@ STEP_OPS = [
 # Innermost frame -> kernel class.
 KERNELS = [
     ("sgemm_kernel", "GEMM micro-kernel"),
+    ("gemm_avx512::kernel", "GEMM micro-kernel"),
+    ("gemm_avx512::pack_b", "GEMM packing"),
+    ("gemm_avx512::copy_tile", "GEMM packing"),
+    ("transpose_16x16", "GEMM packing"),
+    ("gemm_avx512", "GEMM other"),
     ("packing::pack", "GEMM packing"),
     ("matrixmultiply", "GEMM other"),
     ("im2col", "im2col"),

@@ -688,7 +688,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    // matrixmultiply reads the variable once, at its first GEMM; nothing has run yet.
+    // The kernels read the variable once, at their first parallel call; nothing has run yet.
     std::env::set_var("MATMUL_NUM_THREADS", args.threads.to_string());
     if let Err(e) = run(&args) {
         eprintln!("gradtau-bench: {e}");

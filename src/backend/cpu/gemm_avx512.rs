@@ -274,12 +274,8 @@ unsafe fn pack_b(b: Operand, k0: usize, kc: usize, cols: Range<usize>, out: &mut
             panel.fill(0.0);
         }
         if b.cs == 1 {
-            for (p, row) in panel.chunks_exact_mut(NR).enumerate() {
-                // SAFETY: nr contiguous values of row k0 + p.
-                let src =
-                    unsafe { std::slice::from_raw_parts(origin.offset(p as isize * b.rs), nr) };
-                row[..nr].copy_from_slice(src);
-            }
+            // SAFETY: nr contiguous values of each row k0 + p; the panel has kc rows of NR.
+            unsafe { copy_rows(origin, b.rs, kc, nr, panel) };
         } else if b.rs == 1 {
             // Stored transposed (a weight `[out, in]` read as `[in, out]`): each column of
             // op(b) is contiguous along k, and 16 x 16 blocks are transposed in registers.
@@ -301,6 +297,34 @@ unsafe fn pack_b(b: Operand, k0: usize, kc: usize, cols: Range<usize>, out: &mut
                         unsafe { *origin.offset(p as isize * b.rs + j as isize * b.cs) };
                 }
             }
+        }
+    }
+}
+
+/// Copies `nr` (at most [`NR`]) values of `rows` rows, `stride` apart from `src`, into rows of
+/// [`NR`] of `out`, with two (masked) vector moves per row: a memcpy call per 128 bytes
+/// cost more than the copy.
+#[target_feature(enable = "avx512f")]
+unsafe fn copy_rows(src: *const f32, stride: isize, rows: usize, nr: usize, out: &mut [f32]) {
+    let lanes = |n: usize| -> __mmask16 {
+        if n >= 16 {
+            0xFFFF
+        } else {
+            ((1u32 << n) - 1) as __mmask16
+        }
+    };
+    let (m0, m1) = (lanes(nr), lanes(nr.saturating_sub(16)));
+    for (p, row) in out.chunks_exact_mut(NR).take(rows).enumerate() {
+        // SAFETY: masked lanes are not read; the others are the caller's nr values, and the
+        // row holds NR values.
+        unsafe {
+            let s = src.offset(p as isize * stride);
+            let (v0, v1) = (
+                _mm512_maskz_loadu_ps(m0, s),
+                _mm512_maskz_loadu_ps(m1, s.add(16)),
+            );
+            _mm512_storeu_ps(row.as_mut_ptr(), v0);
+            _mm512_storeu_ps(row.as_mut_ptr().add(16), v1);
         }
     }
 }
