@@ -6,7 +6,7 @@
 //! into its own panel layout, in a buffer it allocates (and the system zeroes) on every call,
 //! and when a product is split over threads each block packs the operand the blocks share
 //! again. In the MLP's ∇τ step, profiled, packing was 18 % of the run's cycles against 65 %
-//! in the register kernel. Here `op(b)` is packed into a buffer kept per thread, and `op(a)`
+//! in the register kernel. Here `op(b)` is packed into a buffer reused across calls, and `op(a)`
 //! is read where it lies whenever it is stored row-major: a register tile takes 12 rows of
 //! `a`, 12 short contiguous streams along k, which need no copy. Threads split C by whole
 //! panels of columns, so each block packs only its own columns of `b`. Only a transposed `a`
@@ -33,8 +33,8 @@
 #![cfg(target_arch = "x86_64")]
 
 use std::arch::x86_64::*;
-use std::cell::RefCell;
 use std::ops::Range;
+use std::sync::Mutex;
 
 /// Rows of a register tile.
 pub(super) const MR: usize = 12;
@@ -68,11 +68,31 @@ pub(super) struct Operand {
     pub cs: isize,
 }
 
-thread_local! {
-    /// Packed panels of `b`, a row of zeros for the missing rows of a short tile, and the
-    /// copy of a tile of `a` when it is not read in place; kept per thread so that a step's
-    /// products allocate nothing.
-    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+/// Scratch buffers (packed panels of `b`, a row of zeros for the missing rows of a short tile,
+/// the copy of a tile of `a` when it is not read in place) between calls, so that a training
+/// step's products allocate nothing. A shared list rather than one buffer per thread: a host
+/// that predicts from hundreds of threads then holds as many buffers as blocks ever ran at
+/// once, not one per thread that ever ran a product.
+static SPARE: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
+
+/// At most this many buffers are kept (up to about 0.6 MiB each).
+const MAX_SPARE: usize = 16;
+
+/// Runs `f` on a scratch buffer of at least `need` values, taken from [`SPARE`] and returned
+/// to it afterwards.
+fn with_scratch<R>(need: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    let taken = SPARE.lock().ok().and_then(|mut spare| spare.pop());
+    let mut buf = taken.unwrap_or_default();
+    if buf.len() < need {
+        buf.resize(need, 0.0);
+    }
+    let result = f(&mut buf);
+    if let Ok(mut spare) = SPARE.lock() {
+        if spare.len() < MAX_SPARE {
+            spare.push(buf);
+        }
+    }
+    result
 }
 
 /// `c[rows, cols] = alpha * op(a)[rows, :] · op(b)[:, cols] + start` on the calling thread,
@@ -99,11 +119,7 @@ pub(super) unsafe fn block(
     }
     let widest = cols.len().min(NC).next_multiple_of(NR);
     let need = KC.min(k) * widest + KC + MR * COPY_LD + 16;
-    SCRATCH.with(|s| {
-        let mut s = s.borrow_mut();
-        if s.len() < need {
-            s.resize(need, 0.0);
-        }
+    with_scratch(need, |s| {
         // 64-byte alignment for the panels: every load of b is then one cache line.
         let skip = s.as_ptr().align_offset(64).min(15);
         let (panels, rest) = s[skip..].split_at_mut(KC.min(k) * widest);
