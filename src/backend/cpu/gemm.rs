@@ -2,7 +2,7 @@
 //! thread budget.
 //!
 //! Each block is computed by one of two engines (`Engine`): ours (`gemm_avx512`) on processors
-//! with AVX-512, which packs the right operand into a buffer reused across calls and reads a
+//! with AVX-512, which packs the right operand into a buffer kept per thread and reads a
 //! row-major left operand in place; and matrixmultiply's packed single-threaded sgemm on every
 //! other processor and as the reference path of tests. matrixmultiply's own threading (a
 //! process-wide pool sized once from `MATMUL_NUM_THREADS`) cannot honour a per-call budget, so

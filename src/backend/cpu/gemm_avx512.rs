@@ -6,7 +6,7 @@
 //! into its own panel layout, in a buffer it allocates (and the system zeroes) on every call,
 //! and when a product is split over threads each block packs the operand the blocks share
 //! again. In the MLP's ∇τ step, profiled, packing was 18 % of the run's cycles against 65 %
-//! in the register kernel. Here `op(b)` is packed into a buffer reused across calls, and `op(a)`
+//! in the register kernel. Here `op(b)` is packed into a buffer kept per thread, and `op(a)`
 //! is read where it lies whenever it is stored row-major: a register tile takes 12 rows of
 //! `a`, 12 short contiguous streams along k, which need no copy. Threads split C by whole
 //! panels of columns, so each block packs only its own columns of `b`. Only a transposed `a`
@@ -33,8 +33,8 @@
 #![cfg(target_arch = "x86_64")]
 
 use std::arch::x86_64::*;
+use std::cell::RefCell;
 use std::ops::Range;
-use std::sync::Mutex;
 
 /// Rows of a register tile.
 pub(super) const MR: usize = 12;
@@ -68,31 +68,25 @@ pub(super) struct Operand {
     pub cs: isize,
 }
 
-/// Scratch buffers (packed panels of `b`, a row of zeros for the missing rows of a short tile,
-/// the copy of a tile of `a` when it is not read in place) between calls, so that a training
-/// step's products allocate nothing. A shared list rather than one buffer per thread: a host
-/// that predicts from hundreds of threads then holds as many buffers as blocks ever ran at
-/// once, not one per thread that ever ran a product.
-static SPARE: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
+thread_local! {
+    /// Scratch (packed panels of `b`, a row of zeros for the missing rows of a short tile,
+    /// the copy of a tile of `a` when it is not read in place), kept between calls so that a
+    /// training step's products allocate nothing: at most about 0.6 MiB per thread that ran
+    /// a product. Per thread, not a shared list: handing a buffer between threads through a
+    /// Rust mutex is invisible to the ThreadSanitizer run of the C tests, which then reports
+    /// the next thread's writes as a race.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
 
-/// At most this many buffers are kept (up to about 0.6 MiB each).
-const MAX_SPARE: usize = 16;
-
-/// Runs `f` on a scratch buffer of at least `need` values, taken from [`SPARE`] and returned
-/// to it afterwards.
+/// Runs `f` on this thread's scratch buffer, grown to at least `need` values.
 fn with_scratch<R>(need: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    let taken = SPARE.lock().ok().and_then(|mut spare| spare.pop());
-    let mut buf = taken.unwrap_or_default();
-    if buf.len() < need {
-        buf.resize(need, 0.0);
-    }
-    let result = f(&mut buf);
-    if let Ok(mut spare) = SPARE.lock() {
-        if spare.len() < MAX_SPARE {
-            spare.push(buf);
+    SCRATCH.with(|s| {
+        let mut buf = s.borrow_mut();
+        if buf.len() < need {
+            buf.resize(need, 0.0);
         }
-    }
-    result
+        f(&mut buf)
+    })
 }
 
 /// `c[rows, cols] = alpha * op(a)[rows, :] · op(b)[:, cols] + start` on the calling thread,
