@@ -202,8 +202,9 @@ impl Engine {
 
     /// Whether to cut C into row ranges (else column ranges). Ours packs only `op(b)`, per
     /// block of columns, so column ranges pack nothing twice; it cuts rows only when there
-    /// are too few column panels to go round and more row tiles than panels. matrixmultiply packs both operands in every
-    /// block, so its blocks cut the longer side and each packs the smaller operand in full.
+    /// are too few column panels to go round and more row tiles than panels. matrixmultiply
+    /// packs both operands in every block, so its blocks cut the longer side and each packs
+    /// the smaller operand in full.
     fn split_rows(self, m: usize, n: usize, blocks: usize) -> bool {
         match self {
             #[cfg(target_arch = "x86_64")]
