@@ -325,17 +325,12 @@ fn reference(
 
 /// Whether the forget set has gone past its reference, the other way from a memorised one:
 /// its accuracy more than one standard error *below* validation's (the label check neither
-/// within noise nor recognised), or its losses higher than the reference's by more than one
-/// null standard error of the ROC AUC ("lower loss ⇒ forget" below 0.5). One standard error
-/// mirrors the bar at which the label check calls the forget set recognised; not tuned.
-pub(super) fn overshot(labels: Option<&LabelCheck>, forget: &[f32], reference: &[f32]) -> bool {
-    let below = labels.is_some_and(|l| !l.within_noise && !l.recognised);
-    let (n, m) = (forget.len() as f64, reference.len() as f64);
-    if below || n == 0.0 || m == 0.0 {
-        return below;
-    }
-    let se = ((n + m + 1.0) / (12.0 * n * m)).sqrt();
-    roc_auc(forget, reference) < 0.5 - se
+/// within noise nor recognised; the bar mirrors the one at which it counts as recognised).
+/// Only the labels are read: the losses of a correlated forget set (one sender, one folder)
+/// rightly end up above unseen data's, where a retrained model puts them
+/// (docs/REPRODUCTION_TEXT.md), and a loss-side reading sent those runs back at every check.
+pub(super) fn overshot(labels: Option<&LabelCheck>) -> bool {
+    labels.is_some_and(|l| !l.within_noise && !l.recognised)
 }
 
 /// Mean of values, summed in f64 (0 for none).
@@ -504,7 +499,7 @@ impl<'a> Monitor<'a> {
             }
         }
         let (lf, lv) = (&forget.losses, &self.refs.losses);
-        let overshot = overshot(labels.as_ref(), lf, lv);
+        let overshot = overshot(labels.as_ref());
         // Without class labels the losses are all the test sees, so it reads them as the
         // audit's strongest attacks do (AUC, TPR at 1 % FPR) and judges health by the
         // validation loss. With labels the label-only attack and its confirmation on spare
@@ -697,21 +692,14 @@ mod tests {
     #[test]
     fn overshoot_is_past_the_reference_not_short_of_it() {
         let check = |af, av| LabelCheck::new((af, 400), (av, 600), av);
-        let reference: Vec<f32> = (0..600).map(|i| i as f32).collect();
-        let alike: Vec<f32> = (0..400).map(|i| i as f32 * 1.5 + 0.25).collect();
         // Within noise, or still recognised: no overshoot.
-        assert!(!overshot(Some(&check(0.98, 0.98)), &alike, &reference));
-        assert!(!overshot(Some(&check(1.0, 0.98)), &alike, &reference));
+        assert!(!overshot(Some(&check(0.98, 0.98))));
+        assert!(!overshot(Some(&check(0.985, 0.98))));
+        assert!(!overshot(Some(&check(1.0, 0.98))));
         // Forget accuracy 3 points below validation's (one standard error is about 1.1).
-        assert!(overshot(Some(&check(0.95, 0.98)), &alike, &reference));
-        // Forget losses above the reference's: the AUC reads them less member than unseen.
-        let high: Vec<f32> = alike.iter().map(|x| x + 100.0).collect();
-        assert!(overshot(Some(&check(0.98, 0.98)), &high, &reference));
-        assert!(overshot(None, &high, &reference));
-        // Lower (memorised) losses are not an overshoot.
-        let low: Vec<f32> = alike.iter().map(|x| x - 100.0).collect();
-        assert!(!overshot(None, &low, &reference));
-        assert!(!overshot(None, &[], &reference));
+        assert!(overshot(Some(&check(0.95, 0.98))));
+        // Without labels there is nothing to read.
+        assert!(!overshot(None));
     }
 
     #[test]
