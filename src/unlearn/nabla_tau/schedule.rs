@@ -112,8 +112,8 @@ pub(super) fn epoch_lr(lr0: f32, end_factor: f32, epochs: usize, epoch: usize) -
 /// 300 to 708 steps (docs/REPRODUCTION.md), and 300 is the floor [`MIN_STEPS_WITHOUT_LABELS`]
 /// gives runs without class labels by lengthening them instead. With batches of half the
 /// forget set and 3 retain passes, a run has about 6 · (1 − f) / f steps for a forget
-/// fraction f whatever the data, as long as the forget set is under 512 samples: 54 at 10 %
-/// (the digits and spam tests, and the text reproduction's 57).
+/// fraction f whatever the data, as long as the forget set is under 512 samples: 54 to 57 at
+/// 10 % (the digits test's 54, the spam filters' 57).
 pub(super) const REACH_STEPS: usize = 300;
 
 /// The largest factor by which [`RateGuard`] raises the rate of a short run.
