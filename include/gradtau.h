@@ -269,8 +269,9 @@ typedef struct gradtau_unlearn_options {
     // half the forget set, at least 32). Baselines: must be positive.
     size_t batch_size;
     // Learning rate (AdamW). ∇τ: NaN (the default) picks the mode's rule (paper: 1e-3;
-    // adaptive: 1e-3 × 10 × forget fraction, within [1e-3, 3e-3]); the rate then decays
-    // over the forget-epochs.
+    // adaptive: 1e-3 × 10 × forget fraction, within [1e-3, 3e-3], and for random forgetting
+    // up to 4× that on a run of under 300 steps, halved at each check that finds an
+    // overshoot); the rate then decays over the forget-epochs.
     float lr;
     float weight_decay;
     // ∇τ only: the learning rate decays linearly to `lr * lr_end_factor`.

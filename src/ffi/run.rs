@@ -58,8 +58,9 @@ pub struct gradtau_unlearn_options {
     /// half the forget set, at least 32). Baselines: must be positive.
     pub batch_size: usize,
     /// Learning rate (AdamW). ∇τ: NaN (the default) picks the mode's rule (paper: 1e-3;
-    /// adaptive: 1e-3 × 10 × forget fraction, within [1e-3, 3e-3]); the rate then decays
-    /// over the forget-epochs.
+    /// adaptive: 1e-3 × 10 × forget fraction, within [1e-3, 3e-3], and for random forgetting
+    /// up to 4× that on a run of under 300 steps, halved at each check that finds an
+    /// overshoot); the rate then decays over the forget-epochs.
     pub lr: f32,
     pub weight_decay: f32,
     /// ∇τ only: the learning rate decays linearly to `lr * lr_end_factor`.

@@ -115,9 +115,10 @@ fn train_unlearn_audit_on_files() {
     let reason = report["run"]["stop_reason"].as_str().unwrap();
     assert!(["budget", "forgotten"].contains(&reason), "{reason}");
     assert!(stdout.contains(&format!("ended by {reason}")), "{stdout}");
-    // The rate the run started from: adaptive mode's rule gives 1e-3 to 3e-3.
+    // The rate the run started from: adaptive mode's rule gives 1e-3 to 3e-3, and up to 4
+    // times that to a random-forgetting run of under 300 steps (this one's).
     let lr = report["run"]["lr"].as_f64().unwrap();
-    assert!((1e-3..=3e-3 + 1e-9).contains(&lr), "lr {lr}");
+    assert!((1e-3..=4.0 * 3e-3 + 1e-9).contains(&lr), "lr {lr}");
     for k in [
         "retain_accuracy",
         "forget_accuracy",

@@ -131,9 +131,20 @@ fn one_pass_builds_the_two_pass_step() {
         reference: &reference,
         two_sided: true,
         margins: Some(&margins),
+        kept_margins: None,
         nats_per_unit: 1.0,
     };
     same_step(&model, sets, 0.7, adaptive);
+    // With a margin target kept per forget sample (the saturated push).
+    let kept = [9.0f32, -0.5, 12.0, 0.1, 8.0, 30.0];
+    let kept = ForgetTarget::RankMatched {
+        reference: &reference,
+        two_sided: true,
+        margins: Some(&margins),
+        kept_margins: Some(&kept),
+        nats_per_unit: 1.0,
+    };
+    same_step(&model, sets, 0.7, kept);
     // Regression and multi-label targets (several values per sample).
     for (loss, targets) in [
         ("mse", values as fn(&mut Rng, usize) -> Targets),
@@ -155,6 +166,7 @@ fn one_pass_builds_the_two_pass_step() {
             reference: &reference,
             two_sided: false,
             margins: None,
+            kept_margins: None,
             nats_per_unit: 1.0,
         };
         same_step(&model, sets, 0.5, hinge);

@@ -28,7 +28,11 @@
 //!   minus the largest other) are rank-matched the same way, for the ranks where unseen data
 //!   sits at or across the decision boundary: matching losses alone made the forget samples
 //!   less confident without changing their predicted class, and their accuracy stayed 2 to 3
-//!   points above unseen data's (see `MARGIN_WEIGHT` in `objective.rs`);
+//!   points above unseen data's (see `MARGIN_WEIGHT` in `objective.rs`); where the checks
+//!   see the whole forget set, each forget sample keeps the margin target of its rank at the
+//!   last check (ranked among the whole forget set, not the batch), and margins above a
+//!   saturated target are pulled down to it, where the loss has no gradient left (see
+//!   `SATURATED_MARGIN`);
 //! - the reference is the validation losses, recomputed every forget-epoch; when the forget
 //!   set holds whole classes the retain set lacks (class removal), the reference is instead
 //!   the loss that validation samples of the other classes get under a forgotten label,
@@ -38,7 +42,11 @@
 //!   most 50; without class labels, at least 300 steps); the learning rate grows with the
 //!   forget fraction instead (see [`adaptive_lr`]), so large forget sets get enough movement
 //!   both to forget and to repair the retain set (measured on Fashion-MNIST at 3/15/30 % and
-//!   class removal, docs/REPRODUCTION.md);
+//!   class removal, docs/REPRODUCTION.md); for random forgetting with class labels, a run of
+//!   fewer than 300 planned steps gets up to 4× that rate, so that it can move the weights as
+//!   far as a longer run, and a guard halves it and goes back to the previous check's weights
+//!   whenever a check finds the forget set past its reference (see `RateGuard` in
+//!   `schedule.rs`);
 //! - for random forgetting a controller raises α (up to `alpha_max`, 0.8) at each membership
 //!   check where the forget set is still recognised above the validation accuracy while the
 //!   validation accuracy itself has not fallen: a model that takes the ascent without damage
@@ -91,8 +99,8 @@ mod schedule;
 use monitor::{CheckSamples, Monitor};
 use objective::{Batch, ForgetTarget};
 pub use options::{NablaTauMode, NablaTauOptions};
-use schedule::Alpha;
 pub use schedule::{adaptive_lr, schedule, Schedule};
+use schedule::{Alpha, RateGuard};
 
 /// Where a run stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -207,13 +215,18 @@ impl Plan<'_> {
             epoch,
             epochs: s.epochs,
             step,
-            total_steps: s.epochs * self.sets.forget.len().div_ceil(s.batch),
+            total_steps: self.planned_steps(),
             forget_loss,
             retain_loss,
             alpha,
             tau,
             lr,
         }
+    }
+
+    /// The schedule's steps: E forget-epochs of forget batches.
+    fn planned_steps(&self) -> usize {
+        self.schedule.epochs * self.sets.forget.len().div_ceil(self.schedule.batch)
     }
 
     fn report(
@@ -327,6 +340,16 @@ fn run(
     let mut monitor = p.monitor(w, samples, monitor_rng)?;
     let check_se = monitor.as_ref().and_then(Monitor::start_val_se);
     let mut alpha = Alpha::new(&s, p.opts.mode, p.alpha_max, check_se);
+    let random = p.removed.is_empty();
+    let mut guard = RateGuard::new(
+        p.planned_steps(),
+        p.opts.lr.is_some(),
+        check_se.filter(|_| random),
+    );
+    let lr0 = s.lr * guard.factor();
+    // The weights of the last check, to go back to (kept only while the guard acts; a clone
+    // shares the buffers until the next step writes them).
+    let mut kept: Option<Vec<Tensor>> = None;
     let mut tau = p.first_tau(&monitor, w)?;
     let (mut phase, mut stop, mut stopped_at) = (Phase::Forgetting, StopReason::Budget, None);
     let (mut tape, mut step) = (Tape::new(), 0usize);
@@ -335,7 +358,19 @@ fn run(
             Some(m) if phase == Phase::Forgetting => m.check(w, step)?,
             _ => None,
         };
-        if let Some(c) = checked {
+        // The rate guard: back to the last check's weights past an overshoot, else keep these.
+        let mut rewound = false;
+        if let (Some(c), true) = (&checked, guard.active()) {
+            match (&kept, monitor.as_mut()) {
+                (Some(k), Some(m)) if guard.rewind(c.overshot) => {
+                    w.clone_from_slice(k);
+                    m.rewind();
+                    rewound = true;
+                }
+                _ => kept = Some(w.to_vec()),
+            }
+        }
+        if let Some(c) = checked.filter(|_| !rewound) {
             if let Some(l) = &c.labels {
                 alpha.control(l, step, epoch);
             }
@@ -356,7 +391,7 @@ fn run(
             }
         }
         tau = p.next_tau(&monitor, w, epoch, tau)?;
-        let lr = schedule::epoch_lr(s.lr, p.opts.lr_end_factor, s.epochs, epoch);
+        let lr = guard.factor() * schedule::epoch_lr(s.lr, p.opts.lr_end_factor, s.epochs, epoch);
         opt.set_lr(lr);
         rng.shuffle(&mut forget_order);
         for fidx in forget_order.chunks(s.batch) {
@@ -382,7 +417,8 @@ fn run(
             alpha.end_epoch(epoch);
         }
     }
-    Ok(p.report(start, step, alpha.value(), tau, stopped_at, stop))
+    let report = p.report(start, step, alpha.value(), tau, stopped_at, stop);
+    Ok(RunReport { lr: lr0, ..report })
 }
 
 /// One optimisation step on `batch`; returns the forget and retain batches' mean losses.

@@ -22,7 +22,7 @@
 //! - **Class removal** (the forget set holds whole classes the retain set lacks) is done once
 //!   the forget samples are no longer recognised ([`CLASS_GONE_ACCURACY`]).
 
-use super::objective::ForgetTarget;
+use super::objective::{rank_targets, ForgetTarget};
 use crate::audit::{
     indistinguishable_margin, roc_auc, threshold_attack_accuracy, tpr_at_fpr, LabelCheck, AUDIT_FPR,
 };
@@ -249,23 +249,27 @@ pub(super) struct CheckSamples {
     /// Validation samples kept out of the checks, to confirm a pass on (taken by the
     /// monitor).
     spare_val: Option<Dataset>,
+    /// `forget` is the whole forget set, in its order.
+    whole_forget: bool,
 }
 
 impl CheckSamples {
     /// Draws up to [`CHECK_SAMPLES`] forget and validation samples, and as many spare ones.
     pub fn draw(forget: &Dataset, val: &Dataset, rng: &mut Rng) -> Result<Self> {
+        let whole_forget = forget.len() <= CHECK_SAMPLES;
         let forget = sample_with_spare(forget, CHECK_SAMPLES, rng)?.0;
         let (val, spare_val) = sample_with_spare(val, CHECK_SAMPLES, rng)?;
         Ok(CheckSamples {
             forget,
             val,
             spare_val,
+            whole_forget,
         })
     }
 }
 
 /// What the forget set should come to resemble, measured on validation data.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Reference {
     /// Losses, sorted ascending.
     losses: Vec<f32>,
@@ -319,6 +323,16 @@ fn reference(
     })
 }
 
+/// Whether the forget set has gone past its reference, the other way from a memorised one:
+/// its accuracy more than one standard error *below* validation's (the label check neither
+/// within noise nor recognised; the bar mirrors the one at which it counts as recognised).
+/// Only the labels are read: the losses of a correlated forget set (one sender, one folder)
+/// rightly end up above unseen data's, where a retrained model puts them
+/// (docs/REPRODUCTION_TEXT.md), and a loss-side reading sent those runs back at every check.
+pub(super) fn overshot(labels: Option<&LabelCheck>) -> bool {
+    labels.is_some_and(|l| !l.within_noise && !l.recognised)
+}
+
 /// Mean of values, summed in f64 (0 for none).
 pub(super) fn mean(v: &[f32]) -> f32 {
     (v.iter().map(|&x| x as f64).sum::<f64>() / v.len().max(1) as f64) as f32
@@ -330,6 +344,8 @@ pub(super) struct Checked {
     pub forgotten: bool,
     /// Random forgetting with class labels: the label-only check (the α controller's input).
     pub labels: Option<LabelCheck>,
+    /// Random forgetting: the forget set has gone past its reference (see [`overshot`]).
+    pub overshot: bool,
 }
 
 /// Adaptive mode's membership checks over a run.
@@ -359,6 +375,14 @@ pub(super) struct Monitor<'a> {
     /// The margin term pushes only while the last check still recognised the forget set by
     /// its accuracy (see `MARGIN_WEIGHT` in the objective).
     push_margins: bool,
+    /// Random forgetting with class labels, where the checks see the whole forget set: each
+    /// forget sample's margin target at the last check, its margin ranked among the whole
+    /// forget set's against the reference margins (see `SATURATED_MARGIN` in the objective).
+    /// Ranked per batch, the targets of one sample change with the batch it is drawn in.
+    kept_margins: Vec<f32>,
+    /// The reference, `push_margins` and `kept_margins` of the check before the last, for
+    /// [`Self::rewind`].
+    previous: Option<(Reference, bool, Vec<f32>)>,
 }
 
 impl<'a> Monitor<'a> {
@@ -393,6 +417,8 @@ impl<'a> Monitor<'a> {
             rng,
             refs,
             push_margins: true,
+            kept_margins: Vec::new(),
+            previous: None,
         })
     }
 
@@ -417,10 +443,12 @@ impl<'a> Monitor<'a> {
     /// while the margin term pushes.
     pub fn forget_target(&self) -> ForgetTarget<'_> {
         let margins = !self.refs.margins.is_empty() && self.push_margins;
+        let kept = !self.kept_margins.is_empty();
         ForgetTarget::RankMatched {
             reference: &self.refs.losses,
             two_sided: self.removed.is_empty(),
             margins: margins.then_some(self.refs.margins.as_slice()),
+            kept_margins: kept.then_some(self.kept_margins.as_slice()),
             nats_per_unit: self.refs.nats_per_unit,
         }
     }
@@ -433,6 +461,8 @@ impl<'a> Monitor<'a> {
             return Ok(None);
         }
         if self.last_check.is_some() {
+            let kept = self.kept_margins.clone();
+            self.previous = Some((self.refs.clone(), self.push_margins, kept));
             let v = &self.samples.val;
             self.refs = reference(
                 self.model,
@@ -450,6 +480,7 @@ impl<'a> Monitor<'a> {
             return Ok(Some(Checked {
                 forgotten,
                 labels: None,
+                overshot: false,
             }));
         }
         let n_forget = self.samples.forget.len();
@@ -463,8 +494,12 @@ impl<'a> Monitor<'a> {
         };
         if let Some(l) = &labels {
             self.push_margins = l.recognised;
+            if self.samples.whole_forget && !self.refs.margins.is_empty() {
+                self.kept_margins = rank_targets(&forget.margins, &self.refs.margins);
+            }
         }
         let (lf, lv) = (&forget.losses, &self.refs.losses);
+        let overshot = overshot(labels.as_ref());
         // Without class labels the losses are all the test sees, so it reads them as the
         // audit's strongest attacks do (AUC, TPR at 1 % FPR) and judges health by the
         // validation loss. With labels the label-only attack and its confirmation on spare
@@ -491,7 +526,20 @@ impl<'a> Monitor<'a> {
                 }
                 _ => true,
             };
-        Ok(Some(Checked { forgotten, labels }))
+        Ok(Some(Checked {
+            forgotten,
+            labels,
+            overshot,
+        }))
+    }
+
+    /// The weights went back to those of the previous check: so do the reference and the
+    /// margin term's switch (the next check stays [`CHECK_MIN_STEPS`] after this one).
+    pub fn rewind(&mut self) {
+        if let Some((refs, push, kept)) = &self.previous {
+            (self.refs, self.push_margins) = (refs.clone(), *push);
+            self.kept_margins.clone_from(kept);
+        }
     }
 }
 
@@ -639,6 +687,19 @@ mod tests {
         assert!(!tpr_alike(&tail, &reference));
         // Below TPR_MIN_REFERENCE reference samples the TPR side is not read.
         assert!(tpr_alike(&tail, &reference[..TPR_MIN_REFERENCE - 1]));
+    }
+
+    #[test]
+    fn overshoot_is_past_the_reference_not_short_of_it() {
+        let check = |af, av| LabelCheck::new((af, 400), (av, 600), av);
+        // Within noise, or still recognised: no overshoot.
+        assert!(!overshot(Some(&check(0.98, 0.98))));
+        assert!(!overshot(Some(&check(0.985, 0.98))));
+        assert!(!overshot(Some(&check(1.0, 0.98))));
+        // Forget accuracy 3 points below validation's (one standard error is about 1.1).
+        assert!(overshot(Some(&check(0.95, 0.98))));
+        // Without labels there is nothing to read.
+        assert!(!overshot(None));
     }
 
     #[test]

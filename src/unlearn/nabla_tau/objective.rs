@@ -38,6 +38,19 @@ pub(super) const MARGIN_WEIGHT: f32 = 0.3;
 /// 2, 1.2 points; a cap of 0.5, 1.0 points and 0.3 to 0.9 test points lost).
 const MARGIN_CAP: f32 = 0.5;
 
+/// Random forgetting, class labels, where the checks keep a margin target per forget sample
+/// (see `kept_margins` in [`ForgetTarget`]): a forget sample whose target is above this and
+/// whose margin is above its target is pulled down towards it, with the margin term's weight
+/// and clamp (the saturated push). A cross-entropy at margin m is about e^(−m), with a
+/// gradient of the same size: at 7 (1e-3) the loss term has next to no force left, and in
+/// float32 the loss is exactly 0 beyond about 17, where up to half a text model's forget
+/// losses sit, and where the membership signal of the spam filters lies
+/// (docs/REPRODUCTION_TEXT.md). One-sided: a memorised sample is more confident than unseen
+/// data of its rank, and pulling the margins below their targets up as well (two-sided)
+/// sharpened the model as a whole and drowned the push on the low ranks (forget accuracy at
+/// 100 % on the spam filters). 7 is the only value measured.
+pub(super) const SATURATED_MARGIN: f32 = 7.0;
+
 /// The margin term's gradient per sample is the gap to its target clamped to ±this. No
 /// measurement chose it; it bounds each sample's push to that of a one-logit gap.
 const MARGIN_DELTA: f32 = 1.0;
@@ -56,11 +69,14 @@ pub(super) enum ForgetTarget<'a> {
     /// Adaptive mode: the k-th smallest forget loss aims at the reference loss (sorted
     /// ascending) of the same quantile. Two-sided (Huber) for random forgetting, a one-sided
     /// hinge for class removal. `margins`: the reference margins (sorted ascending) for the
-    /// margin term, or None where it does not push.
+    /// margin term, or None where it does not push. `kept_margins`: per forget sample (in
+    /// the forget set's order), its margin target at the last check, ranked among the whole
+    /// forget set (see [`SATURATED_MARGIN`]), or None.
     RankMatched {
         reference: &'a [f32],
         two_sided: bool,
         margins: Option<&'a [f32]>,
+        kept_margins: Option<&'a [f32]>,
         /// Nats per unit of the model's loss: the gaps between the forget losses and their
         /// targets are measured in nats before [`HUBER_DELTA`] clamps them (1 for the
         /// cross-entropies, 1/(2σ²) for squared errors; see the monitor's
@@ -141,7 +157,8 @@ pub(super) fn build_step_loss(
         let lr = tape.narrow_rows(l, nf, nr)?;
         let labels = targets.classes().map(|y| &y[..nf]);
         let forget_logits = |t: &mut Tape| t.narrow_rows(logits, 0, nf);
-        let (forget, term) = forget_part(tape, lf, forget_logits, labels, target, dev)?;
+        let (forget, term) =
+            forget_part(tape, lf, forget_logits, labels, batch.forget, target, dev)?;
         let mean_r = tape.mean(lr)?;
         (forget, Some(term), mean_r)
     } else {
@@ -152,6 +169,7 @@ pub(super) fn build_step_loss(
             lf,
             |_: &mut Tape| Ok(logits),
             targets.classes(),
+            batch.forget,
             target,
             dev,
         )?;
@@ -186,12 +204,13 @@ pub(super) fn build_step_loss(
 
 /// The forget batch's mean loss and its forget term, from its per-sample losses `lf`, its
 /// class labels (if any), and `logits`, which puts its outputs on the tape (only the margin
-/// term reads them).
+/// term reads them); `rows`: the batch's indices into the forget set.
 fn forget_part(
     tape: &mut Tape,
     lf: Var,
     logits: impl FnOnce(&mut Tape) -> Result<Var>,
     labels: Option<&[u32]>,
+    rows: &[usize],
     target: ForgetTarget<'_>,
     dev: Device,
 ) -> Result<(f32, Var)> {
@@ -201,14 +220,19 @@ fn forget_part(
     // Margins exist only for random forgetting with class labels.
     if let (
         ForgetTarget::RankMatched {
-            margins: Some(m), ..
+            margins,
+            kept_margins,
+            ..
         },
         Some(y),
     ) = (target, labels)
     {
-        let logits = logits(tape)?;
-        let mt = margin_objective(tape, logits, lf, y, m, dev)?;
-        term = tape.add(term, mt)?;
+        if margins.is_some() || kept_margins.is_some() {
+            let kept: Option<Vec<f32>> = kept_margins.map(|k| rows.iter().map(|&i| k[i]).collect());
+            let logits = logits(tape)?;
+            let mt = margin_objective(tape, logits, lf, y, margins, kept.as_deref(), dev)?;
+            term = tape.add(term, mt)?;
+        }
     }
     Ok((forget, term))
 }
@@ -230,7 +254,9 @@ pub(super) fn rank_targets(values: &[f32], reference: &[f32]) -> Vec<f32> {
 
 /// The margin-matching term (random forgetting, class labels): the forget batch's margins
 /// (see [`classification_margins`]) are rank-matched to the reference margins, and those
-/// whose target is below [`MARGIN_CAP`] are pulled towards it with a two-sided Huber loss.
+/// whose target is below [`MARGIN_CAP`] are pulled towards it with a two-sided Huber loss
+/// (where `reference` is given); rows whose kept target (`kept`, per row) is above
+/// [`SATURATED_MARGIN`] are pulled towards that the same way.
 /// The margin is `CE(runner-up) − CE(label)` on the tape (the log-sum-exp cancels;
 /// `own_loss` is the batch's `CE(label)`), so its gradient comes from the cross-entropy op;
 /// the runner-up is held fixed for the step.
@@ -239,20 +265,16 @@ pub(super) fn margin_objective(
     logits: Var,
     own_loss: Var,
     labels: &[u32],
-    reference: &[f32],
+    reference: Option<&[f32]>,
+    kept: Option<&[f32]>,
     dev: Device,
 ) -> Result<Var> {
     let (m, runner_up) = classification_margins(tape.value(logits), labels)?;
-    let target = rank_targets(&m, reference);
-    let coef: Vec<f32> = m
-        .iter()
-        .zip(&target)
-        .map(|(&m, &t)| {
-            if t < MARGIN_CAP {
-                MARGIN_WEIGHT * (m - t).clamp(-MARGIN_DELTA, MARGIN_DELTA)
-            } else {
-                0.0
-            }
+    let ranked = reference.map(|r| rank_targets(&m, r));
+    let coef: Vec<f32> = (0..m.len())
+        .map(|i| {
+            let ranked = ranked.as_ref().map(|t| t[i]);
+            margin_coefficient(m[i], ranked, kept.map(|k| k[i]))
         })
         .collect();
     let n = m.len();
@@ -262,6 +284,20 @@ pub(super) fn margin_objective(
     let c = tape.constant(Tensor::from_vec(coef, &[n])?.to_device(dev)?);
     let weighted = tape.mul(c, margin)?;
     tape.mean(weighted)
+}
+
+/// The margin term's coefficient for a forget sample at margin `m` (its gradient on the
+/// margin): `ranked` is its target by rank in the batch, None while the push on the low
+/// ranks is off; `kept` its target from the last check, which replaces the batch's where the
+/// checks keep one. Below [`MARGIN_CAP`] (and while the low push is on) it is pulled towards
+/// the target both ways; above [`SATURATED_MARGIN`] (kept targets only) it is pulled down.
+pub(super) fn margin_coefficient(m: f32, ranked: Option<f32>, kept: Option<f32>) -> f32 {
+    let pull = |t: f32| MARGIN_WEIGHT * (m - t).clamp(-MARGIN_DELTA, MARGIN_DELTA);
+    match (ranked, kept) {
+        (Some(t), None) | (Some(_), Some(t)) if t < MARGIN_CAP => pull(t),
+        (_, Some(t)) if t > SATURATED_MARGIN && m > t => pull(t),
+        _ => 0.0,
+    }
 }
 
 /// Builds the forget term on the tape from the forget batch's per-sample losses `lf` (and
@@ -367,6 +403,7 @@ mod tests {
             reference: &reference,
             two_sided: true,
             margins: None,
+            kept_margins: None,
             nats_per_unit: 1.0,
         };
         // Huber: −mean(clamp(t − ℓ) · ℓ), so the gradient is −clamp(t − ℓ) / n.
@@ -385,11 +422,37 @@ mod tests {
             reference: &reference,
             two_sided: false,
             margins: None,
+            kept_margins: None,
             nats_per_unit: 1.0,
         };
         let (v, g) = value_and_grad(&[0.1, 2.0], hinge);
         assert!((v - 0.25).abs() < 1e-6, "{v}");
         assert!((g[0] + 0.5).abs() < 1e-6 && g[1] == 0.0, "{g:?}");
+    }
+
+    #[test]
+    fn kept_targets_replace_the_batch_rank_and_push_saturated_margins_down_only() {
+        let c = margin_coefficient;
+        let w = MARGIN_WEIGHT;
+        // Batch ranks alone: the low push, both ways, clamped; nothing at high ranks.
+        assert!((c(0.2, Some(-0.3), None) - 0.5 * w).abs() < 1e-6);
+        assert!((c(-3.0, Some(0.0), None) + w).abs() < 1e-6);
+        assert_eq!(c(12.0, Some(9.0), None), 0.0);
+        // Low push off (the forget set no longer recognised): nothing without kept targets.
+        assert_eq!(c(0.2, None, None), 0.0);
+        // A kept target replaces the batch's rank.
+        assert!((c(0.2, Some(5.0), Some(0.0)) - 0.2 * w).abs() < 1e-6);
+        assert_eq!(c(0.2, Some(0.0), Some(5.0)), 0.0);
+        // ... but the low push still needs to be on.
+        assert_eq!(c(0.2, None, Some(0.0)), 0.0);
+        // Saturated kept targets: margins above are pulled down (clamped), margins below
+        // are left alone, with or without the low push.
+        assert!((c(12.0, None, Some(11.5)) - 0.5 * w).abs() < 1e-6);
+        assert!((c(20.0, Some(0.0), Some(11.0)) - w).abs() < 1e-6);
+        assert_eq!(c(10.0, None, Some(11.0)), 0.0);
+        // Between the cap and the saturation bar: no push.
+        assert_eq!(c(6.0, Some(3.0), Some(3.0)), 0.0);
+        assert_eq!(c(9.0, None, Some(SATURATED_MARGIN)), 0.0);
     }
 
     #[test]
@@ -403,7 +466,16 @@ mod tests {
         let mut tape = Tape::new();
         let x = tape.var(logits, 0);
         let own = tape.cross_entropy(x, &labels).unwrap();
-        let f = margin_objective(&mut tape, x, own, &labels, &reference, Device::Cpu).unwrap();
+        let f = margin_objective(
+            &mut tape,
+            x,
+            own,
+            &labels,
+            Some(&reference),
+            None,
+            Device::Cpu,
+        )
+        .unwrap();
         // The mean over the rows of coefficient · margin.
         // (Row 1: coefficient MARGIN_WEIGHT · 1, margin -1; row 0: coefficient 0.)
         let expected = -MARGIN_WEIGHT / 2.0;

@@ -25,7 +25,10 @@ pub struct NablaTauOptions {
     pub batch_size: Option<usize>,
     /// AdamW learning rate at the first forget-epoch. Default: 1e-3 in paper mode; in
     /// adaptive mode 1e-3 × 10 × forget fraction, kept within [1e-3, 3e-3] (see
-    /// [`adaptive_lr`](super::adaptive_lr)).
+    /// [`adaptive_lr`](super::adaptive_lr)), and for random forgetting on a short run (under
+    /// 300 planned steps) raised by up to 4× where the membership checks can see an
+    /// overshoot, halving at each check that sees one (the run then goes back to the
+    /// previous check's weights). A rate set here is used as given.
     pub lr: Option<f32>,
     pub weight_decay: f32,
     /// The learning rate decays linearly from 1× to this factor over the forget-epochs.

@@ -134,8 +134,9 @@ public final class UnlearnOptions {
 
     /**
      * Learning rate (AdamW). ∇τ: NaN (the default) picks the mode's rule (paper: 1e-3;
-     * adaptive: 1e-3 × 10 × forget fraction, within [1e-3, 3e-3]); the rate then decays
-     * over the forget-epochs.
+     * adaptive: 1e-3 × 10 × forget fraction, within [1e-3, 3e-3], and for random forgetting
+     * up to 4× that on a run of under 300 steps, halved at each check that finds an
+     * overshoot); the rate then decays over the forget-epochs.
      */
     public float lr() {
         return struct.getF32(Fields.LR);
@@ -245,8 +246,9 @@ public final class UnlearnOptions {
 
         /**
          * Learning rate (AdamW). ∇τ: NaN (the default) picks the mode's rule (paper: 1e-3;
-         * adaptive: 1e-3 × 10 × forget fraction, within [1e-3, 3e-3]); the rate then decays
-         * over the forget-epochs.
+         * adaptive: 1e-3 × 10 × forget fraction, within [1e-3, 3e-3], and for random forgetting
+         * up to 4× that on a run of under 300 steps, halved at each check that finds an
+         * overshoot); the rate then decays over the forget-epochs.
          */
         public Builder lr(float lr) {
             struct.setF32(Fields.LR, lr);
