@@ -118,7 +118,29 @@ pub(crate) fn read_params_checked<'b>(
                 p.name
             )));
         }
-        out.push(Tensor::from_slice(buf, &p.shape)?);
+        out.push(Tensor::from_vec(copy_lent(buf)?, &p.shape)?);
+    }
+    Ok(out)
+}
+
+/// A copy of a host buffer that a publish may overwrite later, made without calling `memcpy`.
+/// The copy runs under the model's shared lock and a publish under its exclusive one, but
+/// that lock is a Rust `RwLock` waiting on futexes, which ThreadSanitizer (run on the C tests)
+/// cannot see. Through `memcpy`, which it intercepts, it recorded the read; once its history
+/// of the reading thread had moved on it could no longer name the read's stack, so the
+/// suppression of this copy (tests/c/tsan.supp) no longer matched, and it reported the
+/// publish as a race. Copied here in fixed 64-byte pieces, which the compiler emits as
+/// vector moves (`black_box` keeps it from merging them back into one `memcpy` call).
+fn copy_lent(buf: &[f32]) -> Result<Vec<f32>> {
+    const PIECE: usize = 16;
+    let mut out = crate::tensor::try_alloc(buf.len(), "a copy of the bound weights")?;
+    out.resize(buf.len(), 0.0);
+    let (whole, tail) = buf.split_at(buf.len() / PIECE * PIECE);
+    for (d, s) in out.chunks_exact_mut(PIECE).zip(whole.chunks_exact(PIECE)) {
+        d.copy_from_slice(std::hint::black_box(s));
+    }
+    for (d, &s) in out[whole.len()..].iter_mut().zip(tail) {
+        *d = s;
     }
     Ok(out)
 }
