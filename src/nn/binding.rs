@@ -134,14 +134,24 @@ pub(crate) fn read_params_checked<'b>(
 fn copy_lent(buf: &[f32]) -> Result<Vec<f32>> {
     const PIECE: usize = 16;
     let mut out = crate::tensor::try_alloc(buf.len(), "a copy of the bound weights")?;
-    out.resize(buf.len(), 0.0);
+    let dst = out.as_mut_ptr();
     let (whole, tail) = buf.split_at(buf.len() / PIECE * PIECE);
-    for (d, s) in out.chunks_exact_mut(PIECE).zip(whole.chunks_exact(PIECE)) {
-        d.copy_from_slice(std::hint::black_box(s));
+    for (i, s) in whole.chunks_exact(PIECE).enumerate() {
+        let piece: [f32; PIECE] =
+            *<&[f32; PIECE]>::try_from(std::hint::black_box(s)).expect("a whole piece");
+        // SAFETY: `out` has capacity for buf.len() values; this piece lies below that.
+        unsafe {
+            dst.add(i * PIECE)
+                .cast::<[f32; PIECE]>()
+                .write_unaligned(piece)
+        };
     }
-    for (d, &s) in out[whole.len()..].iter_mut().zip(tail) {
-        *d = s;
+    for (i, &v) in tail.iter().enumerate() {
+        // SAFETY: as above.
+        unsafe { dst.add(whole.len() + i).write(v) };
     }
+    // SAFETY: the two loops wrote every one of the first buf.len() values.
+    unsafe { out.set_len(buf.len()) };
     Ok(out)
 }
 
@@ -160,5 +170,25 @@ pub(crate) fn check_len(name: &str, buf_len: usize, values: usize) -> Result<()>
         Err(Error::Binding(format!(
             "`{name}`: {values} values for a buffer of {buf_len}"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copy_lent;
+
+    #[test]
+    fn lent_copies_are_exact_at_every_length() {
+        for n in [0usize, 1, 15, 16, 17, 33, 1000] {
+            let buf: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 3.0).collect();
+            let copy = copy_lent(&buf).unwrap();
+            assert_eq!(copy.len(), n);
+            assert!(
+                copy.iter()
+                    .zip(&buf)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{n}"
+            );
+        }
     }
 }
