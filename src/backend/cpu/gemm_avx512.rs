@@ -60,7 +60,8 @@ pub(super) fn reads_in_place((rs, cs): (isize, isize)) -> bool {
     cs == 1 && !aliases_in_l1(rs)
 }
 
-/// Where `op(x)`'s element `(i, j)` is: `ptr + i * rs + j * cs`.
+/// Where `op(x)`'s element `(i, j)` is: `ptr + i * rs + j * cs`, stored row-major (`cs == 1`)
+/// or transposed (`rs == 1`), as every product of `gemm.rs` is.
 #[derive(Clone, Copy)]
 pub(super) struct Operand {
     pub ptr: *const f32,
@@ -108,6 +109,14 @@ pub(super) unsafe fn block(
     c: *mut f32,
     ldc: usize,
 ) {
+    debug_assert!(
+        a.rs == 1 || a.cs == 1,
+        "gemm: a neither row-major nor transposed"
+    );
+    debug_assert!(
+        b.rs == 1 || b.cs == 1,
+        "gemm: b neither row-major nor transposed"
+    );
     if rows.is_empty() || cols.is_empty() {
         return;
     }
@@ -219,7 +228,8 @@ unsafe fn row_tiles(
 const COPY_LD: usize = KC + 16;
 
 /// Copies rows `i0..i0 + mr`, steps `k0..k0 + kc` of `op(a)` into `out` as `mr` rows of
-/// [`COPY_LD`] values: for a transposed `a`, 16 x 16 register transposes.
+/// [`COPY_LD`] values: for a transposed `a`, 16 x 16 register transposes; for a row-major
+/// one (rows that alias in L1), row by row.
 unsafe fn copy_tile(a: Operand, i0: usize, mr: usize, k0: usize, kc: usize, out: &mut [f32]) {
     // SAFETY (both branches): the caller's rows and steps lie inside op(a).
     let origin = unsafe { a.ptr.offset(i0 as isize * a.rs + k0 as isize * a.cs) };
@@ -232,10 +242,9 @@ unsafe fn copy_tile(a: Operand, i0: usize, mr: usize, k0: usize, kc: usize, out:
         }
     } else {
         for r in 0..mr {
-            for p in 0..kc {
-                out[r * COPY_LD + p] =
-                    unsafe { *origin.offset(r as isize * a.rs + p as isize * a.cs) };
-            }
+            // SAFETY: kc contiguous values of row i0 + r (`a.cs == 1`).
+            let row = unsafe { std::slice::from_raw_parts(origin.offset(r as isize * a.rs), kc) };
+            out[r * COPY_LD..][..kc].copy_from_slice(row);
         }
     }
 }
@@ -286,7 +295,7 @@ unsafe fn pack_b(b: Operand, k0: usize, kc: usize, cols: Range<usize>, out: &mut
         if b.cs == 1 {
             // SAFETY: nr contiguous values of each row k0 + p; the panel has kc rows of NR.
             unsafe { copy_rows(origin, b.rs, kc, nr, panel) };
-        } else if b.rs == 1 {
+        } else {
             // Stored transposed (a weight `[out, in]` read as `[in, out]`): each column of
             // op(b) is contiguous along k, and 16 x 16 blocks are transposed in registers.
             for half in (0..nr).step_by(16) {
@@ -299,15 +308,16 @@ unsafe fn pack_b(b: Operand, k0: usize, kc: usize, cols: Range<usize>, out: &mut
                     }
                 }
             }
-        } else {
-            for p in 0..kc {
-                for j in 0..nr {
-                    // SAFETY: inside op(b) as above.
-                    panel[p * NR + j] =
-                        unsafe { *origin.offset(p as isize * b.rs + j as isize * b.cs) };
-                }
-            }
         }
+    }
+}
+
+/// The mask of a vector's first `n` lanes (all 16 for `n >= 16`).
+fn lanes(n: usize) -> __mmask16 {
+    if n >= 16 {
+        0xFFFF
+    } else {
+        ((1u32 << n) - 1) as __mmask16
     }
 }
 
@@ -316,13 +326,6 @@ unsafe fn pack_b(b: Operand, k0: usize, kc: usize, cols: Range<usize>, out: &mut
 /// cost more than the copy.
 #[target_feature(enable = "avx512f")]
 unsafe fn copy_rows(src: *const f32, stride: isize, rows: usize, nr: usize, out: &mut [f32]) {
-    let lanes = |n: usize| -> __mmask16 {
-        if n >= 16 {
-            0xFFFF
-        } else {
-            ((1u32 << n) - 1) as __mmask16
-        }
-    };
     let (m0, m1) = (lanes(nr), lanes(nr.saturating_sub(16)));
     for (p, row) in out.chunks_exact_mut(NR).take(rows).enumerate() {
         // SAFETY: masked lanes are not read; the others are the caller's nr values, and the
@@ -340,9 +343,9 @@ unsafe fn copy_rows(src: *const f32, stride: isize, rows: usize, nr: usize, out:
 }
 
 /// Writes the transpose of a block of up to 16 x 16 values into `out`: source row `j` (of
-/// `rows`, each `stride` apart, `steps` contiguous values used) becomes column `j` of 16 rows
-/// of `out`, [`NR`] apart from `at`. Missing rows read as zeros; only `steps` rows are
-/// written.
+/// `rows`, each `stride` apart, `steps` contiguous values used) becomes column `j` of the
+/// rows of `out` that start at `at`, `ld` apart. Missing rows read as zeros; only `steps`
+/// rows are written.
 #[target_feature(enable = "avx512f")]
 unsafe fn transpose_16x16(
     src: *const f32,
@@ -354,11 +357,7 @@ unsafe fn transpose_16x16(
     ld: usize,
 ) {
     let steps = steps.min(16);
-    let mask: __mmask16 = if steps == 16 {
-        0xFFFF
-    } else {
-        ((1u32 << steps) - 1) as __mmask16
-    };
+    let mask = lanes(steps);
     // SAFETY: row j < rows has `steps` values from src + j * stride (masked beyond).
     let r: [__m512; 16] = std::array::from_fn(|j| {
         if j < rows {
@@ -410,7 +409,7 @@ unsafe fn transpose_16x16(
         } else {
             _mm512_shuffle_f32x4::<0xDD>(a, b)
         };
-        // SAFETY: 16 values from `o`'s start lie inside its row of NR.
+        // SAFETY: the caller's rows of `out` hold 16 values from each row start.
         unsafe { _mm512_storeu_ps(o.as_mut_ptr(), row) };
     }
 }
@@ -441,13 +440,6 @@ unsafe fn kernel<const R: usize>(kc: usize, rows: &[*const f32; MR], panel: &[f3
 #[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn store<const R: usize>(acc: &[[__m512; 2]; R], out: Out) {
-    let lanes = |n: usize| -> __mmask16 {
-        if n >= 16 {
-            0xFFFF
-        } else {
-            ((1u32 << n) - 1) as __mmask16
-        }
-    };
     let masks = [lanes(out.nr), lanes(out.nr.saturating_sub(16))];
     let alpha = _mm512_set1_ps(out.alpha);
     for (r, row) in acc.iter().enumerate().take(out.mr) {
