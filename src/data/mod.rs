@@ -61,7 +61,7 @@ const GATHER_PARALLEL_MIN: usize = 1 << 16;
 /// Copies row `idx[r]` of `x` (rows of `per` values) into row `r` of `out`. A training
 /// batch's rows come from anywhere in a set larger than the caches, so the copy waits on
 /// memory; it is split over the kernel threads, whose loads then overlap (in the MLP's ∇τ
-/// step the single-threaded gather of 512 rows was 6 % of the run's wall time).
+/// step the single-threaded gather of 512 rows was 6 % of the calling thread's samples).
 fn gather_rows_into(out: &mut [f32], x: &[f32], per: usize, idx: &[usize]) {
     if per == 0 {
         return;
