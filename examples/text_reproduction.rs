@@ -1025,10 +1025,13 @@ const READING: &str = "
   3.2 test points. Retraining's behaviour on a whole sub-population cannot be read off unseen data of
   the full population; a caller who knows the request removes a category would need a reference of
   its own.
-- **Time.** The filters train in 4 to 10 s, and ∇τ's budget (3 retain passes' worth of batches of
-  half the forget set) is 57 steps of 2 × 211 mails, about a third of retraining's 20 epochs in
-  mail passes before its checks; measured, about 40 to 70 % of retraining's time on average over seeds
-  (this shared machine's other jobs make the timings vary from run to run), above the 25 % bar.
+- **Time.** The filters train in about a second, and ∇τ's budget (3 retain passes' worth of
+  batches of half the forget set) is 57 steps of 2 × 211 mails, about a third of retraining's 20
+  epochs in mail passes before its checks; measured, 14 to 23 % of retraining's time on average
+  over seeds, under the 25 % bar. Until the embedding and the mean over tokens ran as one op
+  (`Tape::embedding_mean`, same bits), each pass first wrote every token's row out, 16 MiB per
+  ∇τ batch of 422 mails, and spent most of its time faulting that memory in; ∇τ then took 40 to
+  70 % of retraining's time, whose batches of 64 mails suffered less.
 ";
 
 /// Measured with variants of the library that were not kept (see the text), so not regenerated.
