@@ -65,7 +65,10 @@ KERNELS = [
     ("im2col", "im2col"),
     ("col2im", "col2im"),
     ("conv::direct::forward", "conv direct: forward and dX kernel"),
+    # The forward's register tile, when it shows as a frame of its own (inlined).
+    ("conv::direct::tile_", "conv direct: forward and dX kernel"),
     ("conv::direct::weight_grad", "conv direct: dW kernel"),
+    ("conv::direct::reduce_lanes", "conv direct: dW kernel"),
     ("conv::direct", "conv direct: padded copies in and out"),
     ("max_pool", "max_pool2d forward"),
     ("MaxPoolBackward", "max_pool2d backward"),
