@@ -424,7 +424,16 @@ pub fn footprint(model: &Model, work: Workload) -> Option<Footprint> {
         .checked_mul(work.batches_per_step.max(1) as u128)?;
     let mut workspace = 0u128;
     let mut largest: Option<(String, u128)> = None;
-    for (node, size) in model.spec().nodes.iter().zip(model.node_sizes()) {
+    for (i, (node, size)) in model
+        .spec()
+        .nodes
+        .iter()
+        .zip(model.node_sizes())
+        .enumerate()
+    {
+        if model.fused_into_next(i) {
+            continue;
+        }
         let act = (size.numel as u128)
             .checked_mul(b)?
             .checked_mul(per_value)?

@@ -100,12 +100,24 @@ fn relu_pool_swaps(spec: &ModelSpec, node_inputs: &[Vec<Source>]) -> Vec<bool> {
     })
 }
 
-/// Per node: an embedding whose only reader is a mean right after it. The mean computes
-/// both in one op ([`Tape::embedding_mean`]), without the lookup's `[..., L, dim]` output.
-fn embedding_mean_fusions(spec: &ModelSpec, node_inputs: &[Vec<Source>]) -> Vec<bool> {
-    read_only_by_next(spec, node_inputs, |op, next| {
+/// Per node: an embedding whose only reader is a mean right after it over the last id axis
+/// (`sizes`: the per-sample output shapes). The mean computes both in one op
+/// ([`Tape::embedding_mean`]), without the lookup's `[..., L, dim]` output.
+fn embedding_mean_fusions(
+    spec: &ModelSpec,
+    node_inputs: &[Vec<Source>],
+    sizes: &[NodeSize],
+) -> Vec<bool> {
+    let mut fused = read_only_by_next(spec, node_inputs, |op, next| {
         matches!(op, NodeOp::Embedding { .. }) && matches!(next, NodeOp::Mean { .. })
-    })
+    });
+    for (i, f) in fused.iter_mut().enumerate().filter(|(_, f)| **f) {
+        // Per sample the lookup is ids + [dim]; with the batch axis in front, the last id
+        // axis has the index of that dim.
+        let last_id_axis = sizes.get(i).map(|s| s.shape.len() - 1);
+        *f = matches!(spec.nodes[i + 1].op, NodeOp::Mean { dim } if dim >= 1 && Some(dim) == last_id_axis);
+    }
+    fused
 }
 
 /// Per node i: `pair(op i, op i + 1)` holds, and node i + 1 is node i's only reader and
@@ -196,7 +208,7 @@ impl Model {
             node_inputs.push(inputs);
         }
         let relu_after_pool = relu_pool_swaps(&spec, &node_inputs);
-        let embedding_into_mean = embedding_mean_fusions(&spec, &node_inputs);
+        let embedding_into_mean = embedding_mean_fusions(&spec, &node_inputs, &node_sizes);
         let mut model = Model {
             spec,
             params,
@@ -254,6 +266,12 @@ impl Model {
     }
 
     /// Per-node sizes inferred from the spec.
+    /// Whether node `i`'s output is computed inside the next node's op and never held (an
+    /// embedding fused into the mean after it).
+    pub(crate) fn fused_into_next(&self, i: usize) -> bool {
+        self.embedding_into_mean[i]
+    }
+
     pub(crate) fn node_sizes(&self) -> &[NodeSize] {
         &self.node_sizes
     }
@@ -892,18 +910,37 @@ mod tests {
 
     #[test]
     fn embedding_then_mean_runs_fused_with_identical_results() {
-        // Mean over the last id axis (fused), and over an earlier one (composed in the op).
+        // Mean over the last id axis (fused), and over an earlier one (not fused).
         for (shape, dims, mean_dim, feats) in [
             ("[7]", vec![4usize, 7], 1, 5),
             ("[3, 6]", vec![4, 3, 6], 2, 15),
             ("[3, 6]", vec![4, 3, 6], 1, 30),
         ] {
             let model = Model::from_json(&bag_spec(shape, mean_dim, feats)).unwrap();
-            assert_eq!(model.embedding_into_mean, [true, false, false, false]);
+            let last_id_axis = dims.len() - 1;
+            assert_eq!(
+                model.embedding_into_mean,
+                [mean_dim == last_id_axis, false, false, false]
+            );
             let plain = Model {
                 embedding_into_mean: vec![false; 4],
                 ..model.clone()
             };
+            // The footprint leaves out the lookup output the fused op never holds.
+            let [fused, unfused] = [&model, &plain].map(|m| {
+                budget::footprint(m, Workload::inference(64))
+                    .unwrap()
+                    .activations
+            });
+            let lookup = 64 * model.node_sizes[0].numel as u128 * 4;
+            assert_eq!(
+                unfused - fused,
+                if model.embedding_into_mean[0] {
+                    lookup
+                } else {
+                    0
+                }
+            );
             let w = model.init_weights(5);
             // Repeated ids, so that the scatter accumulates.
             let ids: Vec<f32> = (0..dims.iter().product::<usize>())
