@@ -33,9 +33,13 @@ fn parse_ids(data: &[f32], shape: &[usize], num_embeddings: usize) -> Result<Vec
     data.iter()
         .enumerate()
         .map(|(k, &v)| {
-            // NaN and infinities fail the range test or have a NaN fractional part.
-            if v >= 0.0 && v.fract() == 0.0 && (v as f64) < num_embeddings as f64 {
-                Ok(v as usize)
+            // An exact integer survives the round trip through usize; NaN (which converts to
+            // 0), infinities and values past usize saturate to something else. One
+            // conversion each way, where `fract` was a library call per id (the largest cost
+            // of a text model's forward pass once the lookup and mean were fused).
+            let row = v as usize;
+            if v >= 0.0 && row as f32 == v && row < num_embeddings {
+                Ok(row)
             } else {
                 Err(Error::invalid(format!(
                     "embedding: id {v} at position {:?} of ids {:?} is not an integer in \
@@ -279,6 +283,12 @@ mod tests {
             );
         }
         assert!(embedding(&t(&[f32::INFINITY], &[1]), &w).is_err());
+        // Past the range of usize; and -0 is the integer 0.
+        assert!(embedding(&t(&[1e30], &[1]), &w).is_err());
+        assert_eq!(
+            embedding(&t(&[-0.0], &[1]), &w).unwrap().to_vec().unwrap(),
+            vec![0.0, 1.0]
+        );
         assert!(embedding(&t(&[0.0], &[1]), &Tensor::zeros(&[3])).is_err());
         // The tape refuses the same way.
         let mut tape = Tape::new();
