@@ -1027,8 +1027,9 @@ const READING: &str = "
   its own.
 - **Time.** The filters train in about a second, and ∇τ's budget (3 retain passes' worth of
   batches of half the forget set) is 57 steps of 2 × 211 mails, about a third of retraining's 20
-  epochs in mail passes before its checks; measured, 14 to 23 % of retraining's time on average
-  over seeds, under the 25 % bar. Until the embedding and the mean over tokens ran as one op
+  epochs in mail passes before its checks; measured, 14 to 24 % of retraining's time on average
+  over seeds, under the 25 % bar, though runs of a tenth of a second move by a few points from
+  run to run (the standard deviations over seeds reach 6 points). Until the embedding and the mean over tokens ran as one op
   (`Tape::embedding_mean`, same bits), each pass first wrote every token's row out, 16 MiB per
   ∇τ batch of 422 mails, and spent most of its time faulting that memory in; ∇τ then took 40 to
   70 % of retraining's time, whose batches of 64 mails suffered less.
