@@ -1030,7 +1030,7 @@ const READING: &str = "
   epochs in mail passes before its checks; measured, 14 to 24 % of retraining's time on average
   over seeds, under the 25 % bar, though runs of a tenth of a second move by a few points from
   run to run (the standard deviations over seeds reach 6 points). Until the embedding and the mean over tokens ran as one op
-  (`Tape::embedding_mean`, same bits), each pass first wrote every token's row out, 16 MiB per
+  (`Tape::embedding_mean`, same bits), each pass first wrote every token's row out, 13 MiB per
   ∇τ batch of 422 mails, and spent most of its time faulting that memory in; ∇τ then took 40 to
   70 % of retraining's time, whose batches of 64 mails suffered less.
 ";
