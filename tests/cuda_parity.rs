@@ -572,9 +572,14 @@ fn tape_embedding() {
             .collect();
         let ids = Tensor::from_vec(ids, &[2, 4]).unwrap();
         let w = [randn(&[num, dim], &mut rng)];
-        tape_parity_full("embedding", dev, &w, &[ids.clone()], 1e-6, |t, v| {
-            Ok((t.embedding(v[1], v[0])?, Vec::new()))
-        });
+        tape_parity_full(
+            "embedding",
+            dev,
+            &w,
+            std::slice::from_ref(&ids),
+            1e-6,
+            |t, v| Ok((t.embedding(v[1], v[0])?, Vec::new())),
+        );
         // The bag of words: one op on the CPU, the two ops composed on the GPU.
         tape_parity_full("embedding_mean", dev, &w, &[ids], 1e-6, |t, v| {
             Ok((t.embedding_mean(v[1], v[0], 1)?, Vec::new()))
