@@ -222,9 +222,12 @@ impl Tape {
     /// the CPU; otherwise the two ops composed. Same values and gradients either way.
     pub fn embedding_mean(&mut self, ids: Var, weight: Var, axis: usize) -> Result<Var> {
         let rank = self.value(ids).rank();
+        // Rows are kept as u32 for the backward pass.
         let fusable = rank >= 2
             && axis == rank - 1
             && self.value(ids).dim(axis) > 0
+            && self.value(weight).rank() == 2
+            && self.value(weight).dim(0) <= u32::MAX as usize
             && matches!(self.value(weight).storage(), Storage::Cpu(_));
         if !fusable {
             let looked_up = self.embedding(ids, weight)?;
