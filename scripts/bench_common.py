@@ -9,7 +9,11 @@ BATCH = 128
 CLASSES = 10
 UNLEARN_BATCH = 256
 UNLEARN_FORGET, UNLEARN_RETAIN, UNLEARN_VAL = 1500, 8500, 2000
-MODELS = ("mlp", "cnn")
+MODELS = ("mlp", "cnn", "text")
+# Models with the whole-run benchmark only (no training-step benchmark, no JAX peer).
+RUN_ONLY = ("text",)
+# The text model (data/specs/spam_mlp.json): token ids, an embedding averaged over the tokens.
+TEXT_VOCAB, TEXT_TOKENS, TEXT_DIM, TEXT_HIDDEN, TEXT_CLASSES = 16384, 256, 32, 64, 2
 
 
 def parse_args(description, peak_sizes=True):
@@ -28,7 +32,7 @@ def parse_args(description, peak_sizes=True):
     args.models = [m for m in args.models.split(",") if m]
     for m in args.models:
         if m not in MODELS:
-            raise SystemExit(f"unknown model {m} (expected mlp or cnn)")
+            raise SystemExit(f"unknown model {m} (expected mlp, cnn or text)")
     return args
 
 

@@ -201,9 +201,11 @@ def main():
     args = common.parse_args(__doc__, peak_sizes=False)
     rng = np.random.default_rng(0x67726164)
     builders = {"mlp": mlp, "cnn": cnn}
-    for name in args.models:
+    # The text model has no JAX peer (see bench_common.RUN_ONLY).
+    models = [m for m in args.models if m not in common.RUN_ONLY]
+    for name in models:
         bench_model(name, builders[name], args, rng)
-    for name in args.models:
+    for name in models:
         for _ in range(args.unlearn_runs):
             bench_unlearn(name, builders[name], rng)
 

@@ -72,6 +72,30 @@ def cnn(gen, batch=common.BATCH, width=None):
     return params, forward, [batch, 1, 28, 28], per * batch
 
 
+def text(gen, batch=common.BATCH, width=None):
+    """The spam filter: the embedding bag PyTorch offers for this (mean over each row of
+    ids), then the MLP. nn.Embedding's init, N(0, 1), as gradtau's."""
+    params = [torch.randn(common.TEXT_VOCAB, common.TEXT_DIM, generator=gen)]
+    params += linear_params(common.TEXT_DIM, common.TEXT_HIDDEN, gen)
+    params += linear_params(common.TEXT_HIDDEN, common.TEXT_CLASSES, gen)
+
+    def forward(p, ids):
+        h = F.embedding_bag(ids, p[0], mode="mean")
+        h = F.relu(F.linear(h, p[1], p[2]))
+        return F.linear(h, p[3], p[4])
+
+    return params, forward, [batch, common.TEXT_TOKENS], None
+
+
+def synthetic_data(name, sample, n, gen):
+    """`n` inputs and labels: standard-normal features and CLASSES classes, or for the text
+    model uniform token ids and its classes."""
+    if name == "text":
+        return (torch.randint(0, common.TEXT_VOCAB, (n, *sample), generator=gen),
+                torch.randint(0, common.TEXT_CLASSES, (n,), generator=gen))
+    return torch.randn(n, *sample, generator=gen), torch.randint(0, CLASSES, (n,), generator=gen)
+
+
 def bench_model(name, build, args, gen):
     common.reset_peak_rss()
     params, forward, in_shape, flops = build(gen, args.batch, args.width)
@@ -121,13 +145,9 @@ def bench_unlearn(name, build, gen):
     params = [p.requires_grad_() for p in params]
     sample = in_shape[1:]
 
-    def synthetic(n):
-        return torch.randn(n, *sample, generator=gen), torch.randint(0, CLASSES, (n,),
-                                                                     generator=gen)
-
-    (xf, yf), (xr, yr), (xv, yv) = [synthetic(n) for n in (common.UNLEARN_FORGET,
-                                                            common.UNLEARN_RETAIN,
-                                                            common.UNLEARN_VAL)]
+    (xf, yf), (xr, yr), (xv, yv) = [synthetic_data(name, sample, n, gen)
+                                    for n in (common.UNLEARN_FORGET, common.UNLEARN_RETAIN,
+                                              common.UNLEARN_VAL)]
     common.reset_peak_rss()
     opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01)
     batch = common.UNLEARN_BATCH
@@ -183,9 +203,9 @@ def main():
         args.peak = max(g, args.peak or 0.0)
         print(json.dumps({"kind": "gemm_peak", "impl": "torch", "size": size,
                           "threads": torch.get_num_threads(), "gflops": g}), flush=True)
-    builders = {"mlp": mlp, "cnn": cnn}
+    builders = {"mlp": mlp, "cnn": cnn, "text": text}
     for name in args.models:
-        if args.iters > 0:
+        if args.iters > 0 and name not in common.RUN_ONLY:
             bench_model(name, builders[name], args, gen)
     for name in args.models:
         for _ in range(args.unlearn_runs):

@@ -20,14 +20,8 @@ use judge::Scenario;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-const SPEC: &str = r#"{"format": "gradtau.model/1", "input": {"shape": [256]},
- "nodes": [
-  {"name": "emb", "op": "embedding", "num_embeddings": 16384, "embedding_dim": 32},
-  {"name": "pool", "op": "mean", "dim": 1},
-  {"name": "fc1", "op": "linear", "in_features": 32, "out_features": 64},
-  {"name": "act", "op": "relu"},
-  {"name": "fc2", "op": "linear", "in_features": 64, "out_features": 2}],
- "loss": "cross_entropy"}"#;
+/// The MLP filter of docs/REPRODUCTION_TEXT.md (also the whole-run benchmark's text model).
+const SPEC: &str = include_str!("../data/specs/spam_mlp.json");
 
 fn corpus_dir() -> PathBuf {
     std::env::var_os("GRADTAU_SPAM_DIR")

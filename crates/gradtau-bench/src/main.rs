@@ -24,7 +24,10 @@
 //!   step), `checks` and `check_s` (passes between steps: τ's validation passes, adaptive
 //!   mode's membership checks).
 //!
-//! Usage: `gradtau-bench [--models mlp,cnn] [--threads N] [--warmup N] [--iters N]
+//! The `text` model (`--models text`; the spam filter of docs/REPRODUCTION_TEXT.md, uniform
+//! random token ids) has the whole-run benchmark only, in paper mode.
+//!
+//! Usage: `gradtau-bench [--models mlp,cnn,text] [--threads N] [--warmup N] [--iters N]
 //! [--batch N] [--width N] [--peak-sizes 1024,2048] [--profile] [--unlearn-runs N]
 //! [--modes paper,adaptive]`. `--width` sets the MLP's two hidden widths (default 256); the
 //! whole runs keep the paper recipe's sizes whatever `--batch` and `--width` say.
@@ -102,7 +105,7 @@ fn parse_args() -> std::result::Result<Args, String> {
             }
             "-h" | "--help" => {
                 return Err(
-                    "usage: gradtau-bench [--models mlp,cnn] [--threads N] [--warmup N] \
+                    "usage: gradtau-bench [--models mlp,cnn,text] [--threads N] [--warmup N] \
                             [--iters N] [--batch N] [--width N] [--peak-sizes 1024,2048] \
                             [--profile] [--unlearn-runs N] [--modes paper,adaptive]"
                         .into(),
@@ -112,8 +115,8 @@ fn parse_args() -> std::result::Result<Args, String> {
         }
     }
     for m in &a.models {
-        if m != "mlp" && m != "cnn" {
-            return Err(format!("unknown model {m} (expected mlp or cnn)"));
+        if !["mlp", "cnn", "text"].contains(&m.as_str()) {
+            return Err(format!("unknown model {m} (expected mlp, cnn or text)"));
         }
     }
     Ok(a)
@@ -455,7 +458,8 @@ fn run(args: &Args) -> Result<()> {
         let mut model: Box<dyn Model> = match name.as_str() {
             "mlp" => Box::new(Mlp::new(&mut rng, args.batch, args.width)),
             "cnn" => Box::new(Cnn::new(&mut rng, args.batch)),
-            _ => unreachable!("models were checked in parse_args"),
+            // The text model has a whole-run benchmark only.
+            _ => continue,
         };
         if args.iters > 0 {
             bench_model(model.as_mut(), args, peak, &mut rng)?;
@@ -463,7 +467,13 @@ fn run(args: &Args) -> Result<()> {
     }
     for name in &args.models {
         for _ in 0..args.unlearn_runs {
-            for &mode in &args.modes {
+            // Adaptive runs unlearn from a model trained on `memorisable` features first,
+            // which token ids are not.
+            for &mode in args
+                .modes
+                .iter()
+                .filter(|&&m| name != "text" || m == NablaTauMode::Paper)
+            {
                 bench_unlearn(name, mode)?;
             }
         }
@@ -477,20 +487,33 @@ const UNLEARN_RETAIN: usize = 8500;
 const UNLEARN_VAL: usize = 2000;
 
 /// The benchmark's models as model specs (the same networks as `Mlp` and `Cnn`, and as
-/// examples/fashion_reproduction.rs).
+/// examples/fashion_reproduction.rs; `text`: the spam filter of docs/REPRODUCTION_TEXT.md).
 fn spec(model: &str) -> &'static str {
     match model {
         "mlp" => include_str!("../../../data/specs/fashion_mlp.json"),
+        "text" => include_str!("../../../data/specs/spam_mlp.json"),
         _ => include_str!("../../../data/specs/fashion_cnn.json"),
     }
 }
 
-/// `n` samples of standard-normal inputs with uniform random labels.
-fn synthetic(n: usize, sample_shape: &[usize], rng: &mut Rng) -> Result<Dataset> {
+/// The text model's vocabulary (its embedding's rows) and classes.
+const TEXT_VOCAB: usize = 16384;
+const TEXT_CLASSES: usize = 2;
+
+/// `n` samples of standard-normal inputs with uniform random labels; for the text model,
+/// token ids drawn uniformly from its vocabulary.
+fn synthetic(model: &str, n: usize, sample_shape: &[usize], rng: &mut Rng) -> Result<Dataset> {
     let mut shape = vec![n];
     shape.extend_from_slice(sample_shape);
-    let x = Tensor::randn(&shape, 1.0, rng);
-    let y = (0..n).map(|_| rng.below(CLASSES) as u32).collect();
+    let (x, classes) = if model == "text" {
+        let ids = (0..shape.iter().product::<usize>())
+            .map(|_| rng.below(TEXT_VOCAB) as f32)
+            .collect();
+        (Tensor::from_vec(ids, &shape)?, TEXT_CLASSES)
+    } else {
+        (Tensor::randn(&shape, 1.0, rng), CLASSES)
+    };
+    let y = (0..n).map(|_| rng.below(classes) as u32).collect();
     Dataset::classification(x, y)
 }
 
@@ -528,9 +551,9 @@ fn bench_unlearn(name: &str, mode: NablaTauMode) -> Result<()> {
     let mut fitted = None;
     let (forget, retain, val, base) = match mode {
         NablaTauMode::Paper => (
-            synthetic(UNLEARN_FORGET, model.input_shape(), &mut rng)?,
-            synthetic(UNLEARN_RETAIN, model.input_shape(), &mut rng)?,
-            synthetic(UNLEARN_VAL, model.input_shape(), &mut rng)?,
+            synthetic(name, UNLEARN_FORGET, model.input_shape(), &mut rng)?,
+            synthetic(name, UNLEARN_RETAIN, model.input_shape(), &mut rng)?,
+            synthetic(name, UNLEARN_VAL, model.input_shape(), &mut rng)?,
             NablaTauOptions::paper(),
         ),
         _ => {
