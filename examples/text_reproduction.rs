@@ -961,8 +961,9 @@ const DIAGNOSIS_INTRO: &str = "
 
 Adaptive ∇τ stops pushing the forget set once its stop test passes: a best-threshold attack on the \
 losses (forget vs validation) at most `0.5 + margin` (the margin is the median of what sampling noise \
-gives for these set sizes), forget and validation accuracy within one standard error of each other, and \
-the validation accuracy at most 2 standard errors (damage) below its start. Each row replays the run to \
+gives for these set sizes), the loss AUC within noise of 0.5 (and, with 1000 validation samples or \
+more, the TPR at 1 % FPR within noise of 1 %), forget and validation accuracy within one standard error \
+of each other, and the validation accuracy at most 2 standard errors (damage) below its start. Each row replays the run to \
 a step where a check ran (`max_steps`, same seed, so the same weights) and measures what the check saw; \
 α is the forget weight of the step after the check; the last two columns are the audit's attacks \
 against the test set.

@@ -5,20 +5,19 @@
 //! audit's ([`crate::audit::membership`]); this module holds the policy: which samples are
 //! looked at, when a check runs, and what counts as forgotten.
 //!
-//! - **Random forgetting** is forgotten once a one-dimensional membership test on the losses
-//!   (best threshold, balanced accuracy) can no longer tell forget from reference (accuracy
-//!   within a sampling-noise margin of 0.5), the forget set's accuracy is within one standard
-//!   error of the validation accuracy (a label-only attack), the validation accuracy is within
-//!   [`HEALTH_BAR`] standard errors of where it started (so a model merely damaged as a whole
-//!   does not count as having forgotten), and the label-only part holds again on validation
-//!   samples the checks never looked at (a test repeated at every check otherwise tends to
-//!   pass on a check sample that happens to look healthy).
-//!   Without class labels (regression, multi-label) there is no label-only attack: the test
-//!   then asks the losses to pass the audit's stronger attacks as well, the ROC AUC within
-//!   noise of 0.5 and (with enough reference samples) the true-positive rate at 1 % false
-//!   positives within noise of 1 %, and judges the model's health by its validation loss.
-//!   Squared errors are measured in nats (see [`nats_per_unit`]) wherever a gap is compared
-//!   with a fixed size.
+//! - **Random forgetting** is forgotten once the losses pass the audit's attacks: a
+//!   one-dimensional membership test (best threshold, balanced accuracy) can no longer tell
+//!   forget from reference (accuracy within a sampling-noise margin of 0.5), the ROC AUC is
+//!   within noise of 0.5, and (with enough reference samples) the true-positive rate at 1 %
+//!   false positives within noise of 1 %. With class labels, the forget set's accuracy must
+//!   also be within one standard error of the validation accuracy (a label-only attack), the
+//!   validation accuracy within [`HEALTH_BAR`] standard errors of where it started (so a
+//!   model merely damaged as a whole does not count as having forgotten), and the label-only
+//!   part must hold again on validation samples the checks never looked at (a test repeated
+//!   at every check otherwise tends to pass on a check sample that happens to look healthy).
+//!   Without class labels (regression, multi-label) the model's health is judged by its
+//!   validation loss. Squared errors are measured in nats (see [`nats_per_unit`]) wherever a
+//!   gap is compared with a fixed size.
 //! - **Class removal** (the forget set holds whole classes the retain set lacks) is done once
 //!   the forget samples are no longer recognised ([`CLASS_GONE_ACCURACY`]).
 
@@ -500,23 +499,20 @@ impl<'a> Monitor<'a> {
         }
         let (lf, lv) = (&forget.losses, &self.refs.losses);
         let overshot = overshot(labels.as_ref());
-        // Without class labels the losses are all the test sees, so it reads them as the
-        // audit's strongest attacks do (AUC, TPR at 1 % FPR) and judges health by the
-        // validation loss. With labels the label-only attack and its confirmation on spare
-        // samples stay as measured on Fashion-MNIST: adding the AUC and TPR sides there
-        // changed a digits run (tests/unlearn_digits.rs, seed 4: forget accuracy 96.03 →
-        // 96.83 %, 0.8 points further from retraining's, the paper's attack 0.482 → 0.490),
-        // and
-        // Fashion-MNIST, where the recipe was measured, was not re-measured with them.
+        // The losses must pass what the audit's strongest attacks read (the best threshold,
+        // the AUC, the TPR at 1 % FPR) on every task. Health is judged by the validation
+        // accuracy with class labels (with the label-only attack, confirmed on spare
+        // samples), by the validation loss without. The AUC and TPR sides were first added
+        // for tasks without labels; with labels they changed no run of the Fashion-MNIST
+        // seed table or the spam filters' (same figures to the last digit), and on the digits
+        // test (5 seeds) took the mean test accuracy from 94.90 to 95.01 % and the paper's
+        // attack from 0.4933 to 0.4925 (retraining 0.4725), forget accuracy unchanged.
         let forgotten = losses_alike(lf, lv, self.stop_margin)
-            && labels.as_ref().map_or_else(
-                || {
-                    auc_alike(lf, lv, self.stop_margin)
-                        && tpr_alike(lf, lv)
-                        && loss_healthy(mean(lv), self.start_val_loss)
-                },
-                labels_alike,
-            )
+            && auc_alike(lf, lv, self.stop_margin)
+            && tpr_alike(lf, lv)
+            && labels
+                .as_ref()
+                .map_or_else(|| loss_healthy(mean(lv), self.start_val_loss), labels_alike)
             && match (&self.confirm, forget.accuracy) {
                 (Some((spare, start)), Some(af)) => {
                     let s = score(self.model, w, spare, self.eval_batch)?;
