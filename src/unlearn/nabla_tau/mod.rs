@@ -91,6 +91,8 @@ use std::time::Instant;
 
 #[cfg(test)]
 mod fuse_tests;
+#[cfg(test)]
+mod guard_tests;
 mod monitor;
 mod objective;
 mod options;
