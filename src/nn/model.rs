@@ -115,7 +115,10 @@ fn embedding_mean_fusions(
         // Per sample the lookup is ids + [dim]; with the batch axis in front, the last id
         // axis has the index of that dim.
         let last_id_axis = sizes.get(i).map(|s| s.shape.len() - 1);
-        *f = matches!(spec.nodes[i + 1].op, NodeOp::Mean { dim } if dim >= 1 && Some(dim) == last_id_axis);
+        *f = match spec.nodes[i + 1].op {
+            NodeOp::Mean { dim } => dim >= 1 && Some(dim) == last_id_axis,
+            _ => false,
+        };
     }
     fused
 }
@@ -265,13 +268,13 @@ impl Model {
         budget::check(self, work, Budget::resolve(self.memory_limit.get()), what)
     }
 
-    /// Per-node sizes inferred from the spec.
     /// Whether node `i`'s output is computed inside the next node's op and never held (an
     /// embedding fused into the mean after it).
     pub(crate) fn fused_into_next(&self, i: usize) -> bool {
         self.embedding_into_mean[i]
     }
 
+    /// Per-node sizes inferred from the spec.
     pub(crate) fn node_sizes(&self) -> &[NodeSize] {
         &self.node_sizes
     }
