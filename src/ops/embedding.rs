@@ -154,14 +154,11 @@ const BAG_PARALLEL_MIN: usize = 1 << 16;
 /// page faults and copies) only to average it away. Sums run in token order and are then
 /// scaled by `1 / L`, as [`super::reduce::mean_axis`] does, so the result has the same bits
 /// as the two ops composed. Also returns the validated rows, for the backward pass.
-fn bag_forward(ids: &Tensor, weight: &Tensor) -> Result<(Tensor, Vec<u32>)> {
+fn bag_forward(ids: &Tensor, weight: &Tensor) -> Result<(Tensor, Vec<usize>)> {
     let (mut shape, num, dim) = geometry(ids, weight)?;
     let len = ids.shape()[ids.rank() - 1];
     shape.remove(shape.len() - 2);
-    let rows: Vec<u32> = row_indices(ids, num)?
-        .into_iter()
-        .map(|r| r as u32)
-        .collect();
+    let rows = row_indices(ids, num)?;
     let wd = host(weight, "embedding")?;
     let bags = rows.len() / len;
     let mut out = crate::backend::cpu::pool::zeroed(bags * dim)?;
@@ -174,7 +171,7 @@ fn bag_forward(ids: &Tensor, weight: &Tensor) -> Result<(Tensor, Vec<u32>)> {
     };
     crate::backend::cpu::par_chunks_mut(&mut out, dim.max(1), min, |b, acc| {
         for &r in &rows[b * len..][..len] {
-            simd::add_assign(acc, &wd[r as usize * dim..][..dim]);
+            simd::add_assign(acc, &wd[r * dim..][..dim]);
         }
         for v in acc.iter_mut() {
             *v *= inv;
@@ -185,7 +182,7 @@ fn bag_forward(ids: &Tensor, weight: &Tensor) -> Result<(Tensor, Vec<u32>)> {
 
 struct EmbeddingBagBackward {
     /// The validated ids as row indices, `L` per output row.
-    rows: Vec<u32>,
+    rows: Vec<usize>,
     len: usize,
 }
 impl BackwardOp for EmbeddingBagBackward {
@@ -208,7 +205,7 @@ impl BackwardOp for EmbeddingBagBackward {
             for (bag, g) in self.rows.chunks_exact(self.len).zip(gd.chunks_exact(dim)) {
                 simd::scale(g, inv, &mut share);
                 for &r in bag {
-                    simd::add_assign(&mut gw[r as usize * dim..][..dim], &share);
+                    simd::add_assign(&mut gw[r * dim..][..dim], &share);
                 }
             }
         }
@@ -222,12 +219,9 @@ impl Tape {
     /// the CPU; otherwise the two ops composed. Same values and gradients either way.
     pub fn embedding_mean(&mut self, ids: Var, weight: Var, axis: usize) -> Result<Var> {
         let rank = self.value(ids).rank();
-        // Rows are kept as u32 for the backward pass.
         let fusable = rank >= 2
             && axis == rank - 1
             && self.value(ids).dim(axis) > 0
-            && self.value(weight).rank() == 2
-            && self.value(weight).dim(0) <= u32::MAX as usize
             && matches!(self.value(weight).storage(), Storage::Cpu(_));
         if !fusable {
             let looked_up = self.embedding(ids, weight)?;
