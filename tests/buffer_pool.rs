@@ -125,3 +125,40 @@ fn an_impossible_buffer_is_an_error_not_an_abort() {
     let _run = run_guard();
     assert!(matches!(take(floats), Err(Error::ResourceLimit(_))));
 }
+
+#[test]
+fn dropped_gradients_go_back_to_the_run_that_computed_them() {
+    // A weight gradient big enough to be pooled; the step's loop drops it after the update.
+    let (rows, cols) = (512, 256);
+    let mut tape = Tape::new();
+    let mut step = |tape: &mut Tape| {
+        tape.clear();
+        let w = tape.var(
+            Tensor::from_vec(vec![0.01; rows * cols], &[rows, cols]).unwrap(),
+            0,
+        );
+        let x = tape.constant(Tensor::from_vec(vec![1.0; 4 * cols], &[4, cols]).unwrap());
+        let h = tape.linear(x, w, None).unwrap();
+        let loss = tape.mean(h).unwrap();
+        tape.backward(loss).unwrap()
+    };
+    let grads = step(&mut tape);
+    assert_eq!(grads.get(0).unwrap().shape(), &[rows, cols]);
+    let before = pooled_floats();
+    drop(grads);
+    assert!(
+        pooled_floats() >= before + rows * cols,
+        "the gradient's buffer was freed instead of kept: {before} -> {}",
+        pooled_floats()
+    );
+    // The next step's gradient takes that buffer instead of asking the allocator.
+    let kept = pooled_floats();
+    let grads = step(&mut tape);
+    assert!(
+        pooled_floats() < kept + rows * cols,
+        "the next step did not reuse it"
+    );
+    drop(grads);
+    drop(tape);
+    assert_eq!(pooled_floats(), 0, "the pool is emptied when the run ends");
+}

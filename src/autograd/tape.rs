@@ -86,6 +86,20 @@ impl Gradients {
     }
 }
 
+impl Drop for Gradients {
+    /// Hands the gradients' buffers to the pool of the run open on this thread (the tape
+    /// that computed them, when they are dropped after the optimizer's step, as in every
+    /// training loop here). Dropped plainly, the first layer's weight gradient (800 KiB on
+    /// the benchmark MLP) went back to the allocator each step and the next step's came
+    /// from `calloc`, which zero-fills reused heap memory; a smaller gradient could also
+    /// leave with a pooled buffer up to twice its size, which the next step then missed.
+    fn drop(&mut self) {
+        for g in self.by_key.drain(..).flatten() {
+            g.recycle();
+        }
+    }
+}
+
 /// The recording of one forward pass.
 pub struct Tape {
     nodes: Vec<Node>,
