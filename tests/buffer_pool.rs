@@ -131,7 +131,7 @@ fn dropped_gradients_go_back_to_the_run_that_computed_them() {
     // A weight gradient big enough to be pooled; the step's loop drops it after the update.
     let (rows, cols) = (512, 256);
     let mut tape = Tape::new();
-    let mut step = |tape: &mut Tape| {
+    let step = |tape: &mut Tape| {
         tape.clear();
         let w = tape.var(
             Tensor::from_vec(vec![0.01; rows * cols], &[rows, cols]).unwrap(),
