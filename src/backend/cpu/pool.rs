@@ -32,13 +32,17 @@ use std::alloc::Layout;
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, Weak};
 
-/// Buffers smaller than this (in f32s, 256 KiB) are left to the allocator, which handles
-/// them well. At 1 MiB the benchmark MLP's activations of a ∇τ step with both batches in
-/// one ([512, 256], 512 KiB) went to the allocator, which zero-filled each one again
-/// (`calloc` over reused heap memory) or handed back fresh pages: 52k minor faults over
-/// the paper-mode run, 29k at 256 KiB, and about 6 % less wall time (median of 5,
-/// interleaved, load average 5).
-const MIN_POOLED: usize = 1 << 16;
+/// Buffers smaller than this (in f32s, 16 KiB) are left to the allocator. Every larger
+/// buffer is worth keeping: the allocator hands a freed block back through `calloc`, which
+/// zero-fills reused heap memory, and above glibc's mmap threshold (128 KiB at first) it
+/// maps fresh pages, a fault per 4 KiB. At 1 MiB the benchmark MLP's activations of a ∇τ
+/// step with both batches in one ([512, 256], 512 KiB) went to the allocator: 52k minor
+/// faults over the paper-mode run, 29k at 256 KiB, and about 6 % less wall time (median of
+/// 5, interleaved, load average 5). At 256 KiB the same MLP's training step at batch 128
+/// (activations [128, 256], 128 KiB) still took its four largest buffers from the
+/// allocator; at 16 KiB the step's median fell from 1.60–1.69 to 1.29–1.41 ms (4 rounds,
+/// interleaved) and the step benchmark's page faults from 58k to 10.5k.
+const MIN_POOLED: usize = 1 << 12;
 /// At most this many f32s are kept in one run's pool (1 GiB). A ∇τ step at batch 256 frees
 /// more than 256 MiB per step on a small CNN; with a 256 MiB cap the rest came back as fresh
 /// pages every step, and the step ran 12 % slower per sample than at batch 128.
