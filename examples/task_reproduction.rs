@@ -609,22 +609,25 @@ const READING: &str = "
   MSE unchanged). The stop test, without labels, now also asks the loss AUC to be within noise
   of 0.5 and the TPR at 1 % FPR within noise of 1 %, and judges health by the validation loss.
   With class labels nothing changed: `tests/unlearn_digits.rs` prints the same numbers.
-- **Random 10 %: short of the 60 % bar on two of three seeds.** The loss AUC closes 54 to 68 %
-  of its gap, the log-loss attack 40 to 75 %, the paper's attack 68 to 78 %, the forget MSE 31 to
-  90 %. Every run ends on its 300-step budget with the threshold test still failing: the forget
-  MSE rises to 0.0094 on every seed while the typical unseen row's is 0.0123, so the forget rows
-  remain a little too well fitted. The forget-MSE figure is noisy on the retrain side: seed 2's
-  retrained model has a forget MSE of 0.0216 (others 0.0100 and 0.0127), from a few forget rows
-  with extreme features. Longer runs keep gaining slowly (above), so the shortfall is the
-  budget, not the target.
+- **Random 10 %: at the 60 % bar on every seed, one of them just.** The loss AUC closes 60 to
+  76 % of its gap, the log-loss attack 60 to 86 %, the paper's attack 80 to 92 %, the forget MSE
+  35 to 101 %. Every run ends on its 300-step budget with the threshold test still failing: the
+  forget MSE rises to 0.0101 on every seed while the typical unseen row's is 0.0125, so the
+  forget rows remain a little too well fitted. The checks show why: the AUC of the forget set
+  against the validation set falls fast for about 100 steps and then holds at 0.55 to 0.57, a
+  balance between the push on the forget rows and the pull of the retain rows, not a lack of
+  steps. With α decaying to half of its start, as it does with class labels, that balance was
+  worse (54 to 68 % of the AUC gap); without labels α is now held (see `ADAPTIVE_ALPHA_END`).
+  The forget-MSE figure is noisy on the retrain side: seed 2's retrained model has a forget MSE
+  of 0.0216 (others 0.0100 and 0.0127), from a few forget rows with extreme features.
 - **One cut: the target lies beyond unseen data.** A model retrained without the cut \"Good\" fits
   those diamonds worse than average unseen ones (forget MSE 0.0227 against 0.0129 on typical test
   rows; loss AUC 0.446, below 0.5). ∇τ's reference is the validation set as a whole, so it
-  brings the slice to average unseen (forget MSE 0.0117, AUC 0.518): 69 to 80 % of the AUC gap,
-  43 to 49 % of the forget-MSE gap, and past retraining on the two attacks that read accuracy
-  (log-loss 0.475, paper 0.498, retraining 0.530 and 0.541), which measure distance from chance
-  in either direction: retraining leaves the slice recognisable as *unusual*, ∇τ does not. Two
-  of three runs passed their stop test (130 and 234 steps). Nothing in ∇τ's inputs says how a
+  brings the slice to average unseen (forget MSE 0.0123, AUC 0.507): 77 to 82 % of the AUC gap,
+  43 to 54 % of the forget-MSE gap, and past retraining on the two attacks that read accuracy
+  (log-loss 0.484, paper 0.494, retraining 0.530 and 0.541), which measure distance from chance
+  in either direction: retraining leaves the slice recognisable as *unusual*, ∇τ does not. All
+  three runs passed their stop test (after 130 to 234 steps). Nothing in ∇τ's inputs says how a
   retrained model would treat a sub-population; the same limit shows on one spam sender
   (docs/REPRODUCTION_TEXT.md).
 - **Test MSE is dominated by 9 rows.** Nine test rows have a feature beyond 6 standard
@@ -632,13 +635,13 @@ const READING: &str = "
   43 and 71 to 78 where 97 % lie within 58 to 65, stones of 3.65 and 4 carats). A ReLU network
   extrapolates linearly there, and which model those rows favour is seed noise: the originals'
   test MSE is 22 to 46 % above their retrained references', on the 10 750 typical rows 2 to 7 %
-  below. Against the 5 %
-  bar, ∇τ's full test MSE is 19 to 52 % above retraining's (3 to 10 % above the original's it
-  started from); on typical rows it is within −0.9 to +1.1 % of retraining's on every run, and
-  2.4 to 8.6 % above the original's (the slice's removal itself costs retraining 7.5 %).
-- **Time.** 300 steps of two 200-row batches: about a fifth of retraining's time on random
-  10 %, less on the cut (stopped earlier on two seeds), within the 25 % bar on every run (the
-  tables' last column; the ratios move by a few points with the load of this shared machine).
+  below. Against the 5 % bar, ∇τ's full test MSE is 21 to 55 % above retraining's (4 to 11 %
+  above the original's it started from); on typical rows it is within +0.9 to +2.0 % of
+  retraining's on every run, and 2.9 to 9.0 % above the original's (the slice's removal itself
+  costs retraining 7.5 %).
+- **Time.** 300 steps of two 200-row batches: 13 to 14 % of retraining's time on random 10 %,
+  5 to 9 % on the cut (stopped on its test), within the 25 % bar on every run (the tables' last
+  column; the ratios move by a few points with the load of this shared machine).
 - **Baselines.** ∇τ paper and fine-tuning barely move (AUC 0.66 and 0.72 after); NegGrad+ overshoots
   the cut (forget MSE 0.0507 against retraining's 0.0227) at 40 % more test MSE on typical rows.
 ";

@@ -38,7 +38,7 @@
 //!   the loss that validation samples of the other classes get under a forgotten label,
 //!   which is how a model that never saw those classes treats them;
 //! - α does not follow the forget fraction nor decay to 0: it starts at 0.4 and decays
-//!   linearly to half of that, and the run lasts at least 12 forget-epochs (and by default at
+//!   linearly to half of that (without class labels it is held at 0.4), and the run lasts at least 12 forget-epochs (and by default at
 //!   most 50; without class labels, at least 300 steps); the learning rate grows with the
 //!   forget fraction instead (see [`adaptive_lr`]), so large forget sets get enough movement
 //!   both to forget and to repair the retain set (measured on Fashion-MNIST at 3/15/30 % and
@@ -341,7 +341,8 @@ fn run(
     let samples = CheckSamples::draw(sets.forget, sets.val, &mut rng)?;
     let mut monitor = p.monitor(w, samples, monitor_rng)?;
     let check_se = monitor.as_ref().and_then(Monitor::start_val_se);
-    let mut alpha = Alpha::new(&s, p.opts.mode, p.alpha_max, check_se);
+    let labels = p.model.loss_kind() == LossKind::CrossEntropy;
+    let mut alpha = Alpha::new(&s, p.opts.mode, p.alpha_max, check_se, labels);
     let random = p.removed.is_empty();
     let mut guard = RateGuard::new(
         p.planned_steps(),
