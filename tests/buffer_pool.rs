@@ -162,3 +162,26 @@ fn dropped_gradients_go_back_to_the_run_that_computed_them() {
     drop(tape);
     assert_eq!(pooled_floats(), 0, "the pool is emptied when the run ends");
 }
+
+#[test]
+fn evaluation_passes_do_not_grow_the_pool() {
+    // Inputs of 1200 values a row in batches of 64: each batch is 300 KiB, large enough to
+    // be pooled. An evaluation pass that brought its batches from outside the pool left one
+    // spare buffer behind per batch, and an adaptive ∇τ run repeats such passes.
+    let spec = r#"{"format": "gradtau.model/1", "input": {"shape": [1200]},
+        "nodes": [{"name": "fc", "op": "linear", "in_features": 1200, "out_features": 8}]}"#;
+    let model = gradtau::nn::Model::from_json(spec).unwrap();
+    let w = model.init_weights(0);
+    let x = Tensor::from_vec(vec![0.5; 640 * 1200], &[640, 1200]).unwrap();
+    let run = run_guard();
+    model.predict(&w, &x, 64).unwrap();
+    let after_one = run.pooled_floats();
+    for _ in 0..5 {
+        model.predict(&w, &x, 64).unwrap();
+    }
+    assert_eq!(
+        run.pooled_floats(),
+        after_one,
+        "every pass left buffers behind in the run's pool"
+    );
+}

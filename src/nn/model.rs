@@ -804,6 +804,12 @@ fn check_sizes(spec: &ModelSpec) -> Result<()> {
 }
 
 /// Rows `start..end` of `x` along the first dimension (a copy).
+///
+/// The copy's buffer comes from the CPU pool of the run open on this thread: a batch that
+/// goes on a tape is handed back to that pool when the tape is cleared, and a buffer from
+/// outside the pool would stay there unused. `predict`'s batches did that, one per batch of
+/// every evaluation pass, and an adaptive ∇τ run on the benchmark MLP ended with 50 spare
+/// 800 KiB buffers in its pool (peak RSS 86 instead of 63 MiB).
 pub fn slice_rows(x: &Tensor, start: usize, end: usize) -> Result<Tensor> {
     let per = if x.dim(0) == 0 {
         0
@@ -813,7 +819,10 @@ pub fn slice_rows(x: &Tensor, start: usize, end: usize) -> Result<Tensor> {
     let d = x.cpu_data("slice_rows")?;
     let mut shape = x.shape().to_vec();
     shape[0] = end - start;
-    Tensor::from_vec(d[start * per..end * per].to_vec(), &shape)
+    let rows = &d[start * per..end * per];
+    let mut out = crate::backend::cpu::pool::take(rows.len())?;
+    out.copy_from_slice(rows);
+    Tensor::from_vec(out, &shape)
 }
 
 #[cfg(test)]
