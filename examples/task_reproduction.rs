@@ -199,6 +199,8 @@ struct Row {
     test_typical: f64,
     retain: f64,
     forget: f64,
+    /// MSE on the forget rows within [`TYPICAL_Z`].
+    forget_typical: f64,
     mia: f64,
     log_loss: f64,
     auc: f64,
@@ -209,6 +211,8 @@ struct Row {
 struct Sets<'a> {
     model: &'a Model,
     forget: Dataset,
+    /// The forget rows within [`TYPICAL_Z`].
+    forget_typical: Dataset,
     retain: Dataset,
     val: &'a Dataset,
     test: &'a Dataset,
@@ -238,6 +242,7 @@ impl Sets<'_> {
             test_typical: mse(self.model, w, self.test_typical),
             retain: a.metric.retain,
             forget: a.metric.forget,
+            forget_typical: mse(self.model, w, &self.forget_typical),
             mia: a.mia_loss,
             log_loss: loss_attacks(&lf, &lt, seed)
                 .expect("attacks")
@@ -369,9 +374,11 @@ fn run_scenario(
     seed: u64,
 ) {
     let (fpos, rpos) = scenario_split(&sr.scenario, train_part, seed);
+    let forget = train_part.data.subset(&fpos).expect("forget");
     let s = Sets {
         model,
-        forget: train_part.data.subset(&fpos).expect("forget"),
+        forget_typical: typical_rows(&forget),
+        forget,
         retain: train_part.data.subset(&rpos).expect("retain"),
         val,
         test,
@@ -381,8 +388,8 @@ fn run_scenario(
     sr.n_retain = s.retain.len();
     let mut push = |name: &'static str, r: Row| {
         println!(
-            "   {:<8} {:<12} MSE test {:.4} retain {:.4} forget {:.4} MIA {:.3} log-loss {:.3} AUC {:.3} TPR@1% {:.3} {:.1} s",
-            sr.scenario, name, r.test, r.retain, r.forget, r.mia, r.log_loss, r.auc, r.tpr, r.seconds
+            "   {:<8} {:<12} MSE test {:.4} retain {:.4} forget {:.4} (typical {:.4}) MIA {:.3} log-loss {:.3} AUC {:.3} TPR@1% {:.3} {:.1} s",
+            sr.scenario, name, r.test, r.retain, r.forget, r.forget_typical, r.mia, r.log_loss, r.auc, r.tpr, r.seconds
         );
         sr.rows.entry(name).or_default().push(r);
     };
@@ -433,7 +440,7 @@ fn scenario_title(scen: &str) -> String {
     }
 }
 
-const COLUMNS: &str = "| method | MSE test | MSE test (typical) | MSE retain | MSE forget | MIA (paper) | log-loss attack | loss AUC | TPR @ 1 % FPR | seconds | time vs retrain |\n|---|---|---|---|---|---|---|---|---|---|---|\n";
+const COLUMNS: &str = "| method | MSE test | MSE test (typical) | MSE retain | MSE forget | MSE forget (typical) | MIA (paper) | log-loss attack | loss AUC | TPR @ 1 % FPR | seconds | time vs retrain |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
 
 fn scenario_table(sr: &ScenarioResult) -> String {
     let mut md = String::from(COLUMNS);
@@ -457,11 +464,12 @@ fn scenario_table(sr: &ScenarioResult) -> String {
         };
         let _ = writeln!(
             md,
-            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {time} |",
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {time} |",
             cell(rows, |r| r.test, 1.0, 4),
             cell(rows, |r| r.test_typical, 1.0, 4),
             cell(rows, |r| r.retain, 1.0, 4),
             cell(rows, |r| r.forget, 1.0, 4),
+            cell(rows, |r| r.forget_typical, 1.0, 4),
             cell(rows, |r| r.mia, 1.0, 3),
             cell(rows, |r| r.log_loss, 1.0, 3),
             cell(rows, |r| r.auc, 1.0, 3),
@@ -513,11 +521,12 @@ fn verdict(sr: &ScenarioResult) -> String {
         })
         .collect();
     format!(
-        "Adaptive ∇τ, per seed: share of the original→retrain gap closed on the loss AUC {}, on the log-loss attack {}, on the paper's MIA {}, on forget MSE {}; test MSE relative to retrain's {} (typical rows {}), relative to the original's {} (typical rows {}); time vs retrain {}; runs: {}.\n",
+        "Adaptive ∇τ, per seed: share of the original→retrain gap closed on the loss AUC {}, on the log-loss attack {}, on the paper's MIA {}, on forget MSE {} (typical rows {}); test MSE relative to retrain's {} (typical rows {}), relative to the original's {} (typical rows {}); time vs retrain {}; runs: {}.\n",
         pct(gap_closed(sr, "∇τ adaptive", |x| x.auc)),
         pct(gap_closed(sr, "∇τ adaptive", |x| x.log_loss)),
         pct(gap_closed(sr, "∇τ adaptive", |x| x.mia)),
         pct(gap_closed(sr, "∇τ adaptive", |x| x.forget)),
+        pct(gap_closed(sr, "∇τ adaptive", |x| x.forget_typical)),
         rel(|x| x.test, r),
         rel(|x| x.test_typical, r),
         rel(|x| x.test, o),
@@ -556,7 +565,7 @@ fn markdown(
     md += "- Methods: ∇τ adaptive (`NablaTauOptions::default()`), ∇τ paper (`NablaTauOptions::paper()`), fine-tune (`BaselineOptions::finetune()`) and NegGrad+ (`BaselineOptions::neggrad_plus()`), all seeded with the row's seed, no tuning.\n";
     let _ = writeln!(
         md,
-        "- Audit (`gradtau::audit`): MSE on the standardised log price (the task metric `audit_model` picks for `mse`); MIA (paper) = logistic regression on the per-sample squared error, forget vs test, balanced, mean of 10 splits; log-loss attack = the same on `ln(loss + ε)` (`loss_attacks`); loss AUC = ROC AUC of \"lower squared error = member\" on all forget and test rows (`roc_auc`, 0.5: cannot tell); TPR @ 1 % FPR = share of forget rows flagged at a threshold that flags at most 1 % of test rows (`tpr_at_fpr`). MSE test (typical) leaves out the {} test rows with a standardised feature beyond {TYPICAL_Z} (see Reading the results). The target of every column is the retrain row, not 0.5: a slice that the retrained model never saw can look unusual to it.",
+        "- Audit (`gradtau::audit`): MSE on the standardised log price (the task metric `audit_model` picks for `mse`); MIA (paper) = logistic regression on the per-sample squared error, forget vs test, balanced, mean of 10 splits; log-loss attack = the same on `ln(loss + ε)` (`loss_attacks`); loss AUC = ROC AUC of \"lower squared error = member\" on all forget and test rows (`roc_auc`, 0.5: cannot tell); TPR @ 1 % FPR = share of forget rows flagged at a threshold that flags at most 1 % of test rows (`tpr_at_fpr`). MSE test (typical) leaves out the {} test rows with a standardised feature beyond {TYPICAL_Z} (see Reading the results); MSE forget (typical) leaves out the forget rows beyond it (the training rows hold a few too). The target of every column is the retrain row, not 0.5: a slice that the retrained model never saw can look unusual to it.",
         n_test - n_typical
     );
     let _ = write!(
@@ -611,7 +620,7 @@ const READING: &str = "
   With class labels nothing changed: `tests/unlearn_digits.rs` prints the same numbers.
 - **Random 10 %: at the 60 % bar on every seed, one of them just.** The loss AUC closes 60 to
   76 % of its gap, the log-loss attack 60 to 86 %, the paper's attack 80 to 92 %, the forget MSE
-  35 to 101 %. Every run ends on its 300-step budget with the threshold test still failing: the
+  35 to 101 % (58 to 101 % on typical rows). Every run ends on its 300-step budget with the threshold test still failing: the
   forget MSE rises to 0.0101 on every seed while the typical unseen row's is 0.0125, so the
   forget rows remain a little too well fitted. The checks show why: the AUC of the forget set
   against the validation set falls fast for about 100 steps and then holds at 0.55 to 0.57, a
@@ -619,7 +628,8 @@ const READING: &str = "
   steps. With α decaying to half of its start, as it does with class labels, that balance was
   worse (54 to 68 % of the AUC gap); without labels α is now held (see `ADAPTIVE_ALPHA_END`).
   The forget-MSE figure is noisy on the retrain side: seed 2's retrained model has a forget MSE
-  of 0.0216 (others 0.0100 and 0.0127), from a few forget rows with extreme features.
+  of 0.0216 (others 0.0100 and 0.0127), from a few forget rows with extreme features; without
+  them it is 0.0145, and ∇τ's 0.0102 closes 58 % of that gap, short of the 60 % bar.
 - **One cut: the target lies beyond unseen data.** A model retrained without the cut \"Good\" fits
   those diamonds worse than average unseen ones (forget MSE 0.0227 against 0.0129 on typical test
   rows; loss AUC 0.446, below 0.5). ∇τ's reference is the validation set as a whole, so it
