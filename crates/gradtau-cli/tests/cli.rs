@@ -5,7 +5,7 @@ mod common;
 
 use common::write_set;
 use gradtau::data::{digits, split_indices};
-use gradtau::io::write_npy_i32;
+use gradtau::io::{write_npy_f32, write_npy_i32};
 use gradtau::rng::Rng;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -169,6 +169,129 @@ fn train_unlearn_audit_on_files() {
     }
     let strongest = row["attacks"]["strongest"]["advantage"].as_f64().unwrap();
     assert!((0.0..=0.5).contains(&strongest), "{row}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A regression set: y = sin(2 x0) + x1 x2 / 2 + noise, so that a wide MLP trained long enough
+/// fits its training rows' noise and knows them from unseen rows.
+fn write_regression_set(dir: &Path, name: &str, rows: usize, rng: &mut Rng) {
+    const FEATURES: usize = 8;
+    let x: Vec<f32> = (0..rows * FEATURES).map(|_| rng.normal()).collect();
+    let y: Vec<f32> = x
+        .chunks_exact(FEATURES)
+        .map(|r| (2.0 * r[0]).sin() + 0.5 * r[1] * r[2] + 0.3 * rng.normal())
+        .collect();
+    write_npy_f32(dir.join(format!("{name}_x.npy")), &x, &[rows, FEATURES]).unwrap();
+    write_npy_f32(dir.join(format!("{name}_y.npy")), &y, &[rows, 1]).unwrap();
+}
+
+const REGRESSION_SPEC: &str = r#"{"format": "gradtau.model/1", "input": {"shape": [8]},
+ "nodes": [
+  {"name": "0", "op": "linear", "in_features": 8, "out_features": 128},
+  {"name": "1", "op": "relu"},
+  {"name": "2", "op": "linear", "in_features": 128, "out_features": 128},
+  {"name": "3", "op": "relu"},
+  {"name": "4", "op": "linear", "in_features": 128, "out_features": 1}],
+ "loss": "mse"}"#;
+
+#[test]
+fn a_regression_model_forgets_through_the_command_line() {
+    // Train, unlearn and audit an over-fitted regression model the way a user would: the
+    // same commands as for a classifier, float targets, the report naming the metric.
+    let dir = workdir("regression");
+    let mut rng = Rng::new(5);
+    for (name, rows) in [("forget", 50), ("retain", 450), ("val", 400), ("test", 600)] {
+        write_regression_set(&dir, name, rows, &mut rng);
+    }
+    // Training runs on forget and retain together, as the original model did.
+    let cat = |part: &str| -> Vec<f32> {
+        let (mut a, _) =
+            gradtau::io::read_array_f32(dir.join(format!("forget_{part}.npy"))).unwrap();
+        a.extend(
+            gradtau::io::read_array_f32(dir.join(format!("retain_{part}.npy")))
+                .unwrap()
+                .0,
+        );
+        a
+    };
+    write_npy_f32(dir.join("train_x.npy"), &cat("x"), &[500, 8]).unwrap();
+    write_npy_f32(dir.join("train_y.npy"), &cat("y"), &[500, 1]).unwrap();
+    std::fs::write(dir.join("model.json"), REGRESSION_SPEC).unwrap();
+    let out = gradtau(
+        &dir,
+        &[
+            "train",
+            "--spec",
+            "model.json",
+            "--x",
+            "train_x.npy",
+            "--y",
+            "train_y.npy",
+            "--out",
+            "orig.safetensors",
+            "--epochs",
+            "300",
+            "--batch-size",
+            "32",
+            "--device",
+            "cpu",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "train: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = gradtau_with_sets(
+        &dir,
+        &[
+            "unlearn",
+            "--spec",
+            "model.json",
+            "--weights",
+            "orig.safetensors",
+            "--out",
+            "new.safetensors",
+            "--report",
+            "report.json",
+            "--device",
+            "cpu",
+            "--seed",
+            "1",
+        ],
+        &[("forget", "forget"), ("retain", "retain"), ("val", "val")],
+    );
+    assert!(
+        out.status.success(),
+        "unlearn: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("task metric: mse"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let (before, after) = (&report["before"], &report["after"]);
+    assert_eq!(before["metric"], "mse", "{report}");
+    let mse = |r: &serde_json::Value, set: &str| r["metrics"]["mse"][set].as_f64().unwrap();
+    let auc = |r: &serde_json::Value| r["attacks"]["threshold"]["auc"].as_f64().unwrap();
+    // The original memorised its forget rows: their error is far below unseen rows'.
+    assert!(
+        mse(before, "forget") * 20.0 < mse(before, "test"),
+        "{before}"
+    );
+    assert!(auc(before) > 0.9, "{before}");
+    // Unlearnt: the forget rows' error comes up to within a factor of two of unseen rows',
+    // the loss attack loses most of its edge, and the test error moves little.
+    assert!(mse(after, "forget") * 2.0 > mse(before, "test"), "{after}");
+    assert!(
+        auc(after) < auc(before) - 0.2,
+        "AUC {} -> {}",
+        auc(before),
+        auc(after)
+    );
+    assert!(mse(after, "test") < 1.25 * mse(before, "test"), "{after}");
+    let reason = report["run"]["stop_reason"].as_str().unwrap();
+    assert!(["budget", "forgotten"].contains(&reason), "{reason}");
     std::fs::remove_dir_all(&dir).ok();
 }
 
