@@ -38,11 +38,12 @@
 //!   the loss that validation samples of the other classes get under a forgotten label,
 //!   which is how a model that never saw those classes treats them;
 //! - α does not follow the forget fraction nor decay to 0: it starts at 0.4 and decays
-//!   linearly to half of that (without class labels it is held at 0.4), and the run lasts at least 12 forget-epochs (and by default at
-//!   most 50; without class labels, at least 300 steps); the learning rate grows with the
-//!   forget fraction instead (see [`adaptive_lr`]), so large forget sets get enough movement
-//!   both to forget and to repair the retain set (measured on Fashion-MNIST at 3/15/30 % and
-//!   class removal, docs/REPRODUCTION.md); for random forgetting with class labels, a run of
+//!   linearly to half of that (without class labels it is held at 0.4), and the run lasts
+//!   at least 12 forget-epochs (and by default at most 50; without class labels, at least
+//!   300 steps); the learning rate grows with the forget fraction instead (see
+//!   [`adaptive_lr`]), so large forget sets get enough movement both to forget and to repair
+//!   the retain set (measured on Fashion-MNIST at 3/15/30 % and class removal,
+//!   docs/REPRODUCTION.md); for random forgetting with class labels, a run of
 //!   fewer than 300 planned steps gets up to 4× that rate, so that it can move the weights as
 //!   far as a longer run, and a guard halves it and goes back to the previous check's weights
 //!   whenever a check finds the forget set past its reference (see `RateGuard` in
