@@ -38,20 +38,11 @@ fn gradtau_with_sets(dir: &Path, args: &[&str], sets: &[(&str, &str)]) -> std::p
     gradtau(dir, &argv)
 }
 
-#[test]
-fn train_unlearn_audit_on_files() {
-    let dir = workdir("flow");
-    let (train, val, test) = digits::train_val_test(3).unwrap();
-    let (f, r) = split_indices(train.len(), 0.1, &mut Rng::new(3));
-    write_set(&dir, "train", &train);
-    write_set(&dir, "forget", &train.subset(&f).unwrap());
-    write_set(&dir, "retain", &train.subset(&r).unwrap());
-    write_set(&dir, "val", &val);
-    write_set(&dir, "test", &test);
-    std::fs::write(dir.join("model.json"), digits::MLP_SPEC).unwrap();
-
+/// `gradtau train` of `model.json` on `train_x.npy` / `train_y.npy` into `orig.safetensors`
+/// (batch 32, CPU); panics with the tool's stderr if it fails.
+fn train_original(dir: &Path, epochs: &str) {
     let out = gradtau(
-        &dir,
+        dir,
         &[
             "train",
             "--spec",
@@ -63,7 +54,7 @@ fn train_unlearn_audit_on_files() {
             "--out",
             "orig.safetensors",
             "--epochs",
-            "60",
+            epochs,
             "--batch-size",
             "32",
             "--device",
@@ -75,9 +66,14 @@ fn train_unlearn_audit_on_files() {
         "train failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
 
+/// `gradtau unlearn` of `orig.safetensors` with the forget, retain and val sets into
+/// `new.safetensors` and `report.json` (seed 1, CPU); returns its stdout, panics with its
+/// stderr if it fails.
+fn unlearn_original(dir: &Path) -> String {
     let out = gradtau_with_sets(
-        &dir,
+        dir,
         &[
             "unlearn",
             "--spec",
@@ -100,7 +96,23 @@ fn train_unlearn_audit_on_files() {
         "unlearn failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn train_unlearn_audit_on_files() {
+    let dir = workdir("flow");
+    let (train, val, test) = digits::train_val_test(3).unwrap();
+    let (f, r) = split_indices(train.len(), 0.1, &mut Rng::new(3));
+    write_set(&dir, "train", &train);
+    write_set(&dir, "forget", &train.subset(&f).unwrap());
+    write_set(&dir, "retain", &train.subset(&r).unwrap());
+    write_set(&dir, "val", &val);
+    write_set(&dir, "test", &test);
+    std::fs::write(dir.join("model.json"), digits::MLP_SPEC).unwrap();
+
+    train_original(&dir, "60");
+    let stdout = unlearn_original(&dir);
     assert!(
         stdout.contains("before") && stdout.contains("after"),
         "{stdout}"
@@ -217,56 +229,8 @@ fn a_regression_model_forgets_through_the_command_line() {
     write_npy_f32(dir.join("train_x.npy"), &cat("x"), &[500, 8]).unwrap();
     write_npy_f32(dir.join("train_y.npy"), &cat("y"), &[500, 1]).unwrap();
     std::fs::write(dir.join("model.json"), REGRESSION_SPEC).unwrap();
-    let out = gradtau(
-        &dir,
-        &[
-            "train",
-            "--spec",
-            "model.json",
-            "--x",
-            "train_x.npy",
-            "--y",
-            "train_y.npy",
-            "--out",
-            "orig.safetensors",
-            "--epochs",
-            "300",
-            "--batch-size",
-            "32",
-            "--device",
-            "cpu",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "train: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = gradtau_with_sets(
-        &dir,
-        &[
-            "unlearn",
-            "--spec",
-            "model.json",
-            "--weights",
-            "orig.safetensors",
-            "--out",
-            "new.safetensors",
-            "--report",
-            "report.json",
-            "--device",
-            "cpu",
-            "--seed",
-            "1",
-        ],
-        &[("forget", "forget"), ("retain", "retain"), ("val", "val")],
-    );
-    assert!(
-        out.status.success(),
-        "unlearn: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    train_original(&dir, "300");
+    let stdout = unlearn_original(&dir);
     assert!(stdout.contains("task metric: mse"), "{stdout}");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
