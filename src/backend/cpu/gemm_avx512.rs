@@ -9,13 +9,16 @@
 //! in the register kernel. Here `op(b)` is packed into a buffer kept per thread, and `op(a)`
 //! is read where it lies whenever it is stored row-major: a register tile takes 12 rows of
 //! `a`, 12 short contiguous streams along k, which need no copy. Threads split C by whole
-//! panels of columns, so each block packs only its own columns of `b`. Only a transposed `a`
-//! (the `dyᵀ · x` of a weight gradient) and rows a multiple of 4 KiB apart (which fall into
-//! the same few L1 sets) are copied, one tile at a time, into rows the kernel reads the
-//! same way. Measured on one core (`examples/gemm_shapes.rs`), the MLP's forward products
-//! ran 11 to 13 % faster than matrixmultiply, the input gradient 8 %; the copied weight
-//! gradients ran 0 to 4 % slower on one core, but without matrixmultiply's allocation per
-//! call and its second copy of `a` when split over threads.
+//! panels of columns, so each block packs only its own columns of `b`. A transposed `a` (the
+//! `dyᵀ · x` of a weight gradient) is packed one tile at a time k-major, the tile's 12 values
+//! of a step side by side as they already lie in `a` (one masked load and store per step);
+//! rows a multiple of 4 KiB apart (which fall into the same few L1 sets) are copied into
+//! rows the kernel reads like those of `a`. Measured on one core (`examples/gemm_shapes.rs`),
+//! the MLP's forward products ran 11 to 13 % faster than matrixmultiply, the input gradient
+//! 8 %; on two cores of an AMD EPYC (Zen 4), the forward products 12 to 15 % faster, the
+//! weight gradients 0 to 4 % slower (they had been 12 to 15 % slower while the transposed
+//! tiles went through the register transposes below, its accumulators were written back
+//! through a call, and a 16-column last panel ran the 32-column kernel).
 //!
 //! # The tile
 //!
@@ -24,11 +27,11 @@
 //! `b` (KC × NC, 512 KiB) stays in L2 while every row tile passes over it. A short last tile
 //! (fewer than 12 rows) runs the kernel of the next size up (4, 8 or 12 rows), its missing
 //! rows read from a row of zeros; a short last panel (fewer than 32 columns) is packed with
-//! zeros and stored through masks. Every element of C is the same sequence of fused
+//! zeros and stored through masks, and one of at most 16 columns runs a kernel one vector
+//! wide. Every element of C is the same sequence of fused
 //! multiply-adds along k, in the same order, whichever tile, panel, block or thread computes
-//! it, so the result is bitwise the same at every thread count. Transposed operands (a
-//! weight `[out, in]` read as `[in, out]`, a transposed `a`) are packed through 16 × 16
-//! register transposes.
+//! it, so the result is bitwise the same at every thread count. A transposed `b` (a weight
+//! `[out, in]` read as `[in, out]`) is packed through 16 × 16 register transposes.
 
 #![cfg(target_arch = "x86_64")]
 
@@ -181,12 +184,18 @@ unsafe fn row_tiles(
     let mut i0 = rows.start;
     while i0 < rows.end {
         let mr = (rows.end - i0).min(MR);
-        if !in_place {
+        let packed = a.rs == 1;
+        if packed {
             // SAFETY: rows i0..i0 + mr and steps k0..k0 + kc lie inside op(a).
-            unsafe { copy_tile(a, i0, mr, k0, kc, copy) };
+            unsafe { pack_transposed_tile(a, i0, mr, k0, kc, copy) };
+        } else if !in_place {
+            // SAFETY: as above.
+            unsafe { copy_rows_of_tile(a, i0, mr, k0, kc, copy) };
         }
         let tile: [*const f32; MR] = std::array::from_fn(|r| {
-            if r >= mr {
+            if packed {
+                copy.as_ptr()
+            } else if r >= mr {
                 zeros.as_ptr()
             } else if in_place {
                 // SAFETY: row i0 + r of op(a), from column k0 (kc values follow).
@@ -212,10 +221,10 @@ unsafe fn row_tiles(
             };
             // SAFETY: every row pointer has kc values, the panel kc rows of NR values.
             unsafe {
-                match mr {
-                    1..=4 => kernel::<4>(kc, &tile, panel, out),
-                    5..=8 => kernel::<8>(kc, &tile, panel, out),
-                    _ => kernel::<12>(kc, &tile, panel, out),
+                if packed {
+                    tile_kernel::<true>(kc, &tile, panel, out)
+                } else {
+                    tile_kernel::<false>(kc, &tile, panel, out)
                 }
             }
             j += NR;
@@ -227,24 +236,49 @@ unsafe fn row_tiles(
 /// Row stride of a tile's copy: rows of KC values, 16 more so they do not share L1 sets.
 const COPY_LD: usize = KC + 16;
 
-/// Copies rows `i0..i0 + mr`, steps `k0..k0 + kc` of `op(a)` into `out` as `mr` rows of
-/// [`COPY_LD`] values: for a transposed `a`, 16 x 16 register transposes; for a row-major
-/// one (rows that alias in L1), row by row.
-unsafe fn copy_tile(a: Operand, i0: usize, mr: usize, k0: usize, kc: usize, out: &mut [f32]) {
-    // SAFETY (both branches): the caller's rows and steps lie inside op(a).
-    let origin = unsafe { a.ptr.offset(i0 as isize * a.rs + k0 as isize * a.cs) };
-    if a.rs == 1 {
-        for p0 in (0..kc).step_by(16) {
-            unsafe {
-                let src = origin.offset(p0 as isize * a.cs);
-                transpose_16x16(src, a.cs, kc - p0, mr, out, p0, COPY_LD);
-            }
-        }
-    } else {
-        for r in 0..mr {
-            // SAFETY: kc contiguous values of row i0 + r (`a.cs == 1`).
-            let row = unsafe { std::slice::from_raw_parts(origin.offset(r as isize * a.rs), kc) };
-            out[r * COPY_LD..][..kc].copy_from_slice(row);
+/// Copies rows `i0..i0 + mr`, steps `k0..k0 + kc` of a row-major `op(a)` whose rows alias
+/// in L1 into `out` as `mr` rows of [`COPY_LD`] values.
+unsafe fn copy_rows_of_tile(
+    a: Operand,
+    i0: usize,
+    mr: usize,
+    k0: usize,
+    kc: usize,
+    out: &mut [f32],
+) {
+    debug_assert!(a.cs == 1);
+    // SAFETY: the caller's rows and steps lie inside op(a).
+    let origin = unsafe { a.ptr.offset(i0 as isize * a.rs + k0 as isize) };
+    for r in 0..mr {
+        // SAFETY: kc contiguous values of row i0 + r (`a.cs == 1`).
+        let row = unsafe { std::slice::from_raw_parts(origin.offset(r as isize * a.rs), kc) };
+        out[r * COPY_LD..][..kc].copy_from_slice(row);
+    }
+}
+
+/// Packs rows `i0..i0 + mr`, steps `k0..k0 + kc` of a transposed `op(a)` (stored `k x m`)
+/// k-major into `out`: the tile's [`MR`] values of step `p` side by side at `p * MR`, rows
+/// past `mr` zero. Stored transposed, those values already lie side by side in `a`, so each
+/// step is one masked load and store (where 16 x 16 register transposes into rows had cost
+/// the weight gradients 5 to 15 % against matrixmultiply).
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_transposed_tile(
+    a: Operand,
+    i0: usize,
+    mr: usize,
+    k0: usize,
+    kc: usize,
+    out: &mut [f32],
+) {
+    debug_assert!(a.rs == 1 && mr <= MR && out.len() >= kc * MR + (16 - MR));
+    let (load, store) = (lanes(mr), lanes(MR));
+    for p in 0..kc {
+        // SAFETY: step k0 + p, rows i0..i0 + mr of op(a) (masked beyond); the store writes
+        // MR values at p * MR, inside `out`.
+        unsafe {
+            let v =
+                _mm512_maskz_loadu_ps(load, a.ptr.offset((k0 + p) as isize * a.cs + i0 as isize));
+            _mm512_mask_storeu_ps(out.as_mut_ptr().add(p * MR), store, v);
         }
     }
 }
@@ -414,32 +448,76 @@ unsafe fn transpose_16x16(
     }
 }
 
-/// The register tile: `acc[r] += a[r][p] · panel[p]` along k, for the first `R` rows.
+/// The kernel for a tile of `out.mr` rows and `out.nr` columns: the next row count up of
+/// 4, 8 or 12, and one vector of columns instead of two for a panel of at most 16 (the last
+/// panel of 784 columns, say, which two vectors would compute twice over).
+///
+/// # Safety
+/// As [`kernel`].
+unsafe fn tile_kernel<const PACKED: bool>(
+    kc: usize,
+    rows: &[*const f32; MR],
+    panel: &[f32],
+    out: Out,
+) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        match (out.mr, out.nr <= 16) {
+            (1..=4, false) => kernel::<4, 2, PACKED>(kc, rows, panel, out),
+            (5..=8, false) => kernel::<8, 2, PACKED>(kc, rows, panel, out),
+            (_, false) => kernel::<12, 2, PACKED>(kc, rows, panel, out),
+            (1..=4, true) => kernel::<4, 1, PACKED>(kc, rows, panel, out),
+            (5..=8, true) => kernel::<8, 1, PACKED>(kc, rows, panel, out),
+            (_, true) => kernel::<12, 1, PACKED>(kc, rows, panel, out),
+        }
+    }
+}
+
+/// The register tile: `acc[r] += a[r][p] · panel[p]` along k, for the first `R` rows and
+/// the first `W` vectors of 16 columns. Value `(r, p)` of the tile is at `rows[r] + p`, or,
+/// `PACKED`, at `rows[0] + p * MR + r` (see [`pack_transposed_tile`]).
+///
+/// # Safety
+/// Each row pointer (the packed tile) holds kc steps; the panel (64-byte aligned) kc rows of
+/// NR values; `out` a tile of the caller's c.
 #[target_feature(enable = "avx512f")]
-unsafe fn kernel<const R: usize>(kc: usize, rows: &[*const f32; MR], panel: &[f32], out: Out) {
-    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+unsafe fn kernel<const R: usize, const W: usize, const PACKED: bool>(
+    kc: usize,
+    rows: &[*const f32; MR],
+    panel: &[f32],
+    out: Out,
+) {
+    let mut acc = [[_mm512_setzero_ps(); W]; R];
     let b = panel.as_ptr();
     for p in 0..kc {
         // SAFETY: the panel (64-byte aligned) holds kc rows of NR values; each row pointer
         // kc values.
         unsafe {
-            let b0 = _mm512_load_ps(b.add(p * NR));
-            let b1 = _mm512_load_ps(b.add(p * NR + 16));
+            let bv: [__m512; W] = std::array::from_fn(|h| _mm512_load_ps(b.add(p * NR + 16 * h)));
             for r in 0..R {
-                let x = _mm512_set1_ps(*rows[r].add(p));
-                acc[r][0] = _mm512_fmadd_ps(x, b0, acc[r][0]);
-                acc[r][1] = _mm512_fmadd_ps(x, b1, acc[r][1]);
+                let x = if PACKED {
+                    _mm512_set1_ps(*rows[0].add(p * MR + r))
+                } else {
+                    _mm512_set1_ps(*rows[r].add(p))
+                };
+                for h in 0..W {
+                    acc[r][h] = _mm512_fmadd_ps(x, bv[h], acc[r][h]);
+                }
             }
         }
     }
     // SAFETY: the caller's tile of c.
-    unsafe { store(&acc, out) }
+    unsafe { store(acc, out) }
 }
 
-/// `c = alpha * acc + start` on the tile's first `mr` rows and `nr` columns.
-#[target_feature(enable = "avx512f")]
-#[inline]
-unsafe fn store<const R: usize>(acc: &[[__m512; 2]; R], out: Out) {
+/// `c = alpha * acc + start` on the tile's first `mr` rows and `nr` columns. Always inlined
+/// into [`kernel`] (whose AVX-512 it then runs with): called, its accumulators would go
+/// through memory, which cost 3 % of a ∇τ run in calls and spills.
+///
+/// # Safety
+/// AVX-512 must be available; `out` a tile of the caller's c.
+#[inline(always)]
+unsafe fn store<const R: usize, const W: usize>(acc: [[__m512; W]; R], out: Out) {
     let masks = [lanes(out.nr), lanes(out.nr.saturating_sub(16))];
     let alpha = _mm512_set1_ps(out.alpha);
     for (r, row) in acc.iter().enumerate().take(out.mr) {
