@@ -24,12 +24,12 @@ pub enum Transpose {
     Yes,
 }
 
-/// Below this many multiply-adds (`m*k*n`, about 128^3, some 35 us on one core) a product
-/// runs on one thread: waking a helper costs microseconds, and each block repacks the smaller
-/// operand. On the shared (loaded) 2-core machine this was measured on, products of 0.3M to
-/// 2M multiply-adds ran 0-15 % slower split in two and 8M ones about as fast, while 25M ones
-/// (the MLP's first layer) ran about 2x faster; the threshold errs towards one thread.
-const PARALLEL_MIN_MACS: usize = 1 << 21;
+/// Below this many multiply-adds (`m*k*n`, about 80^3, some 10 us on one core) a product
+/// runs on one thread. With helpers parked between calls (woken in 25 to 55 us), products
+/// under 2M multiply-adds had run 0-15 % slower split in two; since helpers linger between
+/// calls (see `parallel`), the MLP's last-layer products (1.3M, `512 x 256 x 10` and its
+/// gradients) run in 20 us split instead of 37 us on one core (AMD EPYC, 2 cores).
+const PARALLEL_MIN_MACS: usize = 1 << 19;
 
 /// Blocks are whole multiples of this many rows or columns: the widest register tile of
 /// matrixmultiply's sgemm kernels (AVX-512's 16; AVX's 8 divides it), so that only the last
