@@ -414,6 +414,8 @@ fn linger() {
             break;
         }
         spin_a_little();
+        // A thread the host has waiting for this core gets it: lingering uses idle time only.
+        std::thread::yield_now();
     }
     LINGERING.waiting.fetch_sub(1, Ordering::SeqCst);
 }
