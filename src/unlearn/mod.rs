@@ -249,6 +249,9 @@ where
         .collect::<Result<Vec<_>>>()?;
     let result = body(&mut work, dev)
         .and_then(|r| check_final_outputs(probe.0, &r, &work, probe.1).map(|()| r));
+    // The run's buffers are freed by now; the memory goes back to the system, not only to
+    // the allocator.
+    crate::backend::cpu::pool::release_free_memory();
     if matches!(result, Err(Error::NonFinite(_))) {
         return result;
     }

@@ -518,8 +518,11 @@ fn synthetic(model: &str, n: usize, sample_shape: &[usize], rng: &mut Rng) -> Re
 }
 
 /// Resets the process's peak resident memory (VmHWM) to its current size (Linux 4.0+; a
-/// no-op elsewhere, where the peak then covers the whole process so far).
+/// no-op elsewhere, where the peak then covers the whole process so far), after handing the
+/// allocator's free memory back to the system, so that what the benchmarks before this one
+/// freed (a CNN's data sets, say) does not count in its peak.
 fn reset_peak_rss() {
+    gradtau::backend::cpu::pool::release_free_memory();
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
