@@ -43,10 +43,22 @@ pub fn check_labels(labels: &[u32], n: usize, classes: usize, op: &'static str) 
 
 /// Row-wise softmax of `[N, C]` logits (numerically stable), on the host.
 pub fn softmax_rows(logits: &[f32], classes: usize) -> Result<Vec<f32>> {
+    softmax_rows_and(logits, classes, |_, _, _| {})
+}
+
+/// [`softmax_rows`], calling `row_done(i, max, sum)` with each row's largest logit and its
+/// sum of `exp(x - max)`, so that a caller needing the log-sum-exp (`max + ln(sum)`) does not
+/// compute every exponential a second time.
+fn softmax_rows_and(
+    logits: &[f32],
+    classes: usize,
+    mut row_done: impl FnMut(usize, f32, f32),
+) -> Result<Vec<f32>> {
     let mut out = crate::backend::cpu::pool::take(logits.len())?;
-    for (row, o) in logits
+    for (i, (row, o)) in logits
         .chunks_exact(classes)
         .zip(out.chunks_exact_mut(classes))
+        .enumerate()
     {
         let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut s = 0.0f32;
@@ -57,6 +69,7 @@ pub fn softmax_rows(logits: &[f32], classes: usize) -> Result<Vec<f32>> {
         for oi in o.iter_mut() {
             *oi /= s;
         }
+        row_done(i, m, s);
     }
     Ok(out)
 }
@@ -80,14 +93,10 @@ pub fn cross_entropy(logits: &Tensor, labels: &[u32]) -> Result<(Tensor, Tensor)
         ));
     }
     let x = host(logits, "cross_entropy")?;
-    let probs = softmax_rows(x, c)?;
     let mut loss = crate::backend::cpu::pool::take(n)?;
-    for i in 0..n {
-        let row = &x[i * c..(i + 1) * c];
-        let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let lse = m + row.iter().map(|&v| (v - m).exp()).sum::<f32>().ln();
-        loss[i] = lse - row[labels[i] as usize];
-    }
+    let probs = softmax_rows_and(x, c, |i, m, s| {
+        loss[i] = m + s.ln() - x[i * c + labels[i] as usize];
+    })?;
     Ok((Tensor::cpu(loss, vec![n]), Tensor::cpu(probs, vec![n, c])))
 }
 
