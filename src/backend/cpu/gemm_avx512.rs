@@ -184,13 +184,11 @@ unsafe fn row_tiles(
     let mut i0 = rows.start;
     while i0 < rows.end {
         let mr = (rows.end - i0).min(MR);
-        let packed = a.rs == 1;
-        if packed {
+        // A transposed `a` of one row (`rs == cs == 1`) is read in place like a row-major one.
+        let packed = !in_place && a.rs == 1;
+        if !in_place {
             // SAFETY: rows i0..i0 + mr and steps k0..k0 + kc lie inside op(a).
-            unsafe { pack_transposed_tile(a, i0, mr, k0, kc, copy) };
-        } else if !in_place {
-            // SAFETY: as above.
-            unsafe { copy_rows_of_tile(a, i0, mr, k0, kc, copy) };
+            unsafe { copy_tile(a, i0, mr, k0, kc, copy) };
         }
         let tile: [*const f32; MR] = std::array::from_fn(|r| {
             if packed {
@@ -236,17 +234,14 @@ unsafe fn row_tiles(
 /// Row stride of a tile's copy: rows of KC values, 16 more so they do not share L1 sets.
 const COPY_LD: usize = KC + 16;
 
-/// Copies rows `i0..i0 + mr`, steps `k0..k0 + kc` of a row-major `op(a)` whose rows alias
-/// in L1 into `out` as `mr` rows of [`COPY_LD`] values.
-unsafe fn copy_rows_of_tile(
-    a: Operand,
-    i0: usize,
-    mr: usize,
-    k0: usize,
-    kc: usize,
-    out: &mut [f32],
-) {
-    debug_assert!(a.cs == 1);
+/// Copies rows `i0..i0 + mr`, steps `k0..k0 + kc` of `op(a)` into `out`: a transposed `a`
+/// k-major (see [`pack_transposed`]), a row-major one (whose rows alias in L1) as `mr` rows of
+/// [`COPY_LD`] values.
+unsafe fn copy_tile(a: Operand, i0: usize, mr: usize, k0: usize, kc: usize, out: &mut [f32]) {
+    if a.rs == 1 {
+        // SAFETY: the caller's rows and steps lie inside op(a); AVX-512 is available.
+        return unsafe { pack_transposed(a, i0, mr, k0, kc, out) };
+    }
     // SAFETY: the caller's rows and steps lie inside op(a).
     let origin = unsafe { a.ptr.offset(i0 as isize * a.rs + k0 as isize) };
     for r in 0..mr {
@@ -262,14 +257,7 @@ unsafe fn copy_rows_of_tile(
 /// step is one masked load and store (where 16 x 16 register transposes into rows had cost
 /// the weight gradients 5 to 15 % against matrixmultiply).
 #[target_feature(enable = "avx512f")]
-unsafe fn pack_transposed_tile(
-    a: Operand,
-    i0: usize,
-    mr: usize,
-    k0: usize,
-    kc: usize,
-    out: &mut [f32],
-) {
+unsafe fn pack_transposed(a: Operand, i0: usize, mr: usize, k0: usize, kc: usize, out: &mut [f32]) {
     debug_assert!(a.rs == 1 && mr <= MR && out.len() >= kc * MR + (16 - MR));
     let (load, store) = (lanes(mr), lanes(MR));
     for p in 0..kc {
@@ -475,7 +463,7 @@ unsafe fn tile_kernel<const PACKED: bool>(
 
 /// The register tile: `acc[r] += a[r][p] · panel[p]` along k, for the first `R` rows and
 /// the first `W` vectors of 16 columns. Value `(r, p)` of the tile is at `rows[r] + p`, or,
-/// `PACKED`, at `rows[0] + p * MR + r` (see [`pack_transposed_tile`]).
+/// `PACKED`, at `rows[0] + p * MR + r` (see [`pack_transposed`]).
 ///
 /// # Safety
 /// Each row pointer (the packed tile) holds kc steps; the panel (64-byte aligned) kc rows of

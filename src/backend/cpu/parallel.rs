@@ -270,6 +270,23 @@ impl Call {
         pool: &rayon_core::ThreadPool,
         work: &'a (dyn Fn() + Sync + 'a),
     ) {
+        // SAFETY: the caller's contract.
+        let job = unsafe { self.helper_job(work) };
+        if LINGERING.waiting.load(Ordering::SeqCst) > 0 {
+            LINGERING.post(job.clone());
+        }
+        pool.spawn(move || {
+            if job.run() {
+                linger();
+            }
+        });
+    }
+
+    /// A helper job (with its ticket) that runs `work` for this call.
+    ///
+    /// # Safety
+    /// [`Call::finish`] must return before `work` is dropped or invalidated.
+    unsafe fn helper_job<'a>(&self, work: &'a (dyn Fn() + Sync + 'a)) -> HelperJob {
         let ptr: *const (dyn Fn() + Sync + 'a) = work;
         // SAFETY: only the lifetime changes; the job dereferences the pointer only between a
         // successful `enter` and its `leave`, and `finish` (which the caller's contract runs
@@ -281,18 +298,10 @@ impl Call {
             )
         });
         self.shared.tickets.fetch_add(1, Ordering::AcqRel);
-        let job = HelperJob {
+        HelperJob {
             shared: Arc::clone(&self.shared),
             ptr,
-        };
-        if LINGERING.waiting.load(Ordering::SeqCst) > 0 {
-            LINGERING.post(job.clone());
         }
-        pool.spawn(move || {
-            if job.run() {
-                linger();
-            }
-        });
     }
 
     /// Closes the call to helpers that have not started, waits for those that have, and
@@ -553,20 +562,9 @@ mod tests {
         let work = || {
             runs.fetch_add(1, Ordering::SeqCst);
         };
-        let work: &(dyn Fn() + Sync) = &work;
         let call = Call::new();
-        // SAFETY: only the lifetime changes; `call.finish()` below returns before `work`
-        // goes out of scope.
-        let ptr = WorkPtr(unsafe {
-            std::mem::transmute::<*const (dyn Fn() + Sync + '_), *const (dyn Fn() + Sync + 'static)>(
-                work,
-            )
-        });
-        call.shared.tickets.fetch_add(1, Ordering::AcqRel);
-        let job = HelperJob {
-            shared: Arc::clone(&call.shared),
-            ptr,
-        };
+        // SAFETY: `call.finish()` below returns before `work` goes out of scope.
+        let job = unsafe { call.helper_job(&work) };
         // Posted twice, as a job is posted and queued on the pool: it runs once. Posted
         // before the thread below starts lingering, so it cannot time out first.
         LINGERING.post(job.clone());
