@@ -52,6 +52,7 @@
 
 use std::any::Any;
 use std::cell::Cell;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -377,20 +378,20 @@ struct Lingering {
     /// How many helpers are lingering now.
     waiting: AtomicUsize,
     /// Jobs posted for them (each also queued on the pool), and how many, to poll cheaply.
-    jobs: Mutex<Vec<HelperJob>>,
+    jobs: Mutex<VecDeque<HelperJob>>,
     posted: AtomicUsize,
 }
 
 static LINGERING: Lingering = Lingering {
     waiting: AtomicUsize::new(0),
-    jobs: Mutex::new(Vec::new()),
+    jobs: Mutex::new(VecDeque::new()),
     posted: AtomicUsize::new(0),
 };
 
 impl Lingering {
     fn post(&self, job: HelperJob) {
         let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        jobs.push(job);
+        jobs.push_back(job);
         self.posted.store(jobs.len(), Ordering::Release);
     }
 
@@ -400,7 +401,7 @@ impl Lingering {
             return None;
         }
         let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        let job = (!jobs.is_empty()).then(|| jobs.remove(0));
+        let job = jobs.pop_front();
         self.posted.store(jobs.len(), Ordering::Release);
         job
     }
