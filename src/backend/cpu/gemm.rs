@@ -452,9 +452,9 @@ mod tests {
         (1, 784, 256),
         (1, 13, 5),
         // Our AVX-512 kernel's edges: short last tiles of every kernel size (m % 12 = 1, 5,
-        // 9), short last panels (n % 32, of at most 16 columns and of more), two and three blocks along k (KC = 256) with a short
-        // last one, more columns than one packed chunk (NC = 512), and rows 4 KiB apart
-        // (k = 1024, copied when stored row-major).
+        // 9), short last panels (n % 32, of at most 16 columns and of more), two and three
+        // blocks along k (KC = 256) with a short last one, more columns than one packed chunk
+        // (NC = 512), and rows 4 KiB apart (k = 1024, copied when stored row-major).
         (25, 300, 70),
         (29, 513, 545),
         (33, 257, 33),
